@@ -1,0 +1,166 @@
+"""The Python API: open a store, encode files, DataFrames or lists of texts into it, and run
+named queries, getting polars DataFrames back. The CLI is a thin shell over these functions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from saeembed.errors import SaeembedError, SAEError
+from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
+from saeembed.queries import run_query
+from saeembed.store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EncodeResult", "encode", "open_store", "run_query", "corpus_name_for"]
+
+
+def open_store(path: str | Path, *, read_only: bool = False) -> Store:
+    """Open (creating and migrating if needed) a saeembed DuckDB store."""
+    return Store(path, read_only=read_only)
+
+
+@dataclass
+class EncodeResult:
+    corpus: str
+    read: ReadReport
+    n_new_documents: int
+    encoding: object  # saeembed.encode.EncodeReport
+
+    def summary(self) -> str:
+        e = self.encoding
+        return (
+            f"corpus {self.corpus!r}: {self.n_new_documents:,} new documents; encoded {e.n_encoded:,} "
+            f"({e.n_tokens:,} tokens, {e.tokens_per_second:,.0f} tok/s, {e.n_truncated:,} truncated) "
+            f"with encoder {e.encoder.encoder_id} ({e.encoder.name})"
+        )
+
+
+def corpus_name_for(path: str | Path) -> str:
+    """Default corpus name for a file: its name without format and compression suffixes."""
+    name = Path(path).name
+    return re.sub(r"(\.(gz|zst|zstd|bz2))?$", "", name).rsplit(".", 1)[0] or name
+
+
+def _read(source, text_col, id_col) -> tuple[pl.DataFrame, ReadReport, str]:
+    if isinstance(source, pl.DataFrame):
+        docs, report = documents_from_frame(source, text_col=text_col, id_col=id_col)
+        return docs, report, "<dataframe>"
+    if isinstance(source, (str, Path)):
+        docs, report = read_documents(source, text_col=text_col, id_col=id_col)
+        return docs, report, str(Path(source).resolve())
+    docs, report = documents_from_texts(list(source))
+    return docs, report, "<texts>"
+
+
+def resolve_sae(sae: str | Path | None, model_id: str):
+    """Load ``sae`` (path or Hub id) or the SAE shipped for ``model_id``."""
+    from saeembed.pretrained import default_sae_for
+    from saeembed.sae import load_sae
+
+    if sae is None:
+        shipped = default_sae_for(model_id)
+        if shipped is None:
+            raise SAEError(f"no SAE ships for model {model_id}; pass --sae PATH_OR_HUB_ID")
+        sae = shipped
+    return load_sae(sae)
+
+
+def resolve_layer(layer: int | None, sae_layer: int | None) -> int:
+    if layer is None and sae_layer is None:
+        raise SAEError("the SAE does not say which layer it reads; pass --layer N")
+    if layer is not None and sae_layer is not None and layer != sae_layer:
+        raise SAEError(f"--layer {layer} differs from the SAE's layer {sae_layer}; drop --layer or use an SAE for layer {layer}")
+    return sae_layer if layer is None else layer
+
+
+def encode(
+    source: str | Path | pl.DataFrame | Sequence[str],
+    db: str | Path | Store,
+    *,
+    corpus: str | None = None,
+    text_col: str | None = None,
+    id_col: str | None = None,
+    model: str = "default",
+    sae: str | Path | None = None,
+    layer: int | None = None,
+    max_tokens: int | None = None,
+    batch_tokens: int | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    chat: str = "none",
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> EncodeResult:
+    """Read ``source`` (a file, a DataFrame, or a list of texts), add its documents to ``corpus``
+    in ``db`` and encode every one not yet encoded with this model, SAE and layer.
+
+    Safe to interrupt and to repeat: a second call encodes only what is missing."""
+    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
+    from saeembed.reader import load_reader
+
+    if corpus is None:
+        if not isinstance(source, (str, Path)):
+            raise SaeembedError("name the corpus (corpus=...) when encoding a DataFrame or a list of texts")
+        corpus = corpus_name_for(source)
+    docs, report, origin = _read(source, text_col, id_col)
+    if report.n_empty or report.n_duplicate_text:
+        log.warning(report.summary())
+    store = db if isinstance(db, Store) else Store(db)
+    try:
+        added = store.add_documents(corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col)
+        reader = load_reader(model, device=device, dtype=dtype)
+        sae_model = resolve_sae(sae, reader.model_id)
+        chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
+        sae_model = sae_model.to(reader.device)
+        reader.drop_layers_after(chosen_layer)
+        encoding = encode_corpus(
+            store, corpus, reader, sae_model, layer=chosen_layer,
+            max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens,
+            chat=chat, progress=progress, on_batch=on_batch,
+        )
+    finally:
+        if not isinstance(db, Store):
+            store.close()
+    return EncodeResult(corpus, report, added, encoding)
+
+
+def store_info(store: Store) -> dict[str, pl.DataFrame]:
+    """The corpora and the encoders of a store, with counts (what `saeembed info` prints)."""
+    corpora = store.sql(
+        """
+        SELECT c.corpus, count(d.doc_id) AS documents, c.source, c.text_col, c.id_col, c.created_at
+        FROM corpora c LEFT JOIN documents d USING (corpus)
+        GROUP BY ALL ORDER BY c.corpus
+        """
+    )
+    encoders = store.sql(
+        """
+        SELECT n.encoder_id, n.name, n.model, n.layer, n.d_sae, n.activation, n.k, n.max_tokens, n.dtype, n.chat,
+               count(e.doc_id) AS documents, coalesce(sum(e.n_tokens), 0) AS tokens,
+               coalesce(sum(e.n_features), 0) AS activations, coalesce(sum(e.truncated::INT), 0) AS truncated
+        FROM encoders n LEFT JOIN encoded_documents e USING (encoder_id)
+        GROUP BY ALL ORDER BY n.encoder_id
+        """
+    )
+    return {"corpora": corpora, "encoders": encoders}
+
+
+def describe_sae(spec: str | Path) -> dict:
+    """A one-row summary of an SAE: shape, activation, model, layer, hash, and shipped figures."""
+    from saeembed.sae import load_sae
+
+    sae = load_sae(spec)
+    cfg = sae.cfg
+    row = {"d_in": cfg.d_in, "d_sae": cfg.d_sae, "activation": cfg.activation, "k": cfg.k,
+           "model": cfg.model, "layer": cfg.layer, "source": cfg.source, "sha256": sae.content_hash()[:16]}
+    for key in ("fvu", "dead_fraction", "loss_recovered"):
+        if key in cfg.extra:
+            row[key] = cfg.extra[key]
+    return row

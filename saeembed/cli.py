@@ -1,0 +1,220 @@
+"""The `saeembed` command line: each command parses its options, makes one library call, and
+renders the result (tables on a terminal, JSON lines when piped). Logs and progress go to stderr."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+
+from saeembed import __version__
+from saeembed.errors import SaeembedError
+from saeembed.render import FORMATS, render
+
+log = logging.getLogger("saeembed")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("saeembed: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+
+
+def _domain_errors(fn):
+    """Turn saeembed's domain errors into one-line click errors (exit code 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SaeembedError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    help="Output format [default: table on a terminal, jsonl when piped].",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="saeembed")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr, no progress bar.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """SAE embeddings of text corpora, stored in DuckDB: encode documents into sparse vectors of
+    interpretable concepts, then query and analyse them."""
+    _setup_logging(verbose, quiet)
+    ctx.obj = {"quiet": quiet}
+
+
+# ---- encode -----------------------------------------------------------------------------------
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="DuckDB store to write (created if missing).")
+@click.option("--corpus", help="Corpus name [default: the file name without extensions].")
+@click.option("--text-col", help="Column holding the text [default: `text`, or the only string column].")
+@click.option("--id-col", help="Column with your own document ids (must be unique).")
+@click.option("--model", default="default", show_default=True,
+              help="Reader LLM: Hub id (owner/name[@revision]), local path, or `default` (SmolLM2-135M-Instruct).")
+@click.option("--sae", help="SAE: directory, checkpoint file or Hub id (saeembed, SAELens, sparsify, Goodfire) [default: the one shipped for the model].")
+@click.option("--layer", type=int, help="Residual stream after this decoder block (0-based) [default: the SAE's].")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="Keep the first N tokens of each document (longer ones are truncated and counted).")
+@click.option("--batch-tokens", type=click.IntRange(1), help="Token budget per batch [default: 4096 on CPU, 65536 on CUDA].")
+@click.option("--device", default="auto", show_default=True, help="auto, cuda, mps or cpu.")
+@click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+@click.option("--as-chat", "chat", type=click.Choice(["none", "user", "assistant"]), default="none", show_default=True,
+              help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).")
+@click.pass_context
+@_domain_errors
+def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max_tokens, batch_tokens, device, dtype, chat):
+    """Encode INPUT (JSONL, JSON, CSV, TSV, Parquet or text; .gz/.zst/.bz2 too) into the store.
+
+    Each document becomes its max-pooled sparse SAE vector. Interrupt it at any time: running it
+    again finishes the job without duplicating anything; running it twice adds nothing."""
+    from saeembed.api import encode as encode_documents
+
+    result = encode_documents(
+        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, model=model, sae=sae,
+        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
+        chat=chat, progress=not ctx.obj["quiet"],
+    )
+    click.echo(result.summary(), err=True)
+
+
+# ---- querying ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("query")
+@click.option("-p", "--param", "params", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="Bind a parameter ($NAME in the SQL); repeatable.")
+@format_option
+@_domain_errors
+def sql(db, query, params, fmt):
+    """Run QUERY against the store DB and print the rows.
+
+    QUERY is SQL text, `@file.sql`, or the name of a named query (see `saeembed queries`).
+    Parameters are bound, never pasted into the SQL: `-p feature 12` binds $feature."""
+    from saeembed.queries import coerce_value, named_queries, run_query
+    from saeembed.store import Store
+
+    given = {name: value for name, value in params}
+    with Store(db, read_only=True) as store:
+        if query in named_queries():
+            frame = run_query(store, query, **given)
+        else:
+            text = Path(query[1:]).read_text() if query.startswith("@") else query
+            frame = store.sql(text, {k: coerce_value(v) for k, v in given.items()} or None)
+    render(frame, fmt)
+
+
+@main.command("queries")
+@format_option
+@_domain_errors
+def list_queries(fmt):
+    """List the named queries and their parameters."""
+    from saeembed.queries import named_queries
+
+    rows = [
+        {"name": q.name, "params": ", ".join(p.name + ("?" if p.optional else "") for p in q.params),
+         "description": q.description}
+        for q in named_queries().values()
+    ]
+    render(pl.DataFrame(rows), fmt)
+
+
+@main.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@format_option
+@_domain_errors
+def info(db, fmt):
+    """List the corpora and encoders in DB, with document, token and activation counts."""
+    from saeembed.api import store_info
+    from saeembed.store import Store
+
+    with Store(db, read_only=True) as store:
+        tables = store_info(store)
+    for title, frame in tables.items():
+        render(frame, fmt, title=title)
+
+
+# ---- models and SAEs --------------------------------------------------------------------------
+@main.group()
+def models() -> None:
+    """The reader LLMs."""
+
+
+@models.command("pull")
+@click.argument("model", default="default")
+@_domain_errors
+def models_pull(model):
+    """Fetch a reader model now (the embedded default unless MODEL is given)."""
+    from saeembed.reader import load_reader
+
+    reader = load_reader(model, device="cpu")
+    click.echo(f"{reader.model_id} ({reader.revision}): {reader.n_layers} layers, d_model {reader.d_model}", err=True)
+
+
+@models.command("list")
+@format_option
+def models_list(fmt):
+    """Show the embedded default reader and whether it has been fetched."""
+    from saeembed.reader import describe_default_model
+
+    render(pl.DataFrame([describe_default_model()]), fmt)
+
+
+@main.group()
+def sae() -> None:
+    """Sparse autoencoders."""
+
+
+@sae.command("info")
+@click.argument("spec")
+@format_option
+@_domain_errors
+def sae_info(spec, fmt):
+    """Describe the SAE at SPEC (any supported format or Hub id)."""
+    from saeembed.api import describe_sae
+
+    render(pl.DataFrame([describe_sae(spec)]), fmt)
+
+
+@sae.command("convert")
+@click.argument("spec")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
+@_domain_errors
+def sae_convert(spec, dest, dtype):
+    """Convert the SAE at SPEC into saeembed's own directory format at DEST."""
+    import torch
+
+    from saeembed.sae import load_sae
+
+    load_sae(spec).save(dest, dtype=getattr(torch, dtype))
+    click.echo(f"wrote {dest}", err=True)
+
+
+@sae.command("list")
+@format_option
+def sae_list(fmt):
+    """List the SAEs shipped with saeembed."""
+    from saeembed.api import describe_sae
+    from saeembed.pretrained import shipped_saes
+
+    rows = [{"name": name, "path": str(path), **describe_sae(str(path))} for name, path in shipped_saes().items()]
+    render(pl.DataFrame(rows) if rows else pl.DataFrame({"name": []}), fmt)
+
+
+if __name__ == "__main__":
+    main()

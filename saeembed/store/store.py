@@ -1,0 +1,254 @@
+"""The DuckDB concept store: opening (with migrations), corpora and documents, encoders, and the
+per-batch transactional writes of encoded documents. Analyses read it with plain SQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from saeembed.errors import StoreError
+from saeembed.store.migrations import MIGRATIONS, latest_version
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """One row of the `encoders` table: a fully fingerprinted way of encoding documents."""
+
+    encoder_id: int
+    name: str
+    fingerprint: str
+    model: str
+    layer: int
+    sae: str
+    sae_sha256: str
+    d_sae: int
+    max_tokens: int
+    chat: str
+
+
+_ENCODER_COLUMNS = "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
+
+
+class Store:
+    """A saeembed DuckDB database. Opening it applies pending migrations (unless read-only)."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists() and (read_only or not create):
+            raise StoreError(f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`")
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            message = str(exc).splitlines()[0]
+            if "lock" in message.lower():
+                raise StoreError(
+                    f"{self.path} is locked by another process (an encode still running?); wait for it or stop it"
+                ) from exc
+            raise StoreError(f"cannot open {self.path} as a DuckDB store ({message})") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open {self.path} as a DuckDB store ({str(exc).splitlines()[0]})") from exc
+        self._migrate(read_only)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        exists = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+
+    def _migrate(self, read_only: bool) -> None:
+        current = self.schema_version()
+        if current > latest_version():
+            raise StoreError(
+                f"{self.path} has schema v{current}, newer than this saeembed knows (v{latest_version()}); "
+                "upgrade saeembed (pip install -U saeembed)"
+            )
+        if current == latest_version():
+            return
+        if read_only:
+            raise StoreError(f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}); open it writable once")
+        if current == 0 and self._has_foreign_tables():
+            raise StoreError(f"{self.path} is a DuckDB file but not a saeembed store; choose another --db path")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+        )
+        for version, name, apply in MIGRATIONS:
+            if version <= current:
+                continue
+            self.con.begin()
+            try:
+                apply(self.con)
+                self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+            log.info("store %s migrated to schema v%d (%s)", self.path, version, name)
+
+    def _has_foreign_tables(self) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0])
+
+    # ---- corpora and documents -------------------------------------------------------------
+    def add_documents(self, corpus: str, docs: pl.DataFrame, *, source: str | None = None,
+                      text_col: str | None = None, id_col: str | None = None) -> int:
+        """Insert the documents of ``docs`` (columns of `saeembed.inputs`) not yet in ``corpus``;
+        returns how many were new. One transaction: all or nothing."""
+        if not corpus or not corpus.strip():
+            raise StoreError("a corpus name cannot be empty; pass --corpus NAME")
+        self.con.begin()
+        try:
+            self.con.execute(
+                "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [corpus, source, text_col, id_col],
+            )
+            self.con.register("incoming_documents", docs.select("doc_id", "row_idx", "ext_id", "text", "meta"))
+            before = self.count_documents(corpus)
+            self.con.execute(
+                """
+                INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta)
+                SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta FROM incoming_documents n
+                WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
+                """,
+                [corpus, corpus],
+            )
+            added = self.count_documents(corpus) - before
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        finally:
+            self.con.unregister("incoming_documents")
+        return added
+
+    def count_documents(self, corpus: str) -> int:
+        return self.con.execute("SELECT count(*) FROM documents WHERE corpus = ?", [corpus]).fetchone()[0]
+
+    def corpora(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT corpus FROM corpora ORDER BY corpus").fetchall()]
+
+    def require_corpus(self, corpus: str) -> str:
+        known = self.corpora()
+        if corpus not in known:
+            have = ", ".join(known) or "none yet"
+            raise StoreError(f"no corpus {corpus!r} in {self.path} (corpora: {have})")
+        return corpus
+
+    # ---- encoders --------------------------------------------------------------------------
+    def get_or_create_encoder(self, fingerprint: str, fields: dict) -> tuple[Encoder, bool]:
+        """The encoder with this fingerprint, creating it (with a readable unique name) if new."""
+        found = self._encoder_where("fingerprint = ?", [fingerprint])
+        if found:
+            return found[0], False
+        name = fields["name"]
+        taken = {r[0] for r in self.con.execute("SELECT name FROM encoders").fetchall()}
+        suffix = 2
+        while name in taken:
+            name = f"{fields['name']}-{suffix}"
+            suffix += 1
+        row = {**fields, "name": name, "fingerprint": fingerprint}
+        row["config"] = json.dumps(row.get("config") or {}, sort_keys=True)
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.con.execute(f"INSERT INTO encoders ({cols}) VALUES ({marks})", list(row.values()))
+        return self._encoder_where("fingerprint = ?", [fingerprint])[0], True
+
+    def _encoder_where(self, where: str, params: list) -> list[Encoder]:
+        rows = self.con.execute(f"SELECT {_ENCODER_COLUMNS} FROM encoders WHERE {where} ORDER BY encoder_id", params).fetchall()
+        return [Encoder(*r) for r in rows]
+
+    def encoders(self) -> list[Encoder]:
+        return self._encoder_where("true", [])
+
+    def resolve_encoder(self, ref: str | int | None) -> Encoder:
+        """An encoder by id or name; with no reference, the only encoder in the store."""
+        known = self.encoders()
+        if ref is None:
+            if len(known) == 1:
+                return known[0]
+            if not known:
+                raise StoreError(f"{self.path} has no encoders yet; run `saeembed encode` first")
+            names = ", ".join(f"{e.encoder_id}={e.name}" for e in known)
+            raise StoreError(f"{self.path} has several encoders ({names}); choose one with --encoder")
+        for enc in known:
+            if str(enc.encoder_id) == str(ref) or enc.name == str(ref):
+                return enc
+        names = ", ".join(f"{e.encoder_id}={e.name}" for e in known) or "none"
+        raise StoreError(f"no encoder {ref!r} in {self.path} (encoders: {names})")
+
+    # ---- encoding progress -----------------------------------------------------------------
+    def pending_documents(self, encoder_id: int, corpus: str, limit: int) -> pl.DataFrame:
+        """Up to ``limit`` documents of ``corpus`` not yet encoded by ``encoder_id`` (file order)."""
+        return self.con.sql(
+            """
+            SELECT d.doc_id, d.text FROM documents d
+            WHERE d.corpus = ? AND NOT EXISTS (
+                SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
+            ORDER BY d.row_idx LIMIT ?
+            """,
+            params=[corpus, encoder_id, limit],
+        ).pl()
+
+    def count_pending(self, encoder_id: int, corpus: str) -> int:
+        return self.con.execute(
+            """
+            SELECT count(*) FROM documents d WHERE d.corpus = ? AND NOT EXISTS (
+                SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
+            """,
+            [corpus, encoder_id],
+        ).fetchone()[0]
+
+    def write_encoded(self, encoder_id: int, encoded: pa.Table, activations: pa.Table) -> None:
+        """Store one batch in one transaction: the `encoded_documents` rows and their activations.
+
+        A document already encoded by this encoder (a concurrent or repeated run) makes the whole
+        batch roll back instead of duplicating rows."""
+        self.con.begin()
+        try:
+            self.con.register("batch_encoded", encoded)
+            self.con.register("batch_activations", activations)
+            self.con.execute(
+                "INSERT INTO encoded_documents (encoder_id, doc_id, n_tokens, truncated, n_features) "
+                "SELECT ?, doc_id, n_tokens, truncated, n_features FROM batch_encoded",
+                [encoder_id],
+            )
+            self.con.execute(
+                "INSERT INTO activations SELECT ?, doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end "
+                "FROM batch_activations",
+                [encoder_id],
+            )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        finally:
+            self.con.unregister("batch_encoded")
+            self.con.unregister("batch_activations")
+
+    # ---- reading ---------------------------------------------------------------------------
+    def sql(self, query: str, params: dict | list | None = None) -> pl.DataFrame:
+        """Run SQL with bound parameters (``$name`` or ``?``) and return a polars DataFrame."""
+        try:
+            relation = self.con.sql(query, params=params or None)
+            return relation.pl() if relation is not None else pl.DataFrame()
+        except duckdb.Error as exc:
+            raise StoreError(f"SQL error: {str(exc).splitlines()[0]}") from exc
