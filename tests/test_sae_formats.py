@@ -44,7 +44,9 @@ def base_weights(seed: int = 0) -> dict[str, torch.Tensor]:
 def write_saelens(directory: Path, cfg: dict, tensors: dict[str, torch.Tensor]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cfg.json").write_text(json.dumps(cfg))
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "sae_weights.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in tensors.items()}, str(directory / "sae_weights.safetensors")
+    )
     save_file({"sparsity": torch.zeros(D_SAE)}, str(directory / "sparsity.safetensors"))
     return directory
 
@@ -294,9 +296,7 @@ def test_saelens_topk_old_layout_with_activation_scaler(tmp_path):
 def test_saelens_topk_v6_rescale_by_decoder_norm(tmp_path):
     w = base_weights(seed=3)
     w["W_dec"] = w["W_dec"] * (rand(D_SAE, seed=11).abs() + 0.5).unsqueeze(1)  # uneven norms
-    cfg = saelens_cfg_v6(
-        "topk", k=5, rescale_acts_by_decoder_norm=True, apply_b_dec_to_input=True
-    )
+    cfg = saelens_cfg_v6("topk", k=5, rescale_acts_by_decoder_norm=True, apply_b_dec_to_input=True)
     cfg["metadata"]["hook_name"] = "blocks.6.hook_resid_post"
     sae = load_sae(write_saelens(tmp_path / "topk6", cfg, w))
     assert (sae.cfg.activation, sae.cfg.k, sae.cfg.layer) == ("topk", 5, 6)
@@ -317,6 +317,17 @@ def test_saelens_norm_scaling_factor_in_cfg(tmp_path):
     ref = saelens_reference(w, x, kind="relu", apply_b_dec=True, scale=2.5)
     assert_encodes_like(sae, ref, x)
     torch.testing.assert_close(sae.decode(ref), saelens_decode_reference(w, ref, scale=2.5))
+
+
+def test_saelens_finetuning_scaling_factor_folds_into_decoder(tmp_path):
+    w = base_weights(seed=6)
+    factor = rand(D_SAE, seed=40).abs() + 0.5
+    cfg = saelens_cfg_v5(finetuning_scaling_factor=True)
+    sae = load_sae(write_saelens(tmp_path / "ft", cfg, {**w, "scaling_factor": factor}))
+    x = inputs()
+    ref = saelens_reference(w, x, kind="relu", apply_b_dec=True)
+    assert_encodes_like(sae, ref, x)  # only decoding is affected
+    torch.testing.assert_close(sae.decode(ref), (ref * factor) @ w["W_dec"] + w["b_dec"])
 
 
 def test_saelens_gated_converts_to_jumprelu(tmp_path):
@@ -368,7 +379,9 @@ def test_sparsify_topk(tmp_path):
     t = sparsify_tensors()
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": "EleutherAI/pythia-70m", "batch_size": 8}))
+    (run / "config.json").write_text(
+        json.dumps({"model": "EleutherAI/pythia-70m", "batch_size": 8})
+    )
     path = write_sparsify(run / "layers.3", sparsify_cfg(), t)
     write_sparsify(run / "layers.4", sparsify_cfg(), sparsify_tensors(seed=50))
 
@@ -555,14 +568,18 @@ def test_missing_files(tmp_path):
 
 @pytest.mark.parametrize("spec", ["/no/such/dir", "./relative/missing", "plainword"])
 def test_nonexistent_path(spec):
-    with pytest.raises(SAEError, match="no SAE at .*give a directory, a checkpoint file, or a Hub id"):
+    with pytest.raises(
+        SAEError, match="no SAE at .*give a directory, a checkpoint file, or a Hub id"
+    ):
         load_sae(spec)
 
 
 def test_hub_id_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(SAEError, match=r"could not be reached for hf://no-such-owner-x/no-such-sae/layers.3") as info:
+    with pytest.raises(
+        SAEError, match=r"could not be reached for hf://no-such-owner-x/no-such-sae/layers.3"
+    ) as info:
         load_sae("no-such-owner-x/no-such-sae/layers.3")
     assert "local" in str(info.value)
     assert "\n" not in str(info.value)
@@ -606,7 +623,9 @@ def test_hub_repo_not_found(monkeypatch):
 def test_check_sae_fits():
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, activation="relu"), base_weights())
     check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=11)
-    with pytest.raises(SAEError, match="SAE d_in=8 does not match the model's hidden size 16 at layer 3"):
+    with pytest.raises(
+        SAEError, match="SAE d_in=8 does not match the model's hidden size 16 at layer 3"
+    ):
         check_sae_fits(sae, d_model=16, n_layers=12, layer=3)
     with pytest.raises(SAEError, match="outside 0..11"):
         check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=12)

@@ -70,10 +70,10 @@ class Store:
     def schema_version(self) -> int:
         exists = self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if not exists:
             return 0
-        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
 
     def _migrate(self, read_only: bool) -> None:
         current = self.schema_version()
@@ -106,7 +106,7 @@ class Store:
             log.info("store %s migrated to schema v%d (%s)", self.path, version, name)
 
     def _has_foreign_tables(self) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0])
+        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0])
 
     # ---- corpora and documents -------------------------------------------------------------
     def add_documents(self, corpus: str, docs: pl.DataFrame, *, source: str | None = None,
@@ -141,7 +141,7 @@ class Store:
         return added
 
     def count_documents(self, corpus: str) -> int:
-        return self.con.execute("SELECT count(*) FROM documents WHERE corpus = ?", [corpus]).fetchone()[0]
+        return self.con.execute("SELECT count(*) FROM documents WHERE corpus = ?", [corpus]).fetchall()[0][0]
 
     def corpora(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT corpus FROM corpora ORDER BY corpus").fetchall()]
@@ -215,7 +215,7 @@ class Store:
                 SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
             """,
             [corpus, encoder_id],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
 
     def write_encoded(self, encoder_id: int, encoded: pa.Table, activations: pa.Table) -> None:
         """Store one batch in one transaction: the `encoded_documents` rows and their activations.
