@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny real components (see fakes.py) and the real default model (slow)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import build_tiny_model, random_sae
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sae(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-sae")
+    random_sae().save(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def saeembed_home() -> Path:
+    """A persistent cache for fetched models and data, so reruns never refetch."""
+    home = Path(os.environ.setdefault("SAEEMBED_HOME", str(Path.home() / ".cache" / "saeembed")))
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -1,0 +1,109 @@
+"""The DuckDB store: migrations from blank and from old or foreign files, documents, encoders."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+
+from saeembed.errors import StoreError
+from saeembed.inputs import documents_from_texts
+from saeembed.store import Store, latest_version
+
+
+def test_blank_store_gets_every_migration(tmp_path):
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.schema_version() == latest_version()
+        rows = store.sql("SELECT version, name FROM schema_migrations ORDER BY version").rows()
+        assert rows[0] == (1, "initial")
+        tables = set(store.sql("SELECT table_name FROM information_schema.tables")["table_name"])
+        assert {"documents", "encoders", "encoded_documents", "activations", "features", "corpora"} <= tables
+
+
+def test_reopening_does_not_migrate_twice(tmp_path):
+    Store(tmp_path / "s.duckdb").close()
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.sql("SELECT count(*) AS n FROM schema_migrations")["n"][0] == latest_version()
+
+
+def test_store_from_a_newer_saeembed_is_refused(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (999, 'future')")
+    con.close()
+    with pytest.raises(StoreError, match="schema v999, newer than this saeembed knows"):
+        Store(path)
+
+
+def test_foreign_duckdb_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE mine (x INT)")
+    con.close()
+    with pytest.raises(StoreError, match="not a saeembed store"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()] == ["mine"]
+    con.close()
+
+
+def test_missing_store_for_reading(tmp_path):
+    with pytest.raises(StoreError, match="no store at .*saeembed encode"):
+        Store(tmp_path / "nope.duckdb", read_only=True)
+    assert not (tmp_path / "nope.duckdb").exists()
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "junk.duckdb"
+    path.write_text("hello")
+    with pytest.raises(StoreError, match="cannot open"):
+        Store(path)
+
+
+def test_add_documents_is_idempotent_per_corpus(tmp_path):
+    docs, _ = documents_from_texts(["a b", "c d", "e f"])
+    with Store(tmp_path / "s.duckdb") as store:
+        assert store.add_documents("one", docs) == 3
+        assert store.add_documents("one", docs) == 0
+        assert store.add_documents("two", docs.head(2)) == 2
+        more, _ = documents_from_texts(["a b", "g h"])
+        assert store.add_documents("one", more) == 1
+        assert store.sql("SELECT corpus, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1").rows() == [("one", 4), ("two", 2)]
+        assert store.corpora() == ["one", "two"]
+
+
+def test_failed_document_insert_leaves_nothing(tmp_path):
+    docs, _ = documents_from_texts(["a b"])
+    bad = docs.with_columns(pl.lit(None, dtype=pl.String).alias("text"))  # NOT NULL violation
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(duckdb.Error):
+            store.add_documents("one", bad)
+        assert store.corpora() == []
+        assert store.count_documents("one") == 0
+
+
+def test_encoder_resolution(tmp_path):
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(StoreError, match="no encoders yet"):
+            store.resolve_encoder(None)
+        fields = dict(model="m", model_revision="r", layer=1, sae="s", sae_sha256="ab" * 32, d_sae=8,
+                      activation="topk", k=2, pooling="max", max_tokens=8, truncation="keep_first",
+                      dtype="float32", chat="none", prefix="bos", encoding_version=1, saeembed_version="0",
+                      config={}, name="m-L1")
+        first, created = store.get_or_create_encoder("fp1", fields)
+        again, created_again = store.get_or_create_encoder("fp1", fields)
+        assert created and not created_again and again == first
+        second, _ = store.get_or_create_encoder("fp2", fields)
+        assert (first.name, second.name) == ("m-L1", "m-L1-2")
+        assert store.resolve_encoder("m-L1-2") == second
+        assert store.resolve_encoder(1) == first
+        with pytest.raises(StoreError, match="several encoders"):
+            store.resolve_encoder(None)
+        with pytest.raises(StoreError, match="no encoder 'x'"):
+            store.resolve_encoder("x")
+
+
+def test_unknown_corpus(tmp_path):
+    with Store(tmp_path / "s.duckdb") as store, pytest.raises(StoreError, match="no corpus 'x'.*none yet"):
+        store.require_corpus("x")
