@@ -17,6 +17,7 @@ from saeembed.queries import run_query
 from saeembed.store import Store
 
 log = logging.getLogger(__name__)
+DATA_PREFIX = "data:"  # named datasets: data:NAME or data:NAME?column=value,value
 
 __all__ = ["EncodeResult", "encode", "open_store", "run_query", "corpus_name_for"]
 
@@ -43,7 +44,13 @@ class EncodeResult:
 
 
 def corpus_name_for(path: str | Path) -> str:
-    """Default corpus name for a file: its name without format and compression suffixes."""
+    """Default corpus name for a file (its name without format and compression suffixes) or a
+    dataset reference (``data:rotten-tomatoes?category=fresh`` -> ``rotten-tomatoes-fresh``)."""
+    if str(path).startswith(DATA_PREFIX):
+        from saeembed.data import parse_dataset_ref
+
+        name, filters = parse_dataset_ref(str(path))
+        return "-".join([name, *(v for values in filters.values() for v in values)])
     name = Path(path).name
     return re.sub(r"(\.(gz|zst|zstd|bz2))?$", "", name).rsplit(".", 1)[0] or name
 
@@ -52,6 +59,15 @@ def _read(source, text_col, id_col) -> tuple[pl.DataFrame, ReadReport, str]:
     if isinstance(source, pl.DataFrame):
         docs, report = documents_from_frame(source, text_col=text_col, id_col=id_col)
         return docs, report, "<dataframe>"
+    if isinstance(source, str) and source.startswith(DATA_PREFIX):
+        from saeembed.data import load_dataset, parse_dataset_ref
+
+        name, filters = parse_dataset_ref(source)
+        frame = load_dataset(name, filter=filters or None)
+        docs, report = documents_from_frame(
+            frame, text_col=text_col or "text", id_col=id_col, source=source
+        )
+        return docs, report, source
     if isinstance(source, (str, Path)):
         docs, report = read_documents(source, text_col=text_col, id_col=id_col)
         return docs, report, str(Path(source).resolve())
@@ -76,7 +92,9 @@ def resolve_layer(layer: int | None, sae_layer: int | None) -> int:
     if layer is None and sae_layer is None:
         raise SAEError("the SAE does not say which layer it reads; pass --layer N")
     if layer is not None and sae_layer is not None and layer != sae_layer:
-        raise SAEError(f"--layer {layer} differs from the SAE's layer {sae_layer}; drop --layer or use an SAE for layer {layer}")
+        raise SAEError(
+            f"--layer {layer} differs from the SAE's layer {sae_layer}; drop --layer or use an SAE for layer {layer}"
+        )
     return sae_layer if layer is None else layer
 
 
@@ -107,23 +125,34 @@ def encode(
 
     if corpus is None:
         if not isinstance(source, (str, Path)):
-            raise SaeembedError("name the corpus (corpus=...) when encoding a DataFrame or a list of texts")
+            raise SaeembedError(
+                "name the corpus (corpus=...) when encoding a DataFrame or a list of texts"
+            )
         corpus = corpus_name_for(source)
     docs, report, origin = _read(source, text_col, id_col)
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
     store = db if isinstance(db, Store) else Store(db)
     try:
-        added = store.add_documents(corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col)
+        added = store.add_documents(
+            corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col
+        )
         reader = load_reader(model, device=device, dtype=dtype)
         sae_model = resolve_sae(sae, reader.model_id)
         chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
         sae_model = sae_model.to(reader.device)
         reader.drop_layers_after(chosen_layer)
         encoding = encode_corpus(
-            store, corpus, reader, sae_model, layer=chosen_layer,
-            max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens,
-            chat=chat, progress=progress, on_batch=on_batch,
+            store,
+            corpus,
+            reader,
+            sae_model,
+            layer=chosen_layer,
+            max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+            batch_tokens=batch_tokens,
+            chat=chat,
+            progress=progress,
+            on_batch=on_batch,
         )
     finally:
         if not isinstance(db, Store):
@@ -158,8 +187,16 @@ def describe_sae(spec: str | Path) -> dict:
 
     sae = load_sae(spec)
     cfg = sae.cfg
-    row = {"d_in": cfg.d_in, "d_sae": cfg.d_sae, "activation": cfg.activation, "k": cfg.k,
-           "model": cfg.model, "layer": cfg.layer, "source": cfg.source, "sha256": sae.content_hash()[:16]}
+    row = {
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "activation": cfg.activation,
+        "k": cfg.k,
+        "model": cfg.model,
+        "layer": cfg.layer,
+        "source": cfg.source,
+        "sha256": sae.content_hash()[:16],
+    }
     for key in ("fvu", "dead_fraction", "loss_recovered"):
         if key in cfg.extra:
             row[key] = cfg.extra[key]

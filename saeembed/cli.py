@@ -23,7 +23,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     handler.setFormatter(logging.Formatter("saeembed: %(message)s"))
     log.handlers[:] = [handler]
     log.propagate = False
-    log.setLevel(logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+    log.setLevel(
+        logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    )
 
 
 def _domain_errors(fn):
@@ -40,7 +42,10 @@ def _domain_errors(fn):
 
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
     help="Output format [default: table on a terminal, jsonl when piped].",
 )
 
@@ -59,35 +64,100 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 # ---- encode -----------------------------------------------------------------------------------
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("--db", required=True, type=click.Path(path_type=Path), help="DuckDB store to write (created if missing).")
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "--db",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="DuckDB store to write (created if missing).",
+)
 @click.option("--corpus", help="Corpus name [default: the file name without extensions].")
-@click.option("--text-col", help="Column holding the text [default: `text`, or the only string column].")
+@click.option(
+    "--text-col", help="Column holding the text [default: `text`, or the only string column]."
+)
 @click.option("--id-col", help="Column with your own document ids (must be unique).")
-@click.option("--model", default="default", show_default=True,
-              help="Reader LLM: Hub id (owner/name[@revision]), local path, or `default` (SmolLM2-135M-Instruct).")
-@click.option("--sae", help="SAE: directory, checkpoint file or Hub id (saeembed, SAELens, sparsify, Goodfire) [default: the one shipped for the model].")
-@click.option("--layer", type=int, help="Residual stream after this decoder block (0-based) [default: the SAE's].")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
-              help="Keep the first N tokens of each document (longer ones are truncated and counted).")
-@click.option("--batch-tokens", type=click.IntRange(1), help="Token budget per batch [default: 4096 on CPU, 65536 on CUDA].")
+@click.option(
+    "--model",
+    default="default",
+    show_default=True,
+    help="Reader LLM: Hub id (owner/name[@revision]), local path, or `default` (SmolLM2-135M-Instruct).",
+)
+@click.option(
+    "--sae",
+    help="SAE: directory, checkpoint file or Hub id (saeembed, SAELens, sparsify, Goodfire) [default: the one shipped for the model].",
+)
+@click.option(
+    "--layer",
+    type=int,
+    help="Residual stream after this decoder block (0-based) [default: the SAE's].",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=512,
+    show_default=True,
+    help="Keep the first N tokens of each document (longer ones are truncated and counted).",
+)
+@click.option(
+    "--batch-tokens",
+    type=click.IntRange(1),
+    help="Token budget per batch [default: 4096 on CPU, 65536 on CUDA].",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cuda, mps or cpu.")
-@click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
-@click.option("--as-chat", "chat", type=click.Choice(["none", "user", "assistant"]), default="none", show_default=True,
-              help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.",
+)
+@click.option(
+    "--as-chat",
+    "chat",
+    type=click.Choice(["none", "user", "assistant"]),
+    default="none",
+    show_default=True,
+    help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).",
+)
 @click.pass_context
 @_domain_errors
-def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max_tokens, batch_tokens, device, dtype, chat):
-    """Encode INPUT (JSONL, JSON, CSV, TSV, Parquet or text; .gz/.zst/.bz2 too) into the store.
+def encode(
+    ctx,
+    input_path,
+    db,
+    corpus,
+    text_col,
+    id_col,
+    model,
+    sae,
+    layer,
+    max_tokens,
+    batch_tokens,
+    device,
+    dtype,
+    chat,
+):
+    """Encode INPUT (JSONL, JSON, CSV, TSV, Parquet or text; .gz/.zst/.bz2 too; or a named dataset
+    such as data:rotten-tomatoes?category=fresh) into the store.
 
     Each document becomes its max-pooled sparse SAE vector. Interrupt it at any time: running it
     again finishes the job without duplicating anything; running it twice adds nothing."""
     from saeembed.api import encode as encode_documents
 
     result = encode_documents(
-        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, model=model, sae=sae,
-        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device, dtype=dtype,
-        chat=chat, progress=not ctx.obj["quiet"],
+        input_path,
+        db,
+        corpus=corpus,
+        text_col=text_col,
+        id_col=id_col,
+        model=model,
+        sae=sae,
+        layer=layer,
+        max_tokens=max_tokens,
+        batch_tokens=batch_tokens,
+        device=device,
+        dtype=dtype,
+        chat=chat,
+        progress=not ctx.obj["quiet"],
     )
     click.echo(result.summary(), err=True)
 
@@ -96,8 +166,15 @@ def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max
 @main.command()
 @click.argument("db", type=click.Path(path_type=Path))
 @click.argument("query")
-@click.option("-p", "--param", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Bind a parameter ($NAME in the SQL); repeatable.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Bind a parameter ($NAME in the SQL); repeatable.",
+)
 @format_option
 @_domain_errors
 def sql(db, query, params, fmt):
@@ -126,8 +203,11 @@ def list_queries(fmt):
     from saeembed.queries import named_queries
 
     rows = [
-        {"name": q.name, "params": ", ".join(p.name + ("?" if p.optional else "") for p in q.params),
-         "description": q.description}
+        {
+            "name": q.name,
+            "params": ", ".join(p.name + ("?" if p.optional else "") for p in q.params),
+            "description": q.description,
+        }
         for q in named_queries().values()
     ]
     render(pl.DataFrame(rows), fmt)
@@ -148,6 +228,59 @@ def info(db, fmt):
         render(frame, fmt, title=title)
 
 
+# ---- named datasets ---------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Named real datasets (fetched once into the cache)."""
+
+
+@data.command("list")
+@format_option
+def data_list(fmt):
+    """List the named datasets."""
+    from dataclasses import asdict
+
+    from saeembed.data import list_datasets
+
+    rows = [{k: v for k, v in asdict(card).items() if k != "columns"} for card in list_datasets()]
+    render(pl.DataFrame(rows), fmt)
+
+
+@data.command("get")
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write to this file (.jsonl, .jsonl.gz, .parquet, .csv) instead of stdout.",
+)
+@click.option(
+    "--split",
+    "split",
+    type=click.Choice(["paragraph", "window"]),
+    help="Split documents into passages.",
+)
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Passage size for --split window (words).",
+)
+@format_option
+@_domain_errors
+def data_get(ref, output, split, max_tokens, fmt):
+    """Fetch a named dataset: REF is NAME or NAME?column=value,value (e.g. rotten-tomatoes?category=fresh)."""
+    from saeembed.data import load_dataset, parse_dataset_ref, write_dataset
+
+    name, filters = parse_dataset_ref(ref if ref.startswith("data:") else f"data:{ref}")
+    frame = load_dataset(name, split_passages=split, max_tokens=max_tokens, filter=filters or None)
+    if output:
+        click.echo(f"wrote {frame.height:,} rows to {write_dataset(frame, output)}", err=True)
+    else:
+        render(frame, fmt)
+
+
 # ---- models and SAEs --------------------------------------------------------------------------
 @main.group()
 def models() -> None:
@@ -162,7 +295,10 @@ def models_pull(model):
     from saeembed.reader import load_reader
 
     reader = load_reader(model, device="cpu")
-    click.echo(f"{reader.model_id} ({reader.revision}): {reader.n_layers} layers, d_model {reader.d_model}", err=True)
+    click.echo(
+        f"{reader.model_id} ({reader.revision}): {reader.n_layers} layers, d_model {reader.d_model}",
+        err=True,
+    )
 
 
 @models.command("list")
@@ -193,7 +329,12 @@ def sae_info(spec, fmt):
 @sae.command("convert")
 @click.argument("spec")
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+)
 @_domain_errors
 def sae_convert(spec, dest, dtype):
     """Convert the SAE at SPEC into saeembed's own directory format at DEST."""
@@ -212,7 +353,10 @@ def sae_list(fmt):
     from saeembed.api import describe_sae
     from saeembed.pretrained import shipped_saes
 
-    rows = [{"name": name, "path": str(path), **describe_sae(str(path))} for name, path in shipped_saes().items()]
+    rows = [
+        {"name": name, "path": str(path), **describe_sae(str(path))}
+        for name, path in shipped_saes().items()
+    ]
     render(pl.DataFrame(rows) if rows else pl.DataFrame({"name": []}), fmt)
 
 

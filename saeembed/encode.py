@@ -98,35 +98,44 @@ class BatchResult:
     peak_token: np.ndarray  # [m] position of the (first) maximum among the document's tokens
 
 
-def encoder_spec(reader: Reader, sae: SAE, layer: int, max_tokens: int, wrapping: Wrapping) -> EncoderSpec:
+def encoder_spec(
+    reader: Reader, sae: SAE, layer: int, max_tokens: int, wrapping: Wrapping
+) -> EncoderSpec:
     return EncoderSpec(
-        model=reader.model_id, model_revision=reader.revision, layer=layer,
-        sae_sha256=sae.content_hash(), d_sae=sae.cfg.d_sae, activation=sae.cfg.activation,
-        k=sae.cfg.k, max_tokens=max_tokens, dtype=dtype_name(reader.dtype),
-        chat=wrapping.chat, prefix=wrapping.description,
+        model=reader.model_id,
+        model_revision=reader.revision,
+        layer=layer,
+        sae_sha256=sae.content_hash(),
+        d_sae=sae.cfg.d_sae,
+        activation=sae.cfg.activation,
+        k=sae.cfg.k,
+        max_tokens=max_tokens,
+        dtype=dtype_name(reader.dtype),
+        chat=wrapping.chat,
+        prefix=wrapping.description,
     )
 
 
 def _assemble(docs: list[Tokenized], wrapping: Wrapping, pad_id: int, device: torch.device):
-    """Right-padded input ids, attention mask, and the mask of the documents' own tokens."""
+    """Right-padded input ids and the mask of the documents' own tokens."""
     pre, suf = len(wrapping.prefix), len(wrapping.suffix)
     lengths = torch.tensor([len(d.ids) for d in docs])
     width = int(lengths.max()) + pre + suf
     ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(docs), width), dtype=torch.long)
     for row, doc in enumerate(docs):
         n = len(doc.ids)
         ids[row, :pre] = torch.tensor(wrapping.prefix, dtype=torch.long)
         ids[row, pre : pre + n] = torch.from_numpy(doc.ids)
         ids[row, pre + n : pre + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
-        attention[row, : pre + n + suf] = 1
     positions = torch.arange(width)
     own = (positions >= pre) & (positions < pre + lengths.unsqueeze(1))
-    return ids.to(device), attention.to(device), own.to(device), lengths
+    return ids.to(device), own.to(device), lengths
 
 
 @torch.inference_mode()
-def encode_batch(reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wrapping: Wrapping) -> BatchResult:
+def encode_batch(
+    reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wrapping: Wrapping
+) -> BatchResult:
     """Pooled sparse SAE activations of a batch of tokenised documents.
 
     Nothing of size tokens x features exists for TopK SAEs: the SAE returns (token, feature, value)
@@ -134,10 +143,12 @@ def encode_batch(reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wr
     pad_id = reader.tokenizer.pad_token_id
     if pad_id is None:
         pad_id = reader.tokenizer.eos_token_id or 0
-    ids, attention, own, lengths = _assemble(docs, wrapping, pad_id, reader.device)
-    hidden = reader.residual_stream(ids, attention, layer)
+    ids, own, lengths = _assemble(docs, wrapping, pad_id, reader.device)
+    hidden = reader.residual_stream(ids, None, layer)  # right padding: see Reader.residual_stream
     tokens = hidden[own].to(sae.W_enc.dtype)  # [n_tokens, d_in], documents' own tokens, in order
-    doc_of_token = torch.repeat_interleave(torch.arange(len(docs), device=tokens.device), lengths.to(tokens.device))
+    doc_of_token = torch.repeat_interleave(
+        torch.arange(len(docs), device=tokens.device), lengths.to(tokens.device)
+    )
     first_token = torch.cumsum(lengths, 0) - lengths
 
     acts = sae.encode_sparse(tokens)
@@ -161,29 +172,35 @@ def encode_batch(reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wr
     )
 
 
-def _batch_tables(result: BatchResult, docs: list[Tokenized], doc_ids: np.ndarray) -> tuple[pa.Table, pa.Table]:
+def _batch_tables(
+    result: BatchResult, docs: list[Tokenized], doc_ids: np.ndarray
+) -> tuple[pa.Table, pa.Table]:
     """Arrow tables for `encoded_documents` and `activations` from one batch's results."""
     n_features = np.bincount(result.doc_index, minlength=len(docs)).astype(np.int32)
-    encoded = pa.table({
-        "doc_id": pa.array(doc_ids, pa.int64()),
-        "n_tokens": pa.array([len(d.ids) for d in docs], pa.int32()),
-        "truncated": pa.array([d.truncated for d in docs], pa.bool_()),
-        "n_features": pa.array(n_features),
-    })
+    encoded = pa.table(
+        {
+            "doc_id": pa.array(doc_ids, pa.int64()),
+            "n_tokens": pa.array([len(d.ids) for d in docs], pa.int32()),
+            "truncated": pa.array([d.truncated for d in docs], pa.bool_()),
+            "n_features": pa.array(n_features),
+        }
+    )
     spans = np.zeros((len(result.doc_index), 2), dtype=np.int32)
     for i, doc in enumerate(docs):  # per document, vectorised over its features
         rows = np.nonzero(result.doc_index == i)[0]
         if len(rows):
             spans[rows] = doc.offsets[result.peak_token[rows]]
-    activations = pa.table({
-        "doc_id": pa.array(doc_ids[result.doc_index], pa.int64()),
-        "feature": pa.array(result.feature),
-        "value": pa.array(result.value.astype(np.float32)),
-        "n_tokens": pa.array(result.n_tokens),
-        "peak_token": pa.array(result.peak_token),
-        "peak_start": pa.array(spans[:, 0]),
-        "peak_end": pa.array(spans[:, 1]),
-    })
+    activations = pa.table(
+        {
+            "doc_id": pa.array(doc_ids[result.doc_index], pa.int64()),
+            "feature": pa.array(result.feature),
+            "value": pa.array(result.value.astype(np.float32)),
+            "n_tokens": pa.array(result.n_tokens),
+            "peak_token": pa.array(result.peak_token),
+            "peak_start": pa.array(spans[:, 0]),
+            "peak_end": pa.array(spans[:, 1]),
+        }
+    )
     return encoded, activations
 
 
@@ -214,7 +231,9 @@ def encode_corpus(
     total = store.count_pending(encoder.encoder_id, corpus)
     if total == 0:
         return report
-    bar = tqdm(total=total, unit="doc", disable=not progress, desc=f"encoding {corpus}", dynamic_ncols=True)
+    bar = tqdm(
+        total=total, unit="doc", disable=not progress, desc=f"encoding {corpus}", dynamic_ncols=True
+    )
     start, n_batches = time.perf_counter(), 0
     try:
         while True:
@@ -237,7 +256,12 @@ def encode_corpus(
                 report.seconds = time.perf_counter() - start
                 bar.update(len(docs))
                 bar.set_postfix_str(f"{report.tokens_per_second:,.0f} tok/s", refresh=False)
-                log.debug("committed batch %d: %d documents, %d tokens", n_batches, len(docs), batch_tokens_done)
+                log.debug(
+                    "committed batch %d: %d documents, %d tokens",
+                    n_batches,
+                    len(docs),
+                    batch_tokens_done,
+                )
                 if on_batch is not None:
                     on_batch(n_batches)
     finally:
@@ -248,9 +272,14 @@ def encode_corpus(
 def ensure_encoder(store: Store, spec: EncoderSpec, sae: SAE) -> Encoder:
     fields = {k: v for k, v in asdict(spec).items() if k not in ("prefix",)}
     fields.update(
-        name=spec.name(), prefix=spec.prefix, sae=sae.cfg.source or "unknown",
+        name=spec.name(),
+        prefix=spec.prefix,
+        sae=sae.cfg.source or "unknown",
         saeembed_version=__version__,
-        config={"sae_cfg": {k: v for k, v in asdict(sae.cfg).items() if k != "extra"}, "sae_extra": sae.cfg.extra},
+        config={
+            "sae_cfg": {k: v for k, v in asdict(sae.cfg).items() if k != "extra"},
+            "sae_extra": sae.cfg.extra,
+        },
     )
     encoder, created = store.get_or_create_encoder(spec.fingerprint(), fields)
     if created:

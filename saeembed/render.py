@@ -15,7 +15,12 @@ def default_format(stream: TextIO = sys.stdout) -> str:
     return "table" if stream.isatty() else "jsonl"
 
 
-def render(frame: pl.DataFrame, fmt: str | None = None, stream: TextIO | None = None, title: str | None = None) -> None:
+def render(
+    frame: pl.DataFrame,
+    fmt: str | None = None,
+    stream: TextIO | None = None,
+    title: str | None = None,
+) -> None:
     """Write ``frame`` to ``stream`` (stdout by default) in ``fmt``."""
     stream = stream or sys.stdout
     fmt = fmt or default_format(stream)
@@ -23,8 +28,13 @@ def render(frame: pl.DataFrame, fmt: str | None = None, stream: TextIO | None = 
         if title:
             stream.write(f"{title}\n")
         with pl.Config(
-            tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
-            tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True, float_precision=4,
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=80,
+            tbl_width_chars=200,
+            tbl_hide_column_data_types=True,
+            tbl_hide_dataframe_shape=True,
+            float_precision=4,
         ):
             stream.write(f"{frame}\n" if frame.width else "(no rows)\n")
     elif fmt == "csv":

@@ -11,7 +11,7 @@ import numpy as np
 
 ChatMode = Literal["none", "user", "assistant"]
 CHAT_MODES: tuple[str, ...] = ("none", "user", "assistant")
-_SENTINEL = "\uE000saeembed-document\uE001"
+_SENTINEL = "\ue000saeembed-document\ue001"
 _CHARS_PER_TOKEN_CAP = 32  # texts are clipped to max_tokens * this many chars before tokenising
 
 
@@ -40,7 +40,9 @@ def wrapping_for(tokenizer, chat: ChatMode = "none") -> Wrapping:
     if chat not in CHAT_MODES:
         raise ValueError(f"unknown chat mode {chat!r}; use one of {', '.join(CHAT_MODES)}")
     if chat == "none":
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        start = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
         prefix = (start,) if start is not None else ()
         return Wrapping(prefix, (), "none", "bos" if prefix else "none")
     if not getattr(tokenizer, "chat_template", None):
@@ -55,7 +57,9 @@ def wrapping_for(tokenizer, chat: ChatMode = "none") -> Wrapping:
     if not found:
         from saeembed.errors import ModelError
 
-        raise ModelError("the chat template does not show the message content verbatim; drop --as-chat")
+        raise ModelError(
+            "the chat template does not show the message content verbatim; drop --as-chat"
+        )
     prefix = tuple(tokenizer(before, add_special_tokens=False)["input_ids"])
     suffix = tuple(tokenizer(after, add_special_tokens=False)["input_ids"])
     return Wrapping(prefix, suffix, chat, f"chat:{chat}")
@@ -73,7 +77,9 @@ def tokenize_documents(tokenizer, texts: list[str], max_tokens: int) -> list[Tok
     except TypeError:  # tokenizers without split_special_tokens
         enc = tokenizer(clipped, **kwargs)
     out = []
-    for text, full, ids, offsets in zip(clipped, texts, enc["input_ids"], enc["offset_mapping"], strict=True):
+    for text, full, ids, offsets in zip(
+        clipped, texts, enc["input_ids"], enc["offset_mapping"], strict=True
+    ):
         truncated = len(ids) > max_tokens or (len(full) > len(text))
         ids = np.asarray(ids[:max_tokens], dtype=np.int64)
         offsets = np.asarray(offsets[:max_tokens], dtype=np.int32).reshape(-1, 2)

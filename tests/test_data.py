@@ -33,8 +33,14 @@ from saeembed.inputs import read_documents
 HOME = Path(os.environ.get("SAEEMBED_HOME") or Path.home() / ".cache" / "saeembed")
 SHARED_HH = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "hh-rlhf"
 NAMES = [
-    "rotten-tomatoes", "convention-2012", "guardian-headlines", "debates-2016",
-    "news-articles", "health-tweets", "commons-speeches", "hh-rlhf-harmless",
+    "rotten-tomatoes",
+    "convention-2012",
+    "guardian-headlines",
+    "debates-2016",
+    "news-articles",
+    "health-tweets",
+    "commons-speeches",
+    "hh-rlhf-harmless",
 ]
 S, I64, B, D = pl.String, pl.Int64, pl.Boolean, pl.Date
 
@@ -84,7 +90,9 @@ def test_cards_describe_the_frames(frames):
 
 def test_rotten_tomatoes(frames):
     f = frames["rotten-tomatoes"]
-    assert f.schema == pl.Schema({"text": S, "category": S, "movie_name": S, "has_plot_and_reviews": B})
+    assert f.schema == pl.Schema(
+        {"text": S, "category": S, "movie_name": S, "has_plot_and_reviews": B}
+    )
     assert f.height == 13_891  # 13,905 rows in the file, 14 plot rows with no text dropped
     assert counts(f, "category") == {"fresh": 7_403, "rotten": 5_405, "plot": 1_083}
     assert f["has_plot_and_reviews"].sum() == 5_022
@@ -108,10 +116,20 @@ def test_guardian_headlines(frames):
     assert f["kicker"].is_not_null().sum() == 239
     assert counts(f.drop_nulls("kicker"), "kicker")["Nils Pratley on finance"] == 92
     assert not f["text"].str.contains("\n").any()
-    assert f.filter(pl.col("text") == "Centrica left it far too late to tackle its problems").rows() == [
-        ("Centrica left it far too late to tackle its problems", "Nils Pratley on finance", dt.date(2020, 7, 17))
+    assert f.filter(
+        pl.col("text") == "Centrica left it far too late to tackle its problems"
+    ).rows() == [
+        (
+            "Centrica left it far too late to tackle its problems",
+            "Nils Pratley on finance",
+            dt.date(2020, 7, 17),
+        )
     ]
-    assert f.row(0) == ("Johnson is asking Santa for a Christmas recovery", None, dt.date(2020, 7, 18))
+    assert f.row(0) == (
+        "Johnson is asking Santa for a Christmas recovery",
+        None,
+        dt.date(2020, 7, 18),
+    )
 
 
 def test_debates_2016(frames):
@@ -133,9 +151,15 @@ def test_news_articles(frames):
     assert (f["date"].min(), f["date"].max()) == (dt.date(2016, 4, 19), dt.date(2017, 3, 30))
     assert f["article_id"].n_unique() == f.height
     assert counts(f, "outlet") == {
-        "aljazeera.com": 539, "tass.com": 482, "abcnews.go.com": 472, "rte.ie": 436,
-        "huffingtonpost.com": 435, "dw.com": 433, "europe.chinadaily.com.cn": 359,
-        "bbc.co.uk": 353, "cnn.com": 274,
+        "aljazeera.com": 539,
+        "tass.com": 482,
+        "abcnews.go.com": 472,
+        "rte.ie": 436,
+        "huffingtonpost.com": 435,
+        "dw.com": 433,
+        "europe.chinadaily.com.cn": 359,
+        "bbc.co.uk": 353,
+        "cnn.com": 274,
     }
     first = f.row(0, named=True)
     assert first["article_id"] == 1 and first["date"] == dt.date(2017, 2, 7)
@@ -145,7 +169,9 @@ def test_news_articles(frames):
 
 def test_health_tweets(frames):
     f = frames["health-tweets"]
-    assert f.schema == pl.Schema({"text": S, "outlet": S, "tweet_id": I64, "created_at": pl.Datetime("ms")})
+    assert f.schema == pl.Schema(
+        {"text": S, "outlet": S, "tweet_id": I64, "created_at": pl.Datetime("ms")}
+    )
     assert f.height == 63_326
     outlets = counts(f, "outlet")
     assert len(outlets) == 16
@@ -158,30 +184,59 @@ def test_health_tweets(frames):
 
 def test_commons_speeches(frames):
     f = frames["commons-speeches"]
-    assert f.schema == pl.Schema({
-        "text": S, "date": D, "speaker": S, "party": S, "chair": B, "agenda": S,
-        "speech_number": I64, "terms": I64, "party_facts_id": I64, "parlspeech_row": I64,
-    })
+    assert f.schema == pl.Schema(
+        {
+            "text": S,
+            "date": D,
+            "speaker": S,
+            "party": S,
+            "chair": B,
+            "agenda": S,
+            "speech_number": I64,
+            "terms": I64,
+            "party_facts_id": I64,
+            "parlspeech_row": I64,
+        }
+    )
     assert counts(f, "party") == {
-        "Con": 442, "Lab": 398, "LibDem": 58, None: 55, "SNP": 22, "DUP": 9, "PlaidCymru": 7,
-        "other": 4, "Independent": 3, "GPEW": 2,
+        "Con": 442,
+        "Lab": 398,
+        "LibDem": 58,
+        None: 55,
+        "SNP": 22,
+        "DUP": 9,
+        "PlaidCymru": 7,
+        "other": 4,
+        "Independent": 3,
+        "GPEW": 2,
     }
     assert f["chair"].sum() == 52
     assert (f["date"].min(), f["date"].max()) == (dt.date(1989, 1, 11), dt.date(2019, 10, 21))
     assert f["agenda"].null_count() == 74 and f["party_facts_id"].null_count() == 62
     assert (f["terms"] == f["text"].str.split(" ").list.len()).mean() > 0.9  # terms = word count
     first = f.row(0, named=True)
-    assert (first["speaker"], first["party"], first["parlspeech_row"]) == ("Kwasi Kwarteng", "Con", 1619681)
+    assert (first["speaker"], first["party"], first["parlspeech_row"]) == (
+        "Kwasi Kwarteng",
+        "Con",
+        1619681,
+    )
 
 
 def test_hh_rlhf_pairs(frames):
     if "hh-rlhf-harmless" not in frames:
         pytest.skip(f"no shared HH-RLHF copy at {SHARED_HH}")
     f = frames["hh-rlhf-harmless"]
-    assert f.schema == pl.Schema({
-        "pair_id": I64, "prompt": S, "chosen": S, "rejected": S,
-        "chosen_full": S, "rejected_full": S, "same_prompt": B,
-    })
+    assert f.schema == pl.Schema(
+        {
+            "pair_id": I64,
+            "prompt": S,
+            "chosen": S,
+            "rejected": S,
+            "chosen_full": S,
+            "rejected_full": S,
+            "same_prompt": B,
+        }
+    )
     assert f.height == 2_312 and f["pair_id"].to_list() == list(range(2_312))
     same = f.filter("same_prompt")
     assert same.height == 2_307
@@ -191,7 +246,9 @@ def test_hh_rlhf_pairs(frames):
     assert f.filter(~pl.col("same_prompt"))["pair_id"].to_list() == [1254, 1688, 1950, 1952, 2036]
     assert (f["chosen"] == "").sum() == 4 and (f["rejected"] == "").sum() == 0
     for row in f.iter_rows(named=True):
-        assert row["chosen_full"].startswith(row["prompt"]) and row["rejected_full"].startswith(row["prompt"])
+        assert row["chosen_full"].startswith(row["prompt"]) and row["rejected_full"].startswith(
+            row["prompt"]
+        )
 
 
 def test_second_load_is_offline(home, frames, monkeypatch):
@@ -208,7 +265,10 @@ def test_second_load_is_offline(home, frames, monkeypatch):
 
 def test_hh_rlhf_from_env_file_with_differing_prefixes(tmp_path, monkeypatch):
     rows = [
-        {"chosen": "\n\nHuman: hi\n\nAssistant: hello there", "rejected": "\n\nHuman: hi\n\nAssistant: go away "},
+        {
+            "chosen": "\n\nHuman: hi\n\nAssistant: hello there",
+            "rejected": "\n\nHuman: hi\n\nAssistant: go away ",
+        },
         {  # the conversations differ before the last reply: prompt is the shared part up to "Assistant:"
             "chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant: d",
             "rejected": "\n\nHuman: a\n\nAssistant: x",
@@ -220,21 +280,26 @@ def test_hh_rlhf_from_env_file_with_differing_prefixes(tmp_path, monkeypatch):
     monkeypatch.setenv("SAEEMBED_HOME", str(tmp_path / "home"))
     monkeypatch.setenv(HH_RLHF_ENV, str(path))
     got = load_dataset("hh-rlhf-harmless")
-    expected = pl.DataFrame({
-        "pair_id": [0, 1, 2],
-        "prompt": ["\n\nHuman: hi\n\nAssistant:", "\n\nHuman: a\n\nAssistant:", ""],
-        "chosen": ["hello there", "b\n\nHuman: c\n\nAssistant: d", "no markers"],
-        "rejected": ["go away", "x", "none here"],
-        "chosen_full": [r["chosen"] for r in rows],
-        "rejected_full": [r["rejected"] for r in rows],
-        "same_prompt": [True, False, False],
-    }, schema_overrides={"pair_id": I64})
+    expected = pl.DataFrame(
+        {
+            "pair_id": [0, 1, 2],
+            "prompt": ["\n\nHuman: hi\n\nAssistant:", "\n\nHuman: a\n\nAssistant:", ""],
+            "chosen": ["hello there", "b\n\nHuman: c\n\nAssistant: d", "no markers"],
+            "rejected": ["go away", "x", "none here"],
+            "chosen_full": [r["chosen"] for r in rows],
+            "rejected_full": [r["rejected"] for r in rows],
+            "same_prompt": [True, False, False],
+        },
+        schema_overrides={"pair_id": I64},
+    )
     assert_frame_equal(got, expected)
 
 
 def test_hh_rlhf_env_pointing_nowhere(tmp_path, monkeypatch):
     monkeypatch.setenv(HH_RLHF_ENV, str(tmp_path / "missing.jsonl.gz"))
-    with pytest.raises(InputError, match=f"^{HH_RLHF_ENV}=.*missing.jsonl.gz is not the HH-RLHF file"):
+    with pytest.raises(
+        InputError, match=f"^{HH_RLHF_ENV}=.*missing.jsonl.gz is not the HH-RLHF file"
+    ):
         load_dataset("hh-rlhf-harmless")
 
 
@@ -257,34 +322,53 @@ def test_hh_rlhf_offline_hub_names_the_env_var(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------- passages
 
 
-DOCS = pl.DataFrame({
-    "text": [
-        "First para.\n\nSecond para\nstill second.\n \n\n  Third.  ",
-        "one two three four five",
-        "   ",
-        None,
-    ],
-    "party": ["a", "b", "c", "d"],
-})
+DOCS = pl.DataFrame(
+    {
+        "text": [
+            "First para.\n\nSecond para\nstill second.\n \n\n  Third.  ",
+            "one two three four five",
+            "   ",
+            None,
+        ],
+        "party": ["a", "b", "c", "d"],
+    }
+)
 
 
 def test_split_paragraphs_exact():
-    expected = pl.DataFrame({
-        "source_row": [0, 0, 0, 1],
-        "passage_idx": [0, 1, 2, 0],
-        "text": ["First para.", "Second para\nstill second.", "Third.", "one two three four five"],
-        "party": ["a", "a", "a", "b"],
-    }, schema_overrides={"source_row": I64, "passage_idx": I64})
+    expected = pl.DataFrame(
+        {
+            "source_row": [0, 0, 0, 1],
+            "passage_idx": [0, 1, 2, 0],
+            "text": [
+                "First para.",
+                "Second para\nstill second.",
+                "Third.",
+                "one two three four five",
+            ],
+            "party": ["a", "a", "a", "b"],
+        },
+        schema_overrides={"source_row": I64, "passage_idx": I64},
+    )
     assert_frame_equal(split_into_passages(DOCS, "paragraph"), expected)
 
 
 def test_split_windows_exact():
-    expected = pl.DataFrame({
-        "source_row": [0, 0, 0, 1, 1],
-        "passage_idx": [0, 1, 2, 0, 1],
-        "text": ["First para. Second", "para still second.", "Third.", "one two three", "four five"],
-        "party": ["a", "a", "a", "b", "b"],
-    }, schema_overrides={"source_row": I64, "passage_idx": I64})
+    expected = pl.DataFrame(
+        {
+            "source_row": [0, 0, 0, 1, 1],
+            "passage_idx": [0, 1, 2, 0, 1],
+            "text": [
+                "First para. Second",
+                "para still second.",
+                "Third.",
+                "one two three",
+                "four five",
+            ],
+            "party": ["a", "a", "a", "b", "b"],
+        },
+        schema_overrides={"source_row": I64, "passage_idx": I64},
+    )
     assert_frame_equal(split_into_passages(DOCS, "window", max_tokens=3), expected)
 
 
@@ -297,8 +381,9 @@ def test_split_keeps_existing_source_row_and_empty_frames():
 
 def test_load_with_passages_links_back(frames):
     full = frames["convention-2012"]
-    passages = load_dataset("convention-2012", split_passages="window", max_tokens=50,
-                            filter={"party": "republican"})
+    passages = load_dataset(
+        "convention-2012", split_passages="window", max_tokens=50, filter={"party": "republican"}
+    )
     assert passages.columns == ["source_row", "passage_idx", "text", "party", "speaker"]
     assert set(passages["party"]) == {"republican"}
     assert passages["source_row"].n_unique() == 66
@@ -307,7 +392,9 @@ def test_load_with_passages_links_back(frames):
         assert source["party"] == "republican"
         assert " ".join(row["text"]) == " ".join(source["text"].split())
     assert passages["text"].str.split(" ").list.len().max() == 50
-    paragraphs = load_dataset("rotten-tomatoes", split_passages="paragraph", filter={"category": "plot"})
+    paragraphs = load_dataset(
+        "rotten-tomatoes", split_passages="paragraph", filter={"category": "plot"}
+    )
     assert paragraphs.height > 1_083 and set(paragraphs["category"]) == {"plot"}
 
 
@@ -317,12 +404,21 @@ def test_load_with_passages_links_back(frames):
 def test_filter_values(frames):
     rt = load_dataset("rotten-tomatoes", filter={"category": ["fresh", "rotten"]})
     assert rt.height == 12_808 and set(rt["category"]) == {"fresh", "rotten"}
-    assert load_dataset("rotten-tomatoes", filter={"category": "plot", "has_plot_and_reviews": "true"}).height == 156
+    assert (
+        load_dataset(
+            "rotten-tomatoes", filter={"category": "plot", "has_plot_and_reviews": "true"}
+        ).height
+        == 156
+    )
     cs = frames["commons-speeches"]
     assert filter_frame(cs, {"party": None}).height == 55
     assert filter_frame(cs, {"party": ["Con", None]}).height == 497
     assert filter_frame(cs, {"chair": True})["speaker"].unique().to_list() == ["CHAIR"]
-    assert filter_frame(cs, {"date": "2015-10-12"}).height == filter_frame(cs, {"date": dt.date(2015, 10, 12)}).height > 0
+    assert (
+        filter_frame(cs, {"date": "2015-10-12"}).height
+        == filter_frame(cs, {"date": dt.date(2015, 10, 12)}).height
+        > 0
+    )
     assert filter_frame(cs, {"parlspeech_row": ["1619681", "215014"]}).height == 2
     assert filter_frame(cs, {"party": []}).height == 0
 
@@ -344,30 +440,45 @@ def test_filter_errors(frames):
 # ------------------------------------------------------------------------------ references
 
 
-@pytest.mark.parametrize(("ref", "expected"), [
-    ("data:rotten-tomatoes", ("rotten-tomatoes", {})),
-    ("data:rotten-tomatoes?category=fresh", ("rotten-tomatoes", {"category": ["fresh"]})),
-    ("data:rotten-tomatoes?category=fresh,rotten", ("rotten-tomatoes", {"category": ["fresh", "rotten"]})),
-    ("data:commons-speeches?party=Con&chair=false", ("commons-speeches", {"party": ["Con"], "chair": ["false"]})),
-    ("data:convention-2012?speaker=BARACK%20OBAMA,A%2CB", ("convention-2012", {"speaker": ["BARACK OBAMA", "A,B"]})),
-])
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("data:rotten-tomatoes", ("rotten-tomatoes", {})),
+        ("data:rotten-tomatoes?category=fresh", ("rotten-tomatoes", {"category": ["fresh"]})),
+        (
+            "data:rotten-tomatoes?category=fresh,rotten",
+            ("rotten-tomatoes", {"category": ["fresh", "rotten"]}),
+        ),
+        (
+            "data:commons-speeches?party=Con&chair=false",
+            ("commons-speeches", {"party": ["Con"], "chair": ["false"]}),
+        ),
+        (
+            "data:convention-2012?speaker=BARACK%20OBAMA,A%2CB",
+            ("convention-2012", {"speaker": ["BARACK OBAMA", "A,B"]}),
+        ),
+    ],
+)
 def test_parse_dataset_ref(ref, expected):
     assert parse_dataset_ref(ref) == expected
 
 
-@pytest.mark.parametrize(("ref", "match"), [
-    ("rotten-tomatoes", "not a dataset reference"),
-    ("data:", "names no dataset"),
-    ("data:?category=fresh", "names no dataset"),
-    ("data:rotten-tomatoes?", "nothing after"),
-    ("data:rotten-tomatoes?category", "malformed filter 'category'"),
-    ("data:rotten-tomatoes?=fresh", "malformed filter"),
-    ("data:rotten-tomatoes?category=", "malformed filter"),
-    ("data:rotten-tomatoes?category=fresh,,rotten", "malformed filter"),
-    ("data:rotten-tomatoes?category=fresh&&x=1", "malformed filter"),
-    ("data:rotten-tomatoes?category=fresh&category=rotten", "appears twice"),
-    ("data:no-such-set", "unknown dataset 'no-such-set'; known datasets: rotten-tomatoes, "),
-])
+@pytest.mark.parametrize(
+    ("ref", "match"),
+    [
+        ("rotten-tomatoes", "not a dataset reference"),
+        ("data:", "names no dataset"),
+        ("data:?category=fresh", "names no dataset"),
+        ("data:rotten-tomatoes?", "nothing after"),
+        ("data:rotten-tomatoes?category", "malformed filter 'category'"),
+        ("data:rotten-tomatoes?=fresh", "malformed filter"),
+        ("data:rotten-tomatoes?category=", "malformed filter"),
+        ("data:rotten-tomatoes?category=fresh,,rotten", "malformed filter"),
+        ("data:rotten-tomatoes?category=fresh&&x=1", "malformed filter"),
+        ("data:rotten-tomatoes?category=fresh&category=rotten", "appears twice"),
+        ("data:no-such-set", "unknown dataset 'no-such-set'; known datasets: rotten-tomatoes, "),
+    ],
+)
 def test_parse_dataset_ref_errors(ref, match):
     with pytest.raises(InputError, match=match) as info:
         parse_dataset_ref(ref)
@@ -384,9 +495,13 @@ def test_ref_feeds_load(home):
 
 
 def test_load_errors(home):
-    with pytest.raises(InputError, match="unknown dataset 'imdb'; known datasets: " + ", ".join(NAMES)):
+    with pytest.raises(
+        InputError, match="unknown dataset 'imdb'; known datasets: " + ", ".join(NAMES)
+    ):
         load_dataset("imdb")
-    with pytest.raises(InputError, match="unknown split_passages 'sentence'; use one of: paragraph, window"):
+    with pytest.raises(
+        InputError, match="unknown split_passages 'sentence'; use one of: paragraph, window"
+    ):
         load_dataset("rotten-tomatoes", split_passages="sentence")
     with pytest.raises(InputError, match="max_tokens must be a positive integer"):
         load_dataset("rotten-tomatoes", split_passages="window", max_tokens=0)
@@ -399,16 +514,18 @@ def test_load_errors(home):
 # --------------------------------------------------------------------------------- writing
 
 
-ROUND_TRIP = pl.DataFrame({
-    "text": ['a "quoted", comma\nnew line', "Café ünïcode", None],
-    "n": [1, None, 3],
-    "x": [0.5, 1.5, None],
-    "flag": [True, False, None],
-    "day": [dt.date(2020, 1, 2), None, dt.date(1999, 12, 31)],
-    "at": pl.Series([dt.datetime(2015, 3, 15, 14, 40, 15, 927000), None, dt.datetime(2011, 6, 13)]).cast(
-        pl.Datetime("ms")
-    ),
-})
+ROUND_TRIP = pl.DataFrame(
+    {
+        "text": ['a "quoted", comma\nnew line', "Café ünïcode", None],
+        "n": [1, None, 3],
+        "x": [0.5, 1.5, None],
+        "flag": [True, False, None],
+        "day": [dt.date(2020, 1, 2), None, dt.date(1999, 12, 31)],
+        "at": pl.Series(
+            [dt.datetime(2015, 3, 15, 14, 40, 15, 927000), None, dt.datetime(2011, 6, 13)]
+        ).cast(pl.Datetime("ms")),
+    }
+)
 
 
 @pytest.mark.parametrize("ext", ["jsonl", "jsonl.gz", "parquet", "csv"])
@@ -422,7 +539,9 @@ def test_write_dataset_round_trip(tmp_path, ext):
     elif ext == "csv":
         back = pl.read_csv(path, schema=ROUND_TRIP.schema)
     else:
-        back = pl.read_ndjson(io.BytesIO(gzip.decompress(raw) if ext == "jsonl.gz" else raw), schema=ROUND_TRIP.schema)
+        back = pl.read_ndjson(
+            io.BytesIO(gzip.decompress(raw) if ext == "jsonl.gz" else raw), schema=ROUND_TRIP.schema
+        )
     assert_frame_equal(back, ROUND_TRIP)
 
 

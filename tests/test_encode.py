@@ -9,7 +9,6 @@ import torch
 from saeembed.api import encode, open_store
 from saeembed.encode import encode_batch
 from saeembed.reader import load_reader
-from saeembed.sae import load_sae
 from saeembed.tokens import plan_batches, tokenize_documents, wrapping_for
 from tests.fakes import random_sae
 
@@ -46,8 +45,14 @@ def naive_pooled(reader, sae, layer, text, chat="none"):
 
 def pooled_by_doc(result, n_docs):
     out = [{} for _ in range(n_docs)]
-    for d, f, v, c, p in zip(result.doc_index, result.feature, result.value, result.n_tokens,
-                             result.peak_token, strict=True):
+    for d, f, v, c, p in zip(
+        result.doc_index,
+        result.feature,
+        result.value,
+        result.n_tokens,
+        result.peak_token,
+        strict=True,
+    ):
         out[d][int(f)] = (float(v), int(c), int(p))
     return out
 
@@ -81,7 +86,10 @@ def test_topk_gives_at_most_k_latents_per_token(reader):
 
 def test_layers_after_the_sae_layer_never_run(reader):
     calls = []
-    handles = [layer.register_forward_hook(lambda *a, i=i: calls.append(i)) for i, layer in enumerate(reader.layers)]
+    handles = [
+        layer.register_forward_hook(lambda *a, i=i: calls.append(i))
+        for i, layer in enumerate(reader.layers)
+    ]
     try:
         reader.residual_stream(torch.tensor([[1, 4, 6]]), torch.ones(1, 3, dtype=torch.long), 0)
     finally:
@@ -94,7 +102,9 @@ def test_residual_stream_equals_hidden_states(reader):
     ids = torch.tensor([[1, 4, 6, 8, 10]])
     with torch.no_grad():
         full = reader.model(input_ids=ids, output_hidden_states=True).hidden_states
-    for layer in range(reader.n_layers - 1):  # the last entry of hidden_states has the final norm applied
+    for layer in range(
+        reader.n_layers - 1
+    ):  # the last entry of hidden_states has the final norm applied
         got = reader.residual_stream(ids, torch.ones_like(ids), layer)
         torch.testing.assert_close(got, full[layer + 1])
 
@@ -106,7 +116,9 @@ def test_plan_batches_respects_the_budget():
     assert batches[0] == [4]  # longer than the budget: alone
     for batch in batches[1:]:
         assert len(batch) * max(lengths[i] for i in batch) <= 64
-    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+    assert [lengths[b[0]] for b in batches] == sorted(
+        (lengths[b[0]] for b in batches), reverse=True
+    )
 
 
 def test_truncation_keeps_the_first_tokens(reader):
@@ -125,7 +137,8 @@ def test_documents_cannot_inject_special_tokens(reader):
 def _rows(store, encoder_id):
     return store.sql(
         "SELECT doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end FROM activations "
-        "WHERE encoder_id = ? ORDER BY doc_id, feature", [encoder_id]
+        "WHERE encoder_id = ? ORDER BY doc_id, feature",
+        [encoder_id],
     ).rows()
 
 
@@ -138,13 +151,17 @@ def test_encode_twice_stores_nothing_new(tmp_path, tiny_model, tiny_sae):
     assert second.encoding.encoder.encoder_id == first.encoding.encoder.encoder_id
     with open_store(db) as store:
         assert store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0] == len(TEXTS)
-        dupes = store.sql("SELECT count(*) AS n FROM (SELECT doc_id, feature FROM activations GROUP BY ALL HAVING count(*) > 1)")
+        dupes = store.sql(
+            "SELECT count(*) AS n FROM (SELECT doc_id, feature FROM activations GROUP BY ALL HAVING count(*) > 1)"
+        )
         assert dupes["n"][0] == 0
 
 
 def test_interrupted_encode_resumes_without_loss_or_duplication(tmp_path, tiny_model, tiny_sae):
     reference_db, db = tmp_path / "ref.duckdb", tmp_path / "s.duckdb"
-    kwargs = dict(corpus="c", model=str(tiny_model), sae=str(tiny_sae), batch_tokens=16, progress=False)
+    kwargs = dict(
+        corpus="c", model=str(tiny_model), sae=str(tiny_sae), batch_tokens=16, progress=False
+    )
     encode(TEXTS, reference_db, **kwargs)
 
     class Killed(Exception):
@@ -179,7 +196,9 @@ def test_other_layer_or_sae_is_a_second_encoder(tmp_path, tiny_model, tiny_sae):
     ids = {r.encoding.encoder.encoder_id for r in (a, b, c)}
     assert ids == {1, 2, 3}
     with open_store(db) as store:
-        per_encoder = store.sql("SELECT encoder_id, count(*) AS n FROM encoded_documents GROUP BY ALL ORDER BY 1")
+        per_encoder = store.sql(
+            "SELECT encoder_id, count(*) AS n FROM encoded_documents GROUP BY ALL ORDER BY 1"
+        )
         assert per_encoder.rows() == [(1, 7), (2, 7), (3, 7)]
         layers = store.sql("SELECT layer FROM encoders ORDER BY encoder_id")["layer"].to_list()
         assert layers == [1, 1, 0]
@@ -187,12 +206,24 @@ def test_other_layer_or_sae_is_a_second_encoder(tmp_path, tiny_model, tiny_sae):
 
 def test_truncated_documents_are_counted_and_recorded(tmp_path, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
-    result = encode(TEXTS, db, corpus="c", model=str(tiny_model), sae=str(tiny_sae), max_tokens=5, progress=False)
+    result = encode(
+        TEXTS,
+        db,
+        corpus="c",
+        model=str(tiny_model),
+        sae=str(tiny_sae),
+        max_tokens=5,
+        progress=False,
+    )
     long_docs = sum(len(t.split()) > 5 for t in TEXTS)
     assert result.encoding.n_truncated == long_docs
     with open_store(db) as store:
-        assert store.sql("SELECT max(n_tokens) AS m, sum(truncated::INT) AS t FROM encoded_documents").rows() == [(5, long_docs)]
-        assert store.sql("SELECT max_tokens, truncation FROM encoders").rows() == [(5, "keep_first")]
+        assert store.sql(
+            "SELECT max(n_tokens) AS m, sum(truncated::INT) AS t FROM encoded_documents"
+        ).rows() == [(5, long_docs)]
+        assert store.sql("SELECT max_tokens, truncation FROM encoders").rows() == [
+            (5, "keep_first")
+        ]
         assert store.sql("SELECT max(peak_token) AS m FROM activations")["m"][0] <= 4
 
 
@@ -214,11 +245,26 @@ def test_sae_for_another_model_is_refused(tmp_path, tiny_model):
     from saeembed.errors import SAEError
 
     with pytest.raises(SAEError, match="d_in=32 does not match the model's hidden size 16"):
-        encode(TEXTS, tmp_path / "s.duckdb", corpus="c", model=str(tiny_model), sae=str(wide), progress=False)
+        encode(
+            TEXTS,
+            tmp_path / "s.duckdb",
+            corpus="c",
+            model=str(tiny_model),
+            sae=str(wide),
+            progress=False,
+        )
 
 
 def test_layer_must_agree_with_the_sae(tmp_path, tiny_model, tiny_sae):
     from saeembed.errors import SAEError
 
     with pytest.raises(SAEError, match="--layer 0 differs from the SAE's layer 1"):
-        encode(TEXTS, tmp_path / "s.duckdb", corpus="c", model=str(tiny_model), sae=str(tiny_sae), layer=0, progress=False)
+        encode(
+            TEXTS,
+            tmp_path / "s.duckdb",
+            corpus="c",
+            model=str(tiny_model),
+            sae=str(tiny_sae),
+            layer=0,
+            progress=False,
+        )

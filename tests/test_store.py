@@ -17,7 +17,14 @@ def test_blank_store_gets_every_migration(tmp_path):
         rows = store.sql("SELECT version, name FROM schema_migrations ORDER BY version").rows()
         assert rows[0] == (1, "initial")
         tables = set(store.sql("SELECT table_name FROM information_schema.tables")["table_name"])
-        assert {"documents", "encoders", "encoded_documents", "activations", "features", "corpora"} <= tables
+        assert {
+            "documents",
+            "encoders",
+            "encoded_documents",
+            "activations",
+            "features",
+            "corpora",
+        } <= tables
 
 
 def test_reopening_does_not_migrate_twice(tmp_path):
@@ -44,7 +51,9 @@ def test_foreign_duckdb_file_is_refused_and_left_alone(tmp_path):
     with pytest.raises(StoreError, match="not a saeembed store"):
         Store(path)
     con = duckdb.connect(str(path))
-    assert [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()] == ["mine"]
+    assert [
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    ] == ["mine"]
     con.close()
 
 
@@ -69,7 +78,9 @@ def test_add_documents_is_idempotent_per_corpus(tmp_path):
         assert store.add_documents("two", docs.head(2)) == 2
         more, _ = documents_from_texts(["a b", "g h"])
         assert store.add_documents("one", more) == 1
-        assert store.sql("SELECT corpus, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1").rows() == [("one", 4), ("two", 2)]
+        assert store.sql(
+            "SELECT corpus, count(*) AS n FROM documents GROUP BY 1 ORDER BY 1"
+        ).rows() == [("one", 4), ("two", 2)]
         assert store.corpora() == ["one", "two"]
 
 
@@ -87,10 +98,26 @@ def test_encoder_resolution(tmp_path):
     with Store(tmp_path / "s.duckdb") as store:
         with pytest.raises(StoreError, match="no encoders yet"):
             store.resolve_encoder(None)
-        fields = dict(model="m", model_revision="r", layer=1, sae="s", sae_sha256="ab" * 32, d_sae=8,
-                      activation="topk", k=2, pooling="max", max_tokens=8, truncation="keep_first",
-                      dtype="float32", chat="none", prefix="bos", encoding_version=1, saeembed_version="0",
-                      config={}, name="m-L1")
+        fields = dict(
+            model="m",
+            model_revision="r",
+            layer=1,
+            sae="s",
+            sae_sha256="ab" * 32,
+            d_sae=8,
+            activation="topk",
+            k=2,
+            pooling="max",
+            max_tokens=8,
+            truncation="keep_first",
+            dtype="float32",
+            chat="none",
+            prefix="bos",
+            encoding_version=1,
+            saeembed_version="0",
+            config={},
+            name="m-L1",
+        )
         first, created = store.get_or_create_encoder("fp1", fields)
         again, created_again = store.get_or_create_encoder("fp1", fields)
         assert created and not created_again and again == first
@@ -105,5 +132,8 @@ def test_encoder_resolution(tmp_path):
 
 
 def test_unknown_corpus(tmp_path):
-    with Store(tmp_path / "s.duckdb") as store, pytest.raises(StoreError, match="no corpus 'x'.*none yet"):
+    with (
+        Store(tmp_path / "s.duckdb") as store,
+        pytest.raises(StoreError, match="no corpus 'x'.*none yet"),
+    ):
         store.require_corpus("x")

@@ -60,7 +60,9 @@ class SAEConfig:
         if self.activation == "topk" and (self.k is None or self.k < 1):
             raise SAEError("a topk SAE needs a positive `k` in its cfg.json")
         if self.d_in < 1 or self.d_sae < 1:
-            raise SAEError(f"SAE dimensions must be positive (d_in={self.d_in}, d_sae={self.d_sae})")
+            raise SAEError(
+                f"SAE dimensions must be positive (d_in={self.d_in}, d_sae={self.d_sae})"
+            )
 
     @classmethod
     def from_dict(cls, raw: dict) -> SAEConfig:
@@ -110,7 +112,12 @@ class SAE(nn.Module):
     # ---- weights -------------------------------------------------------------------------
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         d_in, d_sae = self.cfg.d_in, self.cfg.d_sae
-        shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+        shapes = {
+            "W_enc": (d_in, d_sae),
+            "b_enc": (d_sae,),
+            "W_dec": (d_sae, d_in),
+            "b_dec": (d_in,),
+        }
         if self.cfg.activation == "jumprelu":
             shapes["threshold"] = (d_sae,)
         return shapes
@@ -119,7 +126,9 @@ class SAE(nn.Module):
         """Copy canonical tensors in, checking every name and shape."""
         for name, shape in self.expected_shapes().items():
             if name not in weights:
-                raise SAEError(f"SAE weights lack tensor {name!r} (have: {', '.join(sorted(weights))})")
+                raise SAEError(
+                    f"SAE weights lack tensor {name!r} (have: {', '.join(sorted(weights))})"
+                )
             tensor = weights[name]
             if tuple(tensor.shape) != shape:
                 raise SAEError(
@@ -191,7 +200,9 @@ class SAE(nn.Module):
         """Write ``cfg.json`` and ``sae.safetensors`` (``dtype`` e.g. float16 to ship small)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {n: t.detach().to("cpu", dtype).contiguous() for n, t in self.canonical_state().items()}
+        tensors = {
+            n: t.detach().to("cpu", dtype).contiguous() for n, t in self.canonical_state().items()
+        }
         save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "saeembed"})
         (directory / CFG_FILE).write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
         return directory
@@ -202,11 +213,15 @@ class SAE(nn.Module):
         directory = Path(directory)
         cfg_path, weights_path = directory / CFG_FILE, directory / WEIGHTS_FILE
         if not cfg_path.is_file() or not weights_path.is_file():
-            raise SAEError(f"{directory} is not a saeembed SAE directory (needs {CFG_FILE} and {WEIGHTS_FILE})")
+            raise SAEError(
+                f"{directory} is not a saeembed SAE directory (needs {CFG_FILE} and {WEIGHTS_FILE})"
+            )
         try:
             raw = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as exc:
-            raise SAEError(f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+            raise SAEError(
+                f"{cfg_path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from exc
         cfg = SAEConfig.from_dict(raw)
         if cfg.source is None:
             cfg.source = f"saeembed:{directory}"

@@ -34,7 +34,9 @@ class Encoder:
     chat: str
 
 
-_ENCODER_COLUMNS = "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
+_ENCODER_COLUMNS = (
+    "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
+)
 
 
 class Store:
@@ -43,7 +45,9 @@ class Store:
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
         self.path = Path(path)
         if not self.path.exists() and (read_only or not create):
-            raise StoreError(f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`")
+            raise StoreError(
+                f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
+            )
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -54,7 +58,9 @@ class Store:
                 ) from exc
             raise StoreError(f"cannot open {self.path} as a DuckDB store ({message})") from exc
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open {self.path} as a DuckDB store ({str(exc).splitlines()[0]})") from exc
+            raise StoreError(
+                f"cannot open {self.path} as a DuckDB store ({str(exc).splitlines()[0]})"
+            ) from exc
         self._migrate(read_only)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -73,7 +79,9 @@ class Store:
         ).fetchall()[0][0]
         if not exists:
             return 0
-        return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
+        return self.con.execute(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations"
+        ).fetchall()[0][0]
 
     def _migrate(self, read_only: bool) -> None:
         current = self.schema_version()
@@ -85,9 +93,13 @@ class Store:
         if current == latest_version():
             return
         if read_only:
-            raise StoreError(f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}); open it writable once")
+            raise StoreError(
+                f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}); open it writable once"
+            )
         if current == 0 and self._has_foreign_tables():
-            raise StoreError(f"{self.path} is a DuckDB file but not a saeembed store; choose another --db path")
+            raise StoreError(
+                f"{self.path} is a DuckDB file but not a saeembed store; choose another --db path"
+            )
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
@@ -98,7 +110,9 @@ class Store:
             self.con.begin()
             try:
                 apply(self.con)
-                self.con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+                self.con.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
+                )
                 self.con.commit()
             except BaseException:
                 self.con.rollback()
@@ -106,11 +120,20 @@ class Store:
             log.info("store %s migrated to schema v%d (%s)", self.path, version, name)
 
     def _has_foreign_tables(self) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0])
+        return bool(
+            self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
+        )
 
     # ---- corpora and documents -------------------------------------------------------------
-    def add_documents(self, corpus: str, docs: pl.DataFrame, *, source: str | None = None,
-                      text_col: str | None = None, id_col: str | None = None) -> int:
+    def add_documents(
+        self,
+        corpus: str,
+        docs: pl.DataFrame,
+        *,
+        source: str | None = None,
+        text_col: str | None = None,
+        id_col: str | None = None,
+    ) -> int:
         """Insert the documents of ``docs`` (columns of `saeembed.inputs`) not yet in ``corpus``;
         returns how many were new. One transaction: all or nothing."""
         if not corpus or not corpus.strip():
@@ -121,7 +144,9 @@ class Store:
                 "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [corpus, source, text_col, id_col],
             )
-            self.con.register("incoming_documents", docs.select("doc_id", "row_idx", "ext_id", "text", "meta"))
+            self.con.register(
+                "incoming_documents", docs.select("doc_id", "row_idx", "ext_id", "text", "meta")
+            )
             before = self.count_documents(corpus)
             self.con.execute(
                 """
@@ -141,10 +166,14 @@ class Store:
         return added
 
     def count_documents(self, corpus: str) -> int:
-        return self.con.execute("SELECT count(*) FROM documents WHERE corpus = ?", [corpus]).fetchall()[0][0]
+        return self.con.execute(
+            "SELECT count(*) FROM documents WHERE corpus = ?", [corpus]
+        ).fetchall()[0][0]
 
     def corpora(self) -> list[str]:
-        return [r[0] for r in self.con.execute("SELECT corpus FROM corpora ORDER BY corpus").fetchall()]
+        return [
+            r[0] for r in self.con.execute("SELECT corpus FROM corpora ORDER BY corpus").fetchall()
+        ]
 
     def require_corpus(self, corpus: str) -> str:
         known = self.corpora()
@@ -173,7 +202,9 @@ class Store:
         return self._encoder_where("fingerprint = ?", [fingerprint])[0], True
 
     def _encoder_where(self, where: str, params: list) -> list[Encoder]:
-        rows = self.con.execute(f"SELECT {_ENCODER_COLUMNS} FROM encoders WHERE {where} ORDER BY encoder_id", params).fetchall()
+        rows = self.con.execute(
+            f"SELECT {_ENCODER_COLUMNS} FROM encoders WHERE {where} ORDER BY encoder_id", params
+        ).fetchall()
         return [Encoder(*r) for r in rows]
 
     def encoders(self) -> list[Encoder]:
@@ -188,7 +219,9 @@ class Store:
             if not known:
                 raise StoreError(f"{self.path} has no encoders yet; run `saeembed encode` first")
             names = ", ".join(f"{e.encoder_id}={e.name}" for e in known)
-            raise StoreError(f"{self.path} has several encoders ({names}); choose one with --encoder")
+            raise StoreError(
+                f"{self.path} has several encoders ({names}); choose one with --encoder"
+            )
         for enc in known:
             if str(enc.encoder_id) == str(ref) or enc.name == str(ref):
                 return enc

@@ -1,0 +1,221 @@
+"""Encoding speed: saeembed's encoder against a naive reference loop, same model, SAE and texts,
+in one process, with both measured against the machine's fp32 matmul peak.
+
+    .venv/bin/python benchmarks/encode.py [--docs 400] [--layer 15] [--sae DIR]
+
+The naive loop is what research code does: batches of 8 in corpus order padded to the longest,
+a full forward with output_hidden_states=True, the dense SAE output moved to the host, and
+max-pooling per document there. saeembed's path is `saeembed.api.encode` into a fresh DuckDB
+file (tokenising and writing included). Speed does not depend on the SAE's weights, so a random
+TopK SAE (8,192 latents, k=32) stands in when no trained SAE is given or shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from saeembed.api import encode, resolve_sae
+from saeembed.data import load_dataset
+from saeembed.errors import SAEError
+from saeembed.reader import load_reader
+from saeembed.sae import SAE, SAEConfig
+from saeembed.tokens import tokenize_documents, wrapping_for
+
+
+def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * size**3 * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def benchmark_texts(n_docs: int, seed: int = 0) -> list[str]:
+    """Real documents of mixed length: 3/4 short review snippets, 1/4 long news articles."""
+    reviews = (
+        load_dataset("rotten-tomatoes").sample(n_docs - n_docs // 4, seed=seed)["text"].to_list()
+    )
+    news = load_dataset("news-articles").sample(n_docs // 4, seed=seed)["text"].to_list()
+    mixed = reviews + news
+    np.random.default_rng(seed).shuffle(mixed)
+    return mixed
+
+
+def random_topk_sae(d_in: int, layer: int, model: str, d_sae: int = 8192, k: int = 32) -> SAE:
+    gen = torch.Generator().manual_seed(0)
+    cfg = SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        activation="topk",
+        k=k,
+        model=model,
+        layer=layer,
+        input_scale=1 / 174,
+    )
+    return SAE(
+        cfg,
+        {
+            "W_enc": torch.randn(d_in, d_sae, generator=gen) / d_in**0.5,
+            "b_enc": torch.zeros(d_sae),
+            "W_dec": torch.randn(d_sae, d_in, generator=gen) / d_in**0.5,
+            "b_dec": torch.zeros(d_in),
+        },
+    )
+
+
+def linear_flops_per_token(reader, layer: int) -> int:
+    """2 x multiply-adds of every Linear in blocks 0..layer (no embeddings, no LM head)."""
+    return sum(
+        2 * m.in_features * m.out_features
+        for block in list(reader.layers)[: layer + 1]
+        for m in block.modules()
+        if isinstance(m, torch.nn.Linear)
+    )
+
+
+def useful_flops(reader, sae: SAE, layer: int, lengths: list[int], prefix: int) -> float:
+    """FLOPs the task needs (no padding): linear layers and causal attention for every input
+    token, plus the SAE encoder for the documents' own tokens."""
+    per_token = linear_flops_per_token(reader, layer)
+    d = reader.d_model
+    total = 0.0
+    for n in lengths:
+        t = n + prefix
+        total += (
+            per_token * t
+            + (layer + 1) * 2 * 2 * d * t * (t + 1) / 2
+            + 2 * sae.cfg.d_in * sae.cfg.d_sae * n
+        )
+    return total
+
+
+@torch.inference_mode()
+def naive_encode(
+    reader, sae: SAE, layer: int, texts: list[str], max_tokens: int
+) -> list[dict[int, float]]:
+    wrap = wrapping_for(reader.tokenizer)
+    docs = tokenize_documents(reader.tokenizer, texts, max_tokens)
+    pooled = []
+    for start in range(0, len(docs), 8):
+        batch = docs[start : start + 8]
+        width = max(len(d.ids) for d in batch) + len(wrap.prefix)
+        ids = torch.full((len(batch), width), reader.tokenizer.pad_token_id or 0)
+        mask = torch.zeros_like(ids)
+        for row, doc in enumerate(batch):
+            seq = list(wrap.prefix) + doc.ids.tolist()
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        hidden = reader.model(
+            input_ids=ids, attention_mask=mask, output_hidden_states=True
+        ).hidden_states[layer + 1]
+        pre = sae.pre_activations(hidden.reshape(-1, hidden.shape[-1]))
+        values, indices = pre.topk(sae.cfg.k, dim=-1)
+        dense = torch.zeros_like(pre).scatter_(1, indices, values.clamp(min=0))
+        dense = dense.reshape(len(batch), width, -1).numpy()  # tokens x features, on the host
+        for row, doc in enumerate(batch):
+            own = dense[row, len(wrap.prefix) : len(wrap.prefix) + len(doc.ids)].max(axis=0)
+            pooled.append({int(f): float(own[f]) for f in np.nonzero(own)[0]})
+    return pooled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=400)
+    parser.add_argument("--layer", type=int, default=15)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--batch-tokens", type=int, default=None)
+    parser.add_argument(
+        "--sae",
+        default=None,
+        help="SAE to use [default: the shipped one, else random TopK 8192/k=32]",
+    )
+    args = parser.parse_args()
+
+    texts = benchmark_texts(args.docs)
+    reader = load_reader("default", device="cpu")
+    try:
+        sae = resolve_sae(args.sae, reader.model_id)
+        sae_name = sae.cfg.source
+    except SAEError:
+        sae = random_topk_sae(reader.d_model, args.layer, reader.model_id)
+        sae_name = "random TopK (8192 latents, k=32)"
+    layer = sae.cfg.layer if sae.cfg.layer is not None else args.layer
+    lengths = [len(d.ids) for d in tokenize_documents(reader.tokenizer, texts, args.max_tokens)]
+    n_tokens = sum(lengths)
+    flops = useful_flops(reader, sae, layer, lengths, prefix=1)
+    peak = matmul_peak_gflops()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(
+        f"texts: {len(texts)} documents, {n_tokens:,} tokens (mean {n_tokens / len(texts):.0f}, max {max(lengths)})"
+    )
+    print(f"model: {reader.model_id} to layer {layer}; SAE: {sae_name}")
+    print(
+        f"fp32 matmul peak (2048^3): {peak:,.0f} GFLOP/s; useful work {flops / n_tokens / 1e6:.1f} MFLOP/token "
+        f"-> bound {peak * 1e9 / (flops / n_tokens):,.0f} tokens/s"
+    )
+
+    start = time.perf_counter()
+    naive = naive_encode(reader, sae, layer, texts, args.max_tokens)
+    naive_s = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.duckdb"
+        sae_dir = Path(tmp) / "sae"
+        sae.save(sae_dir)
+        start = time.perf_counter()
+        encode(
+            texts,
+            db,
+            corpus="bench",
+            sae=str(sae_dir),
+            layer=layer,
+            max_tokens=args.max_tokens,
+            batch_tokens=args.batch_tokens,
+            device="cpu",
+            progress=False,
+        )
+        fast_s = time.perf_counter() - start
+        from saeembed.store import Store
+
+        with Store(db, read_only=True) as store:
+            stored = store.sql(
+                "SELECT d.text, a.feature, a.value FROM activations a JOIN documents d USING (doc_id)"
+            )
+    agreement = _agreement(texts, naive, stored)
+
+    rows = [
+        ("naive loop", naive_s, n_tokens / naive_s, flops / naive_s / 1e9),
+        ("saeembed", fast_s, n_tokens / fast_s, flops / fast_s / 1e9),
+    ]
+    print(f"{'path':<12}{'seconds':>9}{'tokens/s':>11}{'GFLOP/s':>10}{'of peak':>9}")
+    for name, secs, tps, gf in rows:
+        print(f"{name:<12}{secs:>9.1f}{tps:>11,.0f}{gf:>10.0f}{gf / peak:>9.0%}")
+    print(
+        f"speed-up over naive: {naive_s / fast_s:.2f}x; same active features in {agreement:.1%} of documents"
+    )
+    print(f"max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+
+
+def _agreement(texts: list[str], naive: list[dict[int, float]], stored: pl.DataFrame) -> float:
+    by_text = {t: set(g["feature"].to_list()) for (t,), g in stored.group_by("text")}
+    same = sum(by_text.get(text, set()) == set(ref) for text, ref in zip(texts, naive, strict=True))
+    return same / len(texts)
+
+
+if __name__ == "__main__":
+    main()
