@@ -185,11 +185,9 @@ def _batch_tables(
             "n_features": pa.array(n_features),
         }
     )
-    spans = np.zeros((len(result.doc_index), 2), dtype=np.int32)
-    for i, doc in enumerate(docs):  # per document, vectorised over its features
-        rows = np.nonzero(result.doc_index == i)[0]
-        if len(rows):
-            spans[rows] = doc.offsets[result.peak_token[rows]]
+    offsets = np.concatenate([d.offsets for d in docs])  # every own token of the batch, in order
+    first_token = np.cumsum([0] + [len(d.ids) for d in docs[:-1]])
+    spans = offsets[first_token[result.doc_index] + result.peak_token]
     activations = pa.table(
         {
             "doc_id": pa.array(doc_ids[result.doc_index], pa.int64()),
