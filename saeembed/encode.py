@@ -40,7 +40,9 @@ CHUNK_DOCS = 2048  # documents read from the store, tokenised and length-sorted 
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    return 65536 if device.type == "cuda" else 4096
+    """Token budget per batch. On the CPU small batches win: a 1,024-token batch keeps a layer's
+    activations (1,024 x 1,536 fp32 = 6 MB) in cache; measured in docs/benchmarks.md."""
+    return 65536 if device.type == "cuda" else 1024
 
 
 @dataclass

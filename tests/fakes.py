@@ -9,7 +9,41 @@ import torch
 
 from saeembed.sae import SAE, SAEConfig
 
-WORDS = ["the", "a", "movie", "film", "was", "is", "great", "awful", "plot", "acting", "story", "news", "market", "stocks", "rallied", "fell", "on", "tuesday", "and", "but", "very", "not", "good", "bad", "i", "you", "it", "this", "that", "love", "hate", "boring", "fun"]
+WORDS = [
+    "the",
+    "a",
+    "movie",
+    "film",
+    "was",
+    "is",
+    "great",
+    "awful",
+    "plot",
+    "acting",
+    "story",
+    "news",
+    "market",
+    "stocks",
+    "rallied",
+    "fell",
+    "on",
+    "tuesday",
+    "and",
+    "but",
+    "very",
+    "not",
+    "good",
+    "bad",
+    "i",
+    "you",
+    "it",
+    "this",
+    "that",
+    "love",
+    "hate",
+    "boring",
+    "fun",
+]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 )

@@ -1,0 +1,214 @@
+"""Quality figures of an SAE on held-out data: FVU, L0, dead latents (on validation activations
+or on texts run through the reader), and loss recovered (the reader's next-token cross-entropy
+with the residual stream at the SAE's layer replaced by the reconstruction, versus clean and
+versus zero-ablation, at the documents' own token positions only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from saeembed.errors import SaeembedError
+from saeembed.sae import SAE
+from saeembed.tokens import ChatMode, plan_batches, tokenize_documents, wrapping_for
+from saeembed.train.activations import assemble, iter_split
+
+Replace = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _Stats:
+    """Streaming FVU / L0 / firing counts over batches of tokens (float64 sums)."""
+
+    def __init__(self, sae: SAE, max_norm: float | None = None):
+        self.sae, self.n, self.sq_err, self.sq_sum, self.l0 = sae, 0, 0.0, 0.0, 0
+        self.max_norm, self.outliers = max_norm, 0
+        self.sum = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
+        self.fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor) -> None:
+        x = x.to(self.sae.W_enc.device, torch.float32)
+        if self.max_norm is not None:
+            typical = x.norm(dim=1) <= self.max_norm
+            self.outliers += int((~typical).sum())
+            x = x[typical]
+        acts = self.sae.encode(x)
+        x_hat = self.sae.decode(acts)
+        self.n += len(x)
+        self.sq_err += float((x - x_hat).double().pow(2).sum())
+        self.sq_sum += float(x.double().pow(2).sum())
+        self.sum += x.double().sum(0).cpu()
+        active = acts > 0
+        self.l0 += int(active.sum())
+        self.fired |= active.any(0).cpu()
+
+    def result(self) -> dict:
+        if self.n == 0:
+            raise SaeembedError("no evaluation tokens: the validation split or the texts are empty")
+        variance = self.sq_sum - float(self.sum.pow(2).sum()) / self.n  # sum ||x - mean(x)||^2
+        return {
+            "n_tokens": self.n,
+            "n_outliers": self.outliers,
+            "fvu": self.sq_err / variance,
+            "l0": self.l0 / self.n,
+            "dead_fraction": float((~self.fired).float().mean()),
+        }
+
+
+def activation_metrics(
+    sae: SAE, batches: Iterable[torch.Tensor], *, max_norm: float | None = None
+) -> dict:
+    """FVU (``sum ||x - x_hat||^2 / sum ||x - mean(x)||^2``), L0 (mean active latents per token)
+    and the fraction of latents that never fire, over batches of residual-stream vectors.
+    Tokens with a norm above ``max_norm`` are left out and counted as ``n_outliers`` (a handful
+    of massive-activation tokens would otherwise decide the FVU alone)."""
+    stats = _Stats(sae, max_norm)
+    for x in batches:
+        stats.add(x)
+    return stats.result()
+
+
+def _hook(
+    own: torch.Tensor, replace: Replace | None, capture: Callable[[torch.Tensor], None] | None
+):
+    def hook(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if capture is not None:
+            capture(hidden[own])
+        if replace is None:
+            return None
+        new = hidden.clone()
+        new[own] = replace(hidden[own].float()).to(hidden.dtype)
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
+
+@torch.inference_mode()
+def _cross_entropy(
+    reader, layer: int, ids, own, replace: Replace | None, capture=None
+) -> tuple[float, int]:
+    """Summed next-token cross-entropy over predictions made at a document token of the next
+    document token (the first token's prediction comes from the prefix, which no condition
+    changes, so it is left out)."""
+    handle = reader.layers[layer].register_forward_hook(_hook(own, replace, capture))
+    try:
+        # right padding: own tokens never attend to pads, so no attention mask (see `assemble`)
+        logits = reader.model(input_ids=ids, use_cache=False).logits
+    finally:
+        handle.remove()
+    predicts = own[:, :-1] & own[:, 1:]
+    loss = F.cross_entropy(logits[:, :-1][predicts].float(), ids[:, 1:][predicts], reduction="sum")
+    return float(loss), int(predicts.sum())
+
+
+def _batches(
+    reader, texts: Sequence[str], max_tokens: int, batch_tokens: int | None, chat: ChatMode
+):
+    if len(reader.layers) != reader.n_layers:
+        raise SaeembedError(
+            "loss recovered needs the full reader; load one without drop_layers_after"
+        )
+    wrapping = wrapping_for(reader.tokenizer, chat)
+    docs = [d for d in tokenize_documents(reader.tokenizer, list(texts), max_tokens) if len(d.ids)]
+    budget = batch_tokens or (
+        16384 if reader.device.type == "cuda" else 2048
+    )  # logits are [tokens, vocab]
+    for batch in plan_batches([len(d.ids) for d in docs], budget):
+        yield assemble([docs[i] for i in batch], wrapping, reader.tokenizer, reader.device)
+
+
+def loss_recovered(
+    reader,
+    layer: int,
+    texts: Sequence[str],
+    replace: Replace,
+    *,
+    max_tokens: int = 256,
+    batch_tokens: int | None = None,
+    chat: ChatMode = "none",
+    capture: Callable[[torch.Tensor], None] | None = None,
+) -> dict:
+    """Cross-entropy of the reader on ``texts`` clean, with the documents' own residuals after
+    block ``layer`` replaced by ``replace(h)`` (float32 ``[n, d_model]`` in and out), and with them
+    zeroed; ``loss_recovered = (ce_zero - ce_replaced) / (ce_zero - ce_clean)``. ``capture``
+    receives the clean residuals of each batch."""
+    sums = {"clean": 0.0, "replaced": 0.0, "zero": 0.0}
+    n = 0
+    for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
+        clean, n_batch = _cross_entropy(reader, layer, ids, own, None, capture)
+        sums["clean"] += clean
+        sums["replaced"] += _cross_entropy(reader, layer, ids, own, replace)[0]
+        sums["zero"] += _cross_entropy(reader, layer, ids, own, torch.zeros_like)[0]
+        n += n_batch
+    if n == 0:
+        raise SaeembedError("no next-token predictions: the texts need at least two tokens each")
+    ce = {name: value / n for name, value in sums.items()}
+    return {
+        "ce_clean": ce["clean"],
+        "ce_replaced": ce["replaced"],
+        "ce_zero": ce["zero"],
+        "loss_recovered": (ce["zero"] - ce["replaced"]) / (ce["zero"] - ce["clean"]),
+        "n_predictions": n,
+    }
+
+
+def evaluate_sae(
+    sae: SAE,
+    reader=None,
+    layer: int | None = None,
+    texts: Sequence[str] | None = None,
+    *,
+    activations_dir: str | Path | None = None,
+    max_tokens: int = 256,
+    batch_tokens: int | None = None,
+    chat: ChatMode = "none",
+    max_eval_tokens: int | None = None,
+    max_norm_ratio: float | None = 10.0,
+    train_dead_fraction: float | None = None,
+) -> dict:
+    """Standard quality figures of ``sae`` on held-out data.
+
+    FVU, L0 and ``dead_fraction`` (latents that never fire on the evaluation tokens) come from the
+    validation split of ``activations_dir`` when given, else from the texts' residuals; tokens
+    whose norm exceeds ``max_norm_ratio`` x the training mean norm (``1 / cfg.input_scale``; no
+    filter when the SAE records no scale) are left out of them, as in training. With ``reader``
+    and ``texts`` (the full reader, not one cut by ``drop_layers_after``), loss recovered is added
+    (``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered``), replacing every document token.
+    ``train_dead_fraction`` (dead during the trainer's last window) is passed through as
+    ``dead_fraction_training``. The SAE is moved to the reader's device."""
+    if activations_dir is None and (reader is None or texts is None):
+        raise SaeembedError("evaluate_sae needs activations_dir, or a reader and texts")
+    scaled = max_norm_ratio is not None and sae.cfg.input_scale != 1.0
+    stats = _Stats(sae, max_norm_ratio / sae.cfg.input_scale if scaled else None)
+    result: dict = {}
+    if activations_dir is not None:
+        device = reader.device if reader is not None else sae.W_enc.device
+        stats.sae = sae = sae.to(device)
+        batches = iter_split(activations_dir, "val", device=device, max_tokens=max_eval_tokens)
+        for x in batches:
+            stats.add(x)
+    if reader is not None and texts is not None:
+        layer = sae.cfg.layer if layer is None else layer
+        if layer is None:
+            raise SaeembedError("the SAE's cfg names no layer; pass layer=")
+        stats.sae = sae = sae.to(reader.device)
+        losses = loss_recovered(
+            reader,
+            layer,
+            texts,
+            lambda h: sae.decode(sae.encode(h)),
+            max_tokens=max_tokens,
+            batch_tokens=batch_tokens,
+            chat=chat,
+            capture=stats.add if activations_dir is None else None,
+        )
+        losses["ce_sae"] = losses.pop("ce_replaced")
+        result.update(losses)
+    result.update(stats.result())
+    if train_dead_fraction is not None:
+        result["dead_fraction_training"] = train_dead_fraction
+    return result

@@ -1,0 +1,155 @@
+"""A whole SAE training run from named sources: pick texts from datasets or files, collect the
+reader's activations, train, evaluate on held-out documents (FVU, L0, dead latents, loss
+recovered), and write the SAE with its figures. `saeembed sae train` is a thin shell over it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saeembed.errors import InputError
+from saeembed.train.activations import TextSource, collect_activations, document_key
+from saeembed.train.evaluate import evaluate_sae
+from saeembed.train.trainer import TrainConfig, train_sae
+
+log = logging.getLogger(__name__)
+CHAT_PREFIXES = ("assistant:", "user:")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """``[assistant:|user:]REF[#N]``: a file or ``data:NAME[?filters]``, wrapped as that chat turn,
+    capped at N documents (a seeded random sample)."""
+
+    ref: str
+    chat: str = "none"
+    max_docs: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        chat = "none"
+        for prefix in CHAT_PREFIXES:
+            if text.startswith(prefix):
+                chat, text = prefix[:-1], text[len(prefix) :]
+        ref, _, cap = text.partition("#")
+        if cap and not cap.isdigit():
+            raise InputError(f"bad document cap {cap!r} in source {text!r}; write REF#1000")
+        return cls(ref, chat, int(cap) if cap else None)
+
+
+def source_texts(spec: SourceSpec, *, passages: str | None = None, seed: int = 0) -> list[str]:
+    """The texts of one source. Preference pairs contribute both final responses."""
+    from saeembed.data import list_datasets, load_dataset, parse_dataset_ref
+    from saeembed.inputs import read_documents
+
+    if spec.ref.startswith("data:"):
+        name, filters = parse_dataset_ref(spec.ref)
+        kind = {card.name: card.kind for card in list_datasets()}[name]
+        if kind == "pairs":
+            frame = load_dataset(name, filter=filters or None)
+            texts = frame["chosen"].to_list() + frame["rejected"].to_list()
+        else:
+            frame = load_dataset(name, filter=filters or None, split_passages=passages)
+            texts = frame["text"].to_list()
+    else:
+        texts = read_documents(spec.ref)[0]["text"].to_list()
+    texts = [t for t in dict.fromkeys(texts) if t and t.strip()]
+    if spec.max_docs is not None and len(texts) > spec.max_docs:
+        picked = np.random.default_rng(seed).choice(len(texts), spec.max_docs, replace=False)
+        texts = [texts[i] for i in sorted(picked)]
+    return texts
+
+
+def train_from_sources(
+    out_dir: str | Path,
+    sources: list[SourceSpec],
+    *,
+    config: TrainConfig,
+    model: str = "default",
+    layer: int = 15,
+    max_tokens: int = 256,
+    passages: str | None = "paragraph",
+    eval_docs: int = 400,
+    device: str = "auto",
+    activations_dir: str | Path | None = None,
+) -> dict:
+    """Collect, train, evaluate; returns the evaluation figures (also written into the SAE's
+    cfg.json under ``extra`` and to ``evaluation.json``). Every stage resumes where it stopped."""
+    from saeembed.reader import load_reader
+
+    out = Path(out_dir)
+    acts = Path(activations_dir) if activations_dir else out / "activations"
+    reader = load_reader(model, device=device)
+    named = [
+        TextSource(
+            f"{s.chat}:{s.ref}", source_texts(s, passages=passages, seed=config.seed), s.chat
+        )
+        for s in sources
+    ]
+    started = time.perf_counter()
+    manifest = collect_activations(reader, named, layer, acts, max_tokens=max_tokens)
+    collected = time.perf_counter() - started
+    result = train_sae(config, acts, out)
+    trained = time.perf_counter() - started - collected
+    held_out = _held_out_texts(named, manifest.get("val_every", 20), eval_docs, config.seed)
+    figures = {}
+    for chat, texts in held_out.items():
+        figures[chat] = evaluate_sae(
+            result.sae,
+            reader,
+            layer,
+            texts,
+            max_tokens=max_tokens,
+            chat=chat,
+            activations_dir=acts if chat == "none" else None,
+            train_dead_fraction=result.summary.get("dead_fraction_window"),
+        )
+    evaluation = {
+        **{
+            k: figures["none"][k]
+            for k in ("fvu", "l0", "dead_fraction", "loss_recovered")
+            if "none" in figures
+        },
+        "by_chat": figures,
+        "collect_seconds": round(collected, 1),
+        "train_seconds": round(trained, 1),
+        "machine": f"{torch.get_num_threads()} threads, {reader.device.type}",
+        "sources": [asdict(s) for s in sources],
+        "tokens": {"train": manifest.get("train_tokens"), "val": manifest.get("val_tokens")},
+    }
+    result.sae.cfg.extra.update(
+        {
+            k: evaluation[k]
+            for k in ("fvu", "l0", "dead_fraction", "loss_recovered")
+            if k in evaluation
+        }
+    )
+    result.sae.cfg.extra["evaluation"] = evaluation
+    result.sae.save(out)
+    (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str) + "\n")
+    return evaluation
+
+
+def _held_out_texts(
+    sources: list[TextSource], val_every: int, limit: int, seed: int
+) -> dict[str, list[str]]:
+    """Documents of the validation split (never trained on), per chat mode, at most ``limit`` each."""
+    by_chat: dict[str, list[str]] = {}
+    for source in sources:
+        by_chat.setdefault(source.chat, []).extend(
+            t for t in source.texts if document_key(t, source.chat) % val_every == 0
+        )
+    rng = np.random.default_rng(seed)
+    return {
+        chat: [
+            texts[i] for i in sorted(rng.choice(len(texts), min(limit, len(texts)), replace=False))
+        ]
+        for chat, texts in by_chat.items()
+        if texts
+    }

@@ -1,0 +1,613 @@
+"""Training TopK and BatchTopK SAEs (Gao et al. 2024; Bussmann et al. 2024) on collected
+activations, on the CPU or a GPU, with exact resume from atomic checkpoints, and export to
+saeembed's own `SAE` format.
+
+Recipe: inputs scaled to unit mean norm; ``b_dec`` initialised to the geometric median of a
+sample of scaled inputs; unit-norm decoder rows (gradient component parallel to each row removed
+before the step, rows renormalised after it); ``W_enc`` initialised as ``W_dec.T``; loss = FVU +
+``aux_coef`` x the AuxK loss (the top ``aux_k`` dead latents reconstruct the residual error); Adam
+with linear warm-up and a linear decay to zero at the end.
+
+Only the active latents take part in the backward pass: the encoder's weight gradient is a
+sparse x dense product and the decoder is an ``embedding_bag``, so a step on 2 CPU cores costs
+about one dense ``[batch, d_in] x [d_in, d_sae]`` matmul plus a top-k.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from saeembed.errors import SaeembedError
+from saeembed.sae import SAE, SAEConfig
+from saeembed.train.activations import ActivationLoader, load_manifest
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+_RESUME_FREE = ("steps", "checkpoint_every", "log_every", "device")  # may change between resumes
+
+
+@dataclass
+class TrainConfig:
+    """How to train an SAE. Fields left as None get the documented default for the run."""
+
+    d_sae: int = 8192
+    """Number of latents."""
+    k: int = 32
+    """Active latents per token (TopK), or per token on average over a batch (BatchTopK)."""
+    architecture: Literal["topk", "batchtopk"] = "topk"
+    """`topk` exports as a topk SAE; `batchtopk` exports as jumprelu with one global threshold."""
+    steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 4096
+    """Tokens per step."""
+    lr: float | None = None
+    """Adam learning rate; None: ``2e-4 / sqrt(d_sae / 16384)`` (sparsify's scaling)."""
+    warmup_steps: int | None = None
+    """Linear warm-up steps; None: 5% of `steps`, at most 1000."""
+    decay_fraction: float = 0.2
+    """The learning rate decays linearly to zero over this final fraction of the steps."""
+    aux_k: int | None = None
+    """Dead latents used by the AuxK loss; None: ``d_in // 2``."""
+    aux_coef: float = 1 / 32
+    """Weight of the AuxK loss."""
+    dead_after_tokens: int | None = None
+    """A latent is dead once it has not fired for this many tokens; None: 10M, or a tenth of the
+    run's tokens (``steps * batch_size / 10``) when that is smaller, so short runs see dead latents."""
+    seed: int = 0
+    """Seeds the initialisation and the order of the training tokens."""
+    checkpoint_every: int = 200
+    """Steps between checkpoints (one is always written at the end)."""
+    log_every: int = 10
+    """Steps between log lines and `metrics.jsonl` rows."""
+    device: str = "auto"
+    """`auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:N`."""
+    buffer_tokens: int = 1 << 18
+    """Tokens shuffled together (several shards), see `ActivationLoader`."""
+    median_tokens: int = 16384
+    """Sample size for the geometric-median initialisation of ``b_dec``."""
+    max_norm_ratio: float | None = 10.0
+    """Tokens whose norm exceeds this multiple of the mean norm are left out of training (and of
+    the validation FVU): a few tokens with massive activations (SmolLM2 layer 15: the first token
+    of ~2% of documents, 6-110x the mean norm) would otherwise dominate the loss. None keeps all."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "architecture must be topk or batchtopk": self.architecture in ("topk", "batchtopk"),
+            "d_sae, k, steps, batch_size must be positive": min(
+                self.d_sae, self.k, self.steps, self.batch_size
+            )
+            > 0,
+            "k must be smaller than d_sae": self.k < self.d_sae,
+            "lr must be positive": self.lr is None or self.lr > 0,
+            "decay_fraction must lie in [0, 1]": 0 <= self.decay_fraction <= 1,
+            "aux_k and dead_after_tokens must be positive": min(
+                self.aux_k or 1, self.dead_after_tokens or 1
+            )
+            > 0,
+            "aux_coef must be >= 0": self.aux_coef >= 0,
+            "max_norm_ratio must be > 1": self.max_norm_ratio is None or self.max_norm_ratio > 1,
+            "checkpoint_every and log_every must be positive": min(
+                self.checkpoint_every, self.log_every
+            )
+            > 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise SaeembedError(f"invalid TrainConfig: {message}")
+
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else 2e-4 / math.sqrt(self.d_sae / 16384)
+
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else min(1000, self.steps // 20)
+
+    def dead_window(self) -> int:
+        if self.dead_after_tokens is not None:
+            return self.dead_after_tokens
+        return max(self.batch_size, min(10_000_000, self.steps * self.batch_size // 10))
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the learning rate at ``step`` (0-based)."""
+        warm = min(1.0, (step + 1) / self.warmup()) if self.warmup() else 1.0
+        decay_steps = int(self.steps * self.decay_fraction)
+        left = self.steps - step
+        return warm * (min(1.0, left / decay_steps) if decay_steps else 1.0)
+
+
+class _SparseEncoder(torch.autograd.Function):
+    """Pre-activations at chosen (row, col) pairs, already computed densely without autograd;
+    the backward pass touches only those pairs (sparse x dense products)."""
+
+    @staticmethod
+    def forward(ctx, values, x, W_enc, b_enc, rows, cols):  # noqa: ARG004 - W_enc/b_enc only for grads
+        ctx.save_for_backward(x, W_enc, rows, cols)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, W_enc, rows, cols = ctx.saved_tensors
+        index = torch.stack([cols, rows])
+        by_latent = torch.sparse_coo_tensor(
+            index, grad, (W_enc.shape[0], x.shape[0]), check_invariants=False
+        )
+        grad_W = torch.sparse.mm(by_latent, x)
+        grad_b = torch.zeros(W_enc.shape[0], device=grad.device, dtype=grad.dtype).index_add_(
+            0, cols, grad
+        )
+        grad_x = torch.sparse.mm(by_latent.t(), W_enc) if ctx.needs_input_grad[1] else None
+        return None, grad_x, grad_W, grad_b, None, None
+
+
+def _decode(rows, cols, acts, W_dec, n: int) -> torch.Tensor:
+    """``sum acts * W_dec[cols]`` per row (rows sorted), without a dense ``[n, d_sae]`` matrix."""
+    counts = torch.bincount(rows, minlength=n)
+    offsets = torch.cumsum(counts, 0) - counts
+    return F.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=acts)
+
+
+def geometric_median(points: torch.Tensor, iters: int = 100, eps: float = 1e-6) -> torch.Tensor:
+    """Weiszfeld's algorithm, started at the coordinate mean."""
+    guess = points.mean(0)
+    for _ in range(iters):
+        weights = 1 / (points - guess).norm(dim=1).clamp_min(eps)
+        new = (weights[:, None] * points).sum(0) / weights.sum()
+        if (new - guess).norm() < eps * max(1.0, guess.norm().item()):
+            return new
+        guess = new
+    return guess
+
+
+def _batch_topk(pre: torch.Tensor, k: int):
+    """(rows, cols, values) of the ``k * n`` largest entries of ``pre [n, d_sae]`` (after ReLU),
+    rows ascending. Exact, without a top-k over the whole matrix: a row that keeps fewer than
+    ``m`` of its own top ``m`` has nothing else above the cut, so only rows keeping all ``m``
+    (tokens that take many latents) are searched in full."""
+    n, width = pre.shape
+    m = min(width, 4 * k)
+    cand, cand_cols = pre.topk(m, dim=1, sorted=False)
+    _, flat = cand.relu().flatten().topk(k * n, sorted=False)
+    full = torch.bincount(flat // m, minlength=n) >= m
+    if m == width or not bool(full.any()):
+        rows, cols = flat // m, cand_cols.flatten()[flat]
+    else:
+        full_rows = full.nonzero().squeeze(1)
+        part = ~full[torch.arange(n, device=pre.device).repeat_interleave(m)]
+        rows = torch.cat(
+            [
+                torch.arange(n, device=pre.device).repeat_interleave(m)[part],
+                full_rows.repeat_interleave(width),
+            ]
+        )
+        cols = torch.cat(
+            [
+                cand_cols.flatten()[part],
+                torch.arange(width, device=pre.device).repeat(len(full_rows)),
+            ]
+        )
+        _, pick = pre[rows, cols].relu().topk(k * n, sorted=False)
+        rows, cols = rows[pick], cols[pick]
+    order = (rows * width + cols).argsort()  # the decoder wants rows in order
+    rows, cols = rows[order], cols[order]
+    return rows, cols, pre[rows, cols].relu()
+
+
+class TrainableSAE(nn.Module):
+    """The SAE in its training parametrisation (encoder subtracts ``b_dec``; inputs pre-scaled)."""
+
+    def __init__(self, d_in: int, cfg: TrainConfig, input_scale: float):
+        super().__init__()
+        gen = torch.Generator().manual_seed(cfg.seed)
+        W_dec = torch.randn(cfg.d_sae, d_in, generator=gen)
+        W_dec /= W_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.clone())  # [d_sae, d_in]: W_enc.T in saeembed's layout
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.cfg, self.input_scale = cfg, input_scale
+        self.register_buffer("since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
+        self.register_buffer("threshold", torch.zeros(()))  # BatchTopK: running min kept activation
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
+
+    def select(self, pre: torch.Tensor):
+        """(rows, cols, values) of the kept latents, rows ascending; values after ReLU."""
+        n, k = pre.shape[0], self.cfg.k
+        if self.cfg.architecture == "topk":
+            values, cols = pre.topk(k, dim=1, sorted=False)
+            rows = torch.arange(n, device=pre.device).repeat_interleave(k)
+            return rows, cols.flatten(), values.flatten().relu()
+        return _batch_topk(pre, k)
+
+    def forward(self, x: torch.Tensor, dead: torch.Tensor | None = None) -> dict:
+        """Losses and statistics for a batch of scaled inputs ``x [n, d_in]``."""
+        centred = x - self.b_dec
+        with torch.no_grad():  # dense pre-activations only to choose latents; no [n, d_sae] grads
+            pre = torch.addmm(self.b_enc, centred, self.W_enc.T)
+        rows, cols, values = self.select(pre)
+        acts = _SparseEncoder.apply(values, centred, self.W_enc, self.b_enc, rows, cols).relu()
+        x_hat = _decode(rows, cols, acts, self.W_dec, len(x)) + self.b_dec
+        error = x_hat - x
+        variance = (x - x.mean(0)).pow(2).sum()
+        out = {
+            "fvu": error.pow(2).sum() / variance,
+            "rows": rows,
+            "cols": cols,
+            "acts": acts.detach(),
+        }
+        out["aux"] = (
+            self._aux_loss(pre, centred, error.detach(), dead)
+            if dead is not None
+            else x.new_zeros(())
+        )
+        out["loss"] = out["fvu"] + self.cfg.aux_coef * out["aux"]
+        return out
+
+    def _aux_loss(self, pre, centred, error, dead, dense: bool | None = None) -> torch.Tensor:
+        """AuxK: the top ``aux_k`` dead latents (by pre-activation) reconstruct the residual error."""
+        dead_idx = dead.nonzero().squeeze(1)
+        if len(dead_idx) == 0:
+            return error.new_zeros(())
+        aux_k = min(self.cfg.aux_k or centred.shape[1] // 2, len(dead_idx))
+        if dense if dense is not None else len(dead_idx) <= 6 * aux_k:
+            e_hat = self._aux_dense(centred, dead_idx, aux_k)
+        else:
+            e_hat = self._aux_sparse(pre, centred, dead, aux_k)
+        target = -error  # what the live latents failed to reconstruct
+        scale = min(len(dead_idx) / aux_k, 1.0)
+        return scale * (e_hat - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum()
+
+    def _aux_dense(self, centred, dead_idx, aux_k: int) -> torch.Tensor:
+        """Few dead latents: dense products over just their columns are the cheapest."""
+        pre = torch.addmm(self.b_enc[dead_idx], centred, self.W_enc[dead_idx].T)
+        with torch.no_grad():
+            keep = torch.zeros_like(pre, dtype=torch.bool)
+            keep.scatter_(1, pre.topk(aux_k, dim=1, sorted=False).indices, True)
+        return torch.where(keep, pre, 0).relu() @ self.W_dec[dead_idx]
+
+    def _aux_sparse(self, pre, centred, dead, aux_k: int) -> torch.Tensor:
+        """Many dead latents: only the chosen (token, latent) pairs take part in the backward."""
+        with torch.no_grad():
+            values, cols = torch.where(dead, pre, -torch.inf).topk(aux_k, dim=1, sorted=False)
+        rows = torch.arange(len(pre), device=pre.device).repeat_interleave(aux_k)
+        cols = cols.flatten()
+        acts = _SparseEncoder.apply(values.flatten(), centred, self.W_enc, self.b_enc, rows, cols)
+        return _decode(rows, cols, acts.relu(), self.W_dec, len(pre))
+
+    @torch.no_grad()
+    def after_backward(self) -> None:
+        """Drop the gradient component parallel to each (unit) decoder row: it would only change
+        the row's norm, which the renormalisation undoes."""
+        g, w = self.W_dec.grad, self.W_dec
+        g -= (g * w).sum(1, keepdim=True) * w
+
+    @torch.no_grad()
+    def after_step(self, out: dict, n_tokens: int) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True)
+        fired = out["cols"][out["acts"] > 0]
+        self.since_fired += n_tokens
+        self.since_fired[fired] = 0
+        if self.cfg.architecture == "batchtopk" and len(fired):
+            # running mean of the smallest kept activation (Bussmann et al.), turning into an EMA
+            # over the last 10% of the steps (at most 1000), so early training is forgotten
+            self.threshold_updates += 1
+            horizon = min(1000, max(1, self.cfg.steps // 10))
+            rate = (1.0 / self.threshold_updates).clamp_min(1 / horizon)  # on the device: no sync
+            self.threshold += rate * (out["acts"][out["acts"] > 0].min() - self.threshold)
+
+    @torch.no_grad()
+    def encode_training(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense training-time activations of scaled inputs (BatchTopK: over this whole batch)."""
+        pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc.T)
+        rows, cols, values = self.select(pre)
+        out = torch.zeros_like(pre)
+        out[rows, cols] = values
+        return out
+
+    @torch.no_grad()
+    def export(self, *, model: str | None, layer: int | None, extra: dict) -> SAE:
+        """The same SAE in saeembed's format: ``b_dec`` folded into ``b_enc`` and ``input_scale``
+        recorded, so ``SAE.encode(x)`` equals the training-time activations of ``x * input_scale``.
+        BatchTopK becomes JumpReLU with the running threshold shared by every latent."""
+        W_enc, b_dec = self.W_enc.detach().cpu(), self.b_dec.detach().cpu()
+        weights = {
+            "W_enc": W_enc.T.contiguous(),
+            "b_enc": self.b_enc.detach().cpu() - W_enc @ b_dec,
+            "W_dec": self.W_dec.detach().cpu(),
+            "b_dec": b_dec,
+        }
+        topk = self.cfg.architecture == "topk"
+        if not topk:
+            weights["threshold"] = self.threshold.detach().cpu().expand(self.cfg.d_sae).clone()
+        cfg = SAEConfig(
+            d_in=W_enc.shape[1],
+            d_sae=self.cfg.d_sae,
+            activation="topk" if topk else "jumprelu",
+            k=self.cfg.k,
+            model=model,
+            layer=layer,
+            input_scale=self.input_scale,
+            source="saeembed:trained",
+            extra=extra,
+        )
+        return SAE(cfg, weights)
+
+
+@dataclass
+class TrainResult:
+    """What `train_sae` produced: the exported SAE (also saved in ``path``) and its figures."""
+
+    sae: SAE
+    path: Path
+    summary: dict
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SaeembedError(
+            "device cuda was asked for but no CUDA GPU is visible; use device='cpu'"
+        )
+    return torch.device(name)
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / CHECKPOINTS).glob("step-*[0-9]"))
+
+
+def _save_checkpoint(out: Path, state: dict) -> None:
+    """Write to a hidden directory, then rename it: a kill never leaves a half checkpoint."""
+    final = out / CHECKPOINTS / f"step-{state['step']:08d}"
+    tmp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in _checkpoints(out):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_resumable(saved: dict, config: TrainConfig) -> None:
+    now = asdict(config)
+    changed = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name not in _RESUME_FREE and saved.get(f.name) != now[f.name]
+    ]
+    if changed:
+        raise SaeembedError(
+            f"the checkpoint was trained with other {', '.join(changed)}; "
+            "pass resume=False or another out_dir"
+        )
+
+
+def _keep_metrics_until(out: Path, step: int) -> None:
+    """Drop metric rows written after the checkpoint we resume from, so none is duplicated."""
+    path = out / METRICS
+    if path.exists():
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    rows.append(line)
+            except (json.JSONDecodeError, KeyError):  # a line cut short by a kill
+                continue
+        path.write_text("".join(r + "\n" for r in rows))
+
+
+def _typical(x: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+    """``x`` without the rows whose norm exceeds ``max_norm`` (inputs are scaled to mean norm 1)."""
+    return x if max_norm is None else x[x.norm(dim=1) <= max_norm]
+
+
+def _init_b_dec(model: TrainableSAE, activations_dir, config: TrainConfig, device) -> None:
+    loader = ActivationLoader(
+        activations_dir,
+        config.batch_size,
+        device=device,
+        seed=config.seed + 1,
+        buffer_tokens=config.buffer_tokens,
+    )
+    sample, stream = [], iter(loader)
+    while sum(len(s) for s in sample) < min(config.median_tokens, loader.n_tokens):
+        sample.append(next(stream))
+    points = _typical(torch.cat(sample) * model.input_scale, config.max_norm_ratio)
+    points = points[: config.median_tokens]
+    with torch.no_grad():
+        model.b_dec.copy_(geometric_median(points))
+
+
+class _Meter:
+    """Sums of the per-step figures between two log lines, kept on the device (no syncs)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, **values: torch.Tensor) -> None:
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.detach().float()
+        self.steps += 1
+
+    def flush(self, step: int, n_tokens: int, extra: dict) -> dict:
+        row = {
+            "step": step,
+            **{k: round(float(v) / self.steps, 6) for k, v in self.sums.items()},
+            **extra,
+        }
+        row["tokens_per_s"] = round(n_tokens * self.steps / (time.perf_counter() - self.start), 1)
+        self.reset()
+        return row
+
+
+def train_sae(
+    config: TrainConfig,
+    activations_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    on_step=None,
+) -> TrainResult:
+    """Train an SAE on the train split of ``activations_dir``; write checkpoints, ``metrics.jsonl``
+    and the exported SAE (``cfg.json`` + ``sae.safetensors``) to ``out_dir``.
+
+    With ``resume`` the latest checkpoint in ``out_dir`` is continued exactly (same weights as an
+    uninterrupted run on the CPU; CUDA's atomic adds make GPU runs equal only up to rounding).
+    Only ``steps``, ``checkpoint_every``, ``log_every`` and ``device`` may differ from the
+    checkpoint's config (more ``steps`` continue a finished run; the schedule follows the new
+    total). ``on_step(step)`` is called after every step (progress, or tests)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(activations_dir)
+    device = _device(config.device)
+    loader = ActivationLoader(
+        activations_dir,
+        config.batch_size,
+        device=device,
+        seed=config.seed,
+        buffer_tokens=config.buffer_tokens,
+    )
+    model = TrainableSAE(manifest["d_model"], config, 1.0 / manifest["mean_norm"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate())
+    step = _restore(out, config, model, optimizer, loader) if resume else 0
+    if step == 0:
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        (out / METRICS).unlink(missing_ok=True)
+        _init_b_dec(model, activations_dir, config, device)
+    window = config.dead_window()
+    meter, stream = _Meter(), iter(loader)
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate() * config.lr_factor(step)
+        batch = next(stream) * model.input_scale
+        x = _typical(batch, config.max_norm_ratio)
+        result = model(x, model.since_fired >= window)
+        optimizer.zero_grad(set_to_none=True)
+        result["loss"].backward()
+        model.after_backward()
+        optimizer.step()
+        model.after_step(result, len(x))
+        step += 1
+        meter.add(
+            loss=result["loss"],
+            fvu=result["fvu"],
+            aux=result["aux"],
+            l0=(result["acts"] > 0).sum() / len(x),
+            outliers=torch.tensor(1 - len(x) / len(batch)),
+        )
+        if step % config.log_every == 0 or step == config.steps:
+            dead = float((model.since_fired >= window).float().mean())
+            row = meter.flush(
+                step,
+                len(x),
+                {"dead_fraction": round(dead, 6), "lr": optimizer.param_groups[0]["lr"]},
+            )
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            log.info(
+                "step %d/%d  loss %.4f  fvu %.4f  l0 %.1f  dead %.3f  %.0f tok/s",
+                step,
+                config.steps,
+                row["loss"],
+                row["fvu"],
+                row["l0"],
+                dead,
+                row["tokens_per_s"],
+            )
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(
+                out,
+                {
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "loader": loader.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "config": asdict(config),
+                },
+            )
+        if on_step is not None:
+            on_step(step)
+    return _finish(model, manifest, activations_dir, out, config)
+
+
+def _restore(out: Path, config: TrainConfig, model, optimizer, loader) -> int:
+    found = _checkpoints(out)
+    if not found:
+        return 0
+    state = torch.load(found[-1] / "state.pt", map_location=model.W_dec.device, weights_only=True)
+    _check_resumable(state["config"], config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    loader.load_state_dict(state["loader"])
+    torch.set_rng_state(state["rng"])
+    _keep_metrics_until(out, state["step"])
+    log.info("resuming from %s", found[-1])
+    return int(state["step"])
+
+
+def _finish(
+    model: TrainableSAE, manifest: dict, activations_dir, out: Path, config: TrainConfig
+) -> TrainResult:
+    """Export, evaluate on the validation split, and save the SAE with its training record."""
+    from saeembed.train.activations import iter_split
+    from saeembed.train.evaluate import activation_metrics
+
+    window = config.dead_window()
+    rows = [json.loads(line) for line in (out / METRICS).read_text().splitlines() if line]
+    summary = {
+        "recipe": "saeembed.train",
+        "config": asdict(config),
+        "lr": config.learning_rate(),
+        "tokens": config.steps * config.batch_size,
+        "b_dec_init": "geometric_median",
+        "dead_window_tokens": window,
+        "dead_fraction_window": float((model.since_fired >= window).float().mean()),
+        "final": rows[-1] if rows else None,
+        "activations": {
+            k: manifest.get(k)
+            for k in (
+                "model",
+                "revision",
+                "layer",
+                "max_tokens",
+                "sources",
+                "train_tokens",
+                "val_tokens",
+                "mean_norm",
+            )
+        },
+    }
+    # the cfg keeps a reference to `summary`, so the validation figures added below are saved too
+    sae = model.export(
+        model=manifest.get("model"), layer=manifest.get("layer"), extra={"training": summary}
+    )
+    if manifest.get("val_tokens"):
+        batches = iter_split(
+            activations_dir, "val", batch_size=config.batch_size, device=model.W_dec.device
+        )
+        ratio = config.max_norm_ratio
+        max_norm = ratio / model.input_scale if ratio is not None else None
+        summary["val"] = activation_metrics(sae.to(model.W_dec.device), batches, max_norm=max_norm)
+    sae = sae.cpu()
+    sae.save(out)
+    log.info("saved the SAE to %s (val: %s)", out, summary.get("val"))
+    return TrainResult(sae, out, summary)
