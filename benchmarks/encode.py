@@ -5,8 +5,8 @@ in one process, with both measured against the machine's fp32 matmul peak.
 
 The naive loop is what research code does: batches of 8 in corpus order padded to the longest,
 a full forward with output_hidden_states=True, the dense SAE output moved to the host, and
-max-pooling per document there. saeembed's path is `saeembed.api.encode` into a fresh DuckDB
-file (tokenising and writing included). Speed does not depend on the SAE's weights, so a random
+max-pooling per document there. saeembed's path is `saeembed.encode.encode_corpus` into a fresh
+DuckDB file (tokenising and writing included; model loading excluded for both). Speed does not depend on the SAE's weights, so a random
 TopK SAE (8,192 latents, k=32) stands in when no trained SAE is given or shipped.
 """
 
@@ -23,11 +23,14 @@ import numpy as np
 import polars as pl
 import torch
 
-from saeembed.api import encode, resolve_sae
+from saeembed.api import resolve_sae
 from saeembed.data import load_dataset
+from saeembed.encode import encode_corpus
 from saeembed.errors import SAEError
+from saeembed.inputs import documents_from_texts
 from saeembed.reader import load_reader
 from saeembed.sae import SAE, SAEConfig
+from saeembed.store import Store
 from saeembed.tokens import tokenize_documents, wrapping_for
 
 
@@ -174,25 +177,23 @@ def main() -> None:
     naive_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.duckdb"
-        sae_dir = Path(tmp) / "sae"
-        sae.save(sae_dir)
+        # the reader is already loaded for both paths; saeembed's time includes reading the
+        # texts into the store, tokenising, encoding and the per-batch DuckDB transactions
         start = time.perf_counter()
-        encode(
-            texts,
-            db,
-            corpus="bench",
-            sae=str(sae_dir),
-            layer=layer,
-            max_tokens=args.max_tokens,
-            batch_tokens=args.batch_tokens,
-            device="cpu",
-            progress=False,
-        )
-        fast_s = time.perf_counter() - start
-        from saeembed.store import Store
-
-        with Store(db, read_only=True) as store:
+        with Store(Path(tmp) / "bench.duckdb") as store:
+            docs, _ = documents_from_texts(texts)
+            store.add_documents("bench", docs)
+            encode_corpus(
+                store,
+                "bench",
+                reader,
+                sae,
+                layer=layer,
+                max_tokens=args.max_tokens,
+                batch_tokens=args.batch_tokens,
+                progress=False,
+            )
+            fast_s = time.perf_counter() - start
             stored = store.sql(
                 "SELECT d.text, a.feature, a.value FROM activations a JOIN documents d USING (doc_id)"
             )

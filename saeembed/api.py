@@ -122,6 +122,7 @@ def encode(
     Safe to interrupt and to repeat: a second call encodes only what is missing."""
     from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
     from saeembed.reader import load_reader
+    from saeembed.sae import check_sae_fits
 
     if corpus is None:
         if not isinstance(source, (str, Path)):
@@ -132,16 +133,18 @@ def encode(
     docs, report, origin = _read(source, text_col, id_col)
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
+    # everything that can fail on bad arguments happens before the store is touched
+    reader = load_reader(model, device=device, dtype=dtype)
+    sae_model = resolve_sae(sae, reader.model_id)
+    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
+    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
+    sae_model = sae_model.to(reader.device)
+    reader.drop_layers_after(chosen_layer)
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(
             corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col
         )
-        reader = load_reader(model, device=device, dtype=dtype)
-        sae_model = resolve_sae(sae, reader.model_id)
-        chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
-        sae_model = sae_model.to(reader.device)
-        reader.drop_layers_after(chosen_layer)
         encoding = encode_corpus(
             store,
             corpus,

@@ -137,8 +137,10 @@ def encode(
     dtype,
     chat,
 ):
-    """Encode INPUT (JSONL, JSON, CSV, TSV, Parquet or text; .gz/.zst/.bz2 too; or a named dataset
-    such as data:rotten-tomatoes?category=fresh) into the store.
+    """Encode a corpus file or a named dataset into the store.
+
+    INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
+    such as data:rotten-tomatoes?category=fresh.
 
     Each document becomes its max-pooled sparse SAE vector. Interrupt it at any time: running it
     again finishes the job without duplicating anything; running it twice adds nothing."""

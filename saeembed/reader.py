@@ -203,6 +203,10 @@ def load_reader(
     elif Path(model).expanduser().exists():
         source = Path(model).expanduser().resolve()
         model_id, revision = str(source), _local_revision(source)
+    elif _looks_like_path(model):
+        raise ModelError(
+            f"no model directory at {model}; give an existing path, a Hub id owner/name, or 'default'"
+        )
     else:
         source, _, hub_revision = model.partition("@")
         model_id = source
@@ -229,6 +233,11 @@ def load_reader(
     return Reader(
         lm, tokenizer, model_id, str(revision), torch_device, torch_dtype, n_layers, d_model, layers
     )
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec that can only be a filesystem path (Hub ids are ``owner/name[@revision]``)."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or "\\" in spec
 
 
 def _is_hub(source: object) -> bool:

@@ -155,6 +155,38 @@ def test_sae_that_does_not_fit_is_refused(tmp_path, corpus_file, tiny_model):
         ok=False,
     )
     assert "d_in=8 does not match the model's hidden size 16" in result.stderr
+    assert not (tmp_path / "s.duckdb").exists()  # refused before the store is created
+
+
+def test_missing_model_or_sae_path_is_refused_before_writing(
+    tmp_path, corpus_file, tiny_model, tiny_sae
+):
+    db = tmp_path / "s.duckdb"
+    result = run(
+        "encode",
+        corpus_file,
+        "--db",
+        db,
+        "--model",
+        tmp_path / "no-model",
+        "--sae",
+        tiny_sae,
+        ok=False,
+    )
+    assert "no model directory at" in result.stderr
+    result = run(
+        "encode",
+        corpus_file,
+        "--db",
+        db,
+        "--model",
+        tiny_model,
+        "--sae",
+        tmp_path / "no-sae",
+        ok=False,
+    )
+    assert "no SAE at" in result.stderr
+    assert not db.exists()
 
 
 def test_unknown_encoder_and_missing_store(encoded_db, tmp_path):
