@@ -26,7 +26,7 @@ from saeembed.train import (
     train_sae,
 )
 from saeembed.train.activations import document_key
-from saeembed.train.trainer import TrainableSAE, _batch_topk
+from saeembed.train.model import TrainableSAE, _batch_topk
 from tests.fakes import WORDS, random_sae
 
 LAYER = 1

@@ -3,14 +3,13 @@
 held-out data (`evaluate_sae`)."""
 
 from saeembed.train.activations import (
-    ActivationLoader,
     TextSource,
     collect_activations,
-    iter_split,
     load_manifest,
     save_activations,
 )
 from saeembed.train.evaluate import activation_metrics, evaluate_sae, loss_recovered
+from saeembed.train.loader import ActivationLoader, iter_split
 from saeembed.train.trainer import TrainConfig, TrainResult, train_sae
 
 __all__ = [

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from saeembed.errors import SaeembedError
 from saeembed.sae import SAE
 from saeembed.tokens import ChatMode, plan_batches, tokenize_documents, wrapping_for
-from saeembed.train.activations import assemble, iter_split
+from saeembed.train.activations import assemble
+from saeembed.train.loader import iter_split
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
 
