@@ -49,6 +49,29 @@ CHAT_TEMPLATE = (
 )
 
 
+# A complete `encoders` row for tests that build a store by hand.
+ENCODER_FIELDS = dict(
+    model="m",
+    model_revision="r",
+    layer=1,
+    sae="s",
+    sae_sha256="ab" * 32,
+    d_sae=8,
+    activation="topk",
+    k=2,
+    pooling="max",
+    max_tokens=8,
+    truncation="keep_first",
+    dtype="float32",
+    chat="none",
+    prefix="bos",
+    encoding_version=1,
+    saeembed_version="0",
+    config={},
+    name="m-L1",
+)
+
+
 def build_tiny_model(directory: Path, *, hidden: int = 16, layers: int = 3, seed: int = 0) -> Path:
     """Save a random Llama (d_model ``hidden``) and its tokenizer to ``directory``."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -9,27 +9,7 @@ from saeembed.errors import StoreError
 from saeembed.inputs import documents_from_texts
 from saeembed.queries import named_queries, run_query
 from saeembed.store import Store
-
-ENCODER_FIELDS = dict(
-    model="m",
-    model_revision="r",
-    layer=1,
-    sae="s",
-    sae_sha256="ab" * 32,
-    d_sae=8,
-    activation="topk",
-    k=2,
-    pooling="max",
-    max_tokens=8,
-    truncation="keep_first",
-    dtype="float32",
-    chat="none",
-    prefix="bos",
-    encoding_version=1,
-    saeembed_version="0",
-    config={},
-    name="m-L1",
-)
+from tests.fakes import ENCODER_FIELDS
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from saeembed.errors import StoreError
 from saeembed.inputs import documents_from_texts
 from saeembed.store import Store, latest_version
+from tests.fakes import ENCODER_FIELDS
 
 
 def test_blank_store_gets_every_migration(tmp_path):
@@ -98,26 +99,7 @@ def test_encoder_resolution(tmp_path):
     with Store(tmp_path / "s.duckdb") as store:
         with pytest.raises(StoreError, match="no encoders yet"):
             store.resolve_encoder(None)
-        fields = dict(
-            model="m",
-            model_revision="r",
-            layer=1,
-            sae="s",
-            sae_sha256="ab" * 32,
-            d_sae=8,
-            activation="topk",
-            k=2,
-            pooling="max",
-            max_tokens=8,
-            truncation="keep_first",
-            dtype="float32",
-            chat="none",
-            prefix="bos",
-            encoding_version=1,
-            saeembed_version="0",
-            config={},
-            name="m-L1",
-        )
+        fields = ENCODER_FIELDS
         first, created = store.get_or_create_encoder("fp1", fields)
         again, created_again = store.get_or_create_encoder("fp1", fields)
         assert created and not created_again and again == first
