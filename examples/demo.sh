@@ -18,9 +18,18 @@ saeembed encode "$DATA/rotten-sample.jsonl" --db "$DB" --corpus rotten
 saeembed info "$DB" --format table
 
 echo
-echo "Features active in the most fresh and rotten reviews (saeembed sql $DB feature_frequencies):"
-saeembed sql "$DB" feature_frequencies -p limit 12 --format table
-FEATURE=$(saeembed sql "$DB" "SELECT feature FROM activations GROUP BY feature ORDER BY count(*) DESC LIMIT 1 OFFSET 5" --format csv | tail -n 1)
+echo "Concepts more frequent in rotten than in fresh reviews (plain SQL over the store):"
+CONTRAST="
+WITH sizes AS (SELECT d.corpus, count(*) AS n FROM encoded_documents e JOIN documents d USING (doc_id) GROUP BY ALL),
+     counts AS (SELECT d.corpus, a.feature, count(*) / any_value(s.n) AS freq
+                FROM activations a JOIN documents d USING (doc_id) JOIN sizes s USING (corpus) GROUP BY ALL),
+     wide AS (SELECT feature,
+                     coalesce(sum(freq) FILTER (WHERE corpus = 'rotten'), 0) AS rotten,
+                     coalesce(sum(freq) FILTER (WHERE corpus = 'fresh'), 0) AS fresh
+              FROM counts GROUP BY feature)
+SELECT feature, rotten, fresh, rotten - fresh AS difference FROM wide ORDER BY difference DESC LIMIT 8"
+saeembed sql "$DB" "$CONTRAST" --format table
+FEATURE=$(saeembed sql "$DB" "$CONTRAST" --format csv | sed -n 2p | cut -d, -f1)
 echo
 echo "Where feature $FEATURE peaks (saeembed sql $DB top_documents -p feature $FEATURE):"
-saeembed sql "$DB" top_documents -p feature "$FEATURE" -p limit 5 --format table
+saeembed sql "$DB" top_documents -p feature "$FEATURE" -p limit 6 --format table

@@ -1,0 +1,36 @@
+"""The shipped default SAE: present, loadable, the default for the default reader, small enough,
+and recorded with quality figures that meet the targets of its model card."""
+
+from __future__ import annotations
+
+import json
+
+from saeembed.pretrained import PRETRAINED_DIR, default_sae_for, shipped_saes
+from saeembed.reader import DEFAULT_MODEL_NAME
+from saeembed.sae import load_sae
+
+NAME = "smollm2-135m-instruct-l15-8k"
+
+
+def test_default_sae_ships_and_is_the_default_for_the_default_reader():
+    assert NAME in shipped_saes()
+    assert default_sae_for(DEFAULT_MODEL_NAME) == PRETRAINED_DIR / NAME
+    assert default_sae_for("someone/else") is None
+
+
+def test_default_sae_loads_with_its_documented_shape():
+    sae = load_sae(PRETRAINED_DIR / NAME)
+    cfg = sae.cfg
+    assert (cfg.d_in, cfg.d_sae, cfg.activation, cfg.k, cfg.layer) == (576, 8192, "topk", 32, 15)
+    assert cfg.model == DEFAULT_MODEL_NAME
+    assert 0.004 < cfg.input_scale < 0.007  # 1 / mean layer-15 norm (~175)
+    assert (sae.W_dec.norm(dim=1) - 1).abs().max() < 1e-2  # unit-norm decoder rows (fp16 storage)
+
+
+def test_recorded_figures_meet_the_targets():
+    cfg = json.loads((PRETRAINED_DIR / NAME / "cfg.json").read_text())
+    assert cfg["extra"]["fvu"] <= 0.20
+    assert cfg["extra"]["dead_fraction"] <= 0.05
+    assert cfg["extra"]["loss_recovered"] >= 0.90
+    assert (PRETRAINED_DIR / NAME / "sae.safetensors").stat().st_size < 25 * 2**20
+    assert (PRETRAINED_DIR / NAME / "README.md").exists()
