@@ -25,6 +25,7 @@ from saeembed.tokens import (
     ChatMode,
     Tokenized,
     Wrapping,
+    assemble_batch,
     plan_batches,
     tokenize_documents,
     wrapping_for,
@@ -118,22 +119,6 @@ def encoder_spec(
     )
 
 
-def _assemble(docs: list[Tokenized], wrapping: Wrapping, pad_id: int, device: torch.device):
-    """Right-padded input ids and the mask of the documents' own tokens."""
-    pre, suf = len(wrapping.prefix), len(wrapping.suffix)
-    lengths = torch.tensor([len(d.ids) for d in docs])
-    width = int(lengths.max()) + pre + suf
-    ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
-    for row, doc in enumerate(docs):
-        n = len(doc.ids)
-        ids[row, :pre] = torch.tensor(wrapping.prefix, dtype=torch.long)
-        ids[row, pre : pre + n] = torch.from_numpy(doc.ids)
-        ids[row, pre + n : pre + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
-    positions = torch.arange(width)
-    own = (positions >= pre) & (positions < pre + lengths.unsqueeze(1))
-    return ids.to(device), own.to(device), lengths
-
-
 @torch.inference_mode()
 def encode_batch(
     reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wrapping: Wrapping
@@ -142,10 +127,8 @@ def encode_batch(
 
     Nothing of size tokens x features exists for TopK SAEs: the SAE returns (token, feature, value)
     triples, and pooling groups them by (document, feature) with `torch.unique` + scatter-reduce."""
-    pad_id = reader.tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = reader.tokenizer.eos_token_id or 0
-    ids, own, lengths = _assemble(docs, wrapping, pad_id, reader.device)
+    ids, own = assemble_batch(docs, wrapping, reader.tokenizer, reader.device)
+    lengths = torch.tensor([len(d.ids) for d in docs])
     hidden = reader.residual_stream(ids, None, layer)  # right padding: see Reader.residual_stream
     tokens = hidden[own].to(sae.W_enc.dtype)  # [n_tokens, d_in], documents' own tokens, in order
     doc_of_token = torch.repeat_interleave(

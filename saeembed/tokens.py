@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 
 ChatMode = Literal["none", "user", "assistant"]
 CHAT_MODES: tuple[str, ...] = ("none", "user", "assistant")
@@ -103,3 +104,26 @@ def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
+
+
+def assemble_batch(
+    docs: list[Tokenized], wrapping: Wrapping, tokenizer, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids ``prefix + document + suffix`` and the mask of the documents' own
+    tokens. No attention mask is needed: with right padding, a causal model's real tokens never
+    attend to a pad (see `Reader.residual_stream`)."""
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id or 0
+    pre, suf = len(wrapping.prefix), len(wrapping.suffix)
+    lengths = torch.tensor([len(d.ids) for d in docs])
+    width = int(lengths.max()) + pre + suf
+    ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
+    for row, doc in enumerate(docs):
+        n = len(doc.ids)
+        ids[row, :pre] = torch.tensor(wrapping.prefix, dtype=torch.long)
+        ids[row, pre : pre + n] = torch.from_numpy(doc.ids)
+        ids[row, pre + n : pre + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
+    positions = torch.arange(width)
+    own = (positions >= pre) & (positions < pre + lengths.unsqueeze(1))
+    return ids.to(device), own.to(device)

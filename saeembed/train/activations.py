@@ -29,7 +29,7 @@ from saeembed.errors import InputError
 from saeembed.tokens import (
     ChatMode,
     Tokenized,
-    Wrapping,
+    assemble_batch,
     plan_batches,
     tokenize_documents,
     wrapping_for,
@@ -164,31 +164,6 @@ def _chunks(docs: Iterator[_Doc], shard_tokens: int) -> Iterator[list[_Doc]]:
         yield chunk
 
 
-def assemble(
-    docs: list[Tokenized], wrapping: Wrapping, tokenizer, device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids ``prefix + document + suffix`` and the mask of the documents' own tokens.
-
-    No attention mask is needed: with right padding a causal model's real tokens never attend to
-    a pad (the same batching as the encoder's)."""
-    pad_id = (
-        tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else (tokenizer.eos_token_id or 0)
-    )
-    pre, suf = list(wrapping.prefix), list(wrapping.suffix)
-    width = max(len(d.ids) for d in docs) + len(pre) + len(suf)
-    ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
-    own = torch.zeros((len(docs), width), dtype=torch.bool)
-    for row, doc in enumerate(docs):
-        n = len(doc.ids)
-        ids[row, : len(pre) + n + len(suf)] = torch.tensor(
-            pre + doc.ids.tolist() + suf, dtype=torch.long
-        )
-        own[row, len(pre) : len(pre) + n] = True
-    return ids.to(device), own.to(device)
-
-
 def _residuals(reader, layer: int, docs: list[_Doc], batch_tokens: int) -> list[torch.Tensor]:
     """The documents' own-token residuals ``[len, d_model]`` (float32, host), in ``docs`` order."""
     out: list[torch.Tensor | None] = [None] * len(docs)
@@ -197,7 +172,7 @@ def _residuals(reader, layer: int, docs: list[_Doc], batch_tokens: int) -> list[
         group = [i for i, d in enumerate(docs) if d.chat == chat and len(d.tokens.ids)]
         for batch in plan_batches([len(docs[i].tokens.ids) for i in group], batch_tokens):
             members = [group[j] for j in batch]
-            ids, own = assemble(
+            ids, own = assemble_batch(
                 [docs[i].tokens for i in members], wrapping, reader.tokenizer, reader.device
             )
             hidden = reader.residual_stream(ids, None, layer)[own].float().cpu()

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from saeembed.errors import SaeembedError
 from saeembed.sae import SAE
-from saeembed.tokens import ChatMode, plan_batches, tokenize_documents, wrapping_for
-from saeembed.train.activations import assemble
+from saeembed.tokens import ChatMode, assemble_batch, plan_batches, tokenize_documents, wrapping_for
 from saeembed.train.loader import iter_split
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
@@ -97,7 +96,7 @@ def _cross_entropy(
     changes, so it is left out)."""
     handle = reader.layers[layer].register_forward_hook(_hook(own, replace, capture))
     try:
-        # right padding: own tokens never attend to pads, so no attention mask (see `assemble`)
+        # right padding: own tokens never attend to pads, so no attention mask (see `assemble_batch`)
         logits = reader.model(input_ids=ids, use_cache=False).logits
     finally:
         handle.remove()
@@ -119,7 +118,7 @@ def _batches(
         16384 if reader.device.type == "cuda" else 2048
     )  # logits are [tokens, vocab]
     for batch in plan_batches([len(d.ids) for d in docs], budget):
-        yield assemble([docs[i] for i in batch], wrapping, reader.tokenizer, reader.device)
+        yield assemble_batch([docs[i] for i in batch], wrapping, reader.tokenizer, reader.device)
 
 
 def loss_recovered(
