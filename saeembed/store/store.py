@@ -147,16 +147,14 @@ class Store:
             self.con.register(
                 "incoming_documents", docs.select("doc_id", "row_idx", "ext_id", "text", "meta")
             )
-            before = self.count_documents(corpus)
-            self.con.execute(
+            added = self.con.execute(
                 """
                 INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta)
                 SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta FROM incoming_documents n
                 WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
                 """,
                 [corpus, corpus],
-            )
-            added = self.count_documents(corpus) - before
+            ).fetchall()[0][0]  # DuckDB returns the inserted row count
             self.con.commit()
         except BaseException:
             self.con.rollback()
