@@ -121,6 +121,7 @@ def encode(
 
     Safe to interrupt and to repeat: a second call encodes only what is missing."""
     from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
+    from saeembed.labels import ensure_shipped_labels
     from saeembed.reader import load_reader
     from saeembed.sae import check_sae_fits
 
@@ -157,6 +158,7 @@ def encode(
             progress=progress,
             on_batch=on_batch,
         )
+        ensure_shipped_labels(store, encoding.encoder)
     finally:
         if not isinstance(db, Store):
             store.close()

@@ -475,3 +475,195 @@ def sae_list(fmt):
 
 if __name__ == "__main__":
     main()
+
+
+# ---- feature labels ---------------------------------------------------------------------------
+encoder_option = click.option(
+    "--encoder", help="Encoder id or name [default: the store's only encoder]."
+)
+
+
+@main.group()
+def features() -> None:
+    """Label features, look at one, and find features by what their labels say."""
+
+
+@features.command("label")
+@click.argument("db", type=click.Path(path_type=Path))
+@encoder_option
+@click.option("--corpus", help="Label from this corpus only [default: every encoded document].")
+@click.option(
+    "--method",
+    type=click.Choice(["offline", "llm"]),
+    default=None,
+    help="offline (no LLM) or llm [default: llm when --api-base is given, else offline].",
+)
+@click.option(
+    "--feature",
+    "feature_ids",
+    type=int,
+    multiple=True,
+    help="Label only this feature; repeatable [default: every active feature].",
+)
+@click.option(
+    "--max-docs",
+    type=click.IntRange(min=10),
+    default=100_000,
+    show_default=True,
+    help="Look at most at this many documents (a fixed sample).",
+)
+@click.option(
+    "--api-base", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)."
+)
+@click.option("--llm-model", help="Model name the endpoint serves.")
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key (unset is fine for local servers).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--redo", is_flag=True, help="Relabel features this LLM already labelled.")
+@format_option
+@click.pass_context
+@_domain_errors
+def features_label(
+    ctx,
+    db,
+    encoder,
+    corpus,
+    method,
+    feature_ids,
+    max_docs,
+    api_base,
+    llm_model,
+    api_key_env,
+    concurrency,
+    redo,
+    fmt,
+):
+    """Label the features of an encoder in DB from the documents it has encoded.
+
+    The offline labeller names each feature by the words it peaks on; the LLM labeller asks any
+    OpenAI-compatible endpoint. Each label gets a detection score: the balanced accuracy of
+    predicting, from the label, which held-out documents have the feature (0.5 = chance).
+    Labels go into the store's `features` table; a summary is printed."""
+    import os
+
+    from saeembed.labels import label_features
+    from saeembed.store import Store
+
+    method = method or ("llm" if api_base else "offline")
+    with Store(db) as store:
+        frame = label_features(
+            store,
+            encoder,
+            corpus=corpus,
+            method=method,
+            features=list(feature_ids) or None,
+            max_docs=max_docs,
+            api_base=api_base,
+            llm_model=llm_model,
+            api_key=os.environ.get(api_key_env),
+            concurrency=concurrency,
+            redo=redo,
+            progress=not ctx.obj["quiet"],
+        )
+    scored = frame.filter(pl.col("label_score").is_not_null())
+    click.echo(
+        f"labelled {frame.height:,} features ({scored.height:,} scored, median detection score "
+        f"{scored['label_score'].median() or float('nan'):.3f})",
+        err=True,
+    )
+    render(frame.select("feature", "label", "label_score", "density", "n_docs"), fmt)
+
+
+@features.command("show")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("feature", type=int)
+@encoder_option
+@click.option("--corpus", help="Only documents of this corpus.")
+@click.option("--top", type=click.IntRange(min=0), default=8, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@_domain_errors
+def features_show(db, feature, encoder, corpus, top, fmt):
+    """Show one FEATURE: label, score, density, activation histogram, top documents."""
+    from saeembed.labels.inspect import feature_report, render_report, report_json
+    from saeembed.store import Store
+
+    with Store(db, read_only=True) as store:
+        report = feature_report(
+            store, store.resolve_encoder(encoder), feature, corpus=corpus, top=top
+        )
+    click.echo(render_report(report) if fmt == "text" else report_json(report))
+
+
+@features.command("search")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("phrase")
+@encoder_option
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--substring-only", is_flag=True, help="Only exact substring matches (no embedding model)."
+)
+@format_option
+@_domain_errors
+def features_search(db, phrase, encoder, top, substring_only, fmt):
+    """Find features whose label matches PHRASE: substring matches first, then the labels
+    closest in meaning (MiniLM sentence embeddings)."""
+    from saeembed.labels.search import search_features
+    from saeembed.store import Store
+
+    with Store(db, read_only=True) as store:
+        frame = search_features(
+            store, store.resolve_encoder(encoder), phrase, top=top, semantic=not substring_only
+        )
+    render(frame, fmt)
+
+
+@features.command("import")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("label_file", type=click.Path(path_type=Path))
+@encoder_option
+@click.option(
+    "--format",
+    "label_format",
+    type=click.Choice(["auto", "neuronpedia", "goodfire", "table"]),
+    default="auto",
+    show_default=True,
+)
+@click.option("--sae-id", help="Neuronpedia exports mixing SAEs: keep rows whose layer is this.")
+@_domain_errors
+def features_import(db, label_file, encoder, label_format, sae_id):
+    """Import published labels (Neuronpedia export, Goodfire labels, or a table with feature and
+    label columns) as the labels of an encoder in DB."""
+    from saeembed.labels import import_labels
+    from saeembed.store import Store
+
+    with Store(db) as store:
+        frame = import_labels(store, label_file, encoder, format=label_format, sae_id=sae_id)
+    click.echo(f"imported {frame.height:,} labels from {label_file}", err=True)
+
+
+@features.command("export")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@encoder_option
+@_domain_errors
+def features_export(db, output, encoder):
+    """Write an encoder's labels to a Parquet file (it records the SAE's hash, so saeembed can
+    apply it to any store encoded with that SAE)."""
+    from saeembed.labels import export_labels, read_labels
+    from saeembed.store import Store
+
+    with Store(db, read_only=True) as store:
+        chosen = store.resolve_encoder(encoder)
+        frame = read_labels(store, chosen)
+    export_labels(frame, output, sae_sha256=chosen.sae_sha256)
+    click.echo(f"wrote {frame.height:,} labels to {output}", err=True)

@@ -99,5 +99,17 @@ def _initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(2, "feature label evidence")
+def _label_evidence(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        ALTER TABLE features ADD COLUMN density DOUBLE;
+        ALTER TABLE features ADD COLUMN n_docs INTEGER;
+        ALTER TABLE features ADD COLUMN examples JSON;
+        ALTER TABLE features ADD COLUMN labelled_at TIMESTAMP;
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

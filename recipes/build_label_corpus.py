@@ -1,0 +1,42 @@
+"""Build the corpus the default SAE's shipped labels are computed on: a seeded sample of every
+named dataset (long documents split into paragraphs), HH-RLHF responses included as plain text.
+
+    python recipes/build_label_corpus.py OUT.parquet
+
+Each document is later encoded with `--max-tokens 128`: labels describe passage-sized units.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import polars as pl
+
+from saeembed.train.recipe import SourceSpec, source_texts
+
+SOURCES = [
+    "data:rotten-tomatoes#8000",
+    "data:news-articles#2000",
+    "data:health-tweets#5000",
+    "data:guardian-headlines",
+    "data:debates-2016",
+    "data:commons-speeches#800",
+    "data:convention-2012#500",
+    "data:hh-rlhf-harmless",
+]
+
+
+def main(out: str) -> None:
+    frames = []
+    for ref in SOURCES:
+        texts = source_texts(SourceSpec.parse(ref), passages="paragraph", seed=1)
+        name = ref.removeprefix("data:").partition("#")[0]
+        frames.append(pl.DataFrame({"text": texts, "source": [name] * len(texts)}))
+        print(f"{name}: {len(texts):,} documents", file=sys.stderr)
+    corpus = pl.concat(frames).unique("text", keep="first", maintain_order=True)
+    corpus.write_parquet(out)
+    print(f"{out}: {corpus.height:,} documents", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,182 @@
+"""Labels in and out of the store's `features` table: writing a batch of labels in one
+transaction, reading them back, exporting them to a Parquet file, and the label files shipped with
+saeembed's own SAEs, which become an encoder's labels when it is created."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from saeembed.errors import InputError
+from saeembed.labels.offline import FeatureLabel
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+#: Columns of a label frame, as `features` stores them (besides `encoder_id`).
+LABEL_SCHEMA = {
+    "feature": pl.Int64,
+    "label": pl.Utf8,
+    "description": pl.Utf8,
+    "label_source": pl.Utf8,
+    "label_score": pl.Float64,
+    "density": pl.Float64,
+    "n_docs": pl.Int64,
+    "examples": pl.List(pl.Utf8),
+}
+SHIPPED_LABELS = "labels.parquet"
+SAE_SHA_KEY = b"saeembed.sae_sha256"
+
+
+def labels_frame(labels: Iterable[FeatureLabel], source: str) -> pl.DataFrame:
+    rows = [
+        {
+            "feature": x.feature,
+            "label": x.label,
+            "description": x.description,
+            "label_source": source,
+            "label_score": x.score,
+            "density": x.density,
+            "n_docs": x.n_docs,
+            "examples": x.examples,
+        }
+        for x in labels
+    ]
+    return pl.DataFrame(rows, schema=LABEL_SCHEMA)
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with exactly the label columns (missing optional ones as nulls)."""
+    if "feature" not in frame.columns or "label" not in frame.columns:
+        raise InputError(
+            f"a label table needs `feature` and `label` columns; it has {', '.join(frame.columns)}"
+        )
+    return frame.select(
+        [
+            (pl.col(c) if c in frame.columns else pl.lit(None)).cast(dtype).alias(c)
+            for c, dtype in LABEL_SCHEMA.items()
+        ]
+    )
+
+
+def write_labels(store: Store, encoder: Encoder, frame: pl.DataFrame) -> int:
+    """Replace the labels of the features in ``frame`` for ``encoder``, in one transaction."""
+    frame = conform(frame)
+    if frame.height == 0:
+        return 0
+    too_big = frame.filter(pl.col("feature") >= encoder.d_sae)
+    if too_big.height:
+        raise InputError(
+            f"labels for feature {too_big['feature'].max()} but encoder {encoder.name} has "
+            f"{encoder.d_sae} features; are these labels for another SAE?"
+        )
+    examples = [None if x is None else json.dumps(x) for x in frame["examples"].to_list()]
+    incoming = frame.with_columns(pl.Series("examples", examples, dtype=pl.Utf8)).to_arrow()
+    store.con.begin()
+    try:
+        store.con.register("incoming_labels", incoming)
+        store.con.execute(
+            "DELETE FROM features WHERE encoder_id = ? "
+            "AND feature IN (SELECT feature FROM incoming_labels)",
+            [encoder.encoder_id],
+        )
+        store.con.execute(
+            """
+            INSERT INTO features (encoder_id, feature, label, description, label_source,
+                                  label_score, density, n_docs, examples, labelled_at)
+            SELECT ?, feature, label, description, label_source, label_score, density, n_docs,
+                   examples::JSON, current_timestamp
+            FROM incoming_labels
+            """,
+            [encoder.encoder_id],
+        )
+        store.con.commit()
+    except BaseException:
+        store.con.rollback()
+        raise
+    finally:
+        store.con.unregister("incoming_labels")
+    return frame.height
+
+
+def read_labels(store: Store, encoder: Encoder) -> pl.DataFrame:
+    """The encoder's labels, one row per labelled feature, ``examples`` as a list of strings."""
+    frame = store.sql(
+        """
+        SELECT feature, label, description, label_source, label_score, density, n_docs,
+               examples::VARCHAR AS examples
+        FROM features WHERE encoder_id = ? ORDER BY feature
+        """,
+        [encoder.encoder_id],
+    )
+    return frame.with_columns(
+        pl.col("examples").str.json_decode(pl.List(pl.Utf8)),
+        pl.col("feature").cast(pl.Int64),
+        pl.col("n_docs").cast(pl.Int64),
+    )
+
+
+def labelled_features(store: Store, encoder: Encoder, source: str) -> set[int]:
+    rows = store.con.execute(
+        "SELECT feature FROM features WHERE encoder_id = ? AND label_source = ?",
+        [encoder.encoder_id, source],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def export_labels(frame: pl.DataFrame, path: str | Path, *, sae_sha256: str | None) -> Path:
+    """Write a label frame to Parquet, recording which SAE (content hash) it labels."""
+    path = Path(path)
+    table = conform(frame).to_arrow()
+    if sae_sha256:
+        table = table.replace_schema_metadata({SAE_SHA_KEY: sae_sha256.encode()})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd", compression_level=19)
+    tmp.replace(path)
+    return path
+
+
+def parquet_sae_sha(path: Path) -> str | None:
+    metadata = pq.read_schema(path).metadata or {}
+    value = metadata.get(SAE_SHA_KEY)
+    return value.decode() if value else None
+
+
+def shipped_labels_for(sae_sha256: str) -> Path | None:
+    """The label file shipped with a packaged SAE whose weights hash to ``sae_sha256``."""
+    from saeembed.pretrained import shipped_saes
+
+    for directory in shipped_saes().values():
+        path = directory / SHIPPED_LABELS
+        if path.is_file() and parquet_sae_sha(path) == sae_sha256:
+            return path
+    return None
+
+
+def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
+    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any.
+    Returns how many were written."""
+    has = store.con.execute(
+        "SELECT count(*) FROM features WHERE encoder_id = ?", [encoder.encoder_id]
+    ).fetchall()[0][0]
+    if has:
+        return 0
+    path = shipped_labels_for(encoder.sae_sha256)
+    if path is None:
+        return 0
+    written = write_labels(store, encoder, read_saeembed_labels(path))
+    log.info(
+        "encoder %s: %d shipped feature labels from %s", encoder.name, written, path.parent.name
+    )
+    return written
+
+
+def read_saeembed_labels(path: Path) -> pl.DataFrame:
+    """A label file written by `export_labels`, metadata dropped."""
+    table = pq.read_table(path)
+    return conform(pl.from_arrow(table.replace_schema_metadata(None)))
