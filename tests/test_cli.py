@@ -224,3 +224,47 @@ def test_every_command_is_documented_in_the_readme():
     readme = README.read_text()
     missing = [c for c in _commands(main) if f"saeembed {c}" not in readme]
     assert not missing, f"commands missing from README.md: {missing}"
+
+
+@pytest.fixture
+def labelled_db(tmp_path):
+    from tests.labelled_store import build_labelled_store
+
+    store, texts = build_labelled_store(tmp_path / "labelled.duckdb")
+    store.close()
+    return tmp_path / "labelled.duckdb", texts
+
+
+def test_features_label_show_search_export_import(labelled_db, tmp_path):
+    db, texts = labelled_db
+    out = run("-q", "features", "label", db, "--format", "json")
+    rows = {r["feature"]: r for r in json.loads(out.stdout)}
+    assert rows[0]["label"] == "film" and rows[0]["label_score"] == 1.0
+    assert "labelled 3 features (" in out.stderr
+    shown = run("features", "show", db, "0", "--top", "2").stdout
+    assert "label: film  (offline, detection score 1.00)" in shown
+    assert shown.split("top documents:")[1].count("«film»") == 2
+    as_json = json.loads(run("features", "show", db, "0", "--format", "json").stdout)
+    assert as_json["n_docs"] == sum("film" in t.split() for t in texts)
+    found = run("features", "search", db, "match", "--substring-only", "--format", "jsonl").stdout
+    assert [json.loads(x)["feature"] for x in found.splitlines()] == [1]
+    exported = tmp_path / "labels.parquet"
+    run("features", "export", db, "-o", exported)
+    table = tmp_path / "mine.csv"
+    table.write_text("feature,label\n2,my own words\n")
+    run("features", "import", db, table)
+    shown = run("features", "show", db, "2").stdout
+    assert "label: my own words  (table" in shown
+    run("features", "import", db, exported)
+    assert "my own words" not in run("features", "show", db, "2").stdout
+
+
+def test_features_errors_are_one_line(labelled_db):
+    db, _ = labelled_db
+    out = run("features", "show", db, "99", ok=False)
+    assert out.exit_code == 1
+    assert out.stderr.strip() == "Error: feature 99 does not exist; features are 0..3"
+    out = run("features", "search", db, "film", ok=False)
+    assert "has no feature labels yet; run `saeembed features label`" in out.stderr
+    out = run("features", "label", db, "--method", "llm", ok=False)
+    assert out.stderr.strip() == "Error: LLM labelling needs --api-base URL and --llm-model NAME"

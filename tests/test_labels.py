@@ -280,3 +280,17 @@ def test_label_frame_columns_are_stable(labelled):
         "examples",
     ]  # fmt: skip
     assert frame.schema["examples"] == pl.List(pl.Utf8)
+
+
+@pytest.mark.slow
+def test_search_by_meaning_with_the_real_minilm(labelled, saeembed_home):
+    store, _ = labelled
+    label_features(store, progress=False)
+    encoder = store.resolve_encoder(None)
+    ranked = search_features(store, encoder, "cinema and movies")
+    assert ranked["feature"][0] == 0  # "film" is the closest label in meaning
+    assert ranked["match"].to_list() == ["semantic"] * ranked.height
+    sims = ranked["similarity"].to_list()
+    assert sims == sorted(sims, reverse=True) and sims[0] > 0.4
+    sport = search_features(store, encoder, "football score")
+    assert sport["feature"][0] == 1  # "goal / match"

@@ -50,9 +50,7 @@ def search_features(
             f"encoder {encoder.name} has no feature labels yet; run `saeembed features label`"
         )
     needle = phrase.lower()
-    substring = pl.col("label").str.to_lowercase().str.contains(needle, literal=True) | pl.col(
-        "description"
-    ).fill_null("").str.to_lowercase().str.contains(needle, literal=True)
+    substring = pl.col("label").str.to_lowercase().str.contains(needle, literal=True)
     similarity = pl.lit(None, dtype=pl.Float64)
     if semantic:
         if embedder is None:
