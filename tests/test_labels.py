@@ -294,3 +294,27 @@ def test_search_by_meaning_with_the_real_minilm(labelled, saeembed_home):
     assert sims == sorted(sims, reverse=True) and sims[0] > 0.4
     sport = search_features(store, encoder, "football score")
     assert sport["feature"][0] == 1  # "goal / match"
+
+
+def test_token_shapes():
+    from saeembed.labels.offline import token_shape
+
+    assert token_shape("a Film here", 1, 6) == "capitalised words"
+    assert token_shape("filmmaker", 4, 9) == "word pieces"
+    assert token_shape("in 1999", 2, 7) == "numbers"
+    assert token_shape("wow !", 3, 5) == "punctuation"
+    assert token_shape("a film", 1, 6) is None
+
+
+def test_weak_activations_count_on_neither_side(labelled):
+    from saeembed.labels.offline import IGNORED, NEGATIVE, POSITIVE, document_classes
+
+    store, _ = labelled
+    evidence = load_evidence(store, store.resolve_encoder(None))
+    rows = evidence.rows(0)
+    evidence.act_value[rows.stop - 1] = 0.01  # the weakest "film" document becomes weak
+    classes = document_classes(evidence, 0)
+    weak_doc = evidence.act_doc[rows.stop - 1]
+    assert classes[weak_doc] == IGNORED
+    assert (classes[evidence.act_doc[rows.start : rows.stop - 1]] == POSITIVE).all()
+    assert (classes == NEGATIVE).sum() == evidence.n_docs - evidence.n_active(0)

@@ -4,7 +4,7 @@ vLLM, Ollama, llama.cpp server...), with every response cached on disk.
 Labelling shows the model a feature's top-activating labelling documents and documents sampled
 across its activation quantiles, the peak token marked «like this», and asks for a short label.
 Detection scoring shows the label with a shuffled mix of held-out documents where the feature is
-active and where it is not, and asks which ones carry the concept; the score is the balanced
+strongly active (see `saeembed.labels.offline`) and where it is not active at all, and asks which ones carry the concept; the score is the balanced
 accuracy of that answer (0.5 = chance). This follows the automated-interpretability practice of
 explaining from activating examples and scoring explanations by how well they predict activity
 (Bills et al. 2023; Paulo et al. 2024, arXiv:2410.13928)."""
@@ -28,7 +28,7 @@ import numpy as np
 from saeembed.errors import InputError, SaeembedError
 from saeembed.home import cache_dir
 from saeembed.labels.evidence import Evidence
-from saeembed.labels.offline import FeatureLabel, balanced_accuracy
+from saeembed.labels.offline import FeatureLabel, balanced_accuracy, strong_threshold
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,8 @@ def detection_items(
     rng = np.random.default_rng([config.seed, feature, 1])
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     active_docs = evidence.act_doc[rows]
-    held_rows = rows[evidence.heldout[active_docs]]
+    strong = evidence.act_value[rows] >= strong_threshold(evidence.act_value[rows])
+    held_rows = rows[evidence.heldout[active_docs] & strong]
     positives = evidence.act_doc[quantile_rows(held_rows, config.detect_positive, rng)]
     active = np.zeros(evidence.n_docs, dtype=np.bool_)
     active[active_docs] = True
@@ -285,7 +286,7 @@ def label_with_llm(
     progress: bool = False,
 ) -> list[FeatureLabel]:
     """LLM labels for ``features``, ``config.concurrency`` requests in flight. ``on_label`` is
-    called with each finished label (in completion order), so callers can save as they go."""
+    called with each finished label (in feature order), so callers can save as they go."""
     from tqdm.auto import tqdm
 
     config = config or LLMConfig()

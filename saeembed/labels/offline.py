@@ -2,10 +2,14 @@
 
 For each feature it collects the word under the peak token (and the word pairs around it) in the
 feature's top-activating labelling documents, then greedily picks up to three of those terms whose
-presence best separates the documents where the feature is active from those where it is not
-(balanced accuracy on the labelling documents). The label is those terms; the label's own matcher
-("the document contains one of the terms") is then scored on the held-out documents, which gives
-the feature's detection score."""
+presence best separates the documents where the feature is *strongly* active from those where it
+is not active at all (balanced accuracy on the labelling documents). The label is those terms; the
+label's own matcher ("the document contains one of the terms") is then scored the same way on the
+held-out documents, which gives the feature's detection score.
+
+"Strongly active" means a pooled value of at least half the feature's 99th-percentile value
+(`strong_threshold`); documents where the feature is only weakly active count on neither side, as
+in the automated-interpretability practice of contrasting activating with non-activating examples."""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class OfflineConfig:
     min_gain: float = 0.01  # balanced-accuracy gain a further term must bring
     n_examples: int = 5  # example snippets kept per feature
     min_heldout: int = 3  # held-out documents needed on each side to score
+    strong_fraction: float = 0.5  # strong = value >= this x the feature's 99th-percentile value
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,26 @@ class FeatureLabel:
 
 def balanced_accuracy(tp: int, fp: int, n_pos: int, n_neg: int) -> float:
     return 0.5 * (tp / n_pos + 1.0 - fp / n_neg)
+
+
+POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
+
+
+def strong_threshold(values: np.ndarray, fraction: float = 0.5) -> float:
+    """The pooled value above which a feature counts as strongly active in a document."""
+    return fraction * float(np.quantile(values, 0.99)) if len(values) else 0.0
+
+
+def document_classes(evidence: Evidence, feature: int, fraction: float = 0.5) -> np.ndarray:
+    """Per document: POSITIVE (strongly active), IGNORED (weakly active) or NEGATIVE (inactive)."""
+    rows = evidence.rows(feature)
+    values = evidence.act_value[rows]
+    classes = np.full(evidence.n_docs, NEGATIVE, dtype=np.int8)
+    docs = evidence.act_doc[rows]
+    strong = values >= strong_threshold(values, fraction)
+    classes[docs[~strong]] = IGNORED
+    classes[docs[strong]] = POSITIVE
+    return classes
 
 
 def render_terms(terms: tuple[str, ...]) -> str:
@@ -71,12 +96,13 @@ def propose_terms(evidence: Evidence, rows: np.ndarray) -> Counter[str]:
 
 
 def choose_terms(
-    evidence: Evidence, candidates: list[str], active: np.ndarray, config: OfflineConfig
+    evidence: Evidence, candidates: list[str], classes: np.ndarray, config: OfflineConfig
 ) -> tuple[tuple[str, ...], float]:
-    """Greedy OR-rule over ``candidates`` maximising balanced accuracy on labelling documents."""
+    """Greedy OR-rule over ``candidates`` maximising balanced accuracy on labelling documents
+    (strongly active against inactive)."""
     train = ~evidence.heldout
-    n_pos = int(active[train].sum())
-    n_neg = int(train.sum()) - n_pos
+    n_pos = int((classes[train] == POSITIVE).sum())
+    n_neg = int((classes[train] == NEGATIVE).sum())
     if n_pos == 0 or n_neg == 0:
         return (), 0.5
     covered = np.zeros(evidence.n_docs, dtype=np.bool_)
@@ -89,11 +115,11 @@ def choose_terms(
         for term in candidates:
             if term in chosen:
                 continue
-            fresh = docs[term][~covered[docs[term]]]
-            hits = int(active[fresh].sum())
-            ba = balanced_accuracy(tp + hits, fp + len(fresh) - hits, n_pos, n_neg)
+            fresh = classes[docs[term][~covered[docs[term]]]]
+            hits, misses = int((fresh == POSITIVE).sum()), int((fresh == NEGATIVE).sum())
+            ba = balanced_accuracy(tp + hits, fp + misses, n_pos, n_neg)
             if ba > pick_ba:
-                pick, pick_tp, pick_fp, pick_ba = term, tp + hits, fp + len(fresh) - hits, ba
+                pick, pick_tp, pick_fp, pick_ba = term, tp + hits, fp + misses, ba
         if pick is None or (chosen and pick_ba - best_ba < config.min_gain):
             break
         chosen.append(pick)
@@ -103,20 +129,55 @@ def choose_terms(
 
 
 def matcher_score(
-    evidence: Evidence, terms: tuple[str, ...], active: np.ndarray, min_heldout: int
+    evidence: Evidence, terms: tuple[str, ...], classes: np.ndarray, min_heldout: int
 ) -> float | None:
-    """Held-out balanced accuracy of "contains one of ``terms``" as a predictor of activity."""
+    """Held-out balanced accuracy of "contains one of ``terms``" at telling strongly active
+    documents from inactive ones."""
     held = evidence.heldout
-    n_pos = int(active[held].sum())
-    n_neg = int(held.sum()) - n_pos
+    n_pos = int((classes[held] == POSITIVE).sum())
+    n_neg = int((classes[held] == NEGATIVE).sum())
     if n_pos < min_heldout or n_neg < min_heldout:
         return None
     predicted = np.zeros(evidence.n_docs, dtype=np.bool_)
     for term in terms:
         predicted[evidence.terms.docs_with(term, heldout=True)] = True
-    tp = int((predicted & active).sum())
-    fp = int((predicted & ~active & held).sum())
+    tp = int((predicted & held & (classes == POSITIVE)).sum())
+    fp = int((predicted & held & (classes == NEGATIVE)).sum())
     return balanced_accuracy(tp, fp, n_pos, n_neg)
+
+
+SHAPES = ("word pieces", "capitalised words", "numbers", "punctuation")
+
+
+def token_shape(text: str, start: int, end: int) -> str | None:
+    """What kind of token ``text[start:end]`` is: one of `SHAPES`, or None for a plain word."""
+    token = text[start:end].strip()
+    if not token:
+        return None
+    begin = start + (len(text[start:end]) - len(text[start:end].lstrip()))
+    if token[0].isalnum() and begin > 0 and text[begin - 1].isalnum():
+        return "word pieces"
+    if token.isdigit():
+        return "numbers"
+    if not any(c.isalnum() for c in token):
+        return "punctuation"
+    if token[0].isupper():
+        return "capitalised words"
+    return None
+
+
+def peak_shape(evidence: Evidence, rows: np.ndarray) -> tuple[str | None, float]:
+    """The most common token shape at the peaks of ``rows`` and its share."""
+    shapes = Counter()
+    for row in rows:
+        start, end = int(evidence.act_start[row]), int(evidence.act_end[row])
+        if start >= 0:
+            shapes[token_shape(evidence.texts[int(evidence.act_doc[row])], start, end)] += 1
+    total = sum(shapes.values())
+    named = [(shape, n) for shape, n in shapes.most_common() if shape is not None]
+    if not total or not named:
+        return None, 0.0
+    return named[0][0], named[0][1] / total
 
 
 def describe(
@@ -139,21 +200,30 @@ def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> Fe
     density = n_docs / evidence.n_docs
     if n_docs == 0:
         return FeatureLabel(feature, None, None, None, 0.0, 0, [])
-    active = np.zeros(evidence.n_docs, dtype=np.bool_)
-    active[evidence.act_doc[rows]] = True
+    classes = document_classes(evidence, feature, config.strong_fraction)
     train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
     top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
     peaks = propose_terms(evidence, top)
-    candidates = [t for t, _ in peaks.most_common(config.max_candidates)]
-    terms, _ = choose_terms(evidence, candidates, active, config)
-    score = matcher_score(evidence, terms, active, config.min_heldout) if terms else None
+    ranked = peaks.most_common(config.max_candidates)
+    # a term at the peak of one top document only is usually a name from that document
+    candidates = [t for t, c in ranked if c >= 2] or [t for t, _ in ranked[:3]]
+    terms, _ = choose_terms(evidence, candidates, classes, config)
+    score = matcher_score(evidence, terms, classes, config.min_heldout) if terms else None
     if not terms and candidates:
         terms = tuple(candidates[:1])  # still name what it peaks on; it has no score
     examples = [evidence.snippet(int(r)) for r in rows[: config.n_examples]]
+    label = render_terms(terms) if terms else None
+    shape, share = peak_shape(evidence, top)
+    if shape and share >= 0.6 and (score is None or score < 0.65):
+        # no word explains it, but the kind of token it peaks on does
+        label = f"{shape} ({render_terms(terms[:2])} ...)" if terms else shape
+    description = describe(evidence, peaks, len(top), n_docs, terms)
+    if shape:
+        description += f" {share:.0%} of those peaks are on a {shape.removesuffix('s')}."
     return FeatureLabel(
         feature=feature,
-        label=render_terms(terms) if terms else None,
-        description=describe(evidence, peaks, len(top), n_docs, terms),
+        label=label,
+        description=description,
         score=score,
         density=density,
         n_docs=n_docs,
