@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: encode a real corpus sample (Rotten Tomatoes fresh and
-# rotten review snippets) with SmolLM2-135M-Instruct and the shipped SAE, then query the store.
+# rotten review snippets) with SmolLM2-135M-Instruct and the shipped SAE (and its shipped feature
+# labels), then query the store.
 # Idempotent: a second run reuses the cached model, data and store.
 set -euo pipefail
 DB="${SAEEMBED_DEMO_DB:-demo.duckdb}"
@@ -27,9 +28,10 @@ WITH sizes AS (SELECT d.corpus, count(*) AS n FROM encoded_documents e JOIN docu
                      coalesce(sum(freq) FILTER (WHERE corpus = 'rotten'), 0) AS rotten,
                      coalesce(sum(freq) FILTER (WHERE corpus = 'fresh'), 0) AS fresh
               FROM counts GROUP BY feature)
-SELECT feature, rotten, fresh, rotten - fresh AS difference FROM wide ORDER BY difference DESC LIMIT 8"
+SELECT w.feature, f.label, rotten, fresh, rotten - fresh AS difference
+FROM wide w LEFT JOIN features f ON f.feature = w.feature ORDER BY difference DESC LIMIT 8"
 saeembed sql "$DB" "$CONTRAST" --format table
 FEATURE=$(saeembed sql "$DB" "$CONTRAST" --format csv | sed -n 2p | cut -d, -f1)
 echo
-echo "Where feature $FEATURE peaks (saeembed sql $DB top_documents -p feature $FEATURE):"
-saeembed sql "$DB" top_documents -p feature "$FEATURE" -p limit 6 --format table
+echo "The top one up close (saeembed features show $DB $FEATURE):"
+saeembed features show "$DB" "$FEATURE" --top 6

@@ -318,3 +318,13 @@ def test_weak_activations_count_on_neither_side(labelled):
     assert classes[weak_doc] == IGNORED
     assert (classes[evidence.act_doc[rows.start : rows.stop - 1]] == POSITIVE).all()
     assert (classes == NEGATIVE).sum() == evidence.n_docs - evidence.n_active(0)
+
+
+def test_layout_whitespace_is_a_term():
+    from saeembed.labels.evidence import words_with_spans
+    from saeembed.labels.offline import token_shape
+
+    assert [w for w, _, _ in words_with_spans("One line.\n\nNext  one\tend")] == [
+        "one", "line", ".", "⏎", "next", "␣␣", "one", "⇥", "end",
+    ]  # fmt: skip
+    assert token_shape("a  b", 1, 2) == "whitespace"

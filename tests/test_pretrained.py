@@ -34,3 +34,21 @@ def test_recorded_figures_meet_the_targets():
     assert cfg["extra"]["loss_recovered"] >= 0.90
     assert (PRETRAINED_DIR / NAME / "sae.safetensors").stat().st_size < 25 * 2**20
     assert (PRETRAINED_DIR / NAME / "README.md").exists()
+
+
+def test_shipped_labels_cover_every_feature_of_the_shipped_sae():
+    import polars as pl
+
+    from saeembed.labels.table import parquet_sae_sha, shipped_labels_for
+
+    path = PRETRAINED_DIR / NAME / "labels.parquet"
+    sae = load_sae(PRETRAINED_DIR / NAME)
+    assert parquet_sae_sha(path) == sae.content_hash()
+    assert shipped_labels_for(sae.content_hash()) == path
+    labels = pl.read_parquet(path)
+    assert labels["feature"].sort().to_list() == list(range(8192))
+    assert labels["label"].null_count() == 0
+    assert labels["label_source"].unique().to_list() == ["offline"]
+    scores = labels["label_score"].drop_nulls()
+    assert scores.len() > 8100 and scores.median() > 0.6  # card: 8,157 scored, median 0.661
+    assert path.stat().st_size < 4 * 2**20

@@ -139,6 +139,19 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
     assert n_acts > 120 * 32  # TopK k=32 per token, max-pooled over several tokens per document
     meta = pl.read_database("SELECT meta FROM documents", duckdb.connect(str(db), read_only=True))
     assert json.loads(meta["meta"][0])["category"] in ("fresh", "rotten")
+    # the shipped SAE's shipped labels came with the new encoder, and relabelling works offline
+    from saeembed.api import open_store
+    from saeembed.labels import label_features, read_labels
+
+    with open_store(db) as store:
+        encoder = store.resolve_encoder(None)
+        shipped = read_labels(store, encoder)
+        assert shipped.height == pl.read_parquet(real_sae / "labels.parquet").height > 8000
+        assert shipped["label"].null_count() == 0
+        own = label_features(store, progress=False)
+        active = store.sql("SELECT count(DISTINCT feature) AS n FROM activations")["n"][0]
+        assert own.height == active
+        assert read_labels(store, encoder).height == shipped.height  # replaced, plus unchanged
 
 
 def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, real_sae, tmp_path):

@@ -18,15 +18,25 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
-#: A word (letters/digits, with inner apostrophes) or a single punctuation mark.
-WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+#: A word (letters/digits, with inner apostrophes), a single punctuation mark, or a run of
+#: layout whitespace (line breaks, tabs, two or more spaces), which tokenizers also make tokens of.
+WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]|\n[\n ]*|\t+| {2,}")
+#: How layout whitespace is spelled as a term.
+LAYOUT = {"\n": "⏎", "\t": "⇥", " ": "␣␣"}
 #: Documents whose id is divisible by this are held out of labelling and used for scoring.
 HELDOUT_MODULUS = 5
 PEAK_MARK = ("«", "»")
 
 
 def words_with_spans(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group().lower(), m.start(), m.end()) for m in WORD.finditer(text)]
+    """Lower-cased words (and layout whitespace as ⏎, ⇥ or ␣␣) with their character spans."""
+    out = []
+    for m in WORD.finditer(text):
+        word = m.group()
+        if word[0].isspace():
+            word = LAYOUT[word[0]]
+        out.append((word.lower(), m.start(), m.end()))
+    return out
 
 
 def snippet(text: str, start: int | None, end: int | None, width: int = 70) -> str:

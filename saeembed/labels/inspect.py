@@ -152,19 +152,19 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
     if report.quantiles:
         q = report.quantiles
         lines.append(
-            f"pooled activation: p10 {q['p10']:.2f}  median {q['median']:.2f}  "
-            f"p90 {q['p90']:.2f}  max {q['max']:.2f}"
+            f"pooled activation: p10 {q['p10']:.3f}  median {q['median']:.3f}  "
+            f"p90 {q['p90']:.3f}  max {q['max']:.3f}"
         )
         peak = max(int(report.histogram["n_docs"].max()), 1)
         for row in report.histogram.iter_rows(named=True):
             bar = "█" * round(width * row["n_docs"] / peak)
             lines.append(
-                f"  {row['bin_low']:7.2f}–{row['bin_high']:<7.2f} {bar:<{width}} {row['n_docs']:,}"
+                f"  {row['bin_low']:7.3f}–{row['bin_high']:<7.3f} {bar:<{width}} {row['n_docs']:,}"
             )
     if report.top.height:
         lines.append("top documents:")
         for row in report.top.iter_rows(named=True):
-            lines.append(f"  {row['value']:7.2f}  [{row['corpus']}] {row['context']}")
+            lines.append(f"  {row['value']:7.3f}  [{row['corpus']}] {row['context']}")
     return "\n".join(lines)
 
 

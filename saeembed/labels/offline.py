@@ -146,14 +146,14 @@ def matcher_score(
     return balanced_accuracy(tp, fp, n_pos, n_neg)
 
 
-SHAPES = ("word pieces", "capitalised words", "numbers", "punctuation")
+SHAPES = ("word pieces", "capitalised words", "numbers", "punctuation", "whitespace")
 
 
 def token_shape(text: str, start: int, end: int) -> str | None:
     """What kind of token ``text[start:end]`` is: one of `SHAPES`, or None for a plain word."""
     token = text[start:end].strip()
     if not token:
-        return None
+        return "whitespace" if end > start else None
     begin = start + (len(text[start:end]) - len(text[start:end].lstrip()))
     if token[0].isalnum() and begin > 0 and text[begin - 1].isalnum():
         return "word pieces"
@@ -186,7 +186,7 @@ def describe(
     words = [(t, c) for t, c in peaks.most_common() if " " not in t][:4]
     peak_part = ", ".join(f"«{t}» {c}" for t, c in words)
     share = n_docs / evidence.n_docs
-    text = f"Active in {n_docs:,} of {evidence.n_docs:,} documents ({share:.1%})."
+    text = f"Labelling corpus: active in {n_docs:,} of {evidence.n_docs:,} documents ({share:.1%})."
     if peak_part:
         text += f" Peak word in its top {n_top} documents: {peak_part}."
     if terms:
@@ -210,7 +210,10 @@ def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> Fe
     terms, _ = choose_terms(evidence, candidates, classes, config)
     score = matcher_score(evidence, terms, classes, config.min_heldout) if terms else None
     if not terms and candidates:
-        terms = tuple(candidates[:1])  # still name what it peaks on; it has no score
+        # no term beats chance on the labelling documents: still name what it peaks on, and say
+        # how (badly) that does on the held-out ones
+        terms = tuple(candidates[:1])
+        score = matcher_score(evidence, terms, classes, config.min_heldout)
     examples = [evidence.snippet(int(r)) for r in rows[: config.n_examples]]
     label = render_terms(terms) if terms else None
     shape, share = peak_shape(evidence, top)
@@ -219,7 +222,7 @@ def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> Fe
         label = f"{shape} ({render_terms(terms[:2])} ...)" if terms else shape
     description = describe(evidence, peaks, len(top), n_docs, terms)
     if shape:
-        description += f" {share:.0%} of those peaks are on a {shape.removesuffix('s')}."
+        description += f" {share:.0%} of those peaks are on {shape}."
     return FeatureLabel(
         feature=feature,
         label=label,
