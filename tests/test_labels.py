@@ -328,3 +328,24 @@ def test_layout_whitespace_is_a_term():
         "one", "line", ".", "⏎", "next", "␣␣", "one", "⇥", "end",
     ]  # fmt: skip
     assert token_shape("a  b", 1, 2) == "whitespace"
+
+
+def test_a_lone_space_token_belongs_to_the_next_word():
+    from saeembed.labels.offline import token_shape
+
+    assert token_shape("Jan 29", 3, 4) == "numbers"
+    store_texts = ["on Jan 29 we met"]
+    from saeembed.labels.evidence import Evidence
+
+    evidence = Evidence(
+        doc_ids=np.array([1]),
+        texts=store_texts,
+        heldout=np.array([False]),
+        d_sae=1,
+        act_doc=np.array([0], dtype=np.int32),
+        act_value=np.array([1.0], dtype=np.float32),
+        act_start=np.array([6], dtype=np.int32),
+        act_end=np.array([7], dtype=np.int32),
+        offsets=np.array([0, 1]),
+    )
+    assert evidence.words(0)[evidence.peak_word_index(0)][0] == "29"

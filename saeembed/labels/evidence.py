@@ -93,6 +93,10 @@ class Evidence:
         for i, (_, w_start, w_end) in enumerate(words):
             if w_end > start and w_start < end:
                 return i
+        # a lone space token (SmolLM2 writes " 29" as " ", "2", "9") belongs to the next word
+        for i, (_, w_start, _) in enumerate(words):
+            if w_start >= end:
+                return i if w_start == end else None
         return None
 
     def snippet(self, row: int, width: int = 70) -> str:

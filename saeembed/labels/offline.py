@@ -153,6 +153,8 @@ def token_shape(text: str, start: int, end: int) -> str | None:
     """What kind of token ``text[start:end]`` is: one of `SHAPES`, or None for a plain word."""
     token = text[start:end].strip()
     if not token:
+        if end < len(text) and text[end].isdigit():
+            return "numbers"  # the space token before a number
         return "whitespace" if end > start else None
     begin = start + (len(text[start:end]) - len(text[start:end].lstrip()))
     if token[0].isalnum() and begin > 0 and text[begin - 1].isalnum():
