@@ -206,3 +206,94 @@ def describe_sae(spec: str | Path) -> dict:
         if key in cfg.extra:
             row[key] = cfg.extra[key]
     return row
+
+
+def diff_cache_store() -> Path:
+    """Where `diff` encodes inputs when no store is given: one cache store under $SAEEMBED_HOME."""
+    from saeembed.home import cache_dir
+
+    return cache_dir("stores") / "diff.duckdb"
+
+
+def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str, object | None]:
+    """A corpus already in ``store`` by that name, or the file/dataset ``ref`` encoded into it
+    (only what is missing). Returns the corpus name and the encoder used when it encoded."""
+    ref = str(ref)
+    if ref in store.corpora() and not Path(ref).exists():
+        return ref, None
+    if not (ref.startswith(DATA_PREFIX) or Path(ref).exists()):
+        have = ", ".join(store.corpora()) or "none"
+        raise SaeembedError(
+            f"{ref!r} is neither a file, a named dataset (data:NAME) nor a corpus in "
+            f"{store.path} (corpora: {have})"
+        )
+    result = encode(ref, store, **encode_options)
+    return result.corpus, result.encoding.encoder
+
+
+def diff(
+    a: str | Path,
+    b: str | Path | Sequence[str | Path],
+    *,
+    db: str | Path | None = None,
+    encoder: str | int | None = None,
+    paired: bool = False,
+    pair_on: str = "row",
+    min_support: int = 10,
+    threshold: float = 0.0,
+    alpha: float = 0.05,
+    top: int | None = None,
+    examples: int = 0,
+    model: str = "default",
+    sae: str | Path | None = None,
+    max_tokens: int | None = None,
+    chat: str = "none",
+    device: str = "auto",
+    progress: bool = True,
+    summary: dict | None = None,
+) -> pl.DataFrame:
+    """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
+    rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
+    (into ``db``, or into a cache store) with ``model`` and ``sae``. Returns the diff table
+    (`saeembed.analysis.diff.DIFF_COLUMNS`, or `PAIRED_COLUMNS` with ``paired=True``): the
+    ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
+    A dict passed as ``summary`` receives the counts behind the table (concepts tested,
+    significant, the sides and the encoder)."""
+    from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
+
+    sides_b = [b] if isinstance(b, (str, Path)) else list(b)
+    if paired and len(sides_b) != 1:
+        raise SaeembedError("paired mode compares exactly two corpora; give one B")
+    options = dict(
+        model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
+    )
+    with Store(db if db is not None else diff_cache_store()) as store:
+        corpus_a, used = _as_corpus(store, a, options)
+        corpora_b = []
+        for ref in sides_b:
+            name, enc = _as_corpus(store, ref, options)
+            corpora_b.append(name)
+            used = used or enc
+        chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
+        if paired:
+            table = paired_diff(
+                store, corpus_a, corpora_b[0], encoder=chosen, pair_on=pair_on,
+                min_support=min_support, threshold=threshold, alpha=alpha,
+            )  # fmt: skip
+        else:
+            table = diff_corpora(
+                store, [corpus_a], corpora_b, encoder=chosen, min_support=min_support,
+                threshold=threshold, alpha=alpha,
+            )  # fmt: skip
+        if summary is not None:
+            summary.update(
+                tested=table.height,
+                significant=table.filter(pl.col("q") < alpha).height,
+                a=corpus_a,
+                b=corpora_b,
+                encoder=chosen.name,
+            )
+        table = table.head(top) if top else table
+        if paired:
+            return table
+        return add_examples(store, chosen, table, [corpus_a], corpora_b, examples)

@@ -165,6 +165,98 @@ def encode(
     click.echo(result.summary(), err=True)
 
 
+# ---- diff --------------------------------------------------------------------------------------
+TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "diff", "ci_low",
+                      "ci_high", "log_odds", "p", "q"]  # fmt: skip
+
+
+@main.command("diff")
+@click.argument("a")
+@click.argument("b", nargs=-1, required=True)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    help="Store holding (or receiving) the corpora [default: a cache store under $SAEEMBED_HOME].",
+)
+@click.option("--encoder", help="Encoder id or name, when the store has several.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Test only concepts in at least this many documents of A and B together.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="A document has a concept when its pooled activation exceeds this.",
+)
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="q-value cut-off.")
+@click.option("--examples", type=click.IntRange(min=0), default=0, help="Top documents per row.")
+@click.option("--paired", is_flag=True, help="Rows of A and B correspond (McNemar's test).")
+@click.option(
+    "--pair-on",
+    type=click.Choice(["row", "id"]),
+    default="row",
+    show_default=True,
+    help="Pair documents by row number in their files or by their ids (--id-col at encode).",
+)
+@click.option("--model", default="default", show_default=True, help="Reader for inputs to encode.")
+@click.option("--sae", help="SAE for inputs to encode [default: the one shipped for the model].")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Truncate inputs to encode.")
+@click.option(
+    "--as-chat",
+    "chat",
+    type=click.Choice(["none", "user", "assistant"]),
+    default="none",
+    show_default=True,
+)
+@format_option
+@click.pass_context
+@_domain_errors
+def diff_command(
+    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, paired, pair_on,
+    model, sae, max_tokens, chat, fmt,
+):  # fmt: skip
+    """Which concepts are more frequent in A than in B?
+
+    A and B are files (any format `encode` reads), named datasets (data:rotten-tomatoes?category=fresh)
+    or corpora already in --db. Whatever is not encoded yet is encoded first. Several B's are
+    pooled: A against the rest. Per concept: document counts and frequencies, their difference
+    with a 95% CI, the log odds ratio, a p-value (Fisher or two-proportion z) and a
+    Benjamini-Hochberg q-value; significant concepts first, by effect size."""
+    from saeembed.api import diff
+    from saeembed.render import default_format
+
+    summary: dict = {}
+    table = diff(
+        a, list(b), db=db, encoder=encoder, paired=paired, pair_on=pair_on,
+        min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
+        model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
+        summary=summary,
+    )  # fmt: skip
+    if not ctx.obj["quiet"]:
+        click.echo(
+            f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+            f"{summary['tested']:,} concepts tested (support >= {min_support}), "
+            f"{summary['significant']:,} differ at q < {alpha}",
+            err=True,
+        )
+    fmt = fmt or default_format()
+    if "examples" in table.columns and fmt in ("table", "csv"):
+        table = table.with_columns(pl.col("examples").list.join(" | "))
+    if fmt == "table":
+        keep = [c for c in TABLE_DIFF_COLUMNS if c in table.columns]
+        table = table.select(keep + (["examples"] if "examples" in table.columns else []))
+        table = table.with_columns(  # p-values span many orders of magnitude
+            pl.col("p", "q").map_elements(lambda v: f"{v:.1e}", return_dtype=pl.Utf8)
+        )
+    render(table, fmt)
+
+
 # ---- querying ---------------------------------------------------------------------------------
 @main.command()
 @click.argument("db", type=click.Path(path_type=Path))

@@ -268,3 +268,30 @@ def test_features_errors_are_one_line(labelled_db):
     assert "has no feature labels yet; run `saeembed features label`" in out.stderr
     out = run("features", "label", db, "--method", "llm", ok=False)
     assert out.stderr.strip() == "Error: LLM labelling needs --api-base URL and --llm-model NAME"
+
+
+def test_diff_files_end_to_end(tmp_path, tiny_model, tiny_sae):
+    """Two files, encoded on the fly into --db, then diffed; rows follow the documented keys."""
+    good = tmp_path / "good.txt"
+    bad = tmp_path / "bad.txt"
+    good.write_text("\n".join(f"great film number {i} , loved it" for i in range(30)) + "\n")
+    bad.write_text("\n".join(f"awful plot {i} , boring acting" for i in range(30)) + "\n")
+    db = tmp_path / "d.duckdb"
+    out = run(
+        "-q", "diff", good, bad, "--db", db, "--model", tiny_model, "--sae", tiny_sae,
+        "--format", "jsonl", "--top", "5", "--examples", "1",
+    )  # fmt: skip
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert rows and len(rows) <= 5
+    for key in ("feature", "label", "n_a", "n_b", "freq_a", "freq_b", "diff", "ci_low",
+                "ci_high", "p", "q", "examples"):  # fmt: skip
+        assert key in rows[0]
+    assert all(r["ci_low"] <= r["diff"] <= r["ci_high"] for r in rows)
+    assert "good vs bad" in out.stderr and "concepts tested" in out.stderr
+    # the corpora are now in the store: diff them by name, paired by row
+    again = run("-q", "diff", "good", "bad", "--db", db, "--paired", "--format", "json")
+    assert {"both", "only_a", "only_b"} <= set(json.loads(again.stdout)[0])
+    missing = run("diff", "nothing-here", "bad", "--db", db, ok=False)
+    assert "'nothing-here' is neither a file, a named dataset (data:NAME) nor a corpus" in (
+        missing.stderr
+    )
