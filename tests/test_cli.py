@@ -278,7 +278,7 @@ def test_diff_files_end_to_end(tmp_path, tiny_model, tiny_sae):
     bad.write_text("\n".join(f"awful plot {i} , boring acting" for i in range(30)) + "\n")
     db = tmp_path / "d.duckdb"
     out = run(
-        "-q", "diff", good, bad, "--db", db, "--model", tiny_model, "--sae", tiny_sae,
+        "diff", good, bad, "--db", db, "--model", tiny_model, "--sae", tiny_sae,
         "--format", "jsonl", "--top", "5", "--examples", "1",
     )  # fmt: skip
     rows = [json.loads(x) for x in out.stdout.splitlines()]
