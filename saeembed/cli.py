@@ -257,6 +257,63 @@ def diff_command(
     render(table, fmt)
 
 
+@main.command("correlate")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--corpus", help="Only documents of this corpus [default: all encoded ones].")
+@click.option("--encoder", help="Encoder id or name, when the store has several.")
+@click.option(
+    "--with",
+    "column",
+    help="A metadata column: correlate concepts with it instead of with each other.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "numeric", "categorical", "date"]),
+    default="auto",
+    show_default=True,
+    help="How to read the --with column.",
+)
+@click.option("--top", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--min-support", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--max-cosine",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Pairs whose decoder directions are closer than this are near-duplicates (trivial).",
+)
+@click.option("--show-trivial", is_flag=True, help="Keep trivial pairs (marked) in the output.")
+@click.option(
+    "--max-docs",
+    type=click.IntRange(min=100),
+    default=50_000,
+    show_default=True,
+    help="Concept pairs: use at most this many documents (a fixed sample).",
+)
+@format_option
+@_domain_errors
+def correlate_command(
+    db, corpus, encoder, column, kind, top, min_support, max_cosine, show_trivial, max_docs, fmt
+):
+    """Concepts that co-occur more than chance (NPMI, phi; trivial pairs dropped), or, with
+    --with COLUMN, concepts that track a metadata column: rank correlation for numbers,
+    per-category enrichment for categories, a trend over time buckets for dates."""
+    from saeembed.analysis.correlate import correlate_concepts, correlate_metadata
+    from saeembed.store import Store
+
+    with Store(db, read_only=True) as store:
+        if column:
+            frame = correlate_metadata(
+                store, column, encoder, corpus=corpus, kind=kind, min_support=min_support, top=top
+            )
+        else:
+            frame = correlate_concepts(
+                store, encoder, corpus=corpus, min_support=min_support, top=top,
+                max_cosine=max_cosine, show_trivial=show_trivial, max_docs=max_docs,
+            )  # fmt: skip
+    render(frame, fmt)
+
+
 # ---- querying ---------------------------------------------------------------------------------
 @main.command()
 @click.argument("db", type=click.Path(path_type=Path))

@@ -295,3 +295,19 @@ def test_diff_files_end_to_end(tmp_path, tiny_model, tiny_sae):
     assert "'nothing-here' is neither a file, a named dataset (data:NAME) nor a corpus" in (
         missing.stderr
     )
+
+
+def test_correlate_command(tmp_path):
+    from tests.count_store import build_count_store
+
+    store = build_count_store(
+        tmp_path / "c.duckdb", {"A": 30, "B": 30}, {1: {"A": 20, "B": 5}, 2: {"A": 12, "B": 3}}
+    )
+    store.con.execute("UPDATE documents SET meta = json_object('source', corpus)").fetchall()
+    store.close()
+    db = tmp_path / "c.duckdb"
+    pairs = json.loads(run("correlate", db, "--show-trivial", "--format", "json").stdout)
+    assert [(p["feature_a"], p["feature_b"], p["n_ab"]) for p in pairs] == [(1, 2, 15)]
+    enriched = run("correlate", db, "--with", "source", "--format", "jsonl").stdout.splitlines()
+    first = json.loads(enriched[0])
+    assert (first["category"], first["feature"]) in {("A", 1), ("B", 1)}

@@ -1,0 +1,328 @@
+"""Concept correlation: which concepts co-occur in documents more than chance, and which concepts
+track a metadata column.
+
+Concept x concept: co-occurrence counts come from the sparse documents x concepts matrix, one
+block of concepts at a time (block x all, never all x all), and each block keeps only its
+strongest pairs, so memory stays ``block x d_sae``. Pairs are scored by NPMI (normalised
+pointwise mutual information, Bouma 2009) and phi, need ``min_support`` co-occurring documents,
+and *trivial* pairs are marked: near-duplicate concepts whose SAE decoder directions have cosine
+above ``max_cosine``, or that peak on the same token in most documents they share.
+
+Concept x metadata: a numeric column gives a Spearman rank correlation per concept (presence vs
+the column's ranks, which for a binary variable is the same as Spearman's rho); a categorical
+column gives per-category enrichment (each category against the rest, with the diff's
+statistics); a date column is bucketed (month or year) and gives a rank-correlation trend over
+the buckets with each bucket's frequency. p-values get Benjamini-Hochberg q-values."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+from saeembed.analysis import stats
+from saeembed.analysis.diff import compare_counts
+from saeembed.analysis.matrix import ConceptMatrix, load_matrix
+from saeembed.errors import InputError
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = [
+    "feature_a",
+    "label_a",
+    "feature_b",
+    "label_b",
+    "n_a",
+    "n_b",
+    "n_ab",
+    "n_docs",
+    "npmi",
+    "phi",
+    "decoder_cosine",
+    "same_peak",
+    "trivial",
+]
+
+
+def _labels(store: Store, encoder: Encoder) -> dict[int, str]:
+    rows = store.con.execute(
+        "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
+    ).fetchall()
+    return {int(f): label for f, label in rows}
+
+
+def cooccurrence_pairs(
+    matrix: ConceptMatrix, *, min_support: int = 10, top: int = 1000, block: int = 512
+) -> pl.DataFrame:
+    """The ``top`` concept pairs by NPMI among those co-occurring in >= ``min_support`` documents
+    (each unordered pair once), with counts and phi."""
+    x = matrix.presence
+    n = matrix.n_docs
+    counts = np.asarray(x.sum(axis=0)).ravel()
+    # concepts in (nearly) every document co-occur with everything: nothing to learn from them
+    live = np.flatnonzero((counts >= min_support) & (counts <= n - min_support))
+    if len(live) < 2:
+        return pl.DataFrame(schema={c: pl.Float64 for c in PAIR_COLUMNS[:0]})
+    xl = x[:, live].tocsc()
+    xr = xl.T.tocsr()
+    n_live = counts[live].astype(np.float64)
+    best: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, len(live), block):
+        stop = min(start + block, len(live))
+        co = (xr[start:stop] @ xl).toarray()  # [block, live] co-occurrence counts
+        i_idx, j_idx = np.nonzero(co >= min_support)
+        keep = j_idx > i_idx + start  # each unordered pair once, no self-pairs
+        i_idx, j_idx = i_idx[keep], j_idx[keep]
+        n_ab = co[i_idx, j_idx]
+        n_a, n_b = n_live[i_idx + start], n_live[j_idx]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            npmi = np.log(n_ab * n / (n_a * n_b)) / -np.log(n_ab / n)
+        if len(npmi) > top:
+            pick = np.argpartition(-npmi, top)[:top]
+            i_idx, j_idx, n_ab, n_a, n_b, npmi = (
+                a[pick] for a in (i_idx, j_idx, n_ab, n_a, n_b, npmi)
+            )
+        best.append((live[i_idx + start], live[j_idx], n_a, n_b, n_ab, npmi))
+    fa, fb, n_a, n_b, n_ab, npmi = (np.concatenate(parts) for parts in zip(*best, strict=True))
+    order = np.argsort(-npmi, kind="stable")[:top]
+    fa, fb, n_a, n_b, n_ab, npmi = (a[order] for a in (fa, fb, n_a, n_b, n_ab, npmi))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = (n * n_ab - n_a * n_b) / np.sqrt(n_a * n_b * (n - n_a) * (n - n_b))
+    return pl.DataFrame(
+        {
+            "feature_a": fa.astype(np.int64),
+            "feature_b": fb.astype(np.int64),
+            "n_a": n_a.astype(np.int64),
+            "n_b": n_b.astype(np.int64),
+            "n_ab": n_ab.astype(np.int64),
+            "n_docs": np.full(len(fa), n, np.int64),
+            "npmi": npmi,
+            "phi": np.nan_to_num(phi),
+        }
+    )
+
+
+def decoder_cosines(encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray | None:
+    """Cosine of the two concepts' SAE decoder directions, when the encoder's SAE can be loaded."""
+    from saeembed.errors import SaeembedError
+    from saeembed.sae import load_sae
+
+    try:
+        sae = load_sae(encoder.sae)
+    except (SaeembedError, OSError) as exc:
+        log.warning("decoder cosines skipped: cannot load SAE %s (%s)", encoder.sae, exc)
+        return None
+    if sae.content_hash() != encoder.sae_sha256:
+        log.warning("decoder cosines skipped: %s is not the SAE this encoder used", encoder.sae)
+        return None
+    w = sae.W_dec.float()
+    w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    a = w[pairs["feature_a"].to_list()]
+    b = w[pairs["feature_b"].to_list()]
+    return (a * b).sum(dim=1).numpy()
+
+
+def same_peak_share(store: Store, encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray:
+    """Per pair: share of the documents having both where both peak on the same token."""
+    if pairs.height == 0:
+        return np.empty(0)
+    store.con.register("pairs_in", pairs.select("feature_a", "feature_b").to_arrow())
+    try:
+        shares = store.sql(
+            """
+            SELECT p.feature_a, p.feature_b,
+                   avg(CASE WHEN x.peak_token = y.peak_token THEN 1.0 ELSE 0.0 END) AS share
+            FROM pairs_in p
+            JOIN activations x ON x.feature = p.feature_a AND x.encoder_id = $enc
+            JOIN activations y ON y.feature = p.feature_b AND y.encoder_id = $enc
+                              AND y.doc_id = x.doc_id
+            GROUP BY ALL
+            """,
+            {"enc": encoder.encoder_id},
+        )
+    finally:
+        store.con.unregister("pairs_in")
+    joined = pairs.join(shares, on=["feature_a", "feature_b"], how="left")
+    return joined["share"].fill_null(0.0).to_numpy()
+
+
+def correlate_concepts(
+    store: Store,
+    encoder: Encoder | str | int | None = None,
+    *,
+    corpus: str | None = None,
+    min_support: int = 10,
+    top: int = 50,
+    max_cosine: float = 0.5,
+    same_peak: float = 0.5,
+    show_trivial: bool = False,
+    max_docs: int | None = 50_000,
+    threshold: float = 0.0,
+) -> pl.DataFrame:
+    """The most strongly co-occurring concept pairs, trivial ones marked (and dropped unless
+    ``show_trivial``). Documents beyond ``max_docs`` are sampled."""
+    if not isinstance(encoder, Encoder):
+        encoder = store.resolve_encoder(encoder)
+    matrix = load_matrix(store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs)
+    pairs = cooccurrence_pairs(matrix, min_support=min_support, top=max(10 * top, 1000))
+    if pairs.height == 0:
+        return pl.DataFrame(schema=dict.fromkeys(PAIR_COLUMNS, pl.Float64))
+    cosine = decoder_cosines(encoder, pairs)
+    pairs = pairs.with_columns(
+        pl.Series("decoder_cosine", cosine if cosine is not None else [None] * pairs.height,
+                  dtype=pl.Float64),
+        pl.Series("same_peak", same_peak_share(store, encoder, pairs), dtype=pl.Float64),
+    )  # fmt: skip
+    pairs = pairs.with_columns(
+        (
+            (pl.col("decoder_cosine").fill_null(0) > max_cosine) | (pl.col("same_peak") > same_peak)
+        ).alias("trivial")
+    )
+    if not show_trivial:
+        pairs = pairs.filter(~pl.col("trivial"))
+    labels = _labels(store, encoder)
+    pairs = pairs.with_columns(
+        pl.col("feature_a").replace_strict(labels, default=None, return_dtype=pl.Utf8).alias("label_a"),
+        pl.col("feature_b").replace_strict(labels, default=None, return_dtype=pl.Utf8).alias("label_b"),
+    )  # fmt: skip
+    return pairs.select(PAIR_COLUMNS).head(top)
+
+
+# ---- concept x metadata -------------------------------------------------------------------------
+def metadata_column(store: Store, matrix: ConceptMatrix, column: str) -> pl.Series:
+    """The values of ``meta.column`` for the matrix's documents (in its order)."""
+    store.con.register("meta_docs", pl.DataFrame({"doc_id": matrix.doc_ids}).to_arrow())
+    try:
+        frame = store.sql(
+            """
+            SELECT m.doc_id, any_value(json_extract(d.meta, '$.' || $col)) AS v
+            FROM meta_docs m JOIN documents d ON d.doc_id = m.doc_id
+            GROUP BY m.doc_id ORDER BY m.doc_id
+            """,
+            {"col": column},
+        )
+    finally:
+        store.con.unregister("meta_docs")
+    values = [None if v is None else json.loads(v) for v in frame["v"].to_list()]
+    if all(v is None for v in values):
+        keys = store.sql("SELECT meta FROM documents WHERE meta IS NOT NULL LIMIT 1")
+        have = ", ".join(json.loads(keys["meta"][0])) if keys.height else "none"
+        raise InputError(f"no metadata column {column!r} in these documents (columns: {have})")
+    return pl.Series(column, values, strict=False)
+
+
+def detect_kind(values: pl.Series) -> str:
+    non_null = values.drop_nulls()
+    if non_null.dtype.is_numeric() and non_null.dtype != pl.Boolean:
+        return "numeric"
+    if non_null.dtype == pl.Utf8 and non_null.len():
+        try:
+            parsed = non_null.str.to_datetime(strict=False)
+        except pl.exceptions.ComputeError:  # no date format fits
+            return "categorical"
+        if parsed.null_count() == 0:
+            return "date"
+    return "categorical"
+
+
+def _rank_correlation(presence, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman rho of each concept's presence with ``y`` (rows with y present), and p-values."""
+    n = len(y)
+    r = sps.rankdata(y)
+    r = (r - r.mean()) / r.std()
+    p_x = np.asarray(presence.mean(axis=0)).ravel()
+    cov = np.asarray(presence.T @ r).ravel() / n  # mean(x * r), r centred
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = cov / np.sqrt(p_x * (1 - p_x))
+        t = rho * np.sqrt((n - 2) / np.maximum(1 - rho**2, 1e-12))
+    rho = np.nan_to_num(rho)
+    return rho, 2 * sps.t.sf(np.abs(np.nan_to_num(t)), n - 2)
+
+
+def correlate_metadata(
+    store: Store,
+    column: str,
+    encoder: Encoder | str | int | None = None,
+    *,
+    corpus: str | None = None,
+    kind: str = "auto",
+    min_support: int = 10,
+    top: int = 50,
+    alpha: float = 0.05,
+    bucket: str = "auto",
+    max_docs: int | None = None,
+    threshold: float = 0.0,
+) -> pl.DataFrame:
+    """Concepts against metadata column ``column`` (numeric, categorical or date)."""
+    if not isinstance(encoder, Encoder):
+        encoder = store.resolve_encoder(encoder)
+    matrix = load_matrix(store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs)
+    values = metadata_column(store, matrix, column)
+    kind = detect_kind(values) if kind == "auto" else kind
+    if kind not in ("numeric", "categorical", "date"):
+        raise InputError(f"unknown column kind {kind!r}; use numeric, categorical or date")
+    present = values.is_not_null().to_numpy()
+    x = matrix.presence[present]
+    values = values.filter(pl.Series(present))
+    support = np.asarray(x.sum(axis=0)).ravel()
+    tested = np.flatnonzero(support >= min_support)
+    labels = _labels(store, encoder)
+    if kind == "categorical":
+        frame = _categorical(x, values.cast(pl.Utf8), tested, support)
+    else:
+        if kind == "date":
+            dates = values.cast(pl.Utf8).str.to_datetime(strict=False)
+            span = (dates.max() - dates.min()).days if dates.len() else 0
+            unit = bucket if bucket != "auto" else ("1mo" if span <= 3 * 366 else "1y")
+            buckets = dates.dt.truncate(unit)
+            y = buckets.rank("dense").to_numpy().astype(np.float64)
+        else:
+            y = values.cast(pl.Float64).to_numpy()
+        rho, p = _rank_correlation(x[:, tested], y)
+        frame = pl.DataFrame(
+            {
+                "feature": tested.astype(np.int64),
+                "n_docs": support[tested].astype(np.int64),
+                "rho": rho,
+                "p": p,
+                "q": stats.bh_qvalues(p),
+            }
+        )
+        if kind == "date":
+            frame = frame.with_columns(_bucket_frequencies(x, buckets, tested))
+    frame = frame.with_columns(
+        pl.col("feature").replace_strict(labels, default=None, return_dtype=pl.Utf8).alias("label")
+    )
+    effect = "diff" if kind == "categorical" else "rho"
+    frame = frame.with_columns(
+        (pl.col("q") < alpha).alias("_sig"), pl.col(effect).abs().alias("_abs")
+    ).sort(["_sig", "_abs", "p"], descending=[True, True, False])
+    first = ["category"] if kind == "categorical" else []
+    rest = [c for c in frame.columns if c not in (*first, "feature", "label", "_sig", "_abs")]
+    return frame.select([*first, "feature", "label", *rest]).head(top)
+
+
+def _categorical(x, categories: pl.Series, tested: np.ndarray, support: np.ndarray) -> pl.DataFrame:
+    parts = []
+    for category in categories.unique().sort().to_list():
+        inside = (categories == category).to_numpy()
+        n_in = np.asarray(x[inside].sum(axis=0)).ravel()[tested]
+        n_out = support[tested] - n_in
+        part = compare_counts(tested, n_in, n_out, int(inside.sum()), int((~inside).sum()))
+        parts.append(part.with_columns(pl.lit(category).alias("category")))
+    frame = pl.concat(parts)
+    return frame.with_columns(pl.Series("q", stats.bh_qvalues(frame["p"].to_numpy())))
+
+
+def _bucket_frequencies(x, buckets: pl.Series, tested: np.ndarray) -> pl.Series:
+    keys = buckets.unique().sort()
+    freqs = []
+    for key in keys.to_list():
+        inside = (buckets == key).to_numpy()
+        freqs.append(np.asarray(x[inside].mean(axis=0)).ravel()[tested])
+    table = np.vstack(freqs).T  # [tested, buckets]
+    return pl.Series("freq_by_bucket", table.tolist(), dtype=pl.List(pl.Float64))
