@@ -1,0 +1,181 @@
+"""Diff and correlation at scale, on a synthetic store: two corpora of 1,000,000 documents each,
+about 300 active concepts per document drawn from a power law over 8,192 concepts (600M
+activation rows). Times `saeembed diff`'s counting and statistics against a naive reference (join
+the activations to their documents and group by corpus and feature), and the concept-pair search
+of `saeembed correlate` over one corpus, each in a fresh process so peak memory is its own.
+
+    .venv/bin/python benchmarks/diff.py [--docs 1000000] [--concepts 300] [--memory-limit 4GB]
+
+The store is built once (several minutes) under $SAEEMBED_HOME/stores/ and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+D_SAE = 8192
+CHUNK = 20_000
+SYNTHETIC_ENCODER = dict(
+    name="synthetic", model="synthetic", model_revision=None, layer=0, sae="synthetic",
+    sae_sha256="0" * 64, d_sae=D_SAE, activation="topk", k=32, pooling="max", max_tokens=64,
+    truncation="keep_first", dtype="float32", chat="none", prefix="bos", encoding_version=1,
+    saeembed_version="bench", config={},
+)  # fmt: skip
+
+
+def build(path: Path, n_docs: int, per_doc: int, seed: int = 0) -> None:
+    from saeembed.store import Store
+
+    rng = np.random.default_rng(seed)
+    ranks = rng.permutation(D_SAE)  # which concept gets which frequency rank
+    weights = 1.0 / (np.arange(D_SAE) + 10.0) ** 0.8
+    weights = weights[np.argsort(ranks)]
+    weights /= weights.sum()
+    cdf = np.cumsum(weights)
+    with Store(path) as store:
+        encoder, _ = store.get_or_create_encoder("synthetic", SYNTHETIC_ENCODER)
+        store.con.execute("SET preserve_insertion_order = false")
+        for side, corpus in enumerate(("A", "B")):
+            store.con.execute("INSERT INTO corpora (corpus) VALUES (?)", [corpus])
+            for start in range(0, n_docs, CHUNK):
+                ids = np.arange(start, min(start + CHUNK, n_docs), dtype=np.int64)
+                doc_ids = ids + side * 10 * n_docs + 1
+                draws = np.searchsorted(cdf, rng.random((len(ids), int(per_doc * 1.25))))
+                draws = np.minimum(draws, D_SAE - 1)
+                keys = np.unique(doc_ids[:, None] * D_SAE + draws)
+                act_doc, feature = keys // D_SAE, (keys % D_SAE).astype(np.int32)
+                n = len(keys)
+                store.con.register(
+                    "chunk_docs",
+                    pa.table({"doc_id": doc_ids, "row_idx": ids}),
+                )
+                store.con.register(
+                    "chunk_acts",
+                    pa.table(
+                        {
+                            "doc_id": act_doc,
+                            "feature": feature,
+                            "value": rng.random(n, dtype=np.float32) + 0.01,
+                        }
+                    ),
+                )
+                store.con.execute(
+                    "INSERT INTO documents SELECT ?, doc_id, row_idx, NULL, '', NULL FROM chunk_docs",
+                    [corpus],
+                )
+                store.con.execute(
+                    "INSERT INTO encoded_documents (encoder_id, doc_id, n_tokens, truncated, "
+                    "n_features) SELECT ?, doc_id, 64, false, 0 FROM chunk_docs",
+                    [encoder.encoder_id],
+                )
+                store.con.execute(
+                    "INSERT INTO activations SELECT ?, doc_id, feature, value, 1, 0, 0, 1 "
+                    "FROM chunk_acts",
+                    [encoder.encoder_id],
+                )
+                store.con.unregister("chunk_docs")
+                store.con.unregister("chunk_acts")
+                print(f"{corpus}: {start + len(ids):,} documents", file=sys.stderr, flush=True)
+        store.con.execute("CHECKPOINT")
+
+
+NAIVE = """
+SELECT d.corpus, a.feature, count(*) AS n
+FROM activations a JOIN documents d ON d.doc_id = a.doc_id
+WHERE a.encoder_id = 1 AND d.corpus IN ('A', 'B')
+GROUP BY ALL
+"""
+
+
+def measure(path: str, what: str, memory_limit: str) -> dict:
+    """Run one measurement in this (fresh) process and return its figures."""
+    from saeembed.analysis.correlate import correlate_concepts
+    from saeembed.analysis.diff import diff_corpora
+    from saeembed.store import Store
+
+    with Store(path, read_only=True) as store:
+        store.con.execute(f"SET memory_limit = '{memory_limit}'")
+        started = time.perf_counter()
+        if what == "diff":
+            table = diff_corpora(store, ["A"], ["B"])
+            result = {"rows": table.height, "significant": table.filter(table["q"] < 0.05).height}
+        elif what == "naive":
+            rows = store.con.sql(NAIVE).fetchall()
+            result = {"rows": len(rows)}
+        elif what == "plan":
+            from saeembed.queries import bind_params, get_query
+
+            query = get_query("diff_counts")
+            params = bind_params(
+                store, query, {"corpora_a": ["A"], "corpora_b": ["B"], "threshold": 0.0}
+            )
+            plan = store.con.sql("EXPLAIN ANALYZE " + query.sql, params=params).fetchall()
+            result = {"plan": plan[0][1]}
+        else:
+            pairs = correlate_concepts(store, corpus="A", top=20, show_trivial=True)
+            result = {"rows": pairs.height, "top_npmi": float(pairs["npmi"][0])}
+        seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"what": what, "seconds": seconds, "peak_rss_gib": peak, **result}
+
+
+def run_child(path: Path, what: str, memory_limit: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", what, "--db", str(path),
+         "--memory-limit", memory_limit],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--concepts", type=int, default=300)
+    parser.add_argument("--memory-limit", default="4GB")
+    parser.add_argument("--db", default=None)
+    parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.db, args.measure, args.memory_limit)))
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from saeembed.home import cache_dir
+
+    path = Path(args.db) if args.db else (
+        cache_dir("stores") / f"bench-diff-{args.docs}x{args.concepts}.duckdb"
+    )  # fmt: skip
+    if not path.exists():
+        started = time.perf_counter()
+        tmp = path.with_name(path.name + ".building")
+        tmp.unlink(missing_ok=True)
+        build(tmp, args.docs, args.concepts)
+        tmp.rename(path)
+        print(f"built {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    size = path.stat().st_size / 2**30
+    results = {w: run_child(path, w, args.memory_limit) for w in ("diff", "naive", "correlate")}
+    plan = run_child(path, "plan", args.memory_limit)["plan"]
+    print(f"store: 2 x {args.docs:,} documents, ~{args.concepts} concepts each, {size:.1f} GiB")
+    print("| job | seconds | peak RSS (GiB) | result |")
+    print("|---|---|---|---|")
+    for r in results.values():
+        extra = {k: v for k, v in r.items() if k not in ("what", "seconds", "peak_rss_gib")}
+        print(f"| {r['what']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | {extra} |")
+    ratio = results["naive"]["seconds"] / results["diff"]["seconds"]
+    print(f"\nnaive counting / saeembed diff (counting + statistics): {ratio:.2f}x")
+    print("\nEXPLAIN ANALYZE of queries/diff_counts.sql:\n")
+    print(plan)
+
+
+if __name__ == "__main__":
+    main()
