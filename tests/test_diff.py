@@ -144,3 +144,11 @@ def test_python_api_on_corpora_in_a_store(tmp_path):
     assert paired.filter(feature=1)["only_a"][0] == 18
     with pytest.raises(saeembed.errors.SaeembedError, match="paired mode compares exactly two"):
         saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", paired=True)
+
+
+def test_relative_risk_is_null_when_b_never_has_it():
+    from saeembed.analysis.diff import compare_counts
+
+    frame = compare_counts(np.array([7]), np.array([12]), np.array([0]), 40, 60)
+    assert frame["relative_risk"].to_list() == [None]
+    assert frame["log_odds"][0] == pytest.approx(np.log(12.5 * 60.5 / (28.5 * 0.5)))

@@ -134,8 +134,8 @@ def compare_counts(
     ci_low, ci_high = stats.newcombe_interval(n_a, sa, n_b, sb)
     lor, lor_low, lor_high = stats.log_odds_ratio(n_a, sa, n_b, sb)
     p, test = stats.proportion_test(n_a, sa, n_b, sb)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rr = np.where(freq_b > 0, freq_a / np.where(freq_b > 0, freq_b, 1), np.inf)
+    # relative risk is undefined (null, not infinity: JSON has none) when B never has it
+    rr = pl.Series([a / b if b > 0 else None for a, b in zip(freq_a, freq_b, strict=True)])
     return pl.DataFrame(
         {
             "feature": np.asarray(features, np.int64),
@@ -151,7 +151,7 @@ def compare_counts(
             "log_odds": lor,
             "log_odds_low": lor_low,
             "log_odds_high": lor_high,
-            "relative_risk": rr,
+            "relative_risk": rr.cast(pl.Float64),
             "p": p,
             "q": stats.bh_qvalues(p),
             "test": test,
