@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -124,7 +123,9 @@ def measure(path: str, what: str, memory_limit: str) -> dict:
             pairs = correlate_concepts(store, corpus="A", top=20, show_trivial=True)
             result = {"rows": pairs.height, "top_npmi": float(pairs["npmi"][0])}
         seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1]) / 2**20
     return {"what": what, "seconds": seconds, "peak_rss_gib": peak, **result}
 
 
