@@ -133,6 +133,27 @@ def read_documents(
     return documents_from_frame(frame, text_col=text_col, id_col=id_col, source=source)
 
 
+def read_table(path: str | Path) -> pl.DataFrame:
+    """Any input file (the formats `read_documents` reads) as a plain polars frame, every column
+    kept: for inputs that are not one document per row, such as preference pairs."""
+    source = str(path)
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {source}")
+    if path.is_dir():
+        raise InputError(f"{source} is a directory; pass a single file")
+    fmt, compression = _format_of(path, source)
+    raw = _read_bytes(path, compression, source)
+    if fmt in _TEXT_FORMATS:
+        raw = _checked_utf8(raw, source)
+    if fmt in ("json", "jsonl"):
+        records = _parse_json(raw, source) if fmt == "json" else _parse_jsonl(raw, source)
+        if not records:
+            raise _empty(source)
+        return pl.DataFrame(records, infer_schema_length=None)
+    return _read_table(raw, fmt, source, None, None)
+
+
 def documents_from_frame(
     frame: pl.DataFrame,
     *,
