@@ -117,41 +117,40 @@ def read_documents(
 ) -> tuple[pl.DataFrame, ReadReport]:
     """Read a corpus file into the document table; see the module docstring for its columns."""
     source = str(path)
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file: {source}")
-    if path.is_dir():
-        raise InputError(f"{source} is a directory; pass a single corpus file")
-    fmt, compression = _format_of(path, source)
-    raw = _read_bytes(path, compression, source)
-    if fmt in _TEXT_FORMATS:
-        raw = _checked_utf8(raw, source)
-    if fmt in ("json", "jsonl"):
-        records = _parse_json(raw, source) if fmt == "json" else _parse_jsonl(raw, source)
-        return _documents_from_records(records, text_col, id_col, source)
-    frame = _read_table(raw, fmt, source, text_col, id_col)
-    return documents_from_frame(frame, text_col=text_col, id_col=id_col, source=source)
+    loaded = _load_input(path, "pass a single corpus file", text_col, id_col)
+    if isinstance(loaded, list):
+        return _documents_from_records(loaded, text_col, id_col, source)
+    return documents_from_frame(loaded, text_col=text_col, id_col=id_col, source=source)
 
 
 def read_table(path: str | Path) -> pl.DataFrame:
     """Any input file (the formats `read_documents` reads) as a plain polars frame, every column
     kept: for inputs that are not one document per row, such as preference pairs."""
+    loaded = _load_input(path, "pass a single file", None, None)
+    if isinstance(loaded, list):
+        if not loaded:
+            raise _empty(str(path))
+        return pl.DataFrame(loaded, infer_schema_length=None)
+    return loaded
+
+
+def _load_input(
+    path: str | Path, directory_hint: str, text_col: str | None, id_col: str | None
+) -> list[dict] | pl.DataFrame:
+    """A file's records (JSON, JSONL) or table (everything else), decompressed and UTF-8 checked."""
     source = str(path)
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {source}")
     if path.is_dir():
-        raise InputError(f"{source} is a directory; pass a single file")
+        raise InputError(f"{source} is a directory; {directory_hint}")
     fmt, compression = _format_of(path, source)
     raw = _read_bytes(path, compression, source)
     if fmt in _TEXT_FORMATS:
         raw = _checked_utf8(raw, source)
     if fmt in ("json", "jsonl"):
-        records = _parse_json(raw, source) if fmt == "json" else _parse_jsonl(raw, source)
-        if not records:
-            raise _empty(source)
-        return pl.DataFrame(records, infer_schema_length=None)
-    return _read_table(raw, fmt, source, None, None)
+        return _parse_json(raw, source) if fmt == "json" else _parse_jsonl(raw, source)
+    return _read_table(raw, fmt, source, text_col, id_col)
 
 
 def documents_from_frame(
