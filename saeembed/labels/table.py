@@ -77,15 +77,13 @@ def write_labels(store: Store, encoder: Encoder, frame: pl.DataFrame) -> int:
         )
     examples = [None if x is None else json.dumps(x) for x in frame["examples"].to_list()]
     incoming = frame.with_columns(pl.Series("examples", examples, dtype=pl.Utf8)).to_arrow()
-    store.con.begin()
-    try:
-        store.con.register("incoming_labels", incoming)
-        store.con.execute(
+    with store.transaction(incoming_labels=incoming) as con:
+        con.execute(
             "DELETE FROM features WHERE encoder_id = ? "
             "AND feature IN (SELECT feature FROM incoming_labels)",
             [encoder.encoder_id],
         )
-        store.con.execute(
+        con.execute(
             """
             INSERT INTO features (encoder_id, feature, label, description, label_source,
                                   label_score, density, n_docs, examples, labelled_at)
@@ -95,12 +93,6 @@ def write_labels(store: Store, encoder: Encoder, frame: pl.DataFrame) -> int:
             """,
             [encoder.encoder_id],
         )
-        store.con.commit()
-    except BaseException:
-        store.con.rollback()
-        raise
-    finally:
-        store.con.unregister("incoming_labels")
     return frame.height
 
 

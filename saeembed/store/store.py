@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,23 @@ class Store:
         self._migrate(read_only)
 
     # ---- lifecycle -------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, **tables) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction: committed if the block finishes, rolled back if it raises. Keyword
+        arguments register Arrow/polars tables under those names for the block's duration."""
+        self.con.begin()
+        try:
+            for name, table in tables.items():
+                self.con.register(name, table)
+            yield self.con
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+        finally:
+            for name in tables:
+                self.con.unregister(name)
+
     def close(self) -> None:
         self.con.close()
 
@@ -107,16 +126,11 @@ class Store:
         for version, name, apply in MIGRATIONS:
             if version <= current:
                 continue
-            self.con.begin()
-            try:
-                apply(self.con)
-                self.con.execute(
+            with self.transaction() as con:
+                apply(con)
+                con.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name]
                 )
-                self.con.commit()
-            except BaseException:
-                self.con.rollback()
-                raise
             log.info("store %s migrated to schema v%d (%s)", self.path, version, name)
 
     def _has_foreign_tables(self) -> bool:
@@ -138,16 +152,13 @@ class Store:
         returns how many were new. One transaction: all or nothing."""
         if not corpus or not corpus.strip():
             raise StoreError("a corpus name cannot be empty; pass --corpus NAME")
-        self.con.begin()
-        try:
-            self.con.execute(
+        incoming = docs.select("doc_id", "row_idx", "ext_id", "text", "meta")
+        with self.transaction(incoming_documents=incoming) as con:
+            con.execute(
                 "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [corpus, source, text_col, id_col],
             )
-            self.con.register(
-                "incoming_documents", docs.select("doc_id", "row_idx", "ext_id", "text", "meta")
-            )
-            added = self.con.execute(
+            added = con.execute(
                 """
                 INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta)
                 SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta FROM incoming_documents n
@@ -155,12 +166,6 @@ class Store:
                 """,
                 [corpus, corpus],
             ).fetchall()[0][0]  # DuckDB returns the inserted row count
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
-        finally:
-            self.con.unregister("incoming_documents")
         return added
 
     def count_documents(self, corpus: str) -> int:
@@ -253,27 +258,17 @@ class Store:
 
         A document already encoded by this encoder (a concurrent or repeated run) makes the whole
         batch roll back instead of duplicating rows."""
-        self.con.begin()
-        try:
-            self.con.register("batch_encoded", encoded)
-            self.con.register("batch_activations", activations)
-            self.con.execute(
+        with self.transaction(batch_encoded=encoded, batch_activations=activations) as con:
+            con.execute(
                 "INSERT INTO encoded_documents (encoder_id, doc_id, n_tokens, truncated, n_features) "
                 "SELECT ?, doc_id, n_tokens, truncated, n_features FROM batch_encoded",
                 [encoder_id],
             )
-            self.con.execute(
+            con.execute(
                 "INSERT INTO activations SELECT ?, doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end "
                 "FROM batch_activations",
                 [encoder_id],
             )
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
-        finally:
-            self.con.unregister("batch_encoded")
-            self.con.unregister("batch_activations")
 
     # ---- reading ---------------------------------------------------------------------------
     def sql(self, query: str, params: dict | list | None = None) -> pl.DataFrame:
