@@ -133,3 +133,34 @@ def random_sae(
     if activation == "jumprelu":
         weights["threshold"] = torch.rand(d_sae, generator=gen)
     return SAE(cfg, weights)
+
+
+def write_constructed(store, encoder_id: int, doc_ids: list[int], rows: list[tuple], n_tokens: int):
+    """Store hand-made encodings: ``rows`` are (doc_id, feature, value, peak_start, peak_end),
+    each activation on one token (the first); every document in ``doc_ids`` counts as encoded."""
+    import pyarrow as pa
+
+    per_doc = dict.fromkeys(doc_ids, 0)
+    for row in rows:
+        per_doc[row[0]] += 1
+    encoded = pa.table(
+        {
+            "doc_id": pa.array(list(per_doc), pa.int64()),
+            "n_tokens": [n_tokens] * len(per_doc),
+            "truncated": [False] * len(per_doc),
+            "n_features": list(per_doc.values()),
+        }
+    )
+    column = lambda i, kind: pa.array([r[i] for r in rows], kind)  # noqa: E731
+    activations = pa.table(
+        {
+            "doc_id": column(0, pa.int64()),
+            "feature": column(1, pa.int32()),
+            "value": column(2, pa.float32()),
+            "n_tokens": pa.array([1] * len(rows), pa.int32()),
+            "peak_token": pa.array([0] * len(rows), pa.int32()),
+            "peak_start": column(3, pa.int32()),
+            "peak_end": column(4, pa.int32()),
+        }
+    )
+    store.write_encoded(encoder_id, encoded, activations)

@@ -7,11 +7,10 @@ of the documents, peaking on a random word (nothing lexical to find); feature 3 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from saeembed.inputs import documents_from_texts
 from saeembed.store import Store
-from tests.fakes import ENCODER_FIELDS
+from tests.fakes import ENCODER_FIELDS, write_constructed
 
 FILLER = [
     "the",
@@ -67,27 +66,5 @@ def build_labelled_store(path, *, seed: int = 0) -> tuple[Store, list[str]]:
                 rows.append((doc_id, 1, 1.0 + rng.random(), *_span(text, trigger)))
         if rng.random() < 0.1:
             rows.append((doc_id, 2, 0.5 + rng.random(), *_span(text, str(rng.choice(words)))))
-    n_features = {d: 0 for d in docs["doc_id"]}
-    for r in rows:
-        n_features[r[0]] += 1
-    encoded = pa.table(
-        {
-            "doc_id": list(n_features),
-            "n_tokens": [10] * len(n_features),
-            "truncated": [False] * len(n_features),
-            "n_features": list(n_features.values()),
-        }
-    )
-    activations = pa.table(
-        {
-            "doc_id": [r[0] for r in rows],
-            "feature": pa.array([r[1] for r in rows], pa.int32()),
-            "value": pa.array([r[2] for r in rows], pa.float32()),
-            "n_tokens": pa.array([1] * len(rows), pa.int32()),
-            "peak_token": pa.array([0] * len(rows), pa.int32()),
-            "peak_start": pa.array([r[3] for r in rows], pa.int32()),
-            "peak_end": pa.array([r[4] for r in rows], pa.int32()),
-        }
-    )
-    store.write_encoded(encoder.encoder_id, encoded, activations)
+    write_constructed(store, encoder.encoder_id, docs["doc_id"].to_list(), rows, n_tokens=10)
     return store, texts
