@@ -25,6 +25,7 @@ from saeembed.analysis import stats
 from saeembed.api import encode
 from saeembed.home import cache_dir
 from saeembed.inputs import doc_ids_for
+from saeembed.labels.table import label_names
 from saeembed.prefs.pairs import assign_folds, read_pairs
 from saeembed.prefs.regression import fit_per_concept
 from saeembed.prefs.sparse import cross_validated_auc
@@ -68,11 +69,8 @@ def main() -> None:
     with Store(db, read_only=False) as store:
         ids_a = doc_ids_for(pairs["response_a"]).to_numpy()
         ids_b = doc_ids_for(pairs["response_b"]).to_numpy()
-        labels = dict(
-            store.con.execute(
-                "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
-            ).fetchall()
-        )
+        names = label_names(store, encoder)
+        labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
         x_a = concept_matrix(store, ids_a, encoder.d_sae)
         x_b = concept_matrix(store, ids_b, encoder.d_sae)
     delta = x_a - x_b

@@ -27,6 +27,7 @@ from saeembed.analysis import stats
 from saeembed.analysis.diff import compare_counts
 from saeembed.analysis.matrix import ConceptMatrix, load_matrix
 from saeembed.errors import InputError
+from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,8 @@ PAIR_COLUMNS = [
 
 
 def _labels(store: Store, encoder: Encoder) -> dict[int, str]:
-    rows = store.con.execute(
-        "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
-    ).fetchall()
-    return {int(f): label for f, label in rows}
+    names = label_names(store, encoder)
+    return dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
 
 
 def cooccurrence_pairs(

@@ -18,6 +18,7 @@ import polars as pl
 from saeembed.analysis import stats
 from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
+from saeembed.labels.table import label_names
 from saeembed.queries import run_query
 from saeembed.store import Encoder, Store
 
@@ -42,12 +43,6 @@ DIFF_COLUMNS = [
     "q",
     "test",
 ]
-
-
-def _labels(store: Store, encoder: Encoder) -> pl.DataFrame:
-    return store.sql(
-        "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
-    ).with_columns(pl.col("feature").cast(pl.Int64))
 
 
 def _check_sides(store: Store, corpora_a: list[str], corpora_b: list[str]) -> None:
@@ -118,7 +113,7 @@ def diff_corpora(
         size_a,
         size_b,
     )
-    frame = frame.join(_labels(store, encoder), on="feature", how="left").select(DIFF_COLUMNS)
+    frame = frame.join(label_names(store, encoder), on="feature", how="left").select(DIFF_COLUMNS)
     frame = rank(frame, alpha)
     return frame.head(top) if top else frame
 
@@ -256,7 +251,7 @@ def paired_diff(
             "test": ["mcnemar"] * len(n_a),
         }
     )
-    frame = frame.join(_labels(store, encoder), on="feature", how="left").select(PAIRED_COLUMNS)
+    frame = frame.join(label_names(store, encoder), on="feature", how="left").select(PAIRED_COLUMNS)
     frame = rank(frame, alpha)
     return frame.head(top) if top else frame
 

@@ -72,15 +72,11 @@ from typing import Any
 import polars as pl
 
 from saeembed.errors import InputError
+from saeembed.labels.table import LABEL_SCHEMA as STORED_LABEL_SCHEMA
 
-LABEL_SCHEMA = {
-    "feature": pl.Int64,
-    "label": pl.Utf8,
-    "description": pl.Utf8,
-    "label_source": pl.Utf8,
-    "label_score": pl.Float64,
-}
-LABEL_COLUMNS = tuple(LABEL_SCHEMA)
+#: The columns an imported file provides: the first five of the store's label columns.
+LABEL_COLUMNS = ("feature", "label", "description", "label_source", "label_score")
+LABEL_SCHEMA = {c: STORED_LABEL_SCHEMA[c] for c in LABEL_COLUMNS}
 FORMATS = ("auto", "neuronpedia", "goodfire", "table")
 #: Feature-index columns of a generic table, in order of preference (matched in any case).
 INDEX_COLUMNS = ("feature", "index", "latent", "feature_id", "id")

@@ -113,6 +113,13 @@ def read_labels(store: Store, encoder: Encoder) -> pl.DataFrame:
     )
 
 
+def label_names(store: Store, encoder: Encoder) -> pl.DataFrame:
+    """``feature, label`` of every labelled feature of ``encoder`` (for joining onto results)."""
+    return store.sql(
+        "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
+    ).with_columns(pl.col("feature").cast(pl.Int64))
+
+
 def labelled_features(store: Store, encoder: Encoder, source: str) -> set[int]:
     rows = store.con.execute(
         "SELECT feature FROM features WHERE encoder_id = ? AND label_source = ?",
