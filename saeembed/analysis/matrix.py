@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from saeembed.errors import StoreError
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -40,25 +39,7 @@ def load_matrix(
 ) -> ConceptMatrix:
     """Documents encoded by ``encoder`` (of ``corpus``, if given; at most ``max_docs``, a sample
     fixed by document id) and their activations above ``threshold``."""
-    if corpus is not None:
-        store.require_corpus(corpus)
-    params: dict[str, object] = {"enc": encoder.encoder_id, "corpus": corpus}
-    limit = ""
-    if max_docs:
-        limit = "ORDER BY hash(e.doc_id), e.doc_id LIMIT $limit"
-        params["limit"] = max_docs
-    docs = store.sql(
-        f"""
-        SELECT DISTINCT e.doc_id FROM encoded_documents e
-        WHERE e.encoder_id = $enc
-          AND ($corpus IS NULL OR e.doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus))
-        {limit}
-        """,
-        params,
-    )["doc_id"].to_numpy()
-    if len(docs) == 0:
-        raise StoreError(f"encoder {encoder.name} has no encoded documents in that scope")
-    doc_ids = np.sort(docs)
+    doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
     store.con.register("matrix_docs", pa.table({"doc_id": doc_ids}))
     try:
         acts = store.con.sql(

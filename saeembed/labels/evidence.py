@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import pyarrow as pa
 import scipy.sparse as sp
 
-from saeembed.errors import StoreError
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -155,31 +155,13 @@ def load_evidence(
 ) -> Evidence:
     """Read the documents encoded by ``encoder`` (optionally of one corpus; at most ``max_docs``
     of them, a sample fixed by document id) and all their activations."""
-    where = "e.encoder_id = $encoder"
-    params: dict[str, object] = {"encoder": encoder.encoder_id}
-    if corpus is not None:
-        store.require_corpus(corpus)
-        where += " AND e.doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus)"
-        params["corpus"] = corpus
-    docs = store.sql(
-        f"""
-        SELECT e.doc_id, any_value(d.text) AS text
-        FROM encoded_documents e JOIN documents d ON d.doc_id = e.doc_id
-        WHERE {where}
-        GROUP BY e.doc_id
-        ORDER BY hash(e.doc_id), e.doc_id
-        {"LIMIT $limit" if max_docs else ""}
-        """,
-        {**params, **({"limit": max_docs} if max_docs else {})},
-    ).sort("doc_id")
-    if docs.height == 0:
-        raise StoreError(
-            f"encoder {encoder.name} has no encoded documents{f' in corpus {corpus!r}' if corpus else ''}; "
-            "run `saeembed encode` first"
-        )
-    doc_ids = docs["doc_id"].to_numpy()
-    store.con.register("evidence_docs", docs.select("doc_id").to_arrow())
+    doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
+    store.con.register("evidence_docs", pa.table({"doc_id": doc_ids}))
     try:
+        docs = store.sql(
+            "SELECT d.doc_id, any_value(d.text) AS text FROM documents d "
+            "SEMI JOIN evidence_docs x ON x.doc_id = d.doc_id GROUP BY d.doc_id ORDER BY d.doc_id"
+        )
         acts = store.con.sql(
             """
             SELECT a.feature, a.doc_id, a.value, coalesce(a.peak_start, -1) AS peak_start,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -271,6 +272,34 @@ class Store:
             )
 
     # ---- reading ---------------------------------------------------------------------------
+    def encoded_doc_ids(
+        self, encoder: Encoder, corpus: str | None = None, max_docs: int | None = None
+    ) -> np.ndarray:
+        """Sorted ids of the documents ``encoder`` has encoded (of ``corpus``, if given); beyond
+        ``max_docs`` a sample fixed by a hash of the document id, the same on every call."""
+        if corpus is not None:
+            self.require_corpus(corpus)
+        sample = "ORDER BY hash(e.doc_id), e.doc_id LIMIT $limit" if max_docs else ""
+        ids = self.sql(
+            f"""
+            SELECT DISTINCT e.doc_id FROM encoded_documents e
+            WHERE e.encoder_id = $enc
+              AND ($corpus IS NULL OR e.doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus))
+            {sample}
+            """,
+            {
+                "enc": encoder.encoder_id,
+                "corpus": corpus,
+                **({"limit": max_docs} if max_docs else {}),
+            },
+        )["doc_id"].to_numpy()
+        if len(ids) == 0:
+            where = f" in corpus {corpus!r}" if corpus else ""
+            raise StoreError(
+                f"encoder {encoder.name} has no encoded documents{where}; run `saeembed encode` first"
+            )
+        return np.sort(ids)
+
     def sql(self, query: str, params: dict | list | None = None) -> pl.DataFrame:
         """Run SQL with bound parameters (``$name`` or ``?``) and return a polars DataFrame."""
         try:
