@@ -120,11 +120,6 @@ def encode(
     in ``db`` and encode every one not yet encoded with this model, SAE and layer.
 
     Safe to interrupt and to repeat: a second call encodes only what is missing."""
-    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
-    from saeembed.labels import ensure_shipped_labels
-    from saeembed.reader import load_reader
-    from saeembed.sae import check_sae_fits
-
     if corpus is None:
         if not isinstance(source, (str, Path)):
             raise SaeembedError(
@@ -135,34 +130,74 @@ def encode(
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
     # everything that can fail on bad arguments happens before the store is touched
-    reader = load_reader(model, device=device, dtype=dtype)
-    sae_model = resolve_sae(sae, reader.model_id)
-    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
-    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
-    sae_model = sae_model.to(reader.device)
-    reader.drop_layers_after(chosen_layer)
+    stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(
             corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col
         )
-        encoding = encode_corpus(
-            store,
-            corpus,
-            reader,
-            sae_model,
-            layer=chosen_layer,
-            max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
-            batch_tokens=batch_tokens,
-            chat=chat,
-            progress=progress,
-            on_batch=on_batch,
-        )
-        ensure_shipped_labels(store, encoding.encoder)
+        encoding = encode_stored_corpus(
+            store, corpus, stack, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
+            progress=progress, on_batch=on_batch,
+        )  # fmt: skip
     finally:
         if not isinstance(db, Store):
             store.close()
     return EncodeResult(corpus, report, added, encoding)
+
+
+@dataclass
+class EncodingStack:
+    """A reader cut after the SAE's layer, and the SAE on the reader's device."""
+
+    reader: object  # saeembed.reader.Reader
+    sae: object  # saeembed.sae.SAE
+    layer: int
+
+
+def load_encoding_stack(
+    model: str = "default",
+    sae: str | Path | None = None,
+    layer: int | None = None,
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+) -> EncodingStack:
+    """Load and check the reader and SAE an encode needs (fails before any store is touched)."""
+    from saeembed.reader import load_reader
+    from saeembed.sae import check_sae_fits
+
+    reader = load_reader(model, device=device, dtype=dtype)
+    sae_model = resolve_sae(sae, reader.model_id)
+    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
+    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
+    reader.drop_layers_after(chosen_layer)
+    return EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
+
+
+def encode_stored_corpus(
+    store: Store,
+    corpus: str,
+    stack: EncodingStack,
+    *,
+    max_tokens: int | None = None,
+    batch_tokens: int | None = None,
+    chat: str = "none",
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+):
+    """Encode what is missing of a corpus already in ``store``; give a new encoder the labels
+    shipped for its SAE. Returns the `saeembed.encode.EncodeReport`."""
+    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
+    from saeembed.labels import ensure_shipped_labels
+
+    encoding = encode_corpus(
+        store, corpus, stack.reader, stack.sae, layer=stack.layer,
+        max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens, chat=chat,
+        progress=progress, on_batch=on_batch,
+    )  # fmt: skip
+    ensure_shipped_labels(store, encoding.encoder)
+    return encoding
 
 
 def store_info(store: Store) -> dict[str, pl.DataFrame]:

@@ -224,8 +224,10 @@ def encode_corpus(
             if chunk.is_empty():
                 break
             texts, doc_ids = chunk["text"].to_list(), chunk["doc_id"].to_numpy()
-            tokenized = tokenize_documents(reader.tokenizer, texts, max_tokens)
-            for batch in plan_batches([len(t.ids) for t in tokenized], budget):
+            tokenized = tokenize_documents(
+                reader.tokenizer, texts, max_tokens, chunk["context"].to_list(), wrapping
+            )
+            for batch in plan_batches([t.width for t in tokenized], budget):
                 docs = [tokenized[i] for i in batch]
                 result = encode_batch(reader, sae, layer, docs, wrapping)
                 encoded, activations = _batch_tables(result, docs, doc_ids[batch])

@@ -93,13 +93,19 @@ class ReadReport:
 # ---------------------------------------------------------------------------------------- ids
 
 
-def doc_id_for(text: str) -> int:
+def doc_id_for(text: str, context: str | None = None) -> int:
     """Stable signed 64-bit id of a text: blake2b (8-byte digest) of its UTF-8, big-endian.
 
     The text is hashed exactly as given: no stripping, case folding or Unicode normalisation, so
-    texts that differ only in whitespace or composition get different ids.
+    texts that differ only in whitespace or composition get different ids. A document read with a
+    ``context`` (text encoded before it but not pooled, such as a response's prompt) is a different
+    document from the same text alone: its id hashes the length-prefixed context, then the text.
     """
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    data = text.encode("utf-8")
+    if context is not None:
+        ctx = context.encode("utf-8")
+        data = b"context:" + len(ctx).to_bytes(8, "big") + ctx + data
+    digest = hashlib.blake2b(data, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 

@@ -1,9 +1,14 @@
 """Turning documents into model inputs: the document's own tokens (with character offsets),
 truncated to a token limit, between a prefix and a suffix that are not the document's own
-(the BOS token, or the chat template's scaffolding) and never take part in pooling."""
+(the BOS token, or the chat template's scaffolding) and never take part in pooling.
+
+A document may carry a context (a response's prompt, say): it is rendered into that document's
+own prefix (before the text in plain mode, as the preceding conversation in assistant mode), read
+by the model and never pooled."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +28,12 @@ class Tokenized:
     ids: np.ndarray  # int64 [n]
     offsets: np.ndarray  # int32 [n, 2]: character span of each token in the document text
     truncated: bool
+    prefix: np.ndarray | None = None  # int64: this document's own prefix (its context), if any
+
+    @property
+    def width(self) -> int:
+        """Positions the document takes in a batch, its context included (not the suffix)."""
+        return len(self.ids) + (0 if self.prefix is None else len(self.prefix))
 
 
 @dataclass(frozen=True)
@@ -66,11 +77,56 @@ def wrapping_for(tokenizer, chat: ChatMode = "none") -> Wrapping:
     return Wrapping(prefix, suffix, chat, f"chat:{chat}")
 
 
-def tokenize_documents(tokenizer, texts: list[str], max_tokens: int) -> list[Tokenized]:
+_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+CONTEXT_SEPARATOR = "\n\n"  # between a context and the document in plain mode
+
+
+def context_messages(context: str) -> list[dict]:
+    """Chat messages of a context: HH-RLHF style ``Human:``/``Assistant:`` dialogues become their
+    turns (a trailing empty assistant turn is dropped); any other text is one user message."""
+    parts = _TURN.split(context)
+    if len(parts) < 3 or parts[0].strip():
+        return [{"role": "user", "content": context}]
+    roles = {"Human": "user", "Assistant": "assistant"}
+    messages = [
+        {"role": roles[who], "content": said.strip()}
+        for who, said in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+    if messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages
+
+
+def context_prefix(tokenizer, wrapping: Wrapping, context: str, max_tokens: int) -> np.ndarray:
+    """The prefix of a document read after ``context``: plain mode, the start token then the
+    context and a blank line; assistant mode, the chat template rendered with the context's
+    conversation before the document's assistant turn. A context longer than ``max_tokens``
+    tokens keeps its last ``max_tokens`` (plain mode keeps the start token too)."""
+    if wrapping.chat == "none":
+        ids = tokenizer(context + CONTEXT_SEPARATOR, add_special_tokens=False)["input_ids"]
+        return np.asarray(list(wrapping.prefix) + ids[-max_tokens:], dtype=np.int64)
+    if wrapping.chat != "assistant":
+        from saeembed.errors import ModelError
+
+        raise ModelError("a context can precede assistant turns only; use --as-chat assistant")
+    messages = [*context_messages(context), {"role": "assistant", "content": _SENTINEL}]
+    before = tokenizer.apply_chat_template(messages, tokenize=False).partition(_SENTINEL)[0]
+    ids = tokenizer(before, add_special_tokens=False)["input_ids"]
+    return np.asarray(ids[-max_tokens:], dtype=np.int64)
+
+
+def tokenize_documents(
+    tokenizer,
+    texts: list[str],
+    max_tokens: int,
+    contexts: list[str | None] | None = None,
+    wrapping: Wrapping | None = None,
+) -> list[Tokenized]:
     """The documents' own tokens, keeping the first ``max_tokens`` of each.
 
     Special-token strings inside a document (say a literal ``<|im_end|>``) are split as ordinary
-    text, so a document can never inject control tokens."""
+    text, so a document can never inject control tokens. Documents with a context (``contexts``,
+    one per text, None for none) get their own prefix from `context_prefix` under ``wrapping``."""
     clipped = [t[: max_tokens * _CHARS_PER_TOKEN_CAP] for t in texts]
     kwargs = {"add_special_tokens": False, "return_offsets_mapping": True}
     try:
@@ -85,6 +141,11 @@ def tokenize_documents(tokenizer, texts: list[str], max_tokens: int) -> list[Tok
         ids = np.asarray(ids[:max_tokens], dtype=np.int64)
         offsets = np.asarray(offsets[:max_tokens], dtype=np.int32).reshape(-1, 2)
         out.append(Tokenized(ids, offsets, truncated))
+    for doc, context in zip(out, contexts or [], strict=False):
+        if context is not None:
+            if wrapping is None:
+                raise ValueError("documents with a context need the wrapping to render it")
+            doc.prefix = context_prefix(tokenizer, wrapping, context, max_tokens)
     return out
 
 
@@ -115,15 +176,20 @@ def assemble_batch(
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         pad_id = tokenizer.eos_token_id or 0
-    pre, suf = len(wrapping.prefix), len(wrapping.suffix)
+    prefixes = [
+        torch.tensor(wrapping.prefix if d.prefix is None else d.prefix, dtype=torch.long)
+        for d in docs
+    ]
+    pre = torch.tensor([len(p) for p in prefixes])
+    suf = len(wrapping.suffix)
     lengths = torch.tensor([len(d.ids) for d in docs])
-    width = int(lengths.max()) + pre + suf
+    width = int((pre + lengths).max()) + suf
     ids = torch.full((len(docs), width), pad_id, dtype=torch.long)
-    for row, doc in enumerate(docs):
-        n = len(doc.ids)
-        ids[row, :pre] = torch.tensor(wrapping.prefix, dtype=torch.long)
-        ids[row, pre : pre + n] = torch.from_numpy(doc.ids)
-        ids[row, pre + n : pre + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
+    for row, (doc, prefix) in enumerate(zip(docs, prefixes, strict=True)):
+        start, n = len(prefix), len(doc.ids)
+        ids[row, :start] = prefix
+        ids[row, start : start + n] = torch.from_numpy(doc.ids)
+        ids[row, start + n : start + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
     positions = torch.arange(width)
-    own = (positions >= pre) & (positions < pre + lengths.unsqueeze(1))
+    own = (positions >= pre.unsqueeze(1)) & (positions < (pre + lengths).unsqueeze(1))
     return ids.to(device), own.to(device)

@@ -15,6 +15,7 @@ WIMHF (Movva et al. 2025) reports as Δwin-rate. Concepts whose fit diverges (|b
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import stats as sps
 from scipy.special import expit
 
@@ -29,6 +30,10 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (x - mean) / std, mean, std
 
 
+def _dense(block) -> np.ndarray:
+    return np.asarray(block.toarray() if sp.issparse(block) else block, dtype=float)
+
+
 def fit_per_concept(
     delta: np.ndarray,
     y: np.ndarray,
@@ -37,12 +42,13 @@ def fit_per_concept(
     chunk: int = 512,
     tol: float = 1e-8,
 ) -> dict[str, np.ndarray]:
-    """Fit one logistic regression per column of ``delta`` ([pairs, concepts]); ``y`` in {0, 1}.
+    """Fit one logistic regression per column of ``delta`` ([pairs, concepts], dense or scipy
+    sparse); ``y`` in {0, 1}.
 
     Returns arrays over concepts: ``coef``, ``se``, ``p``, ``win_rate_delta``, ``separated``,
     ``prevalence`` (share of pairs where Δ != 0). Concepts are fitted ``chunk`` at a time."""
     parts = [
-        _fit_chunk(np.asarray(delta[:, i : i + chunk], float), y, controls, tol)
+        _fit_chunk(_dense(delta[:, i : i + chunk]), y, controls, tol)
         for i in range(0, delta.shape[1], chunk)
     ]
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}

@@ -111,5 +111,43 @@ def _label_evidence(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(3, "preference pairs and document context")
+def _pairs(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        ALTER TABLE documents ADD COLUMN context VARCHAR;
+        CREATE TABLE pair_sets (
+            pairs       VARCHAR PRIMARY KEY,
+            corpus      VARCHAR NOT NULL,
+            source      VARCHAR,
+            context     BOOLEAN NOT NULL,
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE pairs (
+            pairs            VARCHAR NOT NULL,
+            pair_id          BIGINT  NOT NULL,
+            prompt           VARCHAR NOT NULL,
+            doc_a            BIGINT  NOT NULL,
+            doc_b            BIGINT  NOT NULL,
+            label            DOUBLE  NOT NULL,
+            annotator        VARCHAR,
+            conversation_id  VARCHAR,
+            prompt_group     BIGINT  NOT NULL,
+            PRIMARY KEY (pairs, pair_id)
+        );
+        CREATE TABLE pair_labels (
+            pairs       VARCHAR NOT NULL,
+            pair_id     BIGINT  NOT NULL,
+            relabel     VARCHAR NOT NULL,
+            label       DOUBLE,
+            decision    VARCHAR NOT NULL,
+            note        VARCHAR,
+            decided_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (pairs, pair_id, relabel)
+        );
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

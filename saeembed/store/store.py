@@ -149,25 +149,43 @@ class Store:
         text_col: str | None = None,
         id_col: str | None = None,
     ) -> int:
-        """Insert the documents of ``docs`` (columns of `saeembed.inputs`) not yet in ``corpus``;
-        returns how many were new. One transaction: all or nothing."""
+        """Insert the documents of ``docs`` (columns of `saeembed.inputs`, and optionally
+        ``context``) not yet in ``corpus``; returns how many were new. One transaction: all or
+        nothing."""
+        with self.transaction(incoming_documents=self.incoming_documents(corpus, docs)) as con:
+            return self.insert_documents(con, corpus, source, text_col, id_col)
+
+    @staticmethod
+    def incoming_documents(corpus: str, docs: pl.DataFrame) -> pl.DataFrame:
+        """``docs`` with exactly the columns `insert_documents` reads (checked corpus name)."""
         if not corpus or not corpus.strip():
             raise StoreError("a corpus name cannot be empty; pass --corpus NAME")
-        incoming = docs.select("doc_id", "row_idx", "ext_id", "text", "meta")
-        with self.transaction(incoming_documents=incoming) as con:
-            con.execute(
-                "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [corpus, source, text_col, id_col],
-            )
-            added = con.execute(
-                """
-                INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta)
-                SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta FROM incoming_documents n
-                WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
-                """,
-                [corpus, corpus],
-            ).fetchall()[0][0]  # DuckDB returns the inserted row count
-        return added
+        context = pl.col("context") if "context" in docs.columns else pl.lit(None, pl.String)
+        return docs.select("doc_id", "row_idx", "ext_id", "text", "meta", context.alias("context"))
+
+    @staticmethod
+    def insert_documents(
+        con: duckdb.DuckDBPyConnection,
+        corpus: str,
+        source: str | None,
+        text_col: str | None,
+        id_col: str | None,
+    ) -> int:
+        """Inside a `transaction` with `incoming_documents` registered: add the corpus row and
+        the documents not yet in it; returns how many were new."""
+        con.execute(
+            "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [corpus, source, text_col, id_col],
+        )
+        return con.execute(
+            """
+            INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta, context)
+            SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta, n.context
+            FROM incoming_documents n
+            WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
+            """,
+            [corpus, corpus],
+        ).fetchall()[0][0]  # DuckDB returns the inserted row count
 
     def count_documents(self, corpus: str) -> int:
         return self.con.execute(
@@ -234,10 +252,11 @@ class Store:
 
     # ---- encoding progress -----------------------------------------------------------------
     def pending_documents(self, encoder_id: int, corpus: str, limit: int) -> pl.DataFrame:
-        """Up to ``limit`` documents of ``corpus`` not yet encoded by ``encoder_id`` (file order)."""
+        """Up to ``limit`` documents of ``corpus`` not yet encoded by ``encoder_id`` (file order),
+        with their context (NULL for most documents)."""
         return self.con.sql(
             """
-            SELECT d.doc_id, d.text FROM documents d
+            SELECT d.doc_id, d.text, d.context FROM documents d
             WHERE d.corpus = ? AND NOT EXISTS (
                 SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
             ORDER BY d.row_idx LIMIT ?

@@ -1,0 +1,269 @@
+"""The preference API, over a store path: ingest and encode pair sets, fit the preference
+report, per-annotator effects, flag pairs for relabelling, record decisions and export. The
+`saeembed prefs` commands are thin shells over these functions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from saeembed.errors import InputError
+from saeembed.labels.table import label_names
+from saeembed.prefs import curate
+from saeembed.prefs.fit import PreferenceReport, concept_table, fit_preferences, preference_data
+from saeembed.prefs.ingest import add_pairs, require_pair_set
+from saeembed.prefs.pairs import read_pairs
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairEncodeResult:
+    pairs: str
+    n_pairs: int
+    n_new_pairs: int
+    encoding: object  # saeembed.encode.EncodeReport
+
+    def summary(self) -> str:
+        e = self.encoding
+        return (
+            f"pair set {self.pairs!r}: {self.n_pairs:,} pairs ({self.n_new_pairs:,} new); encoded "
+            f"{e.n_encoded:,} responses ({e.n_tokens:,} tokens, {e.tokens_per_second:,.0f} tok/s, "
+            f"{e.n_truncated:,} truncated) with encoder {e.encoder.encoder_id} ({e.encoder.name})"
+        )
+
+
+def encode_pairs(
+    source: str | Path | pl.DataFrame,
+    db: str | Path,
+    *,
+    pairs: str | None = None,
+    context: bool = False,
+    seed: int = 0,
+    model: str = "default",
+    sae: str | Path | None = None,
+    layer: int | None = None,
+    max_tokens: int | None = None,
+    batch_tokens: int | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    chat: str = "assistant",
+    progress: bool = True,
+) -> PairEncodeResult:
+    """Read preference pairs (a file, a DataFrame or ``data:NAME``), store them as pair set
+    ``pairs`` and encode every response not yet encoded, as an assistant turn by default, with
+    its prompt as context when ``context`` is set. Safe to interrupt and to repeat."""
+    from saeembed.api import corpus_name_for, encode_stored_corpus, load_encoding_stack
+    from saeembed.prefs.pairs import pairs_from_frame
+
+    if isinstance(source, pl.DataFrame):
+        if pairs is None:
+            raise InputError("name the pair set (pairs=...) when encoding a DataFrame")
+        table, origin = pairs_from_frame(source, seed=seed, source="<dataframe>"), "<dataframe>"
+    else:
+        table = read_pairs(source, seed=seed)
+        origin = str(source) if str(source).startswith("data:") else str(Path(source).resolve())
+    name = pairs or corpus_name_for(source)
+    stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
+    with Store(db) as store:
+        added = add_pairs(store, name, table, context=context, source=origin)
+        encoding = encode_stored_corpus(
+            store, name, stack, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
+            progress=progress,
+        )  # fmt: skip
+    return PairEncodeResult(name, table.height, added, encoding)
+
+
+def _labels(store: Store, encoder: Encoder) -> dict[int, str]:
+    names = label_names(store, encoder)
+    return dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
+
+
+def _pair_encoder(store: Store, pairs_name: str, encoder: str | int | None) -> Encoder:
+    """The chosen encoder, or the only one that encoded this pair set's responses."""
+    if encoder is not None:
+        return store.resolve_encoder(encoder)
+    used = store.sql(
+        """
+        SELECT DISTINCT e.encoder_id FROM encoded_documents e
+        JOIN documents d ON d.doc_id = e.doc_id
+        WHERE d.corpus = (SELECT corpus FROM pair_sets WHERE pairs = ?)
+        """,
+        [pairs_name],
+    )["encoder_id"].to_list()
+    if len(used) == 1:
+        return store.resolve_encoder(used[0])
+    return store.resolve_encoder(None)  # the store's only encoder, or a clear error
+
+
+def fit(
+    db: str | Path,
+    pairs: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    values: str = "presence",
+    controls: Sequence[str] = ("length",),
+    relabel: str | None = None,
+    min_prevalence: float = 0.01,
+    alpha: float = 0.05,
+    ks: Sequence[int] = (5, 10, 20),
+    dense: bool = True,
+    examples: int = 0,
+    top: int | None = None,
+    seed: int = 0,
+) -> PreferenceReport:
+    """Which concepts do the annotators of pair set ``pairs`` reward or punish? Per-concept
+    regressions, k-concept models and held-out AUCs against length and dense baselines
+    (`saeembed.prefs.fit`)."""
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        chosen = _pair_encoder(store, name, encoder)
+        return fit_preferences(
+            store, name, chosen, values=values, controls=tuple(controls), relabel=relabel,
+            min_prevalence=min_prevalence, alpha=alpha, ks=tuple(ks), dense=dense,
+            examples=examples, top=top, seed=seed,
+        )  # fmt: skip
+
+
+_CONCEPT = re.compile(r"^\s*(\d+)\s*(?::\s*([+-]|reward(?:ed)?|punish(?:ed)?)\s*)?$")
+
+
+def parse_concepts(specs: Sequence[str]) -> dict[int, int | None]:
+    """``123`` (direction taken from the data), ``123:-`` / ``123:punished`` (the preferred
+    response should not have more of it) or ``123:+`` / ``123:rewarded``."""
+    out: dict[int, int | None] = {}
+    for spec in specs:
+        match = _CONCEPT.match(spec)
+        if not match:
+            raise InputError(
+                f"cannot read concept {spec!r}: use FEATURE, FEATURE:+ (rewarded) or "
+                "FEATURE:- (punished), e.g. 1234:-"
+            )
+        sign = match.group(2)
+        out[int(match.group(1))] = (
+            None if sign is None else (1 if sign.startswith(("+", "r")) else -1)
+        )
+    return out
+
+
+def flag(
+    db: str | Path,
+    pairs: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    concepts: Sequence[str] = (),
+    model: bool = True,
+    k: int | None = 20,
+    confidence: float = 0.8,
+    min_prevalence: float = 0.01,
+    relabel: str | None = None,
+    queue: str | Path | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Pairs to look at again (`saeembed.prefs.curate.flag_pairs`): against the named concepts'
+    directions, and (with ``model``) where an out-of-fold concept model confidently disagrees
+    with the label. With ``queue``, also written there as a JSONL relabel queue."""
+    wanted = parse_concepts(concepts)
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        chosen = _pair_encoder(store, name, encoder)
+        data = preference_data(store, name, chosen, relabel=relabel, seed=seed)
+        labels = _labels(store, chosen)
+        out_of_range = [f for f in wanted if f >= chosen.d_sae]
+        if out_of_range:
+            raise InputError(
+                f"concept {out_of_range[0]} does not exist: encoder {chosen.name} has "
+                f"{chosen.d_sae} concepts (0..{chosen.d_sae - 1})"
+            )
+        directions = _directions(data, wanted)
+        model_concepts = None
+        if model:
+            prevalence = data.prevalence
+            model_concepts = np.flatnonzero(prevalence >= min_prevalence)
+        flagged = curate.flag_pairs(
+            data, labels, concepts=directions, model_concepts=model_concepts, k=k,
+            confidence=confidence,
+        )  # fmt: skip
+    if queue is not None:
+        curate.write_queue(flagged, queue)
+    return flagged
+
+
+def _directions(data, wanted: dict[int, int | None]) -> dict[int, int]:
+    """Each concept's direction: as given, or the sign of its length-controlled coefficient."""
+    unknown = [f for f, d in wanted.items() if d is None]
+    directions = {f: d for f, d in wanted.items() if d is not None}
+    if unknown:
+        table = concept_table(data, {}, min_prevalence=0.0)
+        signs = dict(
+            zip(table["feature"].to_list(), np.sign(table["coef"].to_numpy()), strict=True)
+        )
+        for feature in unknown:
+            if not signs.get(feature):
+                raise InputError(
+                    f"concept {feature} never differs between the responses of this pair set; "
+                    "give its direction (FEATURE:+ or FEATURE:-) or choose another"
+                )
+            directions[feature] = int(signs[feature])
+    return directions
+
+
+def apply(db: str | Path, decisions: str | Path, *, relabel: str, pairs: str | None = None) -> dict:
+    """Read reviewed decisions (a filled-in relabel queue) into relabelling ``relabel``."""
+    table = curate.read_decisions(decisions)
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        return curate.apply_decisions(store, name, relabel, table)
+
+
+def export(
+    db: str | Path, path: str | Path, *, pairs: str | None = None, relabel: str | None = None
+) -> pl.DataFrame:
+    """Write the pair set (with relabelling ``relabel``, dropped pairs left out) to ``path``
+    (.jsonl, .parquet or .csv); returns what was written."""
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        frame = curate.curated_pairs(store, name, relabel)
+    curate.export_pairs(frame, path)
+    return frame
+
+
+def annotators(
+    db: str | Path,
+    pairs: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    min_pairs: int = 30,
+    min_prevalence: float = 0.05,
+    alpha: float = 0.05,
+    relabel: str | None = None,
+):
+    """Per-annotator concept weights pooled with a random-effects model
+    (`saeembed.prefs.annotators`), for concepts with prevalence >= ``min_prevalence``."""
+    from saeembed.prefs.annotators import annotator_effects
+
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        chosen = _pair_encoder(store, name, encoder)
+        data = preference_data(store, name, chosen, relabel=relabel)
+        labels = _labels(store, chosen)
+    keep = np.flatnonzero(data.prevalence >= min_prevalence)
+    report = annotator_effects(
+        data.delta[:, keep], data.y, data.pairs["annotator"].to_list(), data.controls,
+        features=keep, min_pairs=min_pairs, alpha=alpha,
+    )  # fmt: skip
+    label_of = pl.DataFrame(
+        {"feature": list(labels), "label": list(labels.values())},
+        schema={"feature": pl.Int64, "label": pl.String},
+    )
+    report.concepts = report.concepts.join(
+        label_of, on="feature", how="left", maintain_order="left"
+    ).select("feature", "label", pl.exclude("feature", "label"))
+    return report
