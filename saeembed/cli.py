@@ -816,3 +816,7 @@ def features_export(db, output, encoder):
         frame = read_labels(store, chosen)
     export_labels(frame, output, sae_sha256=chosen.sae_sha256)
     click.echo(f"wrote {frame.height:,} labels to {output}", err=True)
+
+
+# ---- prefs (saeembed/cli_prefs.py registers its commands on `main`) ------------------------------
+from saeembed import cli_prefs  # noqa: E402, F401

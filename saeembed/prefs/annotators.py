@@ -167,7 +167,7 @@ def fit_on_common_scale(
     d = delta[rows]
     c = None
     if controls is not None:
-        c = np.asarray(controls, float).reshape(len(delta), -1)[rows]
+        c = np.asarray(controls, float).reshape(delta.shape[0], -1)[rows]
         c = c[:, c.std(axis=0) > 0]  # a control constant here would duplicate the intercept
         c = c if c.shape[1] else None
     fit = fit_per_concept(d, y[rows], c)

@@ -267,3 +267,25 @@ def annotators(
         label_of, on="feature", how="left", maintain_order="left"
     ).select("feature", "label", pl.exclude("feature", "label"))
     return report
+
+
+def train_sae(
+    db: str | Path,
+    pairs: str | None = None,
+    *,
+    latents: int = 32,
+    k: float = 4.0,
+    prefixes: Sequence[int] = (8, 16, 32),
+    epochs: int = 200,
+    seed: int = 0,
+    embedder: str = "default",
+    progress: bool = False,
+) -> tuple[Encoder, bool, dict]:
+    """Train the WIMHF-style pair SAE on a pair set (`saeembed.prefs.pair_encoder`); returns
+    the encoder, whether it is new, and its training statistics."""
+    from saeembed.prefs.pair_encoder import train_pair_encoder
+
+    settings = dict(n_latents=latents, k=k, prefixes=tuple(prefixes), epochs=epochs, seed=seed)
+    with Store(db) as store:
+        name = require_pair_set(store, pairs)
+        return train_pair_encoder(store, name, settings, embedder=embedder, progress=progress)

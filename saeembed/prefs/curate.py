@@ -126,7 +126,10 @@ def flag_pairs(
     )
     out = (
         flagged.group_by("row", maintain_order=True)
-        .agg(pl.col("flag").unique(maintain_order=True).str.join(","), pl.col("reasons").flatten())
+        .agg(
+            pl.col("flag").unique(maintain_order=True).str.join(","),
+            pl.col("reasons").list.explode(keep_nulls=False, empty_as_null=False),
+        )
         .join(pairs, on="row")
         .sort(
             pl.col("flag").str.contains("against_concept"),

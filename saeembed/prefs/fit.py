@@ -1,7 +1,7 @@
 """Which concepts can a preference dataset measure, and which do its annotators reward or punish?
 
 `preference_data` reads a stored pair set into arrays: Δ = x(A) − x(B) per concept (presence,
-or pooled activation), the label (1 = A preferred; ties are set aside and counted), the controls
+or pooled activation; for a pair encoder, its signed activation or sign), the label (1 = A preferred; ties are set aside and counted), the controls
 (the length difference in characters) and cross-validation folds that keep pairs sharing a
 prompt together. `fit_preferences` then reports, per concept, its prevalence (share of pairs
 where the two responses differ in it) and a length-controlled logistic regression (coefficient,
@@ -24,6 +24,7 @@ from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
 from saeembed.prefs.ingest import load_pairs
+from saeembed.prefs.pair_encoder import is_pair_encoder, pair_activation_matrix
 from saeembed.prefs.pairs import assign_folds
 from saeembed.prefs.regression import fit_per_concept
 from saeembed.prefs.sparse import cross_validated_auc, fit_sparse_model
@@ -106,20 +107,13 @@ def preference_data(
             f"pair set {pairs_name!r} has {pairs.height} pairs with a 0/1 label (and "
             f"{n_ties} ties); fitting needs at least {2 * n_folds} with both labels present"
         )
-    matrix = load_matrix(store, encoder, corpus=_corpus_of(store, pairs_name))
-    sides = []
-    for column in ("doc_a", "doc_b"):
-        ids = pairs[column].to_numpy()
-        rows = np.searchsorted(matrix.doc_ids, ids).clip(0, matrix.n_docs - 1)
-        missing = int((matrix.doc_ids[rows] != ids).sum())
-        if missing:
-            raise StoreError(
-                f"{missing} responses of pair set {pairs_name!r} are not encoded by encoder "
-                f"{encoder.name}; run `saeembed prefs encode` again to finish"
-            )
-        x = matrix.values.tocsr()[rows]
-        sides.append(x if values == "value" else (x > 0).astype(np.float32))
-    delta = (sides[0] - sides[1]).tocsc()
+    if is_pair_encoder(store, encoder):
+        delta = pair_activation_matrix(store, encoder, pairs_name, pairs["pair_id"].to_numpy())
+        if values == "presence":
+            delta = delta.sign()
+    else:
+        delta = _response_differences(store, encoder, pairs_name, pairs, values)
+    delta = delta.tocsc()
     delta.eliminate_zeros()
     columns = []
     if "length" in controls:
@@ -141,6 +135,26 @@ def preference_data(
         n_ties=n_ties,
         n_unlabelled=n_unlabelled,
     )
+
+
+def _response_differences(
+    store: Store, encoder: Encoder, pairs_name: str, pairs: pl.DataFrame, values: str
+) -> sp.csr_matrix:
+    """x(A) - x(B) from the pooled activations of each pair's two response documents."""
+    matrix = load_matrix(store, encoder, corpus=_corpus_of(store, pairs_name))
+    sides = []
+    for column in ("doc_a", "doc_b"):
+        ids = pairs[column].to_numpy()
+        rows = np.searchsorted(matrix.doc_ids, ids).clip(0, matrix.n_docs - 1)
+        missing = int((matrix.doc_ids[rows] != ids).sum())
+        if missing:
+            raise StoreError(
+                f"{missing} responses of pair set {pairs_name!r} are not encoded by encoder "
+                f"{encoder.name}; run `saeembed prefs encode` again to finish"
+            )
+        x = matrix.values.tocsr()[rows]
+        sides.append(x if values == "value" else (x > 0).astype(np.float32))
+    return sides[0] - sides[1]
 
 
 def _corpus_of(store: Store, pairs_name: str) -> str:

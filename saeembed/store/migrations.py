@@ -145,6 +145,19 @@ def _pairs(con: duckdb.DuckDBPyConnection) -> None:
             decided_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
             PRIMARY KEY (pairs, pair_id, relabel)
         );
+        CREATE TABLE pair_saes (
+            encoder_id  INTEGER PRIMARY KEY,
+            pairs       VARCHAR NOT NULL,
+            embedder    VARCHAR NOT NULL,
+            weights     BLOB    NOT NULL
+        );
+        CREATE TABLE pair_activations (
+            encoder_id  INTEGER NOT NULL,
+            pairs       VARCHAR NOT NULL,
+            pair_id     BIGINT  NOT NULL,
+            feature     INTEGER NOT NULL,
+            value       REAL    NOT NULL
+        );
         """
     )
 

@@ -1,0 +1,351 @@
+"""The `saeembed prefs` commands: preference pairs in, the WIMHF-style preference report, and the
+curation loop (flag -> reviewed queue -> apply -> export). Each command parses its options,
+makes one call into `saeembed.prefs.api` and renders the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+
+from saeembed.cli import _domain_errors, format_option, main
+from saeembed.render import default_format, render
+
+pairs_option = click.option(
+    "--pairs", "pairs_name", help="Pair set name [default: the store's only pair set]."
+)
+encoder_option = click.option(
+    "--encoder",
+    help="Encoder id or name [default: the one that encoded the pair set's responses].",
+)
+relabel_option = click.option(
+    "--relabel", help="Use this relabelling's labels (from `prefs apply`) instead of the original."
+)
+TABLE_FEATURE_COLUMNS = ["feature", "label", "prevalence", "effect", "coef", "odds_ratio", "p",
+                         "q", "win_rate_delta"]  # fmt: skip
+
+
+def _sci(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    present = [c for c in columns if c in frame.columns]
+    return frame.with_columns(
+        pl.col(present).map_elements(
+            lambda v: "" if v is None else f"{v:.1e}", return_dtype=pl.Utf8
+        )
+    )
+
+
+@main.group()
+def prefs() -> None:
+    """Preference pairs: which concepts do annotators reward or punish (WIMHF), and curation."""
+
+
+@prefs.command("encode")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="DuckDB store.")
+@click.option("--pairs", "pairs_name", help="Pair set name [default: the input's name].")
+@click.option(
+    "--context",
+    is_flag=True,
+    help="Encode each response after its prompt (the conversation so far); pool only the "
+    "response's own tokens.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="A/B coin for chosen/rejected."
+)
+@click.option("--model", default="default", show_default=True, help="Reader LLM.")
+@click.option("--sae", help="SAE [default: the one shipped for the model].")
+@click.option("--layer", type=int, help="Residual stream layer [default: the SAE's].")
+@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="Keep the first N tokens of each response (and the last N of its context).")  # fmt: skip
+@click.option("--batch-tokens", type=click.IntRange(1), help="Token budget per batch.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option(
+    "--as-chat",
+    "chat",
+    type=click.Choice(["none", "assistant"]),
+    default="assistant",
+    show_default=True,
+    help="Read responses as assistant turns of the chat template, or as plain text.",
+)
+@click.pass_context
+@_domain_errors
+def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, layer, max_tokens,
+                 batch_tokens, device, dtype, chat):  # fmt: skip
+    """Store preference pairs as a pair set and encode every response.
+
+    INPUT is a file with prompt/response_a/response_b/label (label 1 = A preferred, 0 = B,
+    0.5 = tie), chosen/rejected (with or without prompt; A/B assigned by a seeded coin), or
+    HH-RLHF dialogues; or a named dataset such as data:hh-rlhf-harmless. Interrupt it at any
+    time: running it again finishes the job."""
+    from saeembed.prefs.api import encode_pairs
+
+    result = encode_pairs(
+        input_path, db, pairs=pairs_name, context=context, seed=seed, model=model, sae=sae,
+        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
+        dtype=dtype, chat=chat, progress=not ctx.obj["quiet"],
+    )  # fmt: skip
+    click.echo(result.summary(), err=True)
+
+
+@prefs.command("list")
+@click.argument("db", type=click.Path(path_type=Path))
+@format_option
+@_domain_errors
+def prefs_list(db, fmt):
+    """The pair sets in DB."""
+    from saeembed.prefs.ingest import pair_sets
+    from saeembed.store import Store
+
+    with Store(db) as store:
+        render(pair_sets(store), fmt)
+
+
+@prefs.command("fit")
+@click.argument("db", type=click.Path(path_type=Path))
+@pairs_option
+@encoder_option
+@click.option(
+    "--controls",
+    type=click.Choice(["length", "none"]),
+    default="length",
+    show_default=True,
+    help="Control every regression for the length difference (characters), or for nothing.",
+)
+@click.option(
+    "--values",
+    type=click.Choice(["presence", "value"]),
+    default="presence",
+    show_default=True,
+    help="Δ from concept presence (0/1 per response) or pooled activation values.",
+)
+@relabel_option
+@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Test concepts that differ between the responses in at least this share of pairs.")  # fmt: skip
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="q-value cut-off.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--examples", type=click.IntRange(min=0), default=0, help="Example pairs per row.")
+@click.option("--k", "ks", default="5,10,20", show_default=True,
+              help="Sizes of the sparse concept models (comma-separated).")  # fmt: skip
+@click.option("--no-dense", is_flag=True, help="Skip the dense MiniLM baseline.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Cross-validation folds.")
+@format_option
+@_domain_errors
+def prefs_fit(db, pairs_name, encoder, controls, values, relabel, min_prevalence, alpha, top,
+              examples, ks, no_dense, seed, fmt):  # fmt: skip
+    """Which concepts do the annotators reward or punish?
+
+    Per concept: prevalence (share of pairs whose responses differ in it), a logistic regression
+    of the label on the standardised difference with a length control (coefficient, odds ratio,
+    Wald p, Benjamini-Hochberg q, Bonferroni p, Δwin-rate), quasi-separation flagged. Then
+    held-out AUCs (5 folds, pairs sharing a prompt kept together) of length only, a dense
+    MiniLM probe, all concepts and k-concept L1 models. --format json gives one object with
+    `features`, `metrics`, `sparse` and `summary`."""
+    from saeembed.prefs.api import fit
+
+    try:
+        k_values = tuple(int(k) for k in ks.split(",") if k.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"--k {ks!r}: give integers like 5,10,20") from exc
+    report = fit(
+        db, pairs_name, encoder=encoder, values=values,
+        controls=() if controls == "none" else (controls,), relabel=relabel,
+        min_prevalence=min_prevalence, alpha=alpha, ks=k_values, dense=not no_dense,
+        examples=examples, top=top, seed=seed,
+    )  # fmt: skip
+    s = report.summary
+    click.echo(
+        f"pair set {s['pairs']} ({s['encoder']}): {s['n_pairs']:,} pairs ({s['n_ties']:,} ties "
+        f"set aside), {s['n_concepts_tested']:,} concepts tested, {s['n_significant']:,} at "
+        f"q < {alpha}",
+        err=True,
+    )
+    fmt = fmt or default_format()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(report.to_json(), default=str) + "\n")
+        return
+    table = report.features
+    if "examples" in table.columns and fmt in ("table", "csv"):
+        table = table.with_columns(pl.col("examples").list.join(" | "))
+    if fmt != "table":
+        render(table, fmt)
+        click.echo(f"held-out AUC: {json.dumps(report.metrics)}", err=True)
+        return
+    keep = TABLE_FEATURE_COLUMNS + (["examples"] if "examples" in table.columns else [])
+    render(_sci(table.select(keep), "p", "q"), "table", title="Concepts (length-controlled):")
+    metrics = pl.DataFrame(
+        {"model": list(report.metrics), "held_out_auc": list(report.metrics.values())}
+    )
+    share = s.get("share_of_dense_gain") or {}
+    metrics = metrics.with_columns(
+        pl.col("model").replace_strict(share, default=None, return_dtype=pl.Float64)
+        .alias("share_of_dense_gain")
+    )  # fmt: skip
+    render(metrics, "table", title="\nHeld-out AUC (5-fold, split by prompt):")
+    largest = max((int(k[1:]) for k in report.metrics if k.startswith("k")), default=None)
+    if largest is not None:
+        render(
+            report.sparse.filter(pl.col("k") == largest).drop("k"),
+            "table",
+            title=f"\nThe {largest}-concept model (fitted on all pairs):",
+        )
+
+
+@prefs.command("flag")
+@click.argument("db", type=click.Path(path_type=Path))
+@pairs_option
+@encoder_option
+@click.option(
+    "--concept",
+    "concepts",
+    multiple=True,
+    help="FEATURE:- (punished: flag pairs whose preferred response has more of it), FEATURE:+ "
+    "(rewarded), or FEATURE (the direction the data shows); repeatable.",
+)
+@click.option("--no-model", is_flag=True, help="Only the --concept rules, no model check.")
+@click.option("--k", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Concepts in the out-of-fold model.")  # fmt: skip
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True), default=0.8,
+              show_default=True,
+              help="Flag pairs the model gives the label less than 1 - this probability.")  # fmt: skip
+@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.01, show_default=True)
+@relabel_option
+@click.option("--queue", type=click.Path(path_type=Path), help="Write a JSONL relabel queue here.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Rows to print (the queue gets all).")  # fmt: skip
+@format_option
+@_domain_errors
+def prefs_flag(db, pairs_name, encoder, concepts, no_model, k, confidence, min_prevalence,
+               relabel, queue, top, fmt):  # fmt: skip
+    """Pairs worth relabelling, each with its reasons: labels that go against a concept's
+    direction, and labels an out-of-fold concept model confidently disagrees with."""
+    from saeembed.prefs.api import flag
+
+    flagged = flag(
+        db, pairs_name, encoder=encoder, concepts=concepts, model=not no_model, k=k,
+        confidence=confidence, min_prevalence=min_prevalence, relabel=relabel, queue=queue,
+    )  # fmt: skip
+    counts = flagged["flag"].str.split(",").explode().value_counts().sort("flag")
+    summary = ", ".join(f"{r['count']:,} {r['flag']}" for r in counts.iter_rows(named=True))
+    click.echo(f"{flagged.height:,} pairs flagged ({summary or 'none'})", err=True)
+    if queue is not None:
+        click.echo(f"wrote the relabel queue to {queue}: fill in `decision` (keep, flip, a, b, "
+                   "tie, drop), then run `saeembed prefs apply`", err=True)  # fmt: skip
+    fmt = fmt or default_format()
+    shown = flagged.head(top)
+    if fmt in ("table", "csv"):
+        shown = shown.with_columns(
+            pl.col("reasons").list.join("; "),
+            *(pl.col(c).str.slice(0, 60) for c in ("prompt", "text_a", "text_b")),
+        )
+    render(shown, fmt)
+
+
+@prefs.command("apply")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("decisions", type=click.Path(path_type=Path))
+@click.option("--as", "relabel", required=True, help="Name of the new label column.")
+@pairs_option
+@_domain_errors
+def prefs_apply(db, decisions, relabel, pairs_name):
+    """Record reviewed decisions (a filled-in relabel queue: pair_id and decision keep, flip, a,
+    b, tie, drop, or new_label) as a new label column; the original label is never changed."""
+    from saeembed.prefs.api import apply
+
+    counts = apply(db, decisions, relabel=relabel, pairs=pairs_name)
+    summary = ", ".join(f"{n:,} {d}" for d, n in counts.items()) or "nothing decided"
+    click.echo(f"relabelling {relabel!r}: {summary}", err=True)
+
+
+@prefs.command("export")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A .jsonl, .parquet or .csv file.")  # fmt: skip
+@pairs_option
+@relabel_option
+@_domain_errors
+def prefs_export(db, output, pairs_name, relabel):
+    """Write the pair set, with a relabelling's labels when given (dropped pairs left out), as
+    prompt, response_a, response_b, label, [new_label, decision], chosen, rejected."""
+    from saeembed.prefs.api import export
+
+    frame = export(db, output, pairs=pairs_name, relabel=relabel)
+    click.echo(f"wrote {frame.height:,} pairs to {output}", err=True)
+
+
+@prefs.command("annotators")
+@click.argument("db", type=click.Path(path_type=Path))
+@pairs_option
+@encoder_option
+@click.option("--min-pairs", type=click.IntRange(min=2), default=30, show_default=True,
+              help="Leave out annotators with fewer pairs.")  # fmt: skip
+@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.05, show_default=True)
+@relabel_option
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@format_option
+@_domain_errors
+def prefs_annotators(db, pairs_name, encoder, min_pairs, min_prevalence, relabel, top, fmt):
+    """Per-annotator concept weights pooled with a random-effects model: the concepts whose
+    weights vary most across annotators, then the annotators who deviate from the rest."""
+    from saeembed.prefs.api import annotators
+
+    report = annotators(db, pairs_name, encoder=encoder, min_pairs=min_pairs,
+                        min_prevalence=min_prevalence, relabel=relabel)  # fmt: skip
+    click.echo(
+        f"{report.annotators.height} annotators ({report.n_excluded_annotators} with fewer than "
+        f"{min_pairs} pairs left out, {report.n_excluded_pairs:,} pairs not analysed)",
+        err=True,
+    )
+    fmt = fmt or default_format()
+    if fmt == "json":
+        out = {"concepts": report.concepts.head(top).to_dicts(),
+               "annotators": report.annotators.to_dicts()}  # fmt: skip
+        sys.stdout.write(json.dumps(out, default=str) + "\n")
+        return
+    concepts = report.concepts.head(top)
+    annotator_rows = report.annotators
+    if fmt == "table":
+        concepts = _sci(concepts, "p", "q", "p_heterogeneity", "q_heterogeneity")
+        annotator_rows = _sci(annotator_rows, "p", "q")
+    render(concepts, fmt, title="Concepts whose weights vary most across annotators:")
+    render(annotator_rows, fmt, title="\nAnnotators, most deviating first:")
+
+
+@prefs.command("train-sae")
+@click.argument("db", type=click.Path(path_type=Path))
+@pairs_option
+@click.option("--latents", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Mean active latents per pair.")  # fmt: skip
+@click.option("--prefixes", default="8,16,32", show_default=True,
+              help="Matryoshka dictionary sizes, ending at --latents.")  # fmt: skip
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--embedder", default="default", show_default=True,
+              help="Sentence embedder (Hub id, path, or the embedded all-MiniLM-L6-v2).")  # fmt: skip
+@click.pass_context
+@_domain_errors
+def prefs_train_sae(ctx, db, pairs_name, latents, k, prefixes, epochs, seed, embedder):
+    """The WIMHF recipe: train a signed BatchTopK Matryoshka SAE on the embedding differences of
+    a pair set's responses, label its latents, and store it as an encoder of its own, so that
+    `prefs fit --encoder NAME` compares it with the document encoder on the same pairs."""
+    from saeembed.prefs.api import train_sae
+
+    try:
+        sizes = tuple(int(m) for m in prefixes.split(",") if m.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"--prefixes {prefixes!r}: give integers like 8,16,32") from exc
+    encoder, created, stats = train_sae(
+        db, pairs_name, latents=latents, k=k, prefixes=sizes, epochs=epochs, seed=seed,
+        embedder=embedder, progress=not ctx.obj["quiet"],
+    )  # fmt: skip
+    state = "trained" if created else "already there"
+    click.echo(
+        f"pair SAE {encoder.name} (encoder {encoder.encoder_id}) {state}: FVU {stats['fvu']:.3f}, "
+        f"{stats['l0']:.2f} active latents per pair, {stats['dead']} dead; analyse it with "
+        f"`saeembed prefs fit {db} --encoder {encoder.name}`",
+        err=True,
+    )
