@@ -30,6 +30,16 @@ def test_explicit_ab_labels(tmp_path):
     assert pairs["pair_id"].to_list() == [0, 1, 2]
 
 
+@pytest.mark.parametrize(
+    "labels", [[1.0, 0.0, 0.5], [1, 0, 0], [True, False, False]], ids=["float", "int", "bool"]
+)
+def test_numeric_labels(labels):
+    frame = pl.DataFrame(
+        {"prompt": ["q"] * 3, "response_a": ["a"] * 3, "response_b": ["b"] * 3, "label": labels}
+    )
+    assert pairs_from_frame(frame)["label"].to_list() == [float(v) for v in labels]
+
+
 def test_bad_label_is_one_line():
     frame = pl.DataFrame({"prompt": ["q"], "response_a": ["a"], "response_b": ["b"], "label": [2]})
     with pytest.raises(InputError, match="label '2' is not 1 \\(A preferred\\), 0"):

@@ -55,6 +55,16 @@ def prompt_group(prompt: str) -> int:
 
 
 def _labels(values: pl.Series, source: str) -> pl.Series:
+    if values.dtype.is_numeric() or values.dtype == pl.Boolean:
+        numbers = values.cast(pl.Float64)
+        bad = numbers.filter(~numbers.is_in([0.0, 0.5, 1.0]) | numbers.is_null())
+        if bad.len() or numbers.null_count():
+            example = "an empty value" if numbers.null_count() else repr(f"{bad[0]:g}")
+            raise InputError(
+                f"{source}: label {example} is not 1 (A preferred), 0 (B preferred) or 0.5 "
+                "(tie); fix the label column"
+            )
+        return numbers
     words = values.cast(pl.Utf8).str.strip_chars().str.to_lowercase()
     mapped = words.replace_strict(LABEL_WORDS, default=None, return_dtype=pl.Float64)
     bad = words.filter(mapped.is_null() & words.is_not_null())
