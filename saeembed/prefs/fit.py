@@ -209,16 +209,15 @@ def concept_table(
     )  # fmt: skip
 
 
-def dense_differences(data: PreferenceData, embedder: str = "default") -> np.ndarray:
-    """MiniLM embedding of response A minus that of response B, per pair."""
-    from saeembed.embedder import load_embedder
+def dense_differences(store: Store, pairs: pl.DataFrame, embedder="default") -> np.ndarray:
+    """Sentence embedding of response A minus that of response B, per pair (MiniLM by default;
+    computed once, then read from the store's `text_embeddings`)."""
+    from saeembed.embeddings import document_embeddings
 
-    texts = pl.concat([data.pairs["text_a"], data.pairs["text_b"]]).unique(maintain_order=True)
-    vectors = load_embedder(embedder).embed(texts.to_list())
-    row = {t: i for i, t in enumerate(texts.to_list())}
-    a = vectors[[row[t] for t in data.pairs["text_a"]]]
-    b = vectors[[row[t] for t in data.pairs["text_b"]]]
-    return a - b
+    ids = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
+    texts = pairs["text_a"].to_list() + pairs["text_b"].to_list()
+    vectors = document_embeddings(store, ids, texts, embedder)
+    return vectors[: pairs.height] - vectors[pairs.height :]
 
 
 def held_out_metrics(
@@ -332,7 +331,7 @@ def fit_preferences(
             f"no concept differs between the responses in >= {min_prevalence:.1%} of the pairs; "
             "lower --min-prevalence"
         )
-    dense_diff = dense_differences(data) if dense else None
+    dense_diff = dense_differences(store, data.pairs) if dense else None
     metrics = held_out_metrics(data, concepts, ks=ks, dense=dense_diff)
     sparse = sparse_models(data, concepts, labels, ks)
     shown = table.head(top) if top else table

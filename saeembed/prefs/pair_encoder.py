@@ -76,13 +76,11 @@ def train_pair_encoder(
     other than ``d_in``) and store it as an encoder; returns the
     encoder, whether it is new, and the training statistics (FVU, active latents, dead)."""
     from saeembed.embedder import load_embedder
+    from saeembed.prefs.fit import dense_differences
 
     pairs = load_pairs(store, pairs_name)
     model = load_embedder(embedder)
-    texts = pl.concat([pairs["text_a"], pairs["text_b"]]).unique(maintain_order=True).to_list()
-    vectors = model.embed(texts)
-    row = {t: i for i, t in enumerate(texts)}
-    diffs = vectors[[row[t] for t in pairs["text_a"]]] - vectors[[row[t] for t in pairs["text_b"]]]
+    diffs = dense_differences(store, pairs, model)
     config = PairSAEConfig(d_in=diffs.shape[1], **(settings or {}))
     sae = train_pair_sae(diffs, config, progress=progress)
     log.info("pair SAE trained: %s", sae.stats)

@@ -151,6 +151,12 @@ def _pairs(con: duckdb.DuckDBPyConnection) -> None:
             embedder    VARCHAR NOT NULL,
             weights     BLOB    NOT NULL
         );
+        CREATE TABLE text_embeddings (
+            embedder  VARCHAR NOT NULL,
+            doc_id    BIGINT  NOT NULL,
+            vector    FLOAT[] NOT NULL,
+            PRIMARY KEY (embedder, doc_id)
+        );
         CREATE TABLE pair_activations (
             encoder_id  INTEGER NOT NULL,
             pairs       VARCHAR NOT NULL,
