@@ -9,7 +9,10 @@ Three encoders on the same pairs and folds (5 folds, pairs sharing a prompt kept
   embedding differences (`prefs train-sae`).
 For each: held-out AUC of length only, the dense MiniLM probe, all concepts and k = 5/10/20
 concepts, and the share of the dense probe's gain over length they recover; then the top
-concepts of the default encoder by Δwin-rate among those significant at q < 0.05.
+concepts of the default encoder by Δwin-rate among those significant at q < 0.05 with
+prevalence >= 0.05. The default encoder's features are first relabelled offline on the
+responses themselves (`saeembed features label DB --corpus hh-rlhf-harmless`): the shipped
+labels come from a general mix of text and name many features by words of other domains.
 
     .venv/bin/python benchmarks/preferences.py [--context] [--max-tokens 256]
 
@@ -27,7 +30,9 @@ import time
 import polars as pl
 
 from saeembed.home import cache_dir
+from saeembed.labels import label_features
 from saeembed.prefs import api
+from saeembed.store import Store
 
 PAIRS = "hh-rlhf-harmless"
 
@@ -57,8 +62,10 @@ def main() -> None:
     rows, main_report = [], None
     for name, file, context in runs:
         db = cache_dir("stores") / file
-        api.encode_pairs(f"data:{PAIRS}", db, pairs=PAIRS, context=context,
-                         max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
+        encoded = api.encode_pairs(f"data:{PAIRS}", db, pairs=PAIRS, context=context,
+                                   max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
+        with Store(db) as store:  # labels from the responses themselves (offline, ~15 s)
+            label_features(store, encoded.encoding.encoder, corpus=PAIRS, progress=False)
         started = time.perf_counter()
         report = api.fit(db, PAIRS, seed=args.seed, examples=1)
         rows.append(report_row(name, report, time.perf_counter() - started))
@@ -82,9 +89,10 @@ def main() -> None:
     print("| encoder | length | dense MiniLM | all concepts | k = 5 | k = 10 | k = 20 | concepts tested | fit time |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    table = main_report.features.filter(pl.col("q") < 0.05)
-    print(f"\nDefault encoder: {s['n_significant']:,} of {s['n_concepts_tested']:,} concepts at "
-          "q < 0.05 (length-controlled); the 12 with the largest |Δwin-rate|:\n")  # fmt: skip
+    table = main_report.features.filter((pl.col("q") < 0.05) & (pl.col("prevalence") >= 0.05))
+    print(f"\nDefault encoder (labels from the responses, offline): {s['n_significant']:,} of "
+          f"{s['n_concepts_tested']:,} concepts at q < 0.05 (length-controlled); among those with "
+          "prevalence >= 0.05, the 12 with the largest |Δwin-rate|:\n")  # fmt: skip
     print("| feature | label | prevalence | coef | Δwin-rate | q | example |")
     print("|---|---|---|---|---|---|---|")
     top = table.sort(pl.col("win_rate_delta").abs(), descending=True).head(12)
@@ -93,7 +101,9 @@ def main() -> None:
         print(f"| {r['feature']} | {r['label']} | {r['prevalence']:.3f} | {r['coef']:+.3f} | "
               f"{r['win_rate_delta']:+.3f} | {r['q']:.1e} | {example} |")  # fmt: skip
     sparse = main_report.sparse.filter(pl.col("k") == 10)
-    print("\nThe 10-concept model fitted on all pairs (coefficient per SD of Δ, length-controlled):\n")
+    print(
+        "\nThe 10-concept model fitted on all pairs (coefficient per SD of Δ, length-controlled):\n"
+    )
     print("| feature | label | coef |")
     print("|---|---|---|")
     for r in sparse.sort("coef").iter_rows(named=True):
