@@ -818,5 +818,5 @@ def features_export(db, output, encoder):
     click.echo(f"wrote {frame.height:,} labels to {output}", err=True)
 
 
-# ---- prefs (saeembed/cli_prefs.py registers its commands on `main`) ------------------------------
-from saeembed import cli_prefs  # noqa: E402, F401
+# ---- commands defined in their own modules register themselves on `main` -------------------------
+from saeembed import cli_explore, cli_prefs  # noqa: E402, F401, I001

@@ -168,5 +168,43 @@ def _pairs(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(4, "clusterings")
+def _clusterings(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE SEQUENCE clustering_id_seq START 1;
+        CREATE TABLE clusterings (
+            clustering_id  INTEGER PRIMARY KEY DEFAULT nextval('clustering_id_seq'),
+            name           VARCHAR NOT NULL UNIQUE,
+            encoder_id     INTEGER NOT NULL,
+            corpus         VARCHAR,
+            method         VARCHAR NOT NULL,
+            params         JSON    NOT NULL,
+            concepts       JSON    NOT NULL,
+            n_clusters     INTEGER NOT NULL,
+            outlier_share  DOUBLE  NOT NULL,
+            created_at     TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE clusters (
+            clustering_id  INTEGER NOT NULL,
+            cluster        INTEGER NOT NULL,
+            name           VARCHAR,
+            size           INTEGER NOT NULL,
+            top_features   JSON,
+            PRIMARY KEY (clustering_id, cluster)
+        );
+        CREATE TABLE cluster_members (
+            clustering_id  INTEGER NOT NULL,
+            doc_id         BIGINT  NOT NULL,
+            cluster        INTEGER NOT NULL,
+            assigned       BOOLEAN NOT NULL,
+            x              REAL,
+            y              REAL,
+            PRIMARY KEY (clustering_id, doc_id)
+        );
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

@@ -1,0 +1,253 @@
+"""Property-based retrieval: documents that have a property, ranked.
+
+- ``sae`` (default): the chosen concepts' activations, each divided by its 99th percentile in the
+  corpus and capped at 1 (so one concept's scale cannot dominate), weighted by how well the
+  concept matches (`saeembed.analysis.concepts`), summed per document.
+- ``dense``: cosine similarity of the query's MiniLM embedding with each document's (the
+  baseline; embeddings are stored in `text_embeddings` after the first run).
+- ``hybrid``: reciprocal-rank fusion of the two rankings (1 / (60 + rank), summed).
+- ``like``: documents whose concept vectors (idf-weighted, L2-normalised, restricted to the
+  chosen concepts when there are any) are closest in cosine to a given document's; with
+  ``dense``, the closest embeddings.
+
+A ``where`` filter narrows the candidates with SQL over the documents: ``feature:123`` stands for
+that concept's activation in the document (0 when absent) and ``meta.KEY`` for a metadata field
+as text (cast it for numbers: ``CAST(meta.year AS INTEGER) >= 2015``)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+
+from saeembed.analysis.concepts import ConceptChoice
+from saeembed.errors import InputError, StoreError
+from saeembed.labels.evidence import snippet
+from saeembed.store import Encoder, Store
+
+MODES = ("sae", "dense", "hybrid")
+RRF_K = 60
+SEARCH_COLUMNS = ["rank", "doc_id", "corpus", "score", "text", "concepts"]
+_FEATURE = re.compile(r"\bfeature:(\d+)\b")
+_META = re.compile(r"\bmeta\.([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def where_sql(expression: str, encoder: Encoder) -> str:
+    """The SQL condition (over documents ``d``) a ``--where`` expression stands for."""
+    for number in _FEATURE.findall(expression):
+        if int(number) >= encoder.d_sae:
+            raise InputError(
+                f"feature:{number} does not exist (encoder has {encoder.d_sae} features)"
+            )
+    sql = _FEATURE.sub(
+        lambda m: (
+            "coalesce((SELECT max(x.value) FROM activations x WHERE x.encoder_id = "
+            f"{encoder.encoder_id} AND x.doc_id = d.doc_id AND x.feature = {int(m.group(1))}), 0)"
+        ),
+        expression,
+    )
+    return _META.sub(lambda m: f"(d.meta->>'{m.group(1)}')", sql)
+
+
+def candidates(
+    store: Store, encoder: Encoder, corpus: str | None, where: str | None
+) -> pl.DataFrame:
+    """``doc_id, corpus, text`` of the encoded documents (of ``corpus``) passing ``where``."""
+    condition = where_sql(where, encoder) if where else "true"
+    try:
+        return store.sql(
+            f"""
+            SELECT d.doc_id, any_value(d.corpus) AS corpus, any_value(d.text) AS text
+            FROM documents d
+            WHERE ($corpus IS NULL OR d.corpus = $corpus)
+              AND d.doc_id IN (SELECT doc_id FROM encoded_documents WHERE encoder_id = $enc)
+              AND ({condition})
+            GROUP BY d.doc_id ORDER BY d.doc_id
+            """,
+            {"corpus": corpus, "enc": encoder.encoder_id},
+        )
+    except StoreError as exc:
+        raise InputError(f"cannot use --where {where!r} ({exc}); write it as SQL, e.g. "
+                         "\"feature:12 > 0 AND meta.party = 'D'\"") from exc  # fmt: skip
+
+
+def sae_scores(
+    store: Store, encoder: Encoder, docs: pl.DataFrame, choice: ConceptChoice
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Per candidate document: the weighted sum of capped, scaled activations of the chosen
+    concepts, and the concepts that contributed, strongest first."""
+    weights = dict(zip(choice.features.tolist(), choice.weights.tolist(), strict=True))
+    labels = dict(
+        zip(choice.table["feature"].to_list(), choice.table["label"].to_list(), strict=True)
+    )
+    store.con.register("search_docs", docs.select("doc_id").to_arrow())
+    try:
+        acts = store.sql(
+            """
+            WITH scale AS (
+                SELECT feature, quantile_cont(value, 0.99) AS p99 FROM activations
+                WHERE encoder_id = $enc AND list_contains($features, feature) AND value > 0
+                  AND doc_id IN (SELECT doc_id FROM search_docs)
+                GROUP BY feature
+            )
+            SELECT a.doc_id, a.feature, least(a.value / s.p99, 1.0) AS scaled
+            FROM activations a JOIN scale s USING (feature)
+            WHERE a.encoder_id = $enc AND a.value > 0
+              AND a.doc_id IN (SELECT doc_id FROM search_docs)
+            """,
+            {"enc": encoder.encoder_id, "features": list(weights)},
+        )
+    finally:
+        store.con.unregister("search_docs")
+    acts = acts.with_columns(
+        (
+            pl.col("scaled") * pl.col("feature").replace_strict(weights, return_dtype=pl.Float64)
+        ).alias("contribution")
+    ).sort("contribution", descending=True)
+    row = {d: i for i, d in enumerate(docs["doc_id"].to_list())}
+    scores = np.zeros(docs.height)
+    reasons: list[list[str]] = [[] for _ in range(docs.height)]
+    for doc, feature, contribution in acts.select("doc_id", "feature", "contribution").iter_rows():
+        i = row[doc]
+        scores[i] += contribution
+        if len(reasons[i]) < 3:
+            reasons[i].append(f"{feature} {labels.get(feature)!r} ({contribution:.2f})")
+    return scores, reasons
+
+
+def dense_scores(store: Store, docs: pl.DataFrame, query: str, embedder="default") -> np.ndarray:
+    """Cosine similarity of each candidate's sentence embedding with the query's."""
+    from saeembed.embedder import load_embedder
+    from saeembed.embeddings import document_embeddings
+
+    model = load_embedder(embedder) if isinstance(embedder, str) else embedder
+    vectors = document_embeddings(store, docs["doc_id"].to_numpy(), docs["text"].to_list(), model)
+    return vectors @ model.embed([query])[0]
+
+
+def rank_fusion(*scores: np.ndarray) -> np.ndarray:
+    """Reciprocal-rank fusion: the sum over rankings of 1 / (60 + rank), rank 1 = best."""
+    total = np.zeros(len(scores[0]))
+    for s in scores:
+        ranks = np.empty(len(s))
+        ranks[np.argsort(-s, kind="stable")] = np.arange(1, len(s) + 1)
+        total += 1.0 / (RRF_K + ranks)
+    return total
+
+
+def like_scores(
+    store: Store,
+    encoder: Encoder,
+    docs: pl.DataFrame,
+    doc_id: int,
+    choice: ConceptChoice | None,
+    *,
+    dense: bool = False,
+) -> np.ndarray:
+    """Cosine similarity of every candidate to document ``doc_id``: on idf-weighted concept
+    vectors (the chosen concepts only, if any), or on sentence embeddings with ``dense``."""
+    target = store.sql(
+        "SELECT doc_id, any_value(text) AS text FROM documents WHERE doc_id = ? GROUP BY doc_id",
+        [doc_id],
+    )
+    if target.is_empty():
+        raise InputError(f"no document with doc_id {doc_id} in {store.path}")
+    if dense:
+        from saeembed.embeddings import document_embeddings
+
+        both = pl.concat([target, docs.select("doc_id", "text")])
+        vectors = document_embeddings(store, both["doc_id"].to_numpy(), both["text"].to_list())
+        return vectors[1:] @ vectors[0]
+    from saeembed.analysis.cluster import weight_matrix
+    from saeembed.analysis.matrix import load_matrix
+
+    matrix = load_matrix(store, encoder)
+    if choice is not None:
+        keep = np.zeros(encoder.d_sae, dtype=bool)
+        keep[choice.features] = True
+        values = matrix.values[:, np.flatnonzero(keep)]
+    else:
+        values = matrix.values
+    x = weight_matrix(values.tocsr(), "idf")
+    where = np.searchsorted(matrix.doc_ids, doc_id)
+    if where >= matrix.n_docs or matrix.doc_ids[where] != doc_id:
+        raise InputError(f"document {doc_id} is not encoded by encoder {encoder.name}")
+    rows = np.searchsorted(matrix.doc_ids, docs["doc_id"].to_numpy())
+    return np.asarray((x[rows] @ x[where].T).todense()).ravel()
+
+
+def search_documents(
+    store: Store,
+    encoder: Encoder,
+    *,
+    query: str | None = None,
+    choice: ConceptChoice | None = None,
+    like: int | None = None,
+    mode: str = "sae",
+    corpus: str | None = None,
+    where: str | None = None,
+    top: int = 10,
+    width: int = 100,
+) -> pl.DataFrame:
+    """The ``top`` documents for a property (``query`` / ``choice``) or like document ``like``,
+    among those passing ``where`` (`SEARCH_COLUMNS`)."""
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    docs = candidates(store, encoder, corpus, where)
+    if docs.is_empty():
+        raise InputError("no encoded document passes the filters; loosen --where or --corpus")
+    reasons: list[list[str]] = [[] for _ in range(docs.height)]
+    if like is not None:
+        scores = like_scores(store, encoder, docs, like, choice, dense=mode == "dense")
+        docs, scores = _without(docs, scores, like)
+        reasons = [[] for _ in range(docs.height)]
+    else:
+        if mode in ("dense", "hybrid") and not query:
+            raise InputError("dense and hybrid search need a query phrase")
+        if mode in ("sae", "hybrid") and choice is None:
+            raise InputError("SAE search needs concepts: a phrase, feature ids or examples")
+        if mode == "dense":
+            scores = dense_scores(store, docs, query)
+        else:
+            scores, reasons = sae_scores(store, encoder, docs, choice)
+            if mode == "hybrid":
+                scores = rank_fusion(scores, dense_scores(store, docs, query))
+    order = np.argsort(-scores, kind="stable")[:top]
+    texts = docs["text"].to_list()
+    return pl.DataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "doc_id": docs["doc_id"].to_numpy()[order],
+            "corpus": docs["corpus"].to_numpy()[order],
+            "score": scores[order],
+            "text": [snippet(texts[i], None, None, width=width // 2) for i in order],
+            "concepts": [reasons[i] for i in order],
+        },
+        schema_overrides={"concepts": pl.List(pl.String)},
+    )
+
+
+def all_scores(
+    store: Store,
+    encoder: Encoder,
+    *,
+    query: str | None,
+    choice: ConceptChoice | None,
+    mode: str,
+    corpus: str | None = None,
+) -> pl.DataFrame:
+    """``doc_id, score`` for every encoded document of ``corpus`` (for evaluations)."""
+    docs = candidates(store, encoder, corpus, None)
+    if mode == "dense":
+        scores = dense_scores(store, docs, query)
+    else:
+        scores, _ = sae_scores(store, encoder, docs, choice)
+        if mode == "hybrid":
+            scores = rank_fusion(scores, dense_scores(store, docs, query))
+    return docs.select("doc_id").with_columns(pl.Series("score", scores))
+
+
+def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):
+    keep = docs["doc_id"].to_numpy() != doc_id
+    return docs.filter(pl.Series(keep)), scores[keep]

@@ -1,0 +1,253 @@
+"""The clustering and retrieval API over a store path: choose concepts, cluster a corpus on them
+(stored in `clusterings`/`clusters`/`cluster_members`, optionally mapped in 2-D), and search
+documents by a property. The `saeembed cluster` and `saeembed search` commands are thin shells
+over `cluster` and `search`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from saeembed.analysis.concepts import ConceptChoice, choose_concepts
+from saeembed.errors import InputError
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clustering:
+    """A stored clustering: its id and name, the concepts it used, one row per cluster
+    (``summary``), the distinctive concepts per cluster (``concepts``), and per document
+    (``members``: doc_id, cluster, assigned, and x/y when mapped)."""
+
+    clustering_id: int
+    name: str
+    choice: ConceptChoice | None
+    summary: pl.DataFrame
+    concepts: pl.DataFrame
+    members: pl.DataFrame
+    params: dict = field(default_factory=dict)
+    examples: pl.DataFrame | None = None
+
+
+def _choice(store, encoder, phrase, features, exclude, exclude_phrase, positives, corpus, top):
+    if not (phrase or features or positives):
+        if exclude or exclude_phrase:
+            everything = list(range(encoder.d_sae))
+            return choose_concepts(store, encoder, features=everything, exclude=exclude,
+                                   exclude_phrase=exclude_phrase)  # fmt: skip
+        return None
+    return choose_concepts(
+        store, encoder, phrase=phrase, features=features, exclude=exclude,
+        exclude_phrase=exclude_phrase, positives=positives, corpus=corpus, top=top,
+    )  # fmt: skip
+
+
+def cluster(
+    db: str | Path,
+    corpus: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    concepts: str | None = None,
+    features: Sequence[int] = (),
+    exclude: Sequence[int] = (),
+    exclude_concepts: str | None = None,
+    positives: Sequence[int] = (),
+    n_concepts: int = 20,
+    method: str = "kmeans",
+    k: int | None = None,
+    weighting: str = "binary",
+    min_cluster_size: int | None = None,
+    assign_outliers: bool = False,
+    seed: int = 0,
+    name: str | None = None,
+    top: int = 5,
+    examples: int = 3,
+    map_path: str | Path | None = None,
+    color_by: Sequence[int] = (),
+    max_docs: int | None = None,
+) -> Clustering:
+    """Cluster the documents of ``corpus`` on the chosen concepts (all concepts when none are
+    chosen), describe each cluster by its most distinctive concepts (a diff against the rest,
+    over every concept) and a few example documents, and store the result. With ``map_path``,
+    also a 2-D UMAP map: ``map_path`` with .html gives the interactive page and a .parquet of
+    the coordinates beside it; .parquet gives the coordinates only."""
+    from saeembed.analysis import cluster as clustering
+    from saeembed.analysis.matrix import load_matrix
+    from saeembed.labels.table import label_names
+
+    with Store(db) as store:
+        chosen_encoder = store.resolve_encoder(encoder)
+        if corpus is not None:
+            store.require_corpus(corpus)
+        choice = _choice(store, chosen_encoder, concepts, features, exclude, exclude_concepts,
+                         positives, corpus, n_concepts)  # fmt: skip
+        if choice is not None:
+            log.info("clustering on %s", choice.describe())
+        matrix = load_matrix(store, chosen_encoder, corpus=corpus, max_docs=max_docs)
+        used = choice.features if choice is not None else np.arange(chosen_encoder.d_sae)
+        x = clustering.weight_matrix(matrix.values[:, used].tocsr(), weighting)
+        result = clustering.cluster_documents(
+            x, method=method, k=k, seed=seed, min_cluster_size=min_cluster_size,
+            assign_outliers=assign_outliers,
+        )  # fmt: skip
+        names = label_names(store, chosen_encoder)
+        labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
+        described = clustering.describe_clusters(
+            matrix.presence, result.labels, np.arange(chosen_encoder.d_sae), labels, top=top
+        )
+        summary = clustering.cluster_summary(result, described)
+        members = pl.DataFrame(
+            {"doc_id": matrix.doc_ids, "cluster": result.labels, "assigned": result.assigned}
+        )
+        if map_path is not None:
+            from saeembed.maps import umap_coordinates
+
+            xy = umap_coordinates(x, seed=seed)
+            members = members.with_columns(pl.Series("x", xy[:, 0]), pl.Series("y", xy[:, 1]))
+        params = {
+            **result.params, "method": method, "weighting": weighting, "corpus": corpus,
+            "n_docs": int(matrix.n_docs), "max_docs": max_docs,
+        }  # fmt: skip
+        stored = _store_clustering(store, chosen_encoder, corpus, name, params, choice, result,
+                                   summary, members)  # fmt: skip
+        shown = _examples(store, members, summary, examples)
+        if map_path is not None:
+            _write_map(store, chosen_encoder, matrix, members, summary, map_path, color_by, name)
+    return Clustering(stored[0], stored[1], choice, summary, described, members, params, shown)
+
+
+def _store_clustering(store, encoder, corpus, name, params, choice, result, summary, members):
+    """One transaction: the clustering, its clusters and its members."""
+    if name is None:
+        taken = store.sql("SELECT count(*) AS n FROM clusterings")["n"][0]
+        name = f"{corpus or 'all'}-{params['method']}-{taken + 1}"
+    elif store.sql("SELECT count(*) AS n FROM clusterings WHERE name = ?", [name])["n"][0]:
+        raise InputError(f"a clustering named {name!r} exists; choose another --name")
+    concepts = (
+        [] if choice is None else choice.table.select("feature", "weight", "reason").to_dicts()
+    )
+    clusters = summary.select(
+        "cluster", "name", "size",
+        pl.Series("top_features", [json.dumps(f) for f in summary["top_features"].to_list()]),
+    )  # fmt: skip
+    cols = ["doc_id", "cluster", "assigned", "x", "y"]
+    rows = members.with_columns(
+        *(pl.lit(None, pl.Float32).alias(c) for c in ("x", "y") if c not in members.columns)
+    ).select(cols)
+    with store.transaction(new_clusters=clusters, new_members=rows) as con:
+        clustering_id = con.execute(
+            "INSERT INTO clusterings (name, encoder_id, corpus, method, params, concepts, "
+            "n_clusters, outlier_share) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING clustering_id",
+            [name, encoder.encoder_id, corpus, params["method"], json.dumps(params),
+             json.dumps(concepts), result.n_clusters, result.outlier_share],
+        ).fetchall()[0][0]  # fmt: skip
+        con.execute(
+            "INSERT INTO clusters SELECT ?, cluster, name, size, top_features::JSON FROM new_clusters",
+            [clustering_id],
+        )
+        con.execute(
+            "INSERT INTO cluster_members SELECT ?, doc_id, cluster, assigned, x, y FROM new_members",
+            [clustering_id],
+        )
+    return clustering_id, name
+
+
+def _examples(store, members, summary, k) -> pl.DataFrame | None:
+    """Up to ``k`` documents per cluster (a fixed sample), as snippets."""
+    if k <= 0:
+        return None
+    from saeembed.labels.evidence import snippet
+
+    picked = (
+        members.with_columns(pl.col("doc_id").hash(7).alias("h"))
+        .sort("cluster", "h")
+        .group_by("cluster", maintain_order=True)
+        .head(k)
+    )
+    store.con.register("example_docs", picked.select("doc_id").to_arrow())
+    try:
+        texts = store.sql(
+            "SELECT doc_id, any_value(text) AS text FROM documents "
+            "WHERE doc_id IN (SELECT doc_id FROM example_docs) GROUP BY doc_id"
+        )
+    finally:
+        store.con.unregister("example_docs")
+    shown = picked.join(texts, on="doc_id").with_columns(
+        pl.col("text").map_elements(lambda t: snippet(t, None, None, 60), return_dtype=pl.String)
+    )
+    return shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id")
+
+
+def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name):
+    from saeembed.maps import write_map_html, write_map_parquet
+
+    path = Path(map_path)
+    texts = store.sql("SELECT doc_id, any_value(text) AS text FROM documents GROUP BY doc_id")
+    points = members.join(texts, on="doc_id", how="left", maintain_order="left")
+    color_columns = []
+    for feature in color_by:
+        column = f"feature:{int(feature)}"
+        values = np.asarray(matrix.values[:, int(feature)].todense()).ravel()
+        points = points.with_columns(pl.Series(column, values))
+        color_columns.append(column)
+    cluster_names = dict(zip(summary["cluster"].to_list(), summary["name"].to_list(), strict=True))
+    if path.suffix.lower() == ".html":
+        write_map_html(points, path, title=f"saeembed map: {name or 'clusters'}",
+                       cluster_names=cluster_names, color_columns=color_columns)  # fmt: skip
+        write_map_parquet(points, path.with_suffix(".parquet"))
+    elif path.suffix.lower() == ".parquet":
+        write_map_parquet(points, path)
+    else:
+        raise InputError(f"cannot write a map to {path.name}: use a .html or .parquet path")
+
+
+@dataclass
+class SearchResult:
+    hits: pl.DataFrame
+    choice: ConceptChoice | None
+    encoder: Encoder
+
+
+def search(
+    db: str | Path,
+    query: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    corpus: str | None = None,
+    features: Sequence[int] = (),
+    exclude: Sequence[int] = (),
+    positives: Sequence[int] = (),
+    like: int | None = None,
+    where: str | None = None,
+    mode: str = "sae",
+    n_concepts: int = 10,
+    top: int = 10,
+) -> SearchResult:
+    """Documents with a property: ``query`` (a phrase) and/or ``features``/``positives`` choose
+    the concepts; ``like`` finds documents similar to one; ``mode`` is ``sae``, ``dense``
+    (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
+    from saeembed.analysis.retrieve import search_documents
+
+    with Store(db) as store:
+        chosen = store.resolve_encoder(encoder)
+        if corpus is not None:
+            store.require_corpus(corpus)
+        choice = None
+        if mode != "dense" and (query or features or positives):
+            choice = choose_concepts(
+                store, chosen, phrase=query, features=features, exclude=exclude,
+                positives=positives, corpus=corpus, top=n_concepts,
+            )  # fmt: skip
+        hits = search_documents(
+            store, chosen, query=query, choice=choice, like=like, mode=mode, corpus=corpus,
+            where=where, top=top,
+        )  # fmt: skip
+    return SearchResult(hits, choice, chosen)

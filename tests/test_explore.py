@@ -1,0 +1,116 @@
+"""Concept-filtered clustering and search through the API and the CLI, on a constructed store
+with two independent axes (topic and tone): the concepts chosen decide which axis the documents
+split along."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import adjusted_rand_score
+
+from saeembed.cli import main
+from saeembed.errors import InputError, StoreError
+from saeembed.explore import cluster, search
+from saeembed.store import Store
+from tests.topic_store import build_topic_store
+
+
+@pytest.fixture
+def db(tmp_path):
+    store, _, truth = build_topic_store(tmp_path / "t.duckdb")
+    store.close()
+    return tmp_path / "t.duckdb", truth
+
+
+def _agreement(result, truth, axis):
+    joined = result.members.join(truth, on="doc_id").filter(pl.col("cluster") >= 0)
+    return adjusted_rand_score(joined[axis], joined["cluster"]), joined.height
+
+
+def test_the_chosen_concepts_decide_the_split(db):
+    path, truth = db
+    by_tone = cluster(path, "topics", features=[6, 7], k=2, name="tone")
+    ari, n = _agreement(by_tone, truth, "tone")
+    assert ari == 1.0 and n >= 0.85 * truth.height  # documents with no tone concept are outliers
+    assert _agreement(by_tone, truth, "topic")[0] < 0.05
+    by_topic = cluster(path, "topics", features=[0, 1, 2, 3, 4, 5], k=3, name="topic")
+    assert _agreement(by_topic, truth, "topic")[0] > 0.9
+    assert _agreement(by_topic, truth, "tone")[0] < 0.05
+    # described by the concepts that define them, found by a diff over every concept
+    names = set(by_tone.summary.filter(pl.col("cluster") >= 0)["name"].to_list())
+    assert any("terrible" in n for n in names) and any("wonderful" in n for n in names)
+    assert by_tone.concepts.filter(pl.col("rank") == 1)["significant"].all()
+    assert by_tone.examples.group_by("cluster").len()["len"].max() <= 3
+
+
+def test_clusterings_are_stored_for_sql_and_reproducible(db):
+    path, truth = db
+    first = cluster(path, "topics", features=[0, 1, 2, 3, 4, 5], k=3, seed=7)
+    again = cluster(path, "topics", features=[0, 1, 2, 3, 4, 5], k=3, seed=7)
+    assert first.members["cluster"].to_list() == again.members["cluster"].to_list()
+    assert first.name != again.name
+    with Store(path) as store:
+        stored = store.sql("SELECT * FROM clusterings ORDER BY clustering_id")
+        members = store.sql(
+            "SELECT cluster, count(*) AS n FROM cluster_members WHERE clustering_id = ? "
+            "GROUP BY cluster ORDER BY cluster",
+            [first.clustering_id],
+        )
+        clusters = store.sql(
+            "SELECT * FROM clusters WHERE clustering_id = ?", [first.clustering_id]
+        )
+    assert stored.height == 2 and stored["n_clusters"].to_list() == [3, 3]
+    assert json.loads(stored["concepts"][0])[0]["reason"] == "explicit"
+    assert members["n"].sum() == truth.height
+    assert sorted(clusters["size"].to_list()) == sorted(members["n"].to_list())
+    with pytest.raises(InputError, match="exists; choose another --name"):
+        cluster(path, "topics", features=[6, 7], k=2, name=first.name)
+
+
+def test_hdbscan_reports_and_assigns_outliers(db):
+    path, _ = db
+    plain = cluster(path, "topics", features=[6, 7], method="hdbscan", min_cluster_size=20)
+    assigned = cluster(path, "topics", features=[6, 7], method="hdbscan", min_cluster_size=20,
+                       assign_outliers=True)  # fmt: skip
+    assert assigned.members["assigned"].sum() >= 0
+    share = lambda r: (r.members["cluster"] == -1).mean()  # noqa: E731
+    assert share(assigned) <= share(plain)
+
+
+def test_search_api(db):
+    path, truth = db
+    found = search(path, features=[7], top=10, corpus="topics")
+    tone = dict(zip(truth["doc_id"].to_list(), truth["tone"].to_list(), strict=True))
+    assert {tone[d] for d in found.hits["doc_id"]} == {"negative"}
+    with pytest.raises(StoreError, match="no corpus"):
+        search(path, features=[7], corpus="nope")
+
+
+def test_cli_cluster_and_search(db):
+    path, _ = db
+    runner = CliRunner()
+    out = runner.invoke(
+        main, ["cluster", str(path), "--features", "6,7", "--k", "2", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert len([c for c in report["clusters"] if c["cluster"] >= 0]) == 2
+    assert {c["feature"] for c in report["concepts_used"]} == {6, 7}
+    assert "using 2 concepts" in out.stderr
+    table = runner.invoke(
+        main, ["cluster", str(path), "--features", "6,7", "--k", "2", "--format", "table"]
+    )
+    assert "Distinctive concepts" in table.stdout
+    hits = runner.invoke(
+        main, ["search", str(path), "--features", "7", "--top", "3", "--format", "jsonl"]
+    )
+    assert hits.exit_code == 0, hits.output
+    rows = [json.loads(line) for line in hits.stdout.splitlines()]
+    assert [r["rank"] for r in rows] == [1, 2, 3] and "terrible" in rows[0]["text"]
+    bad = runner.invoke(main, ["cluster", str(path), "--features", "x"])
+    assert bad.exit_code != 0 and "'x' is not a feature id" in bad.output
+    no_k = runner.invoke(main, ["cluster", str(path), "--features", "6,7"])
+    assert no_k.exit_code == 1 and "k" in no_k.output

@@ -1,0 +1,122 @@
+"""Choosing concepts and property retrieval on a constructed store whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from saeembed.analysis.concepts import choose_concepts
+from saeembed.analysis.retrieve import rank_fusion, search_documents, where_sql
+from saeembed.errors import InputError
+from tests.topic_store import build_topic_store
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory):
+    store, encoder, truth = build_topic_store(tmp_path_factory.mktemp("topics") / "t.duckdb")
+    yield store, encoder, truth
+    store.close()
+
+
+def test_phrase_chooses_by_substring_then_meaning(topics, saeembed_home):
+    store, encoder, _ = topics
+    choice = choose_concepts(store, encoder, phrase="film")
+    assert choice.table.row(0, named=True)["feature"] == 2
+    assert choice.table.row(0, named=True)["reason"] == "substring"
+    movies = choose_concepts(store, encoder, phrase="cinema and movies", top=3)
+    assert set(movies.features[:2]) == {2, 3}  # film / movie, actor: closest in meaning
+    assert (movies.table["reason"] == "semantic").all()
+    assert "film / movie" in movies.describe()
+
+
+def test_explicit_ids_and_exclusions(topics):
+    store, encoder, _ = topics
+    choice = choose_concepts(store, encoder, features=[6, 7, 8], exclude=[8])
+    assert sorted(choice.features.tolist()) == [6, 7]
+    assert set(choice.table["reason"]) == {"explicit"}
+    with pytest.raises(InputError, match="feature 99 does not exist"):
+        choose_concepts(store, encoder, features=[99])
+    with pytest.raises(InputError, match="choose concepts"):
+        choose_concepts(store, encoder)
+
+
+def test_positive_examples_choose_what_separates_them(topics):
+    store, encoder, truth = topics
+    negative = truth.filter(pl.col("tone") == "negative")["doc_id"].head(40).to_list()
+    choice = choose_concepts(store, encoder, positives=negative)
+    top = choice.table.row(0, named=True)
+    assert top["feature"] == 7 and top["reason"] == "examples"
+    has = set(store.sql("SELECT doc_id FROM activations WHERE feature = 7")["doc_id"].to_list())
+    n_pos = sum(d in has for d in negative)
+    assert top["freq_positive"] == pytest.approx(n_pos / 40)
+    assert top["freq_rest"] == pytest.approx((len(has) - n_pos) / (truth.height - 40))
+    assert top["q_positive"] < 1e-4
+    assert 8 not in choice.features  # the noise concept does not separate them
+    with pytest.raises(InputError, match="not an encoded document"):
+        choose_concepts(store, encoder, positives=[12345])
+
+
+def test_sae_search_finds_the_property(topics):
+    store, encoder, truth = topics
+    choice = choose_concepts(store, encoder, features=[7])
+    found = search_documents(store, encoder, choice=choice, top=20)
+    tone = dict(zip(truth["doc_id"].to_list(), truth["tone"].to_list(), strict=True))
+    assert [tone[d] for d in found["doc_id"]] == ["negative"] * 20
+    assert found["rank"].to_list() == list(range(1, 21))
+    assert "terrible / awful" in found["concepts"][0][0]
+    # two concepts weighted: documents with both rank above those with one
+    both = search_documents(
+        store, encoder, choice=choose_concepts(store, encoder, features=[2, 7]), top=5
+    )
+    assert all("film" in t and "terrible" in t for t in both["text"])
+
+
+def test_where_filters_on_concepts_and_metadata(topics):
+    store, encoder, truth = topics
+    choice = choose_concepts(store, encoder, features=[6])
+    found = search_documents(store, encoder, choice=choice, where="feature:4 > 0", top=500)
+    assert all("recipe" in t for t in found["text"])
+    by_meta = search_documents(store, encoder, choice=choice, where="meta.topic = 'film'", top=500)
+    want = truth.filter(pl.col("topic") == "film")["doc_id"].to_list()
+    assert sorted(by_meta["doc_id"].to_list()) == sorted(want)
+    assert "x.feature = 5" in where_sql("feature:5 > 0.5", encoder)
+    with pytest.raises(InputError, match="feature:99 does not exist"):
+        where_sql("feature:99 > 0", encoder)
+    with pytest.raises(InputError, match="cannot use --where"):
+        search_documents(store, encoder, choice=choice, where="nonsense ===")
+
+
+def test_like_finds_documents_with_the_same_concepts(topics):
+    store, encoder, truth = topics
+    row = truth.filter((pl.col("topic") == "cooking") & (pl.col("tone") == "negative")).row(
+        0, named=True
+    )
+    found = search_documents(store, encoder, like=row["doc_id"], top=10)
+    assert row["doc_id"] not in found["doc_id"].to_list()
+    meta = {r["doc_id"]: (r["topic"], r["tone"]) for r in truth.iter_rows(named=True)}
+    assert sum(meta[d] == ("cooking", "negative") for d in found["doc_id"]) >= 9
+    # restricted to the tone concepts, only the tone has to match
+    tone_only = search_documents(
+        store,
+        encoder,
+        like=row["doc_id"],
+        choice=choose_concepts(store, encoder, features=[6, 7]),
+        top=30,
+    )
+    assert {meta[d][1] for d in tone_only["doc_id"]} == {"negative"}
+
+
+def test_dense_and_hybrid_modes(topics, saeembed_home):
+    store, encoder, truth = topics
+    topic = dict(zip(truth["doc_id"].to_list(), truth["topic"].to_list(), strict=True))
+    dense = search_documents(store, encoder, query="baking in the kitchen", mode="dense", top=10)
+    assert sum(topic[d] == "cooking" for d in dense["doc_id"]) >= 8
+    choice = choose_concepts(store, encoder, features=[4, 5])
+    hybrid = search_documents(store, encoder, query="baking", choice=choice, mode="hybrid", top=10)
+    assert all(topic[d] == "cooking" for d in hybrid["doc_id"])
+
+
+def test_rank_fusion_is_reciprocal_rank():
+    fused = rank_fusion(np.array([3.0, 2.0, 1.0]), np.array([1.0, 2.0, 3.0]))
+    assert fused == pytest.approx([1 / 61 + 1 / 63, 2 / 62, 1 / 63 + 1 / 61])
