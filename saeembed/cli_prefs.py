@@ -239,7 +239,10 @@ def prefs_flag(db, pairs_name, encoder, concepts, no_model, k, confidence, min_p
     if fmt in ("table", "csv"):
         shown = shown.with_columns(
             pl.col("reasons").list.join("; "),
-            *(pl.col(c).str.slice(0, 60) for c in ("prompt", "text_a", "text_b")),
+            *(
+                pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars().str.slice(0, 60)
+                for c in ("prompt", "text_a", "text_b")
+            ),
         )
     render(shown, fmt)
 
