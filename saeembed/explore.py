@@ -83,6 +83,10 @@ def cluster(
     from saeembed.analysis.matrix import load_matrix
     from saeembed.labels.table import label_names
 
+    if map_path is not None and Path(map_path).suffix.lower() not in (".html", ".parquet"):
+        raise InputError(
+            f"cannot write a map to {Path(map_path).name}: use a .html or .parquet path"
+        )
     with Store(db) as store:
         chosen_encoder = store.resolve_encoder(encoder)
         if corpus is not None:
@@ -203,10 +207,8 @@ def _write_map(store, encoder, matrix, members, summary, map_path, color_by, nam
         write_map_html(points, path, title=f"saeembed map: {name or 'clusters'}",
                        cluster_names=cluster_names, color_columns=color_columns)  # fmt: skip
         write_map_parquet(points, path.with_suffix(".parquet"))
-    elif path.suffix.lower() == ".parquet":
-        write_map_parquet(points, path)
     else:
-        raise InputError(f"cannot write a map to {path.name}: use a .html or .parquet path")
+        write_map_parquet(points, path)
 
 
 @dataclass

@@ -114,3 +114,32 @@ def test_cli_cluster_and_search(db):
     assert bad.exit_code != 0 and "'x' is not a feature id" in bad.output
     no_k = runner.invoke(main, ["cluster", str(path), "--features", "6,7"])
     assert no_k.exit_code == 1 and "k" in no_k.output
+
+
+def test_cluster_map_writes_html_parquet_and_coordinates(db, tmp_path):
+    path, truth = db
+    result = cluster(path, "topics", features=[6, 7], k=2, map_path=tmp_path / "tone.html",
+                     color_by=[7], name="mapped")  # fmt: skip
+    html = (tmp_path / "tone.html").read_text()
+    assert "feature:7" in html and "http://" not in html and "https://" not in html
+    points = pl.read_parquet(tmp_path / "tone.parquet")
+    assert points.height == truth.height
+    assert {"doc_id", "x", "y", "cluster", "text", "feature:7"} <= set(points.columns)
+    with Store(path) as store:
+        xy = store.sql(
+            "SELECT count(*) AS n FROM cluster_members WHERE clustering_id = ? AND x IS NOT NULL",
+            [result.clustering_id],
+        )["n"][0]
+    assert xy == truth.height
+    # documents of the two tone clusters lie apart on the map
+    joined = points.filter(pl.col("cluster") >= 0)
+    centres = joined.group_by("cluster").agg(pl.col("x").mean(), pl.col("y").mean()).sort("cluster")
+    spread = joined.select(pl.col("x").std()).item()
+    gap = (
+        (centres["x"][0] - centres["x"][1]) ** 2 + (centres["y"][0] - centres["y"][1]) ** 2
+    ) ** 0.5
+    assert gap > spread
+    with pytest.raises(InputError, match="use a .html or .parquet"):
+        cluster(path, "topics", features=[6, 7], k=2, map_path=tmp_path / "map.png", name="png")
+    with Store(path) as store:  # refused before anything was stored
+        assert store.sql("SELECT count(*) AS n FROM clusterings WHERE name = 'png'")["n"][0] == 0

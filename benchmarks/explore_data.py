@@ -1,0 +1,55 @@
+"""The labelled real corpora the retrieval and clustering benchmarks share, encoded once into
+$SAEEMBED_HOME/stores/bench-explore.duckdb with the default reader and SAE (max 128 tokens):
+
+- ``rt``: Rotten Tomatoes, 800 each of fresh reviews, rotten reviews and plot summaries
+  (metadata ``category``);
+- ``tweets``: health-news tweets, 500 each from four outlets (metadata ``outlet``);
+- ``debates``: every statement of the 2016 US debates (metadata ``speaker``, ``party``).
+
+Samples are seeded; the features are relabelled offline on these documents once."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from saeembed.api import encode
+from saeembed.data import load_dataset
+from saeembed.home import cache_dir
+from saeembed.labels import label_features
+from saeembed.store import Store
+
+STORE = "bench-explore.duckdb"
+OUTLETS = ["reuters_health", "nytimeshealth", "bbchealth", "goodhealth"]
+
+
+def _sample(frame: pl.DataFrame, column: str, values: list[str], n: int) -> pl.DataFrame:
+    parts = [frame.filter(pl.col(column) == v).sample(n, seed=0) for v in values]
+    return pl.concat(parts)
+
+
+def corpora() -> dict[str, pl.DataFrame]:
+    rt = load_dataset("rotten-tomatoes").unique("text", keep="first", maintain_order=True)
+    tweets = load_dataset("health-tweets").unique("text", keep="first", maintain_order=True)
+    debates = load_dataset("debates-2016").unique("text", keep="first", maintain_order=True)
+    return {
+        "rt": _sample(rt, "category", ["fresh", "rotten", "plot"], 800).select("text", "category"),
+        "tweets": _sample(tweets, "outlet", OUTLETS, 500).select("text", "outlet"),
+        "debates": debates.select("text", "speaker", "party"),
+    }
+
+
+def bench_store():
+    """The path of the benchmark store, encoding (and labelling) what is missing."""
+    path = cache_dir("stores") / STORE
+    encoder = None
+    for name, frame in corpora().items():
+        result = encode(frame, path, corpus=name, text_col="text", max_tokens=128)
+        encoder = result.encoding.encoder
+    with Store(path) as store:
+        labelled = store.sql(
+            "SELECT count(*) AS n FROM features WHERE encoder_id = ? AND label_source = 'offline'",
+            [encoder.encoder_id],
+        )["n"][0]
+        if not labelled:
+            label_features(store, encoder, progress=False)
+    return path

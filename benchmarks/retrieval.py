@@ -1,0 +1,143 @@
+"""Property retrieval, SAE concepts against dense MiniLM embeddings, on real labelled corpora
+(`explore_data.py`: Rotten Tomatoes, health-news tweets, 2016 debates; default encoder,
+features relabelled offline on these documents).
+
+Two kinds of query, each with a real label as ground truth:
+- a phrase (`saeembed search DB "phrase"`): SAE = the concepts whose labels match the phrase,
+  weighted by the match; dense = cosine to the phrase's MiniLM embedding; hybrid = rank fusion;
+- examples (`--positive`): 20 documents of an outlet; SAE = the concepts that separate them
+  from the rest; dense = cosine to the mean embedding of the examples; scored on the other
+  documents.
+Average precision over all documents of the corpus and precision at 10 and 50, per query and
+averaged.
+
+    .venv/bin/python benchmarks/retrieval.py
+
+Prints markdown to stdout; progress on stderr. The first run encodes the corpora (~5 min).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+import polars as pl
+from explore_data import OUTLETS, bench_store
+from sklearn.metrics import average_precision_score
+
+from saeembed.analysis.concepts import choose_concepts
+from saeembed.analysis.retrieve import candidates, dense_scores, rank_fusion, sae_scores
+from saeembed.embedder import load_embedder
+from saeembed.embeddings import document_embeddings
+from saeembed.store import Store
+
+PHRASES = [  # (corpus, query, metadata column, relevant value)
+    ("rt", "negative review of a bad movie", "category", "rotten"),
+    ("rt", "positive review praising a film", "category", "fresh"),
+    ("rt", "plot summary of a film's story", "category", "plot"),
+    ("debates", "a moderator asking the candidates a question", "party", "Moderator"),
+    ("debates", "talking about taxes and the economy", "speaker", None),  # no label: shown only
+]
+N_EXAMPLES = 20
+
+
+def precision_at(relevant: np.ndarray, scores: np.ndarray, k: int) -> float:
+    return float(relevant[np.argsort(-scores, kind="stable")[:k]].mean())
+
+
+def evaluate(relevant: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, tuple]:
+    return {
+        mode: (
+            average_precision_score(relevant, s),
+            precision_at(relevant, s, 10),
+            precision_at(relevant, s, 50),
+        )
+        for mode, s in scores.items()
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    path = bench_store()
+    minilm = load_embedder("default")
+    rows, chosen_shown = [], []
+    with Store(path) as store:
+        encoder = store.resolve_encoder(None)
+        for corpus, query, column, value in PHRASES:
+            if value is None:
+                continue
+            docs = candidates(store, encoder, corpus, None)
+            meta = store.sql(
+                f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
+                "WHERE corpus = ? GROUP BY doc_id",
+                [corpus],
+            )
+            truth = docs.join(meta, on="doc_id", how="left", maintain_order="left")
+            relevant = (truth["v"] == value).to_numpy()
+            started = time.perf_counter()
+            choice = choose_concepts(store, encoder, phrase=query, top=10)
+            sae, _ = sae_scores(store, encoder, docs, choice)
+            sae_seconds = time.perf_counter() - started
+            dense = dense_scores(store, docs, query, minilm)
+            scores = {"sae": sae, "dense": dense, "hybrid": rank_fusion(sae, dense)}
+            rows.append((f"{corpus}: \"{query}\" → {column} = {value}", relevant.mean(),
+                         evaluate(relevant, scores), sae_seconds))  # fmt: skip
+            chosen_shown.append((query, choice.table.head(5)))
+        docs = candidates(store, encoder, "tweets", None)
+        outlet = store.sql(
+            "SELECT doc_id, any_value(meta->>'outlet') AS outlet FROM documents "
+            "WHERE corpus = 'tweets' GROUP BY doc_id"
+        )
+        docs = docs.join(outlet, on="doc_id", how="left", maintain_order="left")
+        vectors = document_embeddings(
+            store, docs["doc_id"].to_numpy(), docs["text"].to_list(), minilm
+        )
+        for name in OUTLETS:
+            members = np.flatnonzero(docs["outlet"].to_numpy() == name)
+            examples = np.random.default_rng(0).choice(members, N_EXAMPLES, replace=False)
+            rest = np.setdiff1d(np.arange(docs.height), examples)
+            started = time.perf_counter()
+            choice = choose_concepts(store, encoder, positives=docs["doc_id"].to_numpy()[examples].tolist(),
+                                     corpus="tweets", top=20)  # fmt: skip
+            sae, _ = sae_scores(store, encoder, docs, choice)
+            sae_seconds = time.perf_counter() - started
+            centroid = vectors[examples].mean(axis=0)
+            dense = vectors @ (centroid / np.linalg.norm(centroid))
+            relevant = docs["outlet"].to_numpy()[rest] == name
+            scores = {
+                "sae": sae[rest],
+                "dense": dense[rest],
+                "hybrid": rank_fusion(sae[rest], dense[rest]),
+            }
+            rows.append((f"tweets: 20 examples → outlet = {name}", relevant.mean(),
+                         evaluate(relevant, scores), sae_seconds))  # fmt: skip
+            chosen_shown.append((f"examples of {name}", choice.table.head(5)))
+
+    print("| query → relevant | base rate | AP sae | AP dense | AP hybrid | P@10 sae / dense / hybrid | P@50 sae / dense / hybrid |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, base, result, _ in rows:
+        ap = {m: v[0] for m, v in result.items()}
+        p10 = " / ".join(f"{result[m][1]:.2f}" for m in ("sae", "dense", "hybrid"))
+        p50 = " / ".join(f"{result[m][2]:.2f}" for m in ("sae", "dense", "hybrid"))
+        print(f"| {name} | {base:.2f} | {ap['sae']:.3f} | {ap['dense']:.3f} | {ap['hybrid']:.3f} | {p10} | {p50} |")  # fmt: skip
+    means = {m: np.mean([r[2][m][0] for r in rows]) for m in ("sae", "dense", "hybrid")}
+    phrase_means = {m: np.mean([r[2][m][0] for r in rows if "examples" not in r[0]]) for m in means}
+    example_means = {m: np.mean([r[2][m][0] for r in rows if "examples" in r[0]]) for m in means}
+    print(f"\nmean AP over {len(rows)} queries: sae {means['sae']:.3f}, dense {means['dense']:.3f}, "
+          f"hybrid {means['hybrid']:.3f}")  # fmt: skip
+    print(f"phrase queries: sae {phrase_means['sae']:.3f}, dense {phrase_means['dense']:.3f}, "
+          f"hybrid {phrase_means['hybrid']:.3f}; example queries: sae {example_means['sae']:.3f}, "
+          f"dense {example_means['dense']:.3f}, hybrid {example_means['hybrid']:.3f}")  # fmt: skip
+    print("\nConcepts chosen (first 5 per query):\n")
+    for query, table in chosen_shown:
+        shown = "; ".join(f"{r['feature']} {r['label']!r} ({r['reason']}, {r['weight']:.2f})"
+                          for r in table.iter_rows(named=True))  # fmt: skip
+        print(f"- {query}: {shown}")
+    print(f"\nSAE scoring time per query: {np.mean([r[3] for r in rows]):.2f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    pl.Config.set_fmt_str_lengths(80)
+    main()
