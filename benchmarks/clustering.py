@@ -4,10 +4,11 @@ corpora (`explore_data.py`, default encoder, features relabelled offline on thes
 The same documents are clustered along different axes by choosing different concepts, and each
 clustering is scored (NMI and ARI) against the label of the axis it targets:
 - Rotten Tomatoes reviews (fresh + rotten, k = 2) on the sentiment axis: all concepts; concepts
-  chosen by 20 example rotten reviews and 20 example fresh reviews; dense k-means;
+  chosen by 50 example rotten and 50 example fresh reviews; concepts matching a phrase;
+  dense k-means;
 - Rotten Tomatoes reviews and plot summaries (k = 2) on the register axis (review vs plot):
-  concepts chosen by 20 example plot summaries; dense k-means;
-- 2016 debates (k = 2) on the moderator-vs-candidate axis: concepts chosen by 20 example
+  concepts chosen by 50 example plot summaries; dense k-means;
+- 2016 debates (k = 2) on the moderator-vs-candidate axis: concepts chosen by 50 example
   moderator turns; dense k-means.
 Documents with none of the chosen concepts are outliers; they count as one more cluster in the
 scores (so no document is dropped), and their share is shown. Example documents are drawn from
@@ -32,15 +33,18 @@ from saeembed.analysis.cluster import cluster_documents, weight_matrix
 from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.matrix import load_matrix
 from saeembed.embeddings import document_embeddings
+from saeembed.errors import InputError
 from saeembed.store import Store
 
-TASKS = [  # (name, corpus, metadata column, value -> axis label, example values)
-    ("RT reviews, sentiment", "rt", "category", {"fresh": 0, "rotten": 1}, ["rotten", "fresh"]),
-    ("RT reviews + plots, register", "rt", "category", {"fresh": 0, "rotten": 0, "plot": 1}, ["plot"]),
+TASKS = [  # (name, corpus, metadata column, value -> axis label, example values, phrase)
+    ("RT reviews, sentiment", "rt", "category", {"fresh": 0, "rotten": 1}, ["rotten", "fresh"],
+     "good or bad, praise or criticism"),
+    ("RT reviews + plots, register", "rt", "category", {"fresh": 0, "rotten": 0, "plot": 1},
+     ["plot"], "plot and story"),
     ("debates, moderator vs candidates", "debates", "party",
-     {"Moderator": 1, "Republican": 0, "Democratic": 0}, ["Moderator"]),
+     {"Moderator": 1, "Republican": 0, "Democratic": 0}, ["Moderator"], "asking a question"),
 ]  # fmt: skip
-N_EXAMPLES = 20
+N_EXAMPLES = 50
 
 
 def scores(truth: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
@@ -67,7 +71,7 @@ def main() -> None:
     rows = []
     with Store(path) as store:
         encoder = store.resolve_encoder(None)
-        for name, corpus, column, axis, example_values in TASKS:
+        for name, corpus, column, axis, example_values, phrase in TASKS:
             meta = store.sql(
                 f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
                 "WHERE corpus = ? GROUP BY doc_id",
@@ -89,13 +93,23 @@ def main() -> None:
             rows.append(run_sae(task, "SAE, all concepts", None))
             rows.append(run_sae(task, "SAE, all concepts (idf)", None, "idf"))
             chosen = set()
-            for group in examples:
-                choice = choose_concepts(store, encoder, positives=group, corpus=corpus, top=20)
+            for value, group in zip(example_values, examples, strict=True):
+                try:
+                    choice = choose_concepts(store, encoder, positives=group, corpus=corpus, top=20)
+                except InputError as exc:  # no concept separates these examples at q < 0.05
+                    print(f"{name}, {value} examples: {exc}", file=sys.stderr)
+                    continue
                 chosen |= set(choice.features.tolist())
-            features = np.array(sorted(chosen))
-            rows.append(
-                run_sae(task, f"SAE, {len(features)} concepts chosen by examples", features)
-            )
+            if chosen:
+                features = np.array(sorted(chosen))
+                label = f"SAE, {len(features)} concepts chosen by examples"
+                rows.append(run_sae(task, label, features))
+            else:
+                rows.append((name, "SAE, concepts chosen by examples: none separate them", 0,
+                             float("nan"), float("nan"), float("nan"), 0.0))  # fmt: skip
+            choice = choose_concepts(store, encoder, phrase=phrase, top=20)
+            label = f'SAE, {choice.table.height} concepts matching "{phrase}"'
+            rows.append(run_sae(task, label, choice.features))
             texts = store.sql(
                 "SELECT doc_id, any_value(text) AS text FROM documents WHERE corpus = ? GROUP BY doc_id",
                 [corpus],

@@ -190,3 +190,25 @@ def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, rea
     # batches after the resume hold other documents: keys exact, values to float tolerance
     assert [r[:2] + r[3:] for r in rows["resumed"]] == [r[:2] + r[3:] for r in rows["ref"]]
     assert [r[2] for r in rows["resumed"]] == pytest.approx([r[2] for r in rows["ref"]], rel=1e-4)
+
+
+def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
+    """`saeembed cluster` (with a map) and `saeembed search` on 120 real Rotten Tomatoes
+    snippets encoded by the default reader and SAE, with the shipped labels."""
+    from saeembed.api import encode
+    from saeembed.explore import cluster, search
+
+    db = tmp_path / "rt.duckdb"
+    encode(reviews, db, corpus="rt", max_tokens=64, progress=False)
+    result = cluster(db, "rt", k=3, weighting="idf", map_path=tmp_path / "rt.html", top=3)
+    sizes = result.summary.filter(pl.col("cluster") >= 0)["size"].to_list()
+    assert len(sizes) == 3 and sum(sizes) == 120 and sizes == sorted(sizes, reverse=True)
+    assert result.summary["name"].null_count() == 0
+    assert (tmp_path / "rt.html").stat().st_size > 10_000
+    assert pl.read_parquet(tmp_path / "rt.parquet").height == 120
+    found = search(db, "film", corpus="rt", top=5)
+    assert (found.choice.table["reason"] == "substring").any()
+    texts = [t.lower() for t in found.hits["text"]]
+    assert sum(("film" in t) or ("movie" in t) for t in texts) >= 4, texts
+    dense = search(db, "film", corpus="rt", top=5, mode="dense")
+    assert dense.hits.height == 5 and dense.choice is None
