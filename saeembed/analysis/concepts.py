@@ -193,6 +193,11 @@ def choose_concepts(
             pl.lit(None, pl.Float64).alias(c) for c in ("freq_positive", "freq_rest", "q_positive")
         )
     if chosen.height == 0:
+        if sep is not None and not phrase and not features:
+            raise InputError(
+                f"no concept separates the {len(positives)} example documents from the rest at "
+                f"q < {alpha}; give more examples, or a phrase or feature ids"
+            )
         raise InputError(
             "no concept matches: try another phrase, lower the similarity floor, or give ids"
         )
