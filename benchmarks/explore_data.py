@@ -4,7 +4,9 @@ $SAEEMBED_HOME/stores/bench-explore.duckdb with the default reader and SAE (max 
 - ``rt``: Rotten Tomatoes, 800 each of fresh reviews, rotten reviews and plot summaries
   (metadata ``category``);
 - ``tweets``: health-news tweets, 500 each from four outlets (metadata ``outlet``);
-- ``debates``: every statement of the 2016 US debates (metadata ``speaker``, ``party``).
+- ``debates``: every statement of the 2016 US debates (metadata ``speaker``, ``party``);
+- ``commons``: every Conservative and Labour speech of the House of Commons sample (metadata
+  ``party``).
 
 Samples are seeded; the features are relabelled offline on these documents once."""
 
@@ -31,10 +33,12 @@ def corpora() -> dict[str, pl.DataFrame]:
     rt = load_dataset("rotten-tomatoes").unique("text", keep="first", maintain_order=True)
     tweets = load_dataset("health-tweets").unique("text", keep="first", maintain_order=True)
     debates = load_dataset("debates-2016").unique("text", keep="first", maintain_order=True)
+    commons = load_dataset("commons-speeches").unique("text", keep="first", maintain_order=True)
     return {
         "rt": _sample(rt, "category", ["fresh", "rotten", "plot"], 800).select("text", "category"),
         "tweets": _sample(tweets, "outlet", OUTLETS, 500).select("text", "outlet"),
         "debates": debates.select("text", "speaker", "party"),
+        "commons": commons.filter(pl.col("party").is_in(["Con", "Lab"])).select("text", "party"),
     }
 
 

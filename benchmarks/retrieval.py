@@ -1,13 +1,13 @@
 """Property retrieval, SAE concepts against dense MiniLM embeddings, on real labelled corpora
-(`explore_data.py`: Rotten Tomatoes, health-news tweets, 2016 debates; default encoder,
+(`explore_data.py`: Rotten Tomatoes, health-news tweets, 2016 debates, Commons speeches; default encoder,
 features relabelled offline on these documents).
 
 Two kinds of query, each with a real label as ground truth:
 - a phrase (`saeembed search DB "phrase"`): SAE = the concepts whose labels match the phrase,
   weighted by the match; dense = cosine to the phrase's MiniLM embedding; hybrid = rank fusion;
-- examples (`--positive`): 20 documents of an outlet; SAE = the concepts that separate them
-  from the rest; dense = cosine to the mean embedding of the examples; scored on the other
-  documents.
+- examples (`--positive`): 20 documents of an outlet (tweets) or a party (Commons speeches);
+  SAE = the concepts that separate them from the rest; dense = cosine to the mean embedding of
+  the examples; scored on the other documents.
 Average precision over all documents of the corpus and precision at 10 and 50, per query and
 averaged.
 
@@ -31,6 +31,7 @@ from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.retrieve import candidates, dense_scores, rank_fusion, sae_scores
 from saeembed.embedder import load_embedder
 from saeembed.embeddings import document_embeddings
+from saeembed.errors import InputError
 from saeembed.store import Store
 
 PHRASES = [  # (corpus, query, metadata column, relevant value)
@@ -38,9 +39,10 @@ PHRASES = [  # (corpus, query, metadata column, relevant value)
     ("rt", "positive review praising a film", "category", "fresh"),
     ("rt", "plot summary of a film's story", "category", "plot"),
     ("debates", "a moderator asking the candidates a question", "party", "Moderator"),
-    ("debates", "talking about taxes and the economy", "speaker", None),  # no label: shown only
+    ("commons", "Labour party speech attacking the Conservative government", "party", "Lab"),
 ]
 N_EXAMPLES = 20
+EXAMPLE_QUERIES = [("tweets", "outlet", OUTLETS), ("commons", "party", ["Lab", "Con"])]
 
 
 def precision_at(relevant: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -85,35 +87,43 @@ def main() -> None:
             rows.append((f"{corpus}: \"{query}\" → {column} = {value}", relevant.mean(),
                          evaluate(relevant, scores), sae_seconds))  # fmt: skip
             chosen_shown.append((query, choice.table.head(5)))
-        docs = candidates(store, encoder, "tweets", None)
-        outlet = store.sql(
-            "SELECT doc_id, any_value(meta->>'outlet') AS outlet FROM documents "
-            "WHERE corpus = 'tweets' GROUP BY doc_id"
-        )
-        docs = docs.join(outlet, on="doc_id", how="left", maintain_order="left")
-        vectors = document_embeddings(
-            store, docs["doc_id"].to_numpy(), docs["text"].to_list(), minilm
-        )
-        for name in OUTLETS:
-            members = np.flatnonzero(docs["outlet"].to_numpy() == name)
-            examples = np.random.default_rng(0).choice(members, N_EXAMPLES, replace=False)
-            rest = np.setdiff1d(np.arange(docs.height), examples)
-            started = time.perf_counter()
-            choice = choose_concepts(store, encoder, positives=docs["doc_id"].to_numpy()[examples].tolist(),
-                                     corpus="tweets", top=20)  # fmt: skip
-            sae, _ = sae_scores(store, encoder, docs, choice)
-            sae_seconds = time.perf_counter() - started
-            centroid = vectors[examples].mean(axis=0)
-            dense = vectors @ (centroid / np.linalg.norm(centroid))
-            relevant = docs["outlet"].to_numpy()[rest] == name
-            scores = {
-                "sae": sae[rest],
-                "dense": dense[rest],
-                "hybrid": rank_fusion(sae[rest], dense[rest]),
-            }
-            rows.append((f"tweets: 20 examples → outlet = {name}", relevant.mean(),
-                         evaluate(relevant, scores), sae_seconds))  # fmt: skip
-            chosen_shown.append((f"examples of {name}", choice.table.head(5)))
+        for corpus, column, values in EXAMPLE_QUERIES:
+            docs = candidates(store, encoder, corpus, None)
+            meta = store.sql(
+                f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
+                "WHERE corpus = ? GROUP BY doc_id",
+                [corpus],
+            )
+            docs = docs.join(meta, on="doc_id", how="left", maintain_order="left")
+            vectors = document_embeddings(
+                store, docs["doc_id"].to_numpy(), docs["text"].to_list(), minilm
+            )
+            for value in values:
+                members = np.flatnonzero(docs["v"].to_numpy() == value)
+                examples = np.random.default_rng(0).choice(members, N_EXAMPLES, replace=False)
+                rest = np.setdiff1d(np.arange(docs.height), examples)
+                started = time.perf_counter()
+                positives = docs["doc_id"].to_numpy()[examples].tolist()
+                try:
+                    choice = choose_concepts(
+                        store, encoder, positives=positives, corpus=corpus, top=20
+                    )
+                    sae, _ = sae_scores(store, encoder, docs, choice)
+                except InputError:  # no concept separates the examples: no SAE ranking
+                    choice, sae = None, np.zeros(docs.height)
+                sae_seconds = time.perf_counter() - started
+                centroid = vectors[examples].mean(axis=0)
+                dense = vectors @ (centroid / np.linalg.norm(centroid))
+                relevant = docs["v"].to_numpy()[rest] == value
+                scores = {
+                    "sae": sae[rest],
+                    "dense": dense[rest],
+                    "hybrid": rank_fusion(sae[rest], dense[rest]),
+                }
+                rows.append((f"{corpus}: {N_EXAMPLES} examples → {column} = {value}",
+                             relevant.mean(), evaluate(relevant, scores), sae_seconds))  # fmt: skip
+                if choice is not None:
+                    chosen_shown.append((f"examples of {value}", choice.table.head(5)))
 
     print("| query → relevant | base rate | AP sae | AP dense | AP hybrid | P@10 sae / dense / hybrid | P@50 sae / dense / hybrid |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
