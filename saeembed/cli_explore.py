@@ -126,7 +126,10 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
     summary = result.summary.with_columns(pl.col("top_features").list.eval(pl.element().cast(pl.String)).list.join(","))  # fmt: skip
     render(summary, fmt, title="Clusters:")
     if fmt == "table":
-        shown = result.concepts.select("cluster", "rank", "feature", "label", "freq_in", "freq_out", "q")  # fmt: skip
+        shown = result.concepts.select(
+            "cluster", "rank", "feature", "label", "freq_in", "freq_out",
+            pl.col("q").map_elements(lambda v: f"{v:.1e}", return_dtype=pl.String),
+        )  # fmt: skip
         render(shown, fmt, title="\nDistinctive concepts (cluster against the rest):")
         if result.examples is not None:
             render(result.examples, fmt, title="\nExamples:")

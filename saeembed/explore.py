@@ -124,7 +124,9 @@ def cluster(
                                    summary, members)  # fmt: skip
         shown = _examples(store, members, summary, examples)
         if map_path is not None:
-            _write_map(store, chosen_encoder, matrix, members, summary, map_path, color_by, name)
+            _write_map(
+                store, chosen_encoder, matrix, members, summary, map_path, color_by, stored[1]
+            )
     return Clustering(stored[0], stored[1], choice, summary, described, members, params, shown)
 
 
