@@ -228,26 +228,6 @@ def search_documents(
     )
 
 
-def all_scores(
-    store: Store,
-    encoder: Encoder,
-    *,
-    query: str | None,
-    choice: ConceptChoice | None,
-    mode: str,
-    corpus: str | None = None,
-) -> pl.DataFrame:
-    """``doc_id, score`` for every encoded document of ``corpus`` (for evaluations)."""
-    docs = candidates(store, encoder, corpus, None)
-    if mode == "dense":
-        scores = dense_scores(store, docs, query)
-    else:
-        scores, _ = sae_scores(store, encoder, docs, choice)
-        if mode == "hybrid":
-            scores = rank_fusion(scores, dense_scores(store, docs, query))
-    return docs.select("doc_id").with_columns(pl.Series("score", scores))
-
-
 def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):
     keep = docs["doc_id"].to_numpy() != doc_id
     return docs.filter(pl.Series(keep)), scores[keep]
