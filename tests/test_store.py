@@ -143,3 +143,37 @@ def test_v1_store_upgrades_keeping_its_labels(tmp_path):
         assert row.to_dicts() == [
             {"feature": 3, "label": "old label", "density": None, "n_docs": None, "examples": None}
         ]
+
+
+def _v1_store(path):
+    import duckdb
+
+    from saeembed.store.migrations import MIGRATIONS
+
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+        "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    version, name, apply = MIGRATIONS[0]
+    apply(con)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.close()
+
+
+def test_reading_an_older_store_upgrades_it_first(tmp_path):
+    _v1_store(tmp_path / "old.duckdb")
+    with Store(tmp_path / "old.duckdb", read_only=True) as store:
+        assert store.schema_version() == latest_version()
+        assert store.sql("SELECT count(*) AS n FROM pairs")["n"][0] == 0  # a v3 table
+
+
+def test_an_older_read_only_file_is_refused_with_the_fix(tmp_path):
+    import os
+
+    _v1_store(tmp_path / "old.duckdb")
+    os.chmod(tmp_path / "old.duckdb", 0o444)
+    if os.access(tmp_path / "old.duckdb", os.W_OK):  # root ignores file modes
+        pytest.skip("this user can write read-only files")
+    with pytest.raises(StoreError, match="needs a schema upgrade"):
+        Store(tmp_path / "old.duckdb", read_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ _ENCODER_COLUMNS = (
 
 
 class Store:
-    """A saeembed DuckDB database. Opening it applies pending migrations (unless read-only)."""
+    """A saeembed DuckDB database. Opening it applies pending migrations; a read-only open of an
+    older store upgrades it first when the file is writable."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
         self.path = Path(path)
@@ -51,8 +53,22 @@ class Store:
             raise StoreError(
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
             )
+        self.con = self._connect(read_only)
+        if (
+            read_only
+            and 0 < self.schema_version() < latest_version()
+            and os.access(self.path, os.W_OK)
+        ):
+            # an older store opened for reading: upgrade it once (migrations only add), then read
+            self.con.close()
+            Store(self.path).close()
+            log.info("store %s upgraded to schema v%d", self.path, latest_version())
+            self.con = self._connect(read_only)
+        self._migrate(read_only)
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            return duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
             message = str(exc).splitlines()[0]
             if "lock" in message.lower():
@@ -64,7 +80,6 @@ class Store:
             raise StoreError(
                 f"cannot open {self.path} as a DuckDB store ({str(exc).splitlines()[0]})"
             ) from exc
-        self._migrate(read_only)
 
     # ---- lifecycle -------------------------------------------------------------------------
     @contextmanager
@@ -114,7 +129,8 @@ class Store:
             return
         if read_only:
             raise StoreError(
-                f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}); open it writable once"
+                f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}) but cannot "
+                "be written; make it writable (chmod u+w) or work on a copy"
             )
         if current == 0 and self._has_foreign_tables():
             raise StoreError(
