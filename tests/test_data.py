@@ -554,3 +554,26 @@ def test_written_dataset_reads_as_a_corpus(frames, tmp_path):
 def test_write_dataset_unknown_extension(tmp_path):
     with pytest.raises(InputError, match=r"cannot tell the format of .*out\.xlsx; end the name in"):
         write_dataset(ROUND_TRIP, tmp_path / "out.xlsx")
+
+
+def test_hh_rlhf_loaded_once_stays_loadable_offline(tmp_path, monkeypatch):
+    """After one load from a local copy, a checkout with neither the copy nor the Hub uses the
+    earlier parse (with a warning) instead of failing."""
+    import huggingface_hub
+
+    rows = [
+        {"chosen": "\n\nHuman: hi\n\nAssistant: yes", "rejected": "\n\nHuman: hi\n\nAssistant: no"}
+    ]
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_bytes(gzip.compress(pl.DataFrame(rows).write_ndjson().encode()))
+    monkeypatch.setenv("SAEEMBED_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(HH_RLHF_ENV, str(path))
+    first = load_dataset("hh-rlhf-harmless")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.delenv(HH_RLHF_ENV)
+    monkeypatch.setattr(data, "_SHARED_HH_RLHF", tmp_path / "nowhere")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    assert_frame_equal(load_dataset("hh-rlhf-harmless"), first)
