@@ -35,11 +35,9 @@ class EncodeResult:
     encoding: object  # saeembed.encode.EncodeReport
 
     def summary(self) -> str:
-        e = self.encoding
         return (
-            f"corpus {self.corpus!r}: {self.n_new_documents:,} new documents; encoded {e.n_encoded:,} "
-            f"({e.n_tokens:,} tokens, {e.tokens_per_second:,.0f} tok/s, {e.n_truncated:,} truncated) "
-            f"with encoder {e.encoder.encoder_id} ({e.encoder.name})"
+            f"corpus {self.corpus!r}: {self.n_new_documents:,} new documents; "
+            + self.encoding.describe()
         )
 
 

@@ -89,6 +89,15 @@ class EncodeReport:
     def tokens_per_second(self) -> float:
         return self.n_tokens / self.seconds if self.seconds else 0.0
 
+    def describe(self, what: str | None = None) -> str:
+        """``encoded N [what] (tokens, speed, truncations) with encoder ID (NAME)``."""
+        counted = f"{self.n_encoded:,} {what}" if what else f"{self.n_encoded:,}"
+        return (
+            f"encoded {counted} ({self.n_tokens:,} tokens, "
+            f"{self.tokens_per_second:,.0f} tok/s, {self.n_truncated:,} truncated) with encoder "
+            f"{self.encoder.encoder_id} ({self.encoder.name})"
+        )
+
 
 @dataclass
 class BatchResult:

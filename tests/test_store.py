@@ -124,19 +124,10 @@ def test_unknown_corpus(tmp_path):
 def test_v1_store_upgrades_keeping_its_labels(tmp_path):
     import duckdb
 
-    from saeembed.store.migrations import MIGRATIONS
-
     path = tmp_path / "v1.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-        "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
-    )
-    version, name, apply = MIGRATIONS[0]
-    apply(con)
-    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
-    con.execute("INSERT INTO features (encoder_id, feature, label) VALUES (1, 3, 'old label')")
-    con.close()
+    _v1_store(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO features (encoder_id, feature, label) VALUES (1, 3, 'old label')")
     with Store(path) as store:
         assert store.schema_version() == latest_version() >= 2
         row = store.sql("SELECT feature, label, density, n_docs, examples FROM features")

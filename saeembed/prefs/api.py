@@ -16,9 +16,10 @@ import polars as pl
 from saeembed.errors import InputError
 from saeembed.labels.table import label_names
 from saeembed.prefs import curate
-from saeembed.prefs.fit import PreferenceReport, concept_table, fit_preferences, preference_data
+from saeembed.prefs.fit import PreferenceReport, fit_preferences, preference_data
 from saeembed.prefs.ingest import add_pairs, require_pair_set
 from saeembed.prefs.pairs import read_pairs
+from saeembed.prefs.regression import fit_per_concept
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -32,11 +33,9 @@ class PairEncodeResult:
     encoding: object  # saeembed.encode.EncodeReport
 
     def summary(self) -> str:
-        e = self.encoding
         return (
-            f"pair set {self.pairs!r}: {self.n_pairs:,} pairs ({self.n_new_pairs:,} new); encoded "
-            f"{e.n_encoded:,} responses ({e.n_tokens:,} tokens, {e.tokens_per_second:,.0f} tok/s, "
-            f"{e.n_truncated:,} truncated) with encoder {e.encoder.encoder_id} ({e.encoder.name})"
+            f"pair set {self.pairs!r}: {self.n_pairs:,} pairs ({self.n_new_pairs:,} new); "
+            + self.encoding.describe("responses")
         )
 
 
@@ -201,12 +200,10 @@ def _directions(data, wanted: dict[int, int | None]) -> dict[int, int]:
     unknown = [f for f, d in wanted.items() if d is None]
     directions = {f: d for f, d in wanted.items() if d is not None}
     if unknown:
-        table = concept_table(data, {}, min_prevalence=0.0)
-        signs = dict(
-            zip(table["feature"].to_list(), np.sign(table["coef"].to_numpy()), strict=True)
-        )
+        coefs = fit_per_concept(data.delta[:, unknown], data.y, data.controls)["coef"]
+        signs = dict(zip(unknown, np.sign(coefs), strict=True))
         for feature in unknown:
-            if not signs.get(feature):
+            if not signs[feature]:
                 raise InputError(
                     f"concept {feature} never differs between the responses of this pair set; "
                     "give its direction (FEATURE:+ or FEATURE:-) or choose another"

@@ -222,14 +222,14 @@ def dense_differences(store: Store, pairs: pl.DataFrame, embedder="default") -> 
 
 def held_out_metrics(
     data: PreferenceData,
-    concepts: np.ndarray,
+    delta: np.ndarray,
     *,
     ks: tuple[int, ...] = SPARSE_KS,
     dense: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Pooled out-of-fold AUCs: ``length`` (the controls alone), ``dense`` (when ``dense`` is
-    given), ``all`` (L2 over ``concepts``) and ``k5``/``k10``/``k20``."""
-    delta = data.delta[:, concepts].toarray()
+    given), ``all`` (L2 over the columns of ``delta``, the tested concepts' Δ as a dense
+    array) and ``k5``/``k10``/``k20``."""
     controls = data.controls
     metrics = {}
     if controls.shape[1]:
@@ -239,18 +239,21 @@ def held_out_metrics(
         metrics["dense"] = cross_validated_auc(dense, data.y, controls, data.folds, k=None)
     metrics["all"] = cross_validated_auc(delta, data.y, controls, data.folds, k=None)
     for k in ks:
-        if k < len(concepts):
+        if k < delta.shape[1]:
             metrics[f"k{k}"] = cross_validated_auc(delta, data.y, controls, data.folds, k=k)
             log.info("k=%d: held-out AUC %.3f", k, metrics[f"k{k}"])
     return {name: round(float(value), 4) for name, value in metrics.items()}
 
 
 def sparse_models(
-    data: PreferenceData, concepts: np.ndarray, labels: dict[int, str], ks: tuple[int, ...]
+    data: PreferenceData,
+    delta: np.ndarray,
+    concepts: np.ndarray,
+    labels: dict[int, str],
+    ks: tuple[int, ...],
 ) -> pl.DataFrame:
-    """The k-concept models fitted on all pairs: which concepts, and their coefficients (per
-    standard deviation of Δ, length-controlled)."""
-    delta = data.delta[:, concepts].toarray()
+    """The k-concept models fitted on all pairs: which concepts (``delta``'s columns are
+    ``concepts``), and their coefficients (per standard deviation of Δ, length-controlled)."""
     rows = []
     for k in ks:
         if k >= len(concepts):
@@ -332,8 +335,9 @@ def fit_preferences(
             "lower --min-prevalence"
         )
     dense_diff = dense_differences(store, data.pairs) if dense else None
-    metrics = held_out_metrics(data, concepts, ks=ks, dense=dense_diff)
-    sparse = sparse_models(data, concepts, labels, ks)
+    tested = data.delta[:, concepts].toarray()
+    metrics = held_out_metrics(data, tested, ks=ks, dense=dense_diff)
+    sparse = sparse_models(data, tested, concepts, labels, ks)
     shown = table.head(top) if top else table
     shown = add_pair_examples(store, data, shown, examples)
     summary = {
