@@ -77,7 +77,7 @@ def build(path: Path, n_docs: int, per_doc: int, seed: int = 0) -> None:
                     [encoder.encoder_id],
                 )
                 store.con.execute(
-                    "INSERT INTO activations SELECT ?, doc_id, feature, value, 1, 0, 0, 1 "
+                    "INSERT INTO activations SELECT ?, doc_id, feature, value, 1, 0, 0, 1, value "
                     "FROM chunk_acts",
                     [encoder.encoder_id],
                 )

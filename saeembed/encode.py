@@ -33,7 +33,8 @@ from saeembed.tokens import (
 
 log = logging.getLogger(__name__)
 
-ENCODING_VERSION = 1  # bump when the same inputs would give different stored values
+ENCODING_VERSION = 2  # bump when the same inputs would give different stored values
+# 2: activations also keep value_sum, the sum of the concept's activations over the tokens
 POOLING = "max"
 TRUNCATION = "keep_first"
 DEFAULT_MAX_TOKENS = 512
@@ -106,6 +107,7 @@ class BatchResult:
     doc_index: np.ndarray  # [m] index into the batch's documents
     feature: np.ndarray  # [m]
     value: np.ndarray  # [m] max activation over the document's tokens
+    value_sum: np.ndarray  # [m] sum of the activations over the document's tokens
     n_tokens: np.ndarray  # [m] tokens on which the feature was active
     peak_token: np.ndarray  # [m] position of the (first) maximum among the document's tokens
 
@@ -150,6 +152,8 @@ def encode_batch(
     keys, group = torch.unique(key, return_inverse=True)
     pooled = torch.zeros(len(keys), dtype=acts.value.dtype, device=key.device)
     pooled.scatter_reduce_(0, group, acts.value, reduce="amax", include_self=False)
+    sums = torch.zeros(len(keys), dtype=torch.float32, device=key.device)
+    sums.scatter_add_(0, group, acts.value.float())
     counts = torch.zeros(len(keys), dtype=torch.long, device=key.device)
     counts.scatter_add_(0, group, torch.ones_like(group))
     at_peak = acts.value == pooled[group]
@@ -161,6 +165,7 @@ def encode_batch(
         doc_index=doc_index,
         feature=(keys % sae.cfg.d_sae).cpu().numpy().astype(np.int32),
         value=pooled.float().cpu().numpy(),
+        value_sum=sums.cpu().numpy(),
         n_tokens=counts.cpu().numpy().astype(np.int32),
         peak_token=(peak.cpu().numpy() - first_token.numpy()[doc_index]).astype(np.int32),
     )
@@ -191,6 +196,7 @@ def _batch_tables(
             "peak_token": pa.array(result.peak_token),
             "peak_start": pa.array(spans[:, 0]),
             "peak_end": pa.array(spans[:, 1]),
+            "value_sum": pa.array(result.value_sum.astype(np.float32)),
         }
     )
     return encoded, activations

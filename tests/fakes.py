@@ -136,8 +136,10 @@ def random_sae(
 
 
 def write_constructed(store, encoder_id: int, doc_ids: list[int], rows: list[tuple], n_tokens: int):
-    """Store hand-made encodings: ``rows`` are (doc_id, feature, value, peak_start, peak_end),
-    each activation on one token (the first); every document in ``doc_ids`` counts as encoded."""
+    """Store hand-made encodings: ``rows`` are (doc_id, feature, value, peak_start, peak_end
+    [, active_tokens [, value_sum]]), active on one token (the first) unless ``active_tokens``
+    says more, the sum ``value * active_tokens`` unless given; every document in ``doc_ids``
+    counts as encoded, each ``n_tokens`` long."""
     import pyarrow as pa
 
     per_doc = dict.fromkeys(doc_ids, 0)
@@ -157,10 +159,14 @@ def write_constructed(store, encoder_id: int, doc_ids: list[int], rows: list[tup
             "doc_id": column(0, pa.int64()),
             "feature": column(1, pa.int32()),
             "value": column(2, pa.float32()),
-            "n_tokens": pa.array([1] * len(rows), pa.int32()),
+            "n_tokens": pa.array([r[5] if len(r) > 5 else 1 for r in rows], pa.int32()),
             "peak_token": pa.array([0] * len(rows), pa.int32()),
             "peak_start": column(3, pa.int32()),
             "peak_end": column(4, pa.int32()),
+            "value_sum": pa.array(
+                [r[6] if len(r) > 6 else r[2] * (r[5] if len(r) > 5 else 1) for r in rows],
+                pa.float32(),
+            ),
         }
     )
     store.write_encoded(encoder_id, encoded, activations)

@@ -49,6 +49,7 @@ def store(tmp_path):
             "peak_token": pa.array([r[4] for r in acts], pa.int32()),
             "peak_start": pa.array([r[5] for r in acts], pa.int32()),
             "peak_end": pa.array([r[6] for r in acts], pa.int32()),
+            "value_sum": pa.array([r[2] * r[3] for r in acts], pa.float32()),
         }
     )
     store.write_encoded(enc.encoder_id, encoded, activations)

@@ -16,10 +16,10 @@ import numpy as np
 import polars as pl
 
 from saeembed.analysis import stats
+from saeembed.analysis.measures import Measure, get_measure, prepare, rows_sql
 from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
-from saeembed.queries import run_query
 from saeembed.store import Encoder, Store
 
 #: Columns of a diff table, in order (documented in docs/diff.md).
@@ -64,58 +64,176 @@ def rank(frame: pl.DataFrame, alpha: float) -> pl.DataFrame:
     )
 
 
+NUMERIC_COLUMNS = [
+    "feature",
+    "label",
+    "n_a",
+    "n_b",
+    "size_a",
+    "size_b",
+    "mean_a",
+    "mean_b",
+    "ratio",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p",
+    "q",
+    "test",
+]
+#: Tests per kind of measure; the first is the default.
+TESTS = {True: ("proportion",), False: ("welch", "mannwhitney")}
+
+
+def columns_for(measure: str | Measure, paired: bool = False) -> list[str]:
+    """The columns of a diff table under ``measure``."""
+    if paired:
+        return PAIRED_COLUMNS if get_measure(measure).binary else PAIRED_NUMERIC_COLUMNS
+    return DIFF_COLUMNS if get_measure(measure).binary else NUMERIC_COLUMNS
+
+
+def check_test(measure: Measure, test: str | None) -> str:
+    allowed = TESTS[measure.binary]
+    if test is None:
+        return allowed[0]
+    if test not in allowed:
+        raise InputError(
+            f"test {test!r} does not fit measure {measure.name!r}; use {' or '.join(allowed)}"
+        )
+    return test
+
+
+def _side_table(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]):
+    """(doc_id, is_a) of the encoded documents of each side (a document in a corpus of each side
+    is on both), and the two side sizes."""
+    sides = store.sql(
+        """
+        SELECT DISTINCT d.doc_id, list_contains($a, d.corpus) AS is_a FROM documents d
+        SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $encoder
+        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
+        """,
+        {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id},
+    )
+    size_a = int(sides["is_a"].sum())
+    size_b = sides.height - size_a
+    if not size_a or not size_b:
+        empty = "A" if not size_a else "B"
+        raise InputError(
+            f"side {empty} has no documents encoded by {encoder.name}; encode it first"
+        )
+    return sides.to_arrow(), size_a, size_b
+
+
 def diff_corpora(
     store: Store,
     corpora_a: list[str],
     corpora_b: list[str],
     *,
     encoder: Encoder | str | int | None = None,
+    measure: str | Measure = "presence",
+    test: str | None = None,
     min_support: int = 10,
     threshold: float = 0.0,
     alpha: float = 0.05,
     top: int | None = None,
 ) -> pl.DataFrame:
-    """The diff table of side A (the union of ``corpora_a``) against side B, one row per tested
-    concept, ranked (see `rank`); ``top`` keeps the first rows."""
+    """The diff table of side A (the union of ``corpora_a``) against side B under ``measure``
+    (`saeembed.analysis.measures`), one row per tested concept, ranked (see `rank`); ``top``
+    keeps the first rows. Binary measures compare the shares of documents (`compare_counts`);
+    numeric ones compare means by Welch's t-test (``test="welch"``) or distributions by the
+    Mann-Whitney U test (``test="mannwhitney"``, effect: rank-biserial correlation). Concepts
+    active in fewer than ``min_support`` documents of both sides together are not tested."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     _check_sides(store, corpora_a, corpora_b)
-    counts = run_query(
-        store,
-        "diff_counts",
-        encoder_id=encoder.encoder_id,
-        corpora_a=list(corpora_a),
-        corpora_b=list(corpora_b),
-        threshold=threshold,
-    )
-    sizes = store.sql(
-        """
-        SELECT list_contains($a, d.corpus) AS is_a, count(DISTINCT d.doc_id) AS n
-        FROM documents d SEMI JOIN encoded_documents e
-             ON e.doc_id = d.doc_id AND e.encoder_id = $encoder
-        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
-        GROUP BY 1
-        """,
-        {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id},
-    )
-    size = {row["is_a"]: row["n"] for row in sizes.iter_rows(named=True)}
-    size_a, size_b = size.get(True, 0), size.get(False, 0)
-    if not size_a or not size_b:
-        empty = "A" if not size_a else "B"
-        raise InputError(
-            f"side {empty} has no documents encoded by {encoder.name}; encode it first"
+    m = prepare(store, encoder, measure)
+    test = check_test(m, test)
+    sides, size_a, size_b = _side_table(store, encoder, corpora_a, corpora_b)
+    # `threshold` additionally requires the maximum to exceed it (0: every active concept)
+    rows = f"{rows_sql(m)} AND a.value > $t AND a.doc_id IN (SELECT doc_id FROM diff_sides)"
+    params = {"enc": encoder.encoder_id, "t": threshold}
+    with store.temporary(diff_sides=sides):
+        moments = store.sql(
+            f"""
+            SELECT m.feature,
+                   count(*) FILTER (WHERE s.is_a) AS n_a, count(*) FILTER (WHERE NOT s.is_a) AS n_b,
+                   coalesce(sum(m.v) FILTER (WHERE s.is_a), 0) AS sum_a,
+                   coalesce(sum(m.v) FILTER (WHERE NOT s.is_a), 0) AS sum_b,
+                   coalesce(sum(m.v * m.v) FILTER (WHERE s.is_a), 0) AS sumsq_a,
+                   coalesce(sum(m.v * m.v) FILTER (WHERE NOT s.is_a), 0) AS sumsq_b
+            FROM ({rows}) m JOIN diff_sides s USING (doc_id)
+            GROUP BY m.feature ORDER BY m.feature
+            """,
+            params,
+        ).filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
+        groups = None
+        if test == "mannwhitney":
+            groups = store.sql(
+                f"""
+                SELECT m.feature, m.v, count(*) FILTER (WHERE s.is_a) AS k_a,
+                       count(*) FILTER (WHERE NOT s.is_a) AS k_b
+                FROM ({rows}) m JOIN diff_sides s USING (doc_id)
+                WHERE list_contains($tested, m.feature)
+                GROUP BY ALL
+                """,
+                {**params, "tested": moments["feature"].to_list()},
+            )
+    features = moments["feature"].to_numpy()
+    if m.binary:
+        frame = compare_counts(
+            features, moments["n_a"].to_numpy(), moments["n_b"].to_numpy(), size_a, size_b
         )
-    counts = counts.filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
-    frame = compare_counts(
-        counts["feature"].to_numpy(),
-        counts["n_a"].to_numpy(),
-        counts["n_b"].to_numpy(),
-        size_a,
-        size_b,
-    )
-    frame = frame.join(label_names(store, encoder), on="feature", how="left").select(DIFF_COLUMNS)
-    frame = rank(frame, alpha)
+    else:
+        frame = compare_numeric(moments, size_a, size_b, test=test, groups=groups)
+    frame = frame.join(label_names(store, encoder), on="feature", how="left")
+    frame = rank(frame.select(columns_for(m)), alpha)
     return frame.head(top) if top else frame
+
+
+def compare_numeric(
+    moments: pl.DataFrame,
+    size_a: int,
+    size_b: int,
+    *,
+    test: str = "welch",
+    groups: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The statistics of a diff under a numeric measure, from per-concept moments (``feature``,
+    ``n_a``, ``n_b``, ``sum_a``, ``sum_b``, ``sumsq_a``, ``sumsq_b`` over the documents having
+    the concept) and, for the Mann-Whitney test, the tie groups (``feature``, ``v``, ``k_a``,
+    ``k_b``). ``diff`` is the difference of means (Welch) or the rank-biserial correlation
+    (Mann-Whitney), with its 95% interval."""
+    features = moments["feature"].to_numpy().astype(np.int64)
+    n = len(features)
+    mean_a, mean_b, diff, low, high, p = stats.welch_from_moments(
+        moments["sum_a"].to_numpy(), moments["sumsq_a"].to_numpy(), np.full(n, size_a),
+        moments["sum_b"].to_numpy(), moments["sumsq_b"].to_numpy(), np.full(n, size_b),
+    )  # fmt: skip
+    if test == "mannwhitney":
+        diff, low, high, p = stats.mann_whitney_sparse(
+            groups["feature"].to_numpy(), groups["v"].to_numpy(), groups["k_a"].to_numpy(),
+            groups["k_b"].to_numpy(), features, size_a, size_b,
+        )  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(mean_b > 0, mean_a / mean_b, np.nan)
+    return pl.DataFrame(
+        {
+            "feature": features,
+            "n_a": moments["n_a"].to_numpy().astype(np.int64),
+            "n_b": moments["n_b"].to_numpy().astype(np.int64),
+            "size_a": np.full(n, size_a, np.int64),
+            "size_b": np.full(n, size_b, np.int64),
+            "mean_a": mean_a,
+            "mean_b": mean_b,
+            "ratio": ratio,
+            "diff": diff,
+            "ci_low": low,
+            "ci_high": high,
+            "p": p,
+            "q": stats.bh_qvalues(p),
+            "test": [test] * n,
+        }
+    ).with_columns(pl.col("ratio").fill_nan(None))
 
 
 def compare_counts(
@@ -174,12 +292,31 @@ PAIRED_COLUMNS = [
 ]
 
 
+PAIRED_NUMERIC_COLUMNS = [
+    "feature",
+    "label",
+    "n_pairs",
+    "n_a",
+    "n_b",
+    "both",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p",
+    "q",
+    "test",
+]
+
+
 def paired_diff(
     store: Store,
     corpus_a: str,
     corpus_b: str,
     *,
     encoder: Encoder | str | int | None = None,
+    measure: str | Measure = "presence",
     pair_on: str = "row",
     min_support: int = 10,
     threshold: float = 0.0,
@@ -187,30 +324,36 @@ def paired_diff(
     top: int | None = None,
 ) -> pl.DataFrame:
     """Diff of two corpora whose documents correspond one to one: by row number in their files
-    (``pair_on="row"``) or by their ids (``pair_on="id"``). McNemar's exact test per concept;
-    the difference's 95% interval is the Wald interval for paired proportions."""
+    (``pair_on="row"``) or by their ids (``pair_on="id"``). Binary measures: McNemar's exact
+    test per concept, the difference's 95% interval the Wald interval for paired proportions.
+    Numeric measures: the paired t-test on the per-pair differences, with its interval."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     _check_sides(store, [corpus_a], [corpus_b])
     if pair_on not in ("row", "id"):
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
+    m = prepare(store, encoder, measure)
     key = "d.row_idx::VARCHAR" if pair_on == "row" else "d.ext_id"
     params = {"a": corpus_a, "b": corpus_b, "enc": encoder.encoder_id, "t": threshold}
     side = f"""
         SELECT {key} AS k, d.doc_id FROM documents d
         SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $enc
         WHERE d.corpus = ${{}} AND {key} IS NOT NULL"""
+    rows = f"{rows_sql(m)} AND a.value > $t"
     counts = store.sql(
         f"""
         WITH pa AS ({side.format("a")}), pb AS ({side.format("b")}),
         pairs AS (SELECT pa.doc_id AS doc_a, pb.doc_id AS doc_b FROM pa JOIN pb USING (k)),
-        fa AS (SELECT p.doc_a, p.doc_b, x.feature FROM pairs p JOIN activations x
-               ON x.doc_id = p.doc_a AND x.encoder_id = $enc AND x.value > $t),
-        fb AS (SELECT p.doc_a, p.doc_b, x.feature FROM pairs p JOIN activations x
-               ON x.doc_id = p.doc_b AND x.encoder_id = $enc AND x.value > $t)
+        measured AS ({rows}),
+        fa AS (SELECT p.doc_a, p.doc_b, x.feature, x.v FROM pairs p JOIN measured x
+               ON x.doc_id = p.doc_a),
+        fb AS (SELECT p.doc_a, p.doc_b, x.feature, x.v FROM pairs p JOIN measured x
+               ON x.doc_id = p.doc_b)
         SELECT coalesce(fa.feature, fb.feature) AS feature,
                count(fa.feature) AS n_a, count(fb.feature) AS n_b,
-               count(fa.feature) FILTER (WHERE fb.feature IS NOT NULL) AS both
+               count(fa.feature) FILTER (WHERE fb.feature IS NOT NULL) AS both,
+               sum(coalesce(fa.v, 0)) AS sum_a, sum(coalesce(fb.v, 0)) AS sum_b,
+               sum(pow(coalesce(fa.v, 0) - coalesce(fb.v, 0), 2)) AS sumsq_d
         FROM fa FULL OUTER JOIN fb USING (doc_a, doc_b, feature)
         GROUP BY 1 ORDER BY 1
         """,
@@ -228,31 +371,53 @@ def paired_diff(
         )
     counts = counts.filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
     n_a, n_b, both = (counts[c].to_numpy().astype(np.int64) for c in ("n_a", "n_b", "both"))
-    only_a, only_b = n_a - both, n_b - both
-    d = (only_a - only_b) / n_pairs
-    se = np.sqrt(np.maximum(only_a + only_b - (only_a - only_b) ** 2 / n_pairs, 0)) / n_pairs
-    p = stats.mcnemar_p(only_a, only_b)
-    frame = pl.DataFrame(
-        {
-            "feature": counts["feature"].cast(pl.Int64),
-            "n_pairs": np.full(len(n_a), n_pairs, np.int64),
-            "n_a": n_a,
-            "n_b": n_b,
-            "both": both,
-            "only_a": only_a,
-            "only_b": only_b,
-            "freq_a": n_a / n_pairs,
-            "freq_b": n_b / n_pairs,
-            "diff": d,
-            "ci_low": d - stats.Z95 * se,
-            "ci_high": d + stats.Z95 * se,
-            "p": p,
-            "q": stats.bh_qvalues(p),
-            "test": ["mcnemar"] * len(n_a),
-        }
-    )
-    frame = frame.join(label_names(store, encoder), on="feature", how="left").select(PAIRED_COLUMNS)
-    frame = rank(frame, alpha)
+    common = {
+        "feature": counts["feature"].cast(pl.Int64),
+        "n_pairs": np.full(len(n_a), n_pairs, np.int64),
+        "n_a": n_a,
+        "n_b": n_b,
+        "both": both,
+    }
+    if m.binary:
+        only_a, only_b = n_a - both, n_b - both
+        d = (only_a - only_b) / n_pairs
+        se = np.sqrt(np.maximum(only_a + only_b - (only_a - only_b) ** 2 / n_pairs, 0)) / n_pairs
+        p = stats.mcnemar_p(only_a, only_b)
+        frame = pl.DataFrame(
+            {
+                **common,
+                "only_a": only_a,
+                "only_b": only_b,
+                "freq_a": n_a / n_pairs,
+                "freq_b": n_b / n_pairs,
+                "diff": d,
+                "ci_low": d - stats.Z95 * se,
+                "ci_high": d + stats.Z95 * se,
+                "p": p,
+                "q": stats.bh_qvalues(p),
+                "test": ["mcnemar"] * len(n_a),
+            }
+        )
+    else:
+        sum_a, sum_b = counts["sum_a"].to_numpy(), counts["sum_b"].to_numpy()
+        d, low, high, p = stats.paired_t_from_moments(
+            sum_a - sum_b, counts["sumsq_d"].to_numpy(), n_pairs
+        )
+        frame = pl.DataFrame(
+            {
+                **common,
+                "mean_a": sum_a / n_pairs,
+                "mean_b": sum_b / n_pairs,
+                "diff": d,
+                "ci_low": low,
+                "ci_high": high,
+                "p": p,
+                "q": stats.bh_qvalues(p),
+                "test": ["paired-t"] * len(n_a),
+            }
+        )
+    frame = frame.join(label_names(store, encoder), on="feature", how="left")
+    frame = rank(frame.select(columns_for(m, paired=True)), alpha)
     return frame.head(top) if top else frame
 
 

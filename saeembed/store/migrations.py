@@ -206,5 +206,29 @@ def _clusterings(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(5, "activation sums")
+def _activation_sums(con: duckdb.DuckDBPyConnection) -> None:
+    # The sum of a concept's activations over the document's tokens, beside the maximum and the
+    # active-token count; NULL for documents encoded before encoding version 2.
+    con.execute("ALTER TABLE activations ADD COLUMN value_sum REAL")
+
+
+@migration(6, "strong-presence thresholds")
+def _feature_thresholds(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE feature_thresholds (
+            encoder_id      INTEGER NOT NULL,
+            feature         INTEGER NOT NULL,
+            p99             REAL    NOT NULL,
+            n_docs          BIGINT  NOT NULL,
+            reference_docs  BIGINT  NOT NULL,
+            computed_at     TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (encoder_id, feature)
+        );
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

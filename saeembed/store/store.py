@@ -49,6 +49,7 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
         self.path = Path(path)
+        self.read_only = read_only
         if not self.path.exists() and (read_only or not create):
             raise StoreError(
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
@@ -95,6 +96,18 @@ class Store:
         except BaseException:
             self.con.rollback()
             raise
+        finally:
+            for name in tables:
+                self.con.unregister(name)
+
+    @contextmanager
+    def temporary(self, **tables) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Register tables (Arrow, polars, or dicts of columns) under these names for a block of
+        reads, unregistering them afterwards."""
+        for name, table in tables.items():
+            self.con.register(name, pa.table(table) if isinstance(table, dict) else table)
+        try:
+            yield self.con
         finally:
             for name in tables:
                 self.con.unregister(name)
@@ -301,8 +314,9 @@ class Store:
                 [encoder_id],
             )
             con.execute(
-                "INSERT INTO activations SELECT ?, doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end "
-                "FROM batch_activations",
+                "INSERT INTO activations (encoder_id, doc_id, feature, value, n_tokens, peak_token, "
+                "peak_start, peak_end, value_sum) SELECT ?, doc_id, feature, value, n_tokens, "
+                "peak_token, peak_start, peak_end, value_sum FROM batch_activations",
                 [encoder_id],
             )
 

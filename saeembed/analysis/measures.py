@@ -1,0 +1,161 @@
+"""Concept measures: what number a (document, concept) pair contributes to an analysis.
+
+The store keeps, per document and active concept, the maximum activation over the document's
+tokens (``value``), how many tokens the concept was active on (``n_tokens``) and, from encoding
+version 2, the sum of its activations (``value_sum``); `encoded_documents.n_tokens` is the
+document's length. A measure turns those into one number:
+
+==========  ======  ==============================================================================
+measure     kind    value
+==========  ======  ==============================================================================
+presence    binary  1 when the concept is active on any token (max-pooled activation > 0)
+strong      binary  1 when its maximum exceeds half the concept's p99 maximum on a reference
+                    sample of the encoder's documents (stored in `feature_thresholds`)
+count       number  tokens of the document the concept is active on
+share       number  that count over the document's tokens
+mean        number  the sum of its activations over the document's tokens (mean pooling)
+max         number  the maximum activation (max pooling)
+==========  ======  ==============================================================================
+
+On short snippets presence is informative; on documents of hundreds of tokens it saturates (a
+third of all concepts are present in every passage), and a concept that fills a passage counts
+the same as one that touches it once. Binary measures are compared as proportions; numeric ones
+with tests for numbers (see `saeembed.analysis.diff`). Every measure is one SQL relation
+``(doc_id, feature, v)`` over the activations, so analyses read it without densifying anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from saeembed.errors import InputError
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+STRONG_FRACTION = 0.5  # "strong": maximum above this fraction of the concept's reference p99
+REFERENCE_DOCS = 20_000  # documents (a fixed hash sample) behind the strong thresholds
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    binary: bool
+    value_sql: str  # over a (activations), e (encoded_documents), t (feature_thresholds)
+    filter_sql: str = "a.value > 0"
+    unit: str = ""
+    needs_sum: bool = False
+    needs_length: bool = False
+    needs_threshold: bool = False
+
+
+MEASURES: dict[str, Measure] = {
+    m.name: m
+    for m in (
+        Measure("presence", True, "1.0", unit="share of documents"),
+        Measure(
+            "strong", True, "1.0", f"a.value > {STRONG_FRACTION} * t.p99",
+            unit="share of documents", needs_threshold=True,
+        ),
+        Measure("count", False, "a.n_tokens::DOUBLE", unit="tokens"),
+        Measure(
+            "share", False, "a.n_tokens::DOUBLE / e.n_tokens", unit="share of tokens",
+            needs_length=True,
+        ),
+        Measure(
+            "mean", False, "a.value_sum::DOUBLE / e.n_tokens", unit="mean activation",
+            needs_sum=True, needs_length=True,
+        ),
+        Measure("max", False, "a.value::DOUBLE", unit="max activation"),
+    )
+}  # fmt: skip
+MEASURE_NAMES = tuple(MEASURES)
+
+
+def get_measure(measure: str | Measure) -> Measure:
+    if isinstance(measure, Measure):
+        return measure
+    try:
+        return MEASURES[measure]
+    except KeyError:
+        raise InputError(
+            f"unknown measure {measure!r}; use one of {', '.join(MEASURE_NAMES)}"
+        ) from None
+
+
+def prepare(store: Store, encoder: Encoder, measure: str | Measure) -> Measure:
+    """The measure, checked against what ``encoder``'s activations hold; computes and stores the
+    strong thresholds on first use."""
+    m = get_measure(measure)
+    if m.needs_sum:
+        version = store.sql(
+            "SELECT encoding_version FROM encoders WHERE encoder_id = ?", [encoder.encoder_id]
+        )["encoding_version"][0]
+        missing = store.sql(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM activations WHERE encoder_id = ? "
+            "AND value_sum IS NULL LIMIT 1)",
+            [encoder.encoder_id],
+        )["n"][0]
+        if version < 2 or missing:
+            raise InputError(
+                f"measure {m.name!r} needs activation sums, which encoder {encoder.name} did not "
+                "store (encoded by an older saeembed); re-encode the corpora (saeembed encode "
+                "... --db NEW.duckdb) or use presence, strong, count, share or max"
+            )
+    if m.needs_threshold:
+        ensure_thresholds(store, encoder)
+    return m
+
+
+def rows_sql(measure: Measure, encoder_param: str = "$enc") -> str:
+    """SQL for the relation ``(doc_id, feature, v)`` of ``measure`` over one encoder's
+    activations (only rows where the measure is non-zero)."""
+    joins = []
+    if measure.needs_length:
+        joins.append(
+            "JOIN encoded_documents e ON e.encoder_id = a.encoder_id AND e.doc_id = a.doc_id"
+        )
+    if measure.needs_threshold:
+        joins.append(
+            "JOIN feature_thresholds t ON t.encoder_id = a.encoder_id AND t.feature = a.feature"
+        )
+    return (
+        f"SELECT a.doc_id, a.feature, {measure.value_sql} AS v FROM activations a "
+        f"{' '.join(joins)} WHERE a.encoder_id = {encoder_param} AND {measure.filter_sql}"
+    )
+
+
+def ensure_thresholds(store: Store, encoder: Encoder) -> None:
+    """Per concept, the 99th percentile of its maximum activation over the documents where it is
+    active, in a fixed sample of at most `REFERENCE_DOCS` of the encoder's documents. Computed
+    once and stored, so later analyses use the same thresholds; a read-only store computes them
+    in a temporary table instead."""
+    have = store.sql(
+        "SELECT count(*) AS n FROM feature_thresholds WHERE encoder_id = ?", [encoder.encoder_id]
+    )["n"][0]
+    if have:
+        return
+    doc_ids = store.encoded_doc_ids(encoder, max_docs=REFERENCE_DOCS)
+    query = """
+        SELECT $enc AS encoder_id, a.feature, quantile_cont(a.value, 0.99)::REAL AS p99,
+               count(*) AS n_docs, $n AS reference_docs
+        FROM activations a SEMI JOIN reference r ON r.doc_id = a.doc_id
+        WHERE a.encoder_id = $enc AND a.value > 0 GROUP BY a.feature
+    """
+    params = {"enc": encoder.encoder_id, "n": len(doc_ids)}
+    with store.temporary(reference={"doc_id": doc_ids}):
+        if store.read_only:
+            store.con.execute(f"CREATE OR REPLACE TEMP TABLE feature_thresholds AS {query}", params)
+        else:
+            with store.transaction() as con:
+                con.execute(
+                    "INSERT INTO feature_thresholds (encoder_id, feature, p99, n_docs, "
+                    f"reference_docs) {query}",
+                    params,
+                )
+    log.info(
+        "strong thresholds: %.0f%% of each concept's p99 over %d reference documents",
+        100 * STRONG_FRACTION,
+        len(doc_ids),
+    )
