@@ -270,6 +270,8 @@ def diff(
     *,
     db: str | Path | None = None,
     encoder: str | int | None = None,
+    measure: str | None = None,
+    test: str | None = None,
     paired: bool = False,
     pair_on: str = "row",
     min_support: int = 10,
@@ -293,6 +295,9 @@ def diff(
     A dict passed as ``summary`` receives the counts behind the table (concepts tested,
     significant, the sides and the encoder)."""
     from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
+    from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
+
+    measure = measure or DEFAULT_DIFF_MEASURE
 
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     if paired and len(sides_b) != 1:
@@ -310,13 +315,13 @@ def diff(
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
         if paired:
             table = paired_diff(
-                store, corpus_a, corpora_b[0], encoder=chosen, pair_on=pair_on,
+                store, corpus_a, corpora_b[0], encoder=chosen, measure=measure, pair_on=pair_on,
                 min_support=min_support, threshold=threshold, alpha=alpha,
             )  # fmt: skip
         else:
             table = diff_corpora(
-                store, [corpus_a], corpora_b, encoder=chosen, min_support=min_support,
-                threshold=threshold, alpha=alpha,
+                store, [corpus_a], corpora_b, encoder=chosen, measure=measure, test=test,
+                min_support=min_support, threshold=threshold, alpha=alpha,
             )  # fmt: skip
         if summary is not None:
             summary.update(
@@ -325,6 +330,8 @@ def diff(
                 a=corpus_a,
                 b=corpora_b,
                 encoder=chosen.name,
+                measure=measure,
+                test=table["test"][0] if table.height else None,
             )
         table = table.head(top) if top else table
         if paired:

@@ -13,6 +13,7 @@ import click
 import polars as pl
 
 from saeembed import __version__
+from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, MEASURE_NAMES
 from saeembed.errors import SaeembedError
 from saeembed.render import FORMATS, render
 
@@ -40,6 +41,18 @@ def _domain_errors(fn):
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+def measure_option(default: str, what: str = "concept"):
+    """``--measure``: what each (document, concept) contributes (saeembed.analysis.measures)."""
+    return click.option(
+        "--measure",
+        type=click.Choice(MEASURE_NAMES),
+        default=default,
+        show_default=True,
+        help=f"Per-document {what} measure: presence, strong presence (above half the concept's "
+        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures).",
+    )
 
 
 format_option = click.option(
@@ -166,8 +179,8 @@ def encode(
 
 
 # ---- diff --------------------------------------------------------------------------------------
-TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "diff", "ci_low",
-                      "ci_high", "log_odds", "p", "q"]  # fmt: skip
+TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mean_a", "mean_b",
+                      "diff", "ci_low", "ci_high", "log_odds", "ratio", "p", "q"]  # fmt: skip
 
 
 @main.command("diff")
@@ -196,7 +209,15 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "dif
 )
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="q-value cut-off.")
 @click.option("--examples", type=click.IntRange(min=0), default=0, help="Top documents per row.")
-@click.option("--paired", is_flag=True, help="Rows of A and B correspond (McNemar's test).")
+@measure_option(DEFAULT_DIFF_MEASURE)
+@click.option(
+    "--test",
+    type=click.Choice(["proportion", "welch", "mannwhitney"]),
+    help="Test for the measure [default: proportion for binary measures, welch for numeric].",
+)
+@click.option(
+    "--paired", is_flag=True, help="Rows of A and B correspond (McNemar's or the paired t-test)."
+)
 @click.option(
     "--pair-on",
     type=click.Choice(["row", "id"]),
@@ -218,8 +239,8 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "dif
 @click.pass_context
 @_domain_errors
 def diff_command(
-    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, paired, pair_on,
-    model, sae, max_tokens, chat, fmt,
+    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, test, paired,
+    pair_on, model, sae, max_tokens, chat, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
 
@@ -233,7 +254,8 @@ def diff_command(
 
     summary: dict = {}
     table = diff(
-        a, list(b), db=db, encoder=encoder, paired=paired, pair_on=pair_on,
+        a, list(b), db=db, encoder=encoder, measure=measure, test=test, paired=paired,
+        pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
         summary=summary,
@@ -241,7 +263,8 @@ def diff_command(
     if not ctx.obj["quiet"]:
         click.echo(
             f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
-            f"{summary['tested']:,} concepts tested (support >= {min_support}), "
+            f"{summary['tested']:,} concepts tested by {summary['measure']}"
+            f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
             f"{summary['significant']:,} differ at q < {alpha}",
             err=True,
         )
@@ -283,6 +306,7 @@ def diff_command(
     help="Pairs whose decoder directions are closer than this are near-duplicates (trivial).",
 )
 @click.option("--show-trivial", is_flag=True, help="Keep trivial pairs (marked) in the output.")
+@measure_option("presence")
 @click.option(
     "--max-docs",
     type=click.IntRange(min=100),
@@ -293,8 +317,9 @@ def diff_command(
 @format_option
 @_domain_errors
 def correlate_command(
-    db, corpus, encoder, column, kind, top, min_support, max_cosine, show_trivial, max_docs, fmt
-):
+    db, corpus, encoder, column, kind, top, min_support, max_cosine, show_trivial, measure,
+    max_docs, fmt,
+):  # fmt: skip
     """Concepts that co-occur more than chance (NPMI, phi; trivial pairs dropped), or, with
     --with COLUMN, concepts that track a metadata column: rank correlation for numbers,
     per-category enrichment for categories, a trend over time buckets for dates."""
@@ -304,12 +329,14 @@ def correlate_command(
     with Store(db, read_only=True) as store:
         if column:
             frame = correlate_metadata(
-                store, column, encoder, corpus=corpus, kind=kind, min_support=min_support, top=top
-            )
+                store, column, encoder, corpus=corpus, kind=kind, min_support=min_support,
+                top=top, measure=measure,
+            )  # fmt: skip
         else:
             frame = correlate_concepts(
                 store, encoder, corpus=corpus, min_support=min_support, top=top,
                 max_cosine=max_cosine, show_trivial=show_trivial, max_docs=max_docs,
+                measure=measure,
             )  # fmt: skip
     render(frame, fmt)
 

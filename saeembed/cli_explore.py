@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from saeembed.cli import _domain_errors, format_option, main
+from saeembed.cli import _domain_errors, format_option, main, measure_option
 from saeembed.render import default_format, render
 
 
@@ -68,7 +68,8 @@ def with_concept_options(fn):
               default="kmeans", show_default=True)  # fmt: skip
 @click.option("--k", type=click.IntRange(min=2), help="Number of clusters (kmeans, agglomerative).")
 @click.option("--weighting", type=click.Choice(["binary", "log", "idf"]), default="binary",
-              show_default=True, help="How activations count before clustering.")  # fmt: skip
+              show_default=True, help="How the measure counts before clustering.")  # fmt: skip
+@measure_option("max")
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan's smallest cluster.")
 @click.option("--assign-outliers", is_flag=True, help="Give hdbscan's outliers their nearest cluster.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -85,7 +86,7 @@ def with_concept_options(fn):
 @_domain_errors
 def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, exclude, positives,
                     n_concepts, method, k, weighting, min_cluster_size, assign_outliers, seed,
-                    name, top, examples, map_path, color_by, max_docs, fmt):  # fmt: skip
+                    measure, name, top, examples, map_path, color_by, max_docs, fmt):  # fmt: skip
     """Cluster documents on the concepts that matter.
 
     Choose concepts with a phrase (--concepts "tone": labels that contain it or mean it), ids
@@ -98,7 +99,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
     result = cluster(
         db, corpus, encoder=encoder, concepts=concepts, features=_ids(features),
         exclude=_ids(exclude), exclude_concepts=exclude_concepts, positives=_ids(positives),
-        n_concepts=n_concepts, method=method, k=k, weighting=weighting,
+        n_concepts=n_concepts, method=method, k=k, weighting=weighting, measure=measure,
         min_cluster_size=min_cluster_size, assign_outliers=assign_outliers, seed=seed, name=name,
         top=top, examples=examples, map_path=map_path, color_by=_ids(color_by), max_docs=max_docs,
     )  # fmt: skip
@@ -148,10 +149,11 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
 )
 @click.option("--hybrid", "mode", flag_value="hybrid", help="Concepts and MiniLM, rank-fused.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@measure_option("max")
 @format_option
 @_domain_errors
 def search_command(db, query, corpus, encoder, features, exclude, positives, n_concepts, like,
-                   where, mode, top, fmt):  # fmt: skip
+                   where, mode, top, measure, fmt):  # fmt: skip
     """Find documents that have a property.
 
     QUERY is a phrase ("refuses the request"); the concepts whose labels match it, weighted by how
@@ -163,7 +165,7 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     result = search(
         db, query, encoder=encoder, corpus=corpus, features=_ids(features), exclude=_ids(exclude),
         positives=_ids(positives), like=like, where=where, mode=mode or "sae",
-        n_concepts=n_concepts, top=top,
+        n_concepts=n_concepts, top=top, measure=measure,
     )  # fmt: skip
     if result.choice is not None:
         click.echo(f"using {result.choice.describe()}", err=True)

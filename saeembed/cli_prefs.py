@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from saeembed.cli import _domain_errors, format_option, main
+from saeembed.cli import _domain_errors, format_option, main, measure_option
 from saeembed.render import default_format, render
 
 pairs_option = click.option(
@@ -115,12 +115,12 @@ def prefs_list(db, fmt):
     show_default=True,
     help="Control every regression for the length difference (characters), or for nothing.",
 )
+@measure_option("presence", what="response")
 @click.option(
     "--values",
     type=click.Choice(["presence", "value"]),
-    default="presence",
-    show_default=True,
-    help="Δ from concept presence (0/1 per response) or pooled activation values.",
+    hidden=True,
+    help="Deprecated: --measure presence or --measure max.",
 )
 @relabel_option
 @click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.01, show_default=True,
@@ -134,7 +134,7 @@ def prefs_list(db, fmt):
 @click.option("--seed", type=int, default=0, show_default=True, help="Cross-validation folds.")
 @format_option
 @_domain_errors
-def prefs_fit(db, pairs_name, encoder, controls, values, relabel, min_prevalence, alpha, top,
+def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_prevalence, alpha, top,
               examples, ks, no_dense, seed, fmt):  # fmt: skip
     """Which concepts do the annotators reward or punish?
 
@@ -151,7 +151,8 @@ def prefs_fit(db, pairs_name, encoder, controls, values, relabel, min_prevalence
     except ValueError as exc:
         raise click.BadParameter(f"--k {ks!r}: give integers like 5,10,20") from exc
     report = fit(
-        db, pairs_name, encoder=encoder, values=values,
+        db, pairs_name, encoder=encoder,
+        measure={"value": "max", "presence": "presence"}[values] if values else measure,
         controls=() if controls == "none" else (controls,), relabel=relabel,
         min_prevalence=min_prevalence, alpha=alpha, ks=k_values, dense=not no_dense,
         examples=examples, top=top, seed=seed,

@@ -73,6 +73,7 @@ def cluster(
     map_path: str | Path | None = None,
     color_by: Sequence[int] = (),
     max_docs: int | None = None,
+    measure: str = "max",
 ) -> Clustering:
     """Cluster the documents of ``corpus`` on the chosen concepts (all concepts when none are
     chosen), describe each cluster by its most distinctive concepts (a diff against the rest,
@@ -95,7 +96,9 @@ def cluster(
                          positives, corpus, n_concepts)  # fmt: skip
         if choice is not None:
             log.info("clustering on %s", choice.describe())
-        matrix = load_matrix(store, chosen_encoder, corpus=corpus, max_docs=max_docs)
+        matrix = load_matrix(
+            store, chosen_encoder, corpus=corpus, max_docs=max_docs, measure=measure
+        )
         used = choice.features if choice is not None else np.arange(chosen_encoder.d_sae)
         x = clustering.weight_matrix(matrix.values[:, used].tocsr(), weighting)
         result = clustering.cluster_documents(
@@ -117,7 +120,8 @@ def cluster(
             xy = umap_coordinates(x, seed=seed)
             members = members.with_columns(pl.Series("x", xy[:, 0]), pl.Series("y", xy[:, 1]))
         params = {
-            **result.params, "method": method, "weighting": weighting, "corpus": corpus,
+            **result.params, "method": method, "weighting": weighting, "measure": measure,
+            "corpus": corpus,
             "n_docs": int(matrix.n_docs), "max_docs": max_docs,
         }  # fmt: skip
         stored = _store_clustering(store, chosen_encoder, corpus, name, params, choice, result,
@@ -238,6 +242,7 @@ def search(
     mode: str = "sae",
     n_concepts: int = 10,
     top: int = 10,
+    measure: str = "max",
 ) -> SearchResult:
     """Documents with a property: ``query`` (a phrase) and/or ``features``/``positives`` choose
     the concepts; ``like`` finds documents similar to one; ``mode`` is ``sae``, ``dense``
@@ -256,6 +261,6 @@ def search(
             )  # fmt: skip
         hits = search_documents(
             store, chosen, query=query, choice=choice, like=like, mode=mode, corpus=corpus,
-            where=where, top=top,
+            where=where, top=top, measure=measure,
         )  # fmt: skip
     return SearchResult(hits, choice, chosen)

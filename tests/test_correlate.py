@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from polars.testing import assert_frame_equal
 from scipy import stats as sps
 
 from saeembed.analysis.correlate import (
@@ -59,7 +60,7 @@ def test_blocks_give_the_same_pairs(store):
     matrix = load_matrix(store, store.resolve_encoder(None))
     whole = cooccurrence_pairs(matrix, min_support=5, block=512)
     tiny = cooccurrence_pairs(matrix, min_support=5, block=1)
-    assert whole.sort("feature_a", "feature_b").equals(tiny.sort("feature_a", "feature_b"))
+    assert_frame_equal(whole.sort("feature_a", "feature_b"), tiny.sort("feature_a", "feature_b"))
 
 
 def test_numeric_column_is_spearman(store):

@@ -21,10 +21,11 @@ import logging
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from scipy import stats as sps
 
 from saeembed.analysis import stats
-from saeembed.analysis.diff import compare_counts
+from saeembed.analysis.diff import compare_counts, compare_numeric
 from saeembed.analysis.matrix import ConceptMatrix, load_matrix
 from saeembed.errors import InputError
 from saeembed.labels.table import label_names
@@ -43,6 +44,7 @@ PAIR_COLUMNS = [
     "n_docs",
     "npmi",
     "phi",
+    "r",
     "decoder_cosine",
     "same_peak",
     "trivial",
@@ -57,18 +59,26 @@ def _labels(store: Store, encoder: Encoder) -> dict[int, str]:
 def cooccurrence_pairs(
     matrix: ConceptMatrix, *, min_support: int = 10, top: int = 1000, block: int = 512
 ) -> pl.DataFrame:
-    """The ``top`` concept pairs by NPMI among those co-occurring in >= ``min_support`` documents
-    (each unordered pair once), with counts and phi."""
+    """The ``top`` concept pairs among those co-occurring in >= ``min_support`` documents (each
+    unordered pair once), with counts, phi and ``r``, the Pearson correlation of the matrix's
+    measure (phi itself for a binary measure). Ranked by NPMI under a binary measure, by r under
+    a numeric one (token counts, shares, activations)."""
     x = matrix.presence
     n = matrix.n_docs
+    numeric = not matrix.measure.binary
     counts = np.asarray(x.sum(axis=0)).ravel()
-    # concepts in (nearly) every document co-occur with everything: nothing to learn from them
-    live = np.flatnonzero((counts >= min_support) & (counts <= n - min_support))
+    # under presence, concepts in (nearly) every document co-occur with everything: nothing to
+    # learn from them; a numeric measure still varies where presence does not
+    live = np.flatnonzero((counts >= min_support) & (numeric | (counts <= n - min_support)))
     if len(live) < 2:
         return pl.DataFrame(schema={c: pl.Float64 for c in PAIR_COLUMNS[:0]})
     xl = x[:, live].tocsc()
     xr = xl.T.tocsr()
     n_live = counts[live].astype(np.float64)
+    vl = matrix.values[:, live].astype(np.float64).tocsc()
+    vr = vl.T.tocsr()
+    mean = np.asarray(vl.mean(axis=0)).ravel()
+    sd = np.sqrt(np.maximum(np.asarray(vl.multiply(vl).mean(axis=0)).ravel() - mean**2, 0))
     best: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(live), block):
         stop = min(start + block, len(live))
@@ -78,17 +88,23 @@ def cooccurrence_pairs(
         i_idx, j_idx = i_idx[keep], j_idx[keep]
         n_ab = co[i_idx, j_idx]
         n_a, n_b = n_live[i_idx + start], n_live[j_idx]
+        products = (vr[start:stop] @ vl).toarray()[i_idx, j_idx] / n
         with np.errstate(invalid="ignore", divide="ignore"):
             npmi = np.log(n_ab * n / (n_a * n_b)) / -np.log(n_ab / n)
-        if len(npmi) > top:
-            pick = np.argpartition(-npmi, top)[:top]
-            i_idx, j_idx, n_ab, n_a, n_b, npmi = (
-                a[pick] for a in (i_idx, j_idx, n_ab, n_a, n_b, npmi)
+            r = (products - mean[i_idx + start] * mean[j_idx]) / (sd[i_idx + start] * sd[j_idx])
+        r = np.nan_to_num(r)
+        score = r if numeric else npmi
+        if len(score) > top:
+            pick = np.argpartition(-score, top)[:top]
+            i_idx, j_idx, n_ab, n_a, n_b, npmi, r, score = (
+                a[pick] for a in (i_idx, j_idx, n_ab, n_a, n_b, npmi, r, score)
             )
-        best.append((live[i_idx + start], live[j_idx], n_a, n_b, n_ab, npmi))
-    fa, fb, n_a, n_b, n_ab, npmi = (np.concatenate(parts) for parts in zip(*best, strict=True))
-    order = np.argsort(-npmi, kind="stable")[:top]
-    fa, fb, n_a, n_b, n_ab, npmi = (a[order] for a in (fa, fb, n_a, n_b, n_ab, npmi))
+        best.append((live[i_idx + start], live[j_idx], n_a, n_b, n_ab, npmi, r, score))
+    fa, fb, n_a, n_b, n_ab, npmi, r, score = (
+        np.concatenate(parts) for parts in zip(*best, strict=True)
+    )
+    order = np.argsort(-score, kind="stable")[:top]
+    fa, fb, n_a, n_b, n_ab, npmi, r = (a[order] for a in (fa, fb, n_a, n_b, n_ab, npmi, r))
     with np.errstate(invalid="ignore", divide="ignore"):
         phi = (n * n_ab - n_a * n_b) / np.sqrt(n_a * n_b * (n - n_a) * (n - n_b))
     return pl.DataFrame(
@@ -101,6 +117,7 @@ def cooccurrence_pairs(
             "n_docs": np.full(len(fa), n, np.int64),
             "npmi": npmi,
             "phi": np.nan_to_num(phi),
+            "r": r,
         }
     )
 
@@ -161,12 +178,15 @@ def correlate_concepts(
     show_trivial: bool = False,
     max_docs: int | None = 50_000,
     threshold: float = 0.0,
+    measure: str = "presence",
 ) -> pl.DataFrame:
-    """The most strongly co-occurring concept pairs, trivial ones marked (and dropped unless
-    ``show_trivial``). Documents beyond ``max_docs`` are sampled."""
+    """The most strongly co-occurring concept pairs under ``measure``, trivial ones marked (and
+    dropped unless ``show_trivial``). Documents beyond ``max_docs`` are sampled."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
-    matrix = load_matrix(store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs)
+    matrix = load_matrix(
+        store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs, measure=measure
+    )
     pairs = cooccurrence_pairs(matrix, min_support=min_support, top=max(10 * top, 1000))
     if pairs.height == 0:
         return pl.DataFrame(schema=dict.fromkeys(PAIR_COLUMNS, pl.Float64))
@@ -228,15 +248,40 @@ def detect_kind(values: pl.Series) -> str:
     return "categorical"
 
 
-def _rank_correlation(presence, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Spearman rho of each concept's presence with ``y`` (rows with y present), and p-values."""
+def column_ranks(x) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Mid-ranks of each column of a sparse non-negative matrix (its zeros tied at the bottom),
+    without densifying: a sparse matrix holding ``rank - zero_rank`` at the non-zeros (so its
+    product with a centred vector is the rank covariance), and each column's rank variance."""
+    x = sp.csc_matrix(x, dtype=np.float64)
+    x.sort_indices()
+    n, m = x.shape
+    col = np.repeat(np.arange(m), np.diff(x.indptr))
+    order = np.lexsort((x.data, col))
+    v, c = x.data[order], col[order]
+    new = np.r_[True, (c[1:] != c[:-1]) | (v[1:] != v[:-1])] if len(v) else np.zeros(0, bool)
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, len(v)])
+    position = np.arange(len(v)) - x.indptr[c]  # among the column's non-zeros, ascending
+    zeros = n - np.diff(x.indptr)
+    mid = zeros[c] + position[starts][group] + (sizes[group] + 1) / 2
+    zero_rank = (zeros + 1) / 2
+    data = np.empty(len(v))
+    data[order] = mid - zero_rank[c]
+    ranks = sp.csc_matrix((data, x.indices, x.indptr), shape=x.shape)
+    sumsq = np.bincount(c, weights=mid**2, minlength=m) + zeros * zero_rank**2
+    return ranks, sumsq / n - ((n + 1) / 2) ** 2
+
+
+def _rank_correlation(x, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman rho of each concept's measure (presence or a number) with ``y``, and p-values."""
     n = len(y)
     r = sps.rankdata(y)
     r = (r - r.mean()) / r.std()
-    p_x = np.asarray(presence.mean(axis=0)).ravel()
-    cov = np.asarray(presence.T @ r).ravel() / n  # mean(x * r), r centred
+    ranks, var = column_ranks(x)
+    cov = np.asarray(ranks.T @ r).ravel() / n  # mean(rank_x * r), r centred
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = cov / np.sqrt(p_x * (1 - p_x))
+        rho = cov / np.sqrt(var)
         t = rho * np.sqrt((n - 2) / np.maximum(1 - rho**2, 1e-12))
     rho = np.nan_to_num(rho)
     return rho, 2 * sps.t.sf(np.abs(np.nan_to_num(t)), n - 2)
@@ -255,23 +300,28 @@ def correlate_metadata(
     bucket: str = "auto",
     max_docs: int | None = None,
     threshold: float = 0.0,
+    measure: str = "presence",
 ) -> pl.DataFrame:
-    """Concepts against metadata column ``column`` (numeric, categorical or date)."""
+    """Concepts against metadata column ``column`` (numeric, categorical or date) under
+    ``measure``: Spearman's rho of the measure with a numeric or date column; per category,
+    the diff's statistics for that measure (proportions, or Welch's test of means)."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
-    matrix = load_matrix(store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs)
+    matrix = load_matrix(
+        store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs, measure=measure
+    )
     values = metadata_column(store, matrix, column)
     kind = detect_kind(values) if kind == "auto" else kind
     if kind not in ("numeric", "categorical", "date"):
         raise InputError(f"unknown column kind {kind!r}; use numeric, categorical or date")
     present = values.is_not_null().to_numpy()
-    x = matrix.presence[present]
+    x = matrix.values[present] if not matrix.measure.binary else matrix.presence[present]
     values = values.filter(pl.Series(present))
-    support = np.asarray(x.sum(axis=0)).ravel()
+    support = np.asarray((x > 0).sum(axis=0)).ravel()
     tested = np.flatnonzero(support >= min_support)
     labels = _labels(store, encoder)
     if kind == "categorical":
-        frame = _categorical(x, values.cast(pl.Utf8), tested, support)
+        frame = _categorical(x, values.cast(pl.Utf8), tested, support, matrix.measure.binary)
     else:
         if kind == "date":
             dates = values.cast(pl.Utf8).str.to_datetime(strict=False)
@@ -305,13 +355,26 @@ def correlate_metadata(
     return frame.select([*first, "feature", "label", *rest]).head(top)
 
 
-def _categorical(x, categories: pl.Series, tested: np.ndarray, support: np.ndarray) -> pl.DataFrame:
+def _categorical(
+    x, categories: pl.Series, tested: np.ndarray, support: np.ndarray, binary: bool = True
+) -> pl.DataFrame:
     parts = []
+    column_sum = lambda m: np.asarray(m.sum(axis=0)).ravel()[tested]  # noqa: E731
+    total, total_sq = column_sum(x), column_sum(x.multiply(x))
     for category in categories.unique().sort().to_list():
         inside = (categories == category).to_numpy()
-        n_in = np.asarray(x[inside].sum(axis=0)).ravel()[tested]
+        size_in, size_out = int(inside.sum()), int((~inside).sum())
+        n_in = column_sum(x[inside] > 0)
         n_out = support[tested] - n_in
-        part = compare_counts(tested, n_in, n_out, int(inside.sum()), int((~inside).sum()))
+        if binary:
+            part = compare_counts(tested, n_in, n_out, size_in, size_out)
+        else:
+            s_in, sq_in = column_sum(x[inside]), column_sum(x[inside].multiply(x[inside]))
+            moments = pl.DataFrame(
+                {"feature": tested, "n_a": n_in, "n_b": n_out, "sum_a": s_in,
+                 "sum_b": total - s_in, "sumsq_a": sq_in, "sumsq_b": total_sq - sq_in}
+            )  # fmt: skip
+            part = compare_numeric(moments, size_in, size_out)
         parts.append(part.with_columns(pl.lit(category).alias("category")))
     frame = pl.concat(parts)
     return frame.with_columns(pl.Series("q", stats.bh_qvalues(frame["p"].to_numpy())))

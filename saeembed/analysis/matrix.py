@@ -1,5 +1,6 @@
-"""An encoder's documents as a sparse documents x concepts matrix (read with one SQL query), the
-shared input of correlation analyses. Documents can be capped to a fixed random sample."""
+"""An encoder's documents as a sparse documents x concepts matrix of one concept measure (read
+with one SQL query), the shared input of correlation, clustering, retrieval by example and
+preference fits. Documents can be capped to a fixed random sample."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import scipy.sparse as sp
 
+from saeembed.analysis.measures import Measure, prepare, rows_sql
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class ConceptMatrix:
     doc_ids: np.ndarray  # int64 [n_docs], sorted
-    values: sp.csc_matrix  # float32 [n_docs, d_sae], pooled activation (0 = absent)
+    values: sp.csc_matrix  # float32 [n_docs, d_sae], the measure's value (0 = absent)
+    measure: Measure
 
     @property
     def n_docs(self) -> int:
@@ -36,26 +38,25 @@ def load_matrix(
     corpus: str | None = None,
     threshold: float = 0.0,
     max_docs: int | None = None,
+    measure: str | Measure = "max",
 ) -> ConceptMatrix:
     """Documents encoded by ``encoder`` (of ``corpus``, if given; at most ``max_docs``, a sample
-    fixed by document id) and their activations above ``threshold``."""
+    fixed by document id) and the ``measure`` of their concepts whose maximum activation
+    exceeds ``threshold`` (`saeembed.analysis.measures`)."""
+    m = prepare(store, encoder, measure)
     doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
-    store.con.register("matrix_docs", pa.table({"doc_id": doc_ids}))
-    try:
-        acts = store.con.sql(
-            """
-            SELECT a.doc_id, a.feature, a.value FROM activations a
-            SEMI JOIN matrix_docs m ON m.doc_id = a.doc_id
-            WHERE a.encoder_id = ? AND a.value > ?
+    with store.temporary(matrix_docs={"doc_id": doc_ids}) as con:
+        acts = con.sql(
+            f"""
+            SELECT doc_id, feature, v FROM ({rows_sql(m, "$1")} AND a.value > $2) x
+            SEMI JOIN matrix_docs d USING (doc_id)
             """,
             params=[encoder.encoder_id, threshold],
         ).fetchnumpy()
-    finally:
-        store.con.unregister("matrix_docs")
     rows = np.searchsorted(doc_ids, np.asarray(acts["doc_id"]))
     values = sp.csc_matrix(
-        (np.asarray(acts["value"], np.float32), (rows, np.asarray(acts["feature"], np.int64))),
+        (np.asarray(acts["v"], np.float32), (rows, np.asarray(acts["feature"], np.int64))),
         shape=(len(doc_ids), encoder.d_sae),
     )
-    log.info("concept matrix: %d documents, %d activations", len(doc_ids), values.nnz)
-    return ConceptMatrix(doc_ids, values)
+    log.info("concept matrix (%s): %d documents, %d activations", m.name, len(doc_ids), values.nnz)
+    return ConceptMatrix(doc_ids, values, m)

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from saeembed.errors import InputError
-from saeembed.store import Encoder, Store
+
+if TYPE_CHECKING:
+    from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ MEASURES: dict[str, Measure] = {
     )
 }  # fmt: skip
 MEASURE_NAMES = tuple(MEASURES)
+#: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures.
+DEFAULT_DIFF_MEASURE = "presence"
 
 
 def get_measure(measure: str | Measure) -> Measure:

@@ -73,10 +73,18 @@ def candidates(
 
 
 def sae_scores(
-    store: Store, encoder: Encoder, docs: pl.DataFrame, choice: ConceptChoice
+    store: Store,
+    encoder: Encoder,
+    docs: pl.DataFrame,
+    choice: ConceptChoice,
+    measure: str = "max",
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """Per candidate document: the weighted sum of capped, scaled activations of the chosen
-    concepts, and the concepts that contributed, strongest first."""
+    """Per candidate document: the weighted sum of the chosen concepts' ``measure``, each scaled
+    by its 99th percentile among the candidates and capped at 1, and the concepts that
+    contributed, strongest first."""
+    from saeembed.analysis.measures import prepare, rows_sql
+
+    m = prepare(store, encoder, measure)
     weights = dict(zip(choice.features.tolist(), choice.weights.tolist(), strict=True))
     labels = dict(
         zip(choice.table["feature"].to_list(), choice.table["label"].to_list(), strict=True)
@@ -84,17 +92,16 @@ def sae_scores(
     store.con.register("search_docs", docs.select("doc_id").to_arrow())
     try:
         acts = store.sql(
-            """
-            WITH scale AS (
-                SELECT feature, quantile_cont(value, 0.99) AS p99 FROM activations
-                WHERE encoder_id = $enc AND list_contains($features, feature) AND value > 0
+            f"""
+            WITH measured AS (
+                SELECT * FROM ({rows_sql(m)}) WHERE list_contains($features, feature)
                   AND doc_id IN (SELECT doc_id FROM search_docs)
-                GROUP BY feature
+            ),
+            scale AS (
+                SELECT feature, quantile_cont(v, 0.99) AS p99 FROM measured GROUP BY feature
             )
-            SELECT a.doc_id, a.feature, least(a.value / s.p99, 1.0) AS scaled
-            FROM activations a JOIN scale s USING (feature)
-            WHERE a.encoder_id = $enc AND a.value > 0
-              AND a.doc_id IN (SELECT doc_id FROM search_docs)
+            SELECT x.doc_id, x.feature, least(x.v / s.p99, 1.0) AS scaled
+            FROM measured x JOIN scale s USING (feature)
             """,
             {"enc": encoder.encoder_id, "features": list(weights)},
         )
@@ -144,9 +151,11 @@ def like_scores(
     choice: ConceptChoice | None,
     *,
     dense: bool = False,
+    measure: str = "max",
 ) -> np.ndarray:
     """Cosine similarity of every candidate to document ``doc_id``: on idf-weighted concept
-    vectors (the chosen concepts only, if any), or on sentence embeddings with ``dense``."""
+    vectors (the concepts present under ``measure``; the chosen ones only, if any), or on
+    sentence embeddings with ``dense``."""
     target = store.sql(
         "SELECT doc_id, any_value(text) AS text FROM documents WHERE doc_id = ? GROUP BY doc_id",
         [doc_id],
@@ -162,7 +171,7 @@ def like_scores(
     from saeembed.analysis.cluster import weight_matrix
     from saeembed.analysis.matrix import load_matrix
 
-    matrix = load_matrix(store, encoder)
+    matrix = load_matrix(store, encoder, measure=measure)
     if choice is not None:
         keep = np.zeros(encoder.d_sae, dtype=bool)
         keep[choice.features] = True
@@ -189,9 +198,10 @@ def search_documents(
     where: str | None = None,
     top: int = 10,
     width: int = 100,
+    measure: str = "max",
 ) -> pl.DataFrame:
     """The ``top`` documents for a property (``query`` / ``choice``) or like document ``like``,
-    among those passing ``where`` (`SEARCH_COLUMNS`)."""
+    among those passing ``where`` (`SEARCH_COLUMNS`), scoring concepts by ``measure``."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     docs = candidates(store, encoder, corpus, where)
@@ -199,7 +209,9 @@ def search_documents(
         raise InputError("no encoded document passes the filters; loosen --where or --corpus")
     reasons: list[list[str]] = [[] for _ in range(docs.height)]
     if like is not None:
-        scores = like_scores(store, encoder, docs, like, choice, dense=mode == "dense")
+        scores = like_scores(
+            store, encoder, docs, like, choice, dense=mode == "dense", measure=measure
+        )
         docs, scores = _without(docs, scores, like)
         reasons = [[] for _ in range(docs.height)]
     else:
@@ -210,7 +222,7 @@ def search_documents(
         if mode == "dense":
             scores = dense_scores(store, docs, query)
         else:
-            scores, reasons = sae_scores(store, encoder, docs, choice)
+            scores, reasons = sae_scores(store, encoder, docs, choice, measure)
             if mode == "hybrid":
                 scores = rank_fusion(scores, dense_scores(store, docs, query))
     order = np.argsort(-scores, kind="stable")[:top]

@@ -107,7 +107,7 @@ def fit(
     pairs: str | None = None,
     *,
     encoder: str | int | None = None,
-    values: str = "presence",
+    measure: str = "presence",
     controls: Sequence[str] = ("length",),
     relabel: str | None = None,
     min_prevalence: float = 0.01,
@@ -125,7 +125,7 @@ def fit(
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
         return fit_preferences(
-            store, name, chosen, values=values, controls=tuple(controls), relabel=relabel,
+            store, name, chosen, measure=measure, controls=tuple(controls), relabel=relabel,
             min_prevalence=min_prevalence, alpha=alpha, ks=tuple(ks), dense=dense,
             examples=examples, top=top, seed=seed,
         )  # fmt: skip

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from saeembed.analysis import stats
 from saeembed.analysis.matrix import load_matrix
+from saeembed.analysis.measures import get_measure
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
@@ -32,7 +33,6 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
-VALUE_MODES = ("presence", "value")
 CONTROLS = ("length",)
 SPARSE_KS = (5, 10, 20)
 FEATURE_COLUMNS = ["feature", "label", "prevalence", "n_differ", "a_more", "effect", "coef", "se",
@@ -85,15 +85,15 @@ def preference_data(
     pairs_name: str,
     encoder: Encoder,
     *,
-    values: str = "presence",
+    measure: str = "presence",
     controls: tuple[str, ...] = ("length",),
     relabel: str | None = None,
     n_folds: int = 5,
     seed: int = 0,
 ) -> PreferenceData:
-    """Read pair set ``pairs_name`` encoded by ``encoder`` into a `PreferenceData`."""
-    if values not in VALUE_MODES:
-        raise InputError(f"unknown --values {values!r}; use one of {', '.join(VALUE_MODES)}")
+    """Read pair set ``pairs_name`` encoded by ``encoder`` into a `PreferenceData`: per pair,
+    the difference of the two responses' concept ``measure`` (`saeembed.analysis.measures`)."""
+    measure = get_measure(measure).name
     unknown = sorted(set(controls) - set(CONTROLS))
     if unknown:
         raise InputError(f"unknown control {unknown[0]!r}; available: {', '.join(CONTROLS)}")
@@ -108,11 +108,16 @@ def preference_data(
             f"{n_ties} ties); fitting needs at least {2 * n_folds} with both labels present"
         )
     if is_pair_encoder(store, encoder):
+        if measure not in ("presence", "max"):
+            raise InputError(
+                f"a pair encoder keeps one signed value per pair, so measure {measure!r} does "
+                "not apply; use presence or max"
+            )
         delta = pair_activation_matrix(store, encoder, pairs_name, pairs["pair_id"].to_numpy())
-        if values == "presence":
+        if measure == "presence":
             delta = delta.sign()
     else:
-        delta = _response_differences(store, encoder, pairs_name, pairs, values)
+        delta = _response_differences(store, encoder, pairs_name, pairs, measure)
     delta = delta.tocsc()
     delta.eliminate_zeros()
     columns = []
@@ -138,10 +143,10 @@ def preference_data(
 
 
 def _response_differences(
-    store: Store, encoder: Encoder, pairs_name: str, pairs: pl.DataFrame, values: str
+    store: Store, encoder: Encoder, pairs_name: str, pairs: pl.DataFrame, measure: str
 ) -> sp.csr_matrix:
-    """x(A) - x(B) from the pooled activations of each pair's two response documents."""
-    matrix = load_matrix(store, encoder, corpus=_corpus_of(store, pairs_name))
+    """x(A) - x(B) of the measure of each pair's two response documents."""
+    matrix = load_matrix(store, encoder, corpus=_corpus_of(store, pairs_name), measure=measure)
     sides = []
     for column in ("doc_a", "doc_b"):
         ids = pairs[column].to_numpy()
@@ -153,7 +158,7 @@ def _response_differences(
                 f"{encoder.name}; run `saeembed prefs encode` again to finish"
             )
         x = matrix.values.tocsr()[rows]
-        sides.append(x if values == "value" else (x > 0).astype(np.float32))
+        sides.append(x)
     return sides[0] - sides[1]
 
 
@@ -311,7 +316,7 @@ def fit_preferences(
     pairs_name: str,
     encoder: Encoder,
     *,
-    values: str = "presence",
+    measure: str = "presence",
     controls: tuple[str, ...] = ("length",),
     relabel: str | None = None,
     min_prevalence: float = 0.01,
@@ -323,7 +328,7 @@ def fit_preferences(
     seed: int = 0,
 ) -> PreferenceReport:
     """The whole preference analysis of one pair set under one encoder (see the module doc)."""
-    data = preference_data(store, pairs_name, encoder, values=values, controls=controls,
+    data = preference_data(store, pairs_name, encoder, measure=measure, controls=controls,
                            relabel=relabel, seed=seed)  # fmt: skip
     names = label_names(store, encoder)
     labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
@@ -349,7 +354,7 @@ def fit_preferences(
         "n_concepts_tested": table.height,
         "n_significant": table.filter(pl.col("q") < alpha).height,
         "min_prevalence": min_prevalence,
-        "values": values,
+        "measure": measure,
         "controls": list(controls),
         "relabel": relabel,
         "alpha": alpha,
