@@ -31,14 +31,19 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store:
 class EncodeResult:
     corpus: str
     read: ReadReport
-    n_new_documents: int
+    n_new_documents: int  # new rows of `documents`: chunks, when chunk_tokens was given
     encoding: object  # saeembed.encode.EncodeReport
+    chunk_tokens: int | None = None
 
     def summary(self) -> str:
-        return (
-            f"corpus {self.corpus!r}: {self.n_new_documents:,} new documents; "
-            + self.encoding.describe()
-        )
+        if self.chunk_tokens is None:
+            added = f"{self.n_new_documents:,} new documents"
+        else:
+            added = (
+                f"{self.n_new_documents:,} new chunks of up to {self.chunk_tokens:,} tokens "
+                f"(from {self.read.n_documents:,} documents)"
+            )
+        return f"corpus {self.corpus!r}: {added}; " + self.encoding.describe()
 
 
 def corpus_name_for(path: str | Path) -> str:
@@ -111,13 +116,22 @@ def encode(
     device: str = "auto",
     dtype: str | None = None,
     chat: str = "none",
+    chunk_tokens: int | None = None,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> EncodeResult:
     """Read ``source`` (a file, a DataFrame, or a list of texts), add its documents to ``corpus``
     in ``db`` and encode every one not yet encoded with this model, SAE and layer.
 
-    Safe to interrupt and to repeat: a second call encodes only what is missing."""
+    With ``chunk_tokens`` N, each document is stored as its consecutive windows of N tokens of the
+    reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
+    `saeembed.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
+    missing."""
+    if chunk_tokens is not None:
+        from saeembed.chunks import check_chunk_tokens
+        from saeembed.encode import DEFAULT_MAX_TOKENS
+
+        chunk_tokens = check_chunk_tokens(chunk_tokens, max_tokens or DEFAULT_MAX_TOKENS)
     if corpus is None:
         if not isinstance(source, (str, Path)):
             raise SaeembedError(
@@ -129,6 +143,10 @@ def encode(
         log.warning(report.summary())
     # everything that can fail on bad arguments happens before the store is touched
     stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
+    if chunk_tokens is not None:
+        from saeembed.chunks import chunk_documents
+
+        docs = chunk_documents(docs, stack.reader.tokenizer, chunk_tokens)
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(
@@ -141,7 +159,7 @@ def encode(
     finally:
         if not isinstance(db, Store):
             store.close()
-    return EncodeResult(corpus, report, added, encoding)
+    return EncodeResult(corpus, report, added, encoding, chunk_tokens)
 
 
 @dataclass

@@ -132,6 +132,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     show_default=True,
     help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).",
 )
+@click.option(
+    "--chunk-tokens",
+    type=int,
+    help="Store each document as consecutive chunks of N tokens, each a document with parent_id "
+    "and chunk_idx [default: whole documents].",
+)
 @click.pass_context
 @_domain_errors
 def encode(
@@ -149,14 +155,17 @@ def encode(
     device,
     dtype,
     chat,
+    chunk_tokens,
 ):
     """Encode a corpus file or a named dataset into the store.
 
     INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
     such as data:rotten-tomatoes?category=fresh.
 
-    Each document becomes its max-pooled sparse SAE vector. Interrupt it at any time: running it
-    again finishes the job without duplicating anything; running it twice adds nothing."""
+    Each document becomes its max-pooled sparse SAE vector (with --chunk-tokens N, each chunk of
+    N tokens does, stored as a document with parent_id and chunk_idx). Interrupt it at any time:
+    running it again finishes the job without duplicating anything; running it twice adds
+    nothing."""
     from saeembed.api import encode as encode_documents
 
     result = encode_documents(
@@ -173,6 +182,7 @@ def encode(
         device=device,
         dtype=dtype,
         chat=chat,
+        chunk_tokens=chunk_tokens,
         progress=not ctx.obj["quiet"],
     )
     click.echo(result.summary(), err=True)

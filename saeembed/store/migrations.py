@@ -230,5 +230,17 @@ def _feature_thresholds(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(7, "document chunks")
+def _document_chunks(con: duckdb.DuckDBPyConnection) -> None:
+    # A chunk (encode --chunk-tokens N) is an ordinary document that records the doc_id its whole
+    # document would have had and its 0-based position in it; NULL for documents not chunked.
+    con.execute(
+        """
+        ALTER TABLE documents ADD COLUMN parent_id BIGINT;
+        ALTER TABLE documents ADD COLUMN chunk_idx INTEGER;
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

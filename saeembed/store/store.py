@@ -38,6 +38,10 @@ class Encoder:
     chat: str
 
 
+# `documents` columns an incoming table may lack (NULL then): a response's context, and a chunk's
+# parent document and position (saeembed.chunks)
+_OPTIONAL_DOCUMENT_COLUMNS = {"context": pl.String, "parent_id": pl.Int64, "chunk_idx": pl.Int32}
+
 _ENCODER_COLUMNS = (
     "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
 )
@@ -186,11 +190,15 @@ class Store:
 
     @staticmethod
     def incoming_documents(corpus: str, docs: pl.DataFrame) -> pl.DataFrame:
-        """``docs`` with exactly the columns `insert_documents` reads (checked corpus name)."""
+        """``docs`` with exactly the columns `insert_documents` reads (checked corpus name); the
+        optional ``context``, ``parent_id`` and ``chunk_idx`` are NULL where ``docs`` lacks them."""
         if not corpus or not corpus.strip():
             raise StoreError("a corpus name cannot be empty; pass --corpus NAME")
-        context = pl.col("context") if "context" in docs.columns else pl.lit(None, pl.String)
-        return docs.select("doc_id", "row_idx", "ext_id", "text", "meta", context.alias("context"))
+        optional = [
+            (pl.col(name) if name in docs.columns else pl.lit(None, dtype)).alias(name)
+            for name, dtype in _OPTIONAL_DOCUMENT_COLUMNS.items()
+        ]
+        return docs.select("doc_id", "row_idx", "ext_id", "text", "meta", *optional)
 
     @staticmethod
     def insert_documents(
@@ -208,8 +216,10 @@ class Store:
         )
         return con.execute(
             """
-            INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta, context)
-            SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta, n.context
+            INSERT INTO documents
+                (corpus, doc_id, row_idx, ext_id, text, meta, context, parent_id, chunk_idx)
+            SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta, n.context, n.parent_id,
+                n.chunk_idx
             FROM incoming_documents n
             WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
             """,
@@ -281,14 +291,14 @@ class Store:
 
     # ---- encoding progress -----------------------------------------------------------------
     def pending_documents(self, encoder_id: int, corpus: str, limit: int) -> pl.DataFrame:
-        """Up to ``limit`` documents of ``corpus`` not yet encoded by ``encoder_id`` (file order),
-        with their context (NULL for most documents)."""
+        """Up to ``limit`` documents of ``corpus`` not yet encoded by ``encoder_id`` (file order,
+        chunks in order within their document), with their context (NULL for most documents)."""
         return self.con.sql(
             """
             SELECT d.doc_id, d.text, d.context FROM documents d
             WHERE d.corpus = ? AND NOT EXISTS (
                 SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
-            ORDER BY d.row_idx LIMIT ?
+            ORDER BY d.row_idx, d.chunk_idx, d.doc_id LIMIT ?
             """,
             params=[corpus, encoder_id, limit],
         ).pl()
