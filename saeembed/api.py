@@ -312,8 +312,8 @@ def diff(
     ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
     A dict passed as ``summary`` receives the counts behind the table (concepts tested,
     significant, the sides and the encoder)."""
-    from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
-    from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
+    from saeembed.analysis.diff import add_examples, check_test, diff_corpora, paired_diff
+    from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, get_measure
 
     measure = measure or DEFAULT_DIFF_MEASURE
 
@@ -349,7 +349,7 @@ def diff(
                 b=corpora_b,
                 encoder=chosen.name,
                 measure=measure,
-                test=table["test"][0] if table.height else None,
+                test=("paired" if paired else check_test(get_measure(measure), test)),
             )
         table = table.head(top) if top else table
         if paired:

@@ -139,7 +139,10 @@ def test_python_api_on_corpora_in_a_store(tmp_path):
     summary: dict = {}
     table = saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", top=2, summary=summary)
     assert table["feature"].to_list() == [3, 1]
-    assert summary == {"tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1"}
+    assert summary == {
+        "tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1",
+        "measure": "presence", "test": "proportion",
+    }  # fmt: skip
     paired = saeembed.diff("A", "B", db=tmp_path / "api.duckdb", paired=True, pair_on="id")
     assert paired.filter(feature=1)["only_a"][0] == 18
     with pytest.raises(saeembed.errors.SaeembedError, match="paired mode compares exactly two"):

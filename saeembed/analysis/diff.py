@@ -333,7 +333,10 @@ def paired_diff(
     if pair_on not in ("row", "id"):
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
     m = prepare(store, encoder, measure)
-    key = "d.row_idx::VARCHAR" if pair_on == "row" else "d.ext_id"
+    # chunks of one document share its row and id: pair them chunk by chunk
+    key = ("d.row_idx::VARCHAR" if pair_on == "row" else "d.ext_id") + (
+        " || coalesce('#' || d.chunk_idx, '')"
+    )
     params = {"a": corpus_a, "b": corpus_b, "enc": encoder.encoder_id, "t": threshold}
     side = f"""
         SELECT {key} AS k, d.doc_id FROM documents d
