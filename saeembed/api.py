@@ -290,6 +290,7 @@ def diff(
     encoder: str | int | None = None,
     measure: str | None = None,
     test: str | None = None,
+    sort: str = "p",
     paired: bool = False,
     pair_on: str = "row",
     min_support: int = 10,
@@ -334,12 +335,12 @@ def diff(
         if paired:
             table = paired_diff(
                 store, corpus_a, corpora_b[0], encoder=chosen, measure=measure, pair_on=pair_on,
-                min_support=min_support, threshold=threshold, alpha=alpha,
+                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
             )  # fmt: skip
         else:
             table = diff_corpora(
                 store, [corpus_a], corpora_b, encoder=chosen, measure=measure, test=test,
-                min_support=min_support, threshold=threshold, alpha=alpha,
+                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
             )  # fmt: skip
         if summary is not None:
             summary.update(

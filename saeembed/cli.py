@@ -221,6 +221,13 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
 @click.option("--examples", type=click.IntRange(min=0), default=0, help="Top documents per row.")
 @measure_option(DEFAULT_DIFF_MEASURE)
 @click.option(
+    "--sort",
+    type=click.Choice(["p", "effect"]),
+    default="p",
+    show_default=True,
+    help="Order the significant concepts by p-value or by absolute effect.",
+)
+@click.option(
     "--test",
     type=click.Choice(["proportion", "welch", "mannwhitney"]),
     help="Test for the measure [default: proportion for binary measures, welch for numeric].",
@@ -249,7 +256,7 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
 @click.pass_context
 @_domain_errors
 def diff_command(
-    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, test, paired,
+    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
     pair_on, model, sae, max_tokens, chat, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
@@ -264,7 +271,7 @@ def diff_command(
 
     summary: dict = {}
     table = diff(
-        a, list(b), db=db, encoder=encoder, measure=measure, test=test, paired=paired,
+        a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],

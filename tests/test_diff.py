@@ -138,7 +138,10 @@ def test_python_api_on_corpora_in_a_store(tmp_path):
     build_count_store(tmp_path / "api.duckdb", SIZES, COUNTS).close()
     summary: dict = {}
     table = saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", top=2, summary=summary)
-    assert table["feature"].to_list() == [3, 1]
+    assert table["feature"].to_list() == [1, 3]  # significant ones by p
+    assert table["p"][0] < table["p"][1] and abs(table["diff"][0]) < abs(table["diff"][1])
+    by_effect = saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", top=2, sort="effect")
+    assert by_effect["feature"].to_list() == [3, 1]
     assert summary == {
         "tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1",
         "measure": "presence", "test": "proportion",

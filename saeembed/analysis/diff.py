@@ -55,11 +55,20 @@ def _check_sides(store: Store, corpora_a: list[str], corpora_b: list[str]) -> No
         raise InputError(f"corpus {overlap[0]!r} is on both sides of the diff; drop it from one")
 
 
-def rank(frame: pl.DataFrame, alpha: float) -> pl.DataFrame:
-    """Significant concepts (q < alpha) first, by absolute difference; then the rest by p."""
+SORTS = ("p", "effect")
+
+
+def rank(frame: pl.DataFrame, alpha: float, sort: str = "p") -> pl.DataFrame:
+    """Significant concepts (q < alpha) first, by p (``sort="p"``; ties by absolute effect) or
+    by absolute effect (``sort="effect"``; ties by p); then the rest by p. Ordering by p puts
+    planted carriers first in docs/benchmarks.md#concept-measures."""
+    if sort not in SORTS:
+        raise InputError(f"unknown sort {sort!r}; use p or effect")
+    keys = ["_sig", "p", "_abs"] if sort == "p" else ["_sig", "_abs", "p"]
+    descending = [True, False, True] if sort == "p" else [True, True, False]
     return (
         frame.with_columns((pl.col("q") < alpha).alias("_sig"), pl.col("diff").abs().alias("_abs"))
-        .sort(["_sig", "_abs", "p"], descending=[True, True, False])
+        .sort([*keys, "feature"], descending=[*descending, False])
         .drop("_sig", "_abs")
     )
 
@@ -135,6 +144,7 @@ def diff_corpora(
     min_support: int = 10,
     threshold: float = 0.0,
     alpha: float = 0.05,
+    sort: str = "p",
     top: int | None = None,
 ) -> pl.DataFrame:
     """The diff table of side A (the union of ``corpora_a``) against side B under ``measure``
@@ -186,7 +196,7 @@ def diff_corpora(
     else:
         frame = compare_numeric(moments, size_a, size_b, test=test, groups=groups)
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
-    frame = rank(frame.select(columns_for(m)), alpha)
+    frame = rank(frame.select(columns_for(m)), alpha, sort)
     return frame.head(top) if top else frame
 
 
@@ -321,6 +331,7 @@ def paired_diff(
     min_support: int = 10,
     threshold: float = 0.0,
     alpha: float = 0.05,
+    sort: str = "p",
     top: int | None = None,
 ) -> pl.DataFrame:
     """Diff of two corpora whose documents correspond one to one: by row number in their files
@@ -420,7 +431,7 @@ def paired_diff(
             }
         )
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
-    frame = rank(frame.select(columns_for(m, paired=True)), alpha)
+    frame = rank(frame.select(columns_for(m, paired=True)), alpha, sort)
     return frame.head(top) if top else frame
 
 
