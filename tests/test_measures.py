@@ -219,7 +219,7 @@ def test_bad_measure_and_test_are_one_line_errors(store):
     with pytest.raises(InputError, match="unknown measure 'sum'; use one of presence"):
         diff_corpora(store, ["A"], ["B"], measure="sum")
     with pytest.raises(InputError, match="test 'welch' does not fit measure 'presence'"):
-        diff_corpora(store, ["A"], ["B"], test="welch")
+        diff_corpora(store, ["A"], ["B"], measure="presence", test="welch")
 
 
 def test_a_store_encoded_before_sums_explains_the_re_encode(tmp_path):

@@ -16,7 +16,13 @@ import numpy as np
 import polars as pl
 
 from saeembed.analysis import stats
-from saeembed.analysis.measures import Measure, get_measure, prepare, rows_sql
+from saeembed.analysis.measures import (
+    DEFAULT_DIFF_MEASURE,
+    Measure,
+    get_measure,
+    prepare,
+    rows_sql,
+)
 from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
@@ -139,7 +145,7 @@ def diff_corpora(
     corpora_b: list[str],
     *,
     encoder: Encoder | str | int | None = None,
-    measure: str | Measure = "presence",
+    measure: str | Measure = DEFAULT_DIFF_MEASURE,
     test: str | None = None,
     min_support: int = 10,
     threshold: float = 0.0,
@@ -326,7 +332,7 @@ def paired_diff(
     corpus_b: str,
     *,
     encoder: Encoder | str | int | None = None,
-    measure: str | Measure = "presence",
+    measure: str | Measure = DEFAULT_DIFF_MEASURE,
     pair_on: str = "row",
     min_support: int = 10,
     threshold: float = 0.0,

@@ -75,7 +75,7 @@ MEASURES: dict[str, Measure] = {
 }  # fmt: skip
 MEASURE_NAMES = tuple(MEASURES)
 #: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures.
-DEFAULT_DIFF_MEASURE = "presence"
+DEFAULT_DIFF_MEASURE = "strong"
 
 
 def get_measure(measure: str | Measure) -> Measure:
