@@ -212,3 +212,67 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     assert sum(("film" in t) or ("movie" in t) for t in texts) >= 4, texts
     dense = search(db, "film", corpus="rt", top=5, mode="dense")
     assert dense.hits.height == 5 and dense.choice is None
+
+
+def test_measures_on_real_long_passages(real_sae, tmp_path):
+    """Long news passages and short reviews through the default reader: the stored sums and
+    counts are consistent, presence saturates on long text where strong presence does not, and
+    a diff runs under every measure (chunked encoding keeps the parent ids)."""
+    from saeembed.analysis.diff import diff_corpora
+    from saeembed.analysis.measures import MEASURE_NAMES
+    from saeembed.api import encode, open_store
+    from saeembed.data import load_dataset
+    from saeembed.inputs import doc_id_for
+
+    news = load_dataset("news-articles", split_passages="window", max_tokens=220)
+    news = news.filter(pl.col("text").str.split(" ").list.len() >= 200).head(24)
+    short = load_dataset("rotten-tomatoes").filter(pl.col("category") != "plot").head(24)
+    db = tmp_path / "long.duckdb"
+    encode(news["text"].to_list(), db, corpus="news", sae=str(real_sae), device="cpu", progress=False)  # fmt: skip
+    encode(short["text"].to_list(), db, corpus="short", sae=str(real_sae), device="cpu", progress=False)  # fmt: skip
+    chunked = encode(
+        news["text"].head(3).to_list(), db, corpus="chunks", sae=str(real_sae), device="cpu",
+        progress=False, chunk_tokens=64,
+    )  # fmt: skip
+    with open_store(db) as store:
+        bad = store.sql(
+            """
+            SELECT count(*) FILTER (WHERE a.value_sum IS NULL OR a.value_sum < a.value * 0.999
+                                    OR a.value_sum > a.value * a.n_tokens * 1.001
+                                    OR a.n_tokens > e.n_tokens) AS bad,
+                   count(*) AS n
+            FROM activations a JOIN encoded_documents e USING (encoder_id, doc_id)
+            """
+        ).row(0, named=True)
+        assert bad["bad"] == 0 and bad["n"] > 24 * 500
+        per_doc = store.sql(
+            """
+            SELECT d.corpus, avg(e.n_tokens) AS tokens, avg(e.n_features) AS present
+            FROM documents d JOIN encoded_documents e USING (doc_id)
+            WHERE d.corpus IN ('news', 'short') GROUP BY 1 ORDER BY 1
+            """
+        ).rows()
+        (_, long_tokens, long_present), (_, short_tokens, short_present) = per_doc
+        assert long_tokens > 200 and short_tokens < 60
+        assert long_present > 3 * short_present  # max-pooled presence grows with length
+        for measure in MEASURE_NAMES:
+            table = diff_corpora(store, ["news"], ["short"], measure=measure, min_support=5)
+            assert table.height > 100 and table["p"].is_between(0, 1).all(), measure
+            assert table["q"].min() < 0.05, measure  # news vs reviews differ under every measure
+        thresholds = store.sql("SELECT feature, p99, reference_docs FROM feature_thresholds")
+        assert thresholds["reference_docs"].unique().to_list() == [
+            store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]
+        ]
+        values = (
+            store.sql("SELECT feature, value FROM activations")
+            .group_by("feature")
+            .agg(pl.col("value").quantile(0.99, "linear").alias("expected"))
+        )
+        joined = thresholds.join(values, on="feature")
+        assert joined.height == thresholds.height > 1000
+        assert (joined["p99"] - joined["expected"]).abs().max() < 1e-4 * joined["expected"].max()
+        chunks = store.sql(
+            "SELECT parent_id, chunk_idx FROM documents WHERE corpus = 'chunks' ORDER BY parent_id, chunk_idx"
+        )
+        parents = {doc_id_for(t) for t in news["text"].head(3).to_list()}
+        assert set(chunks["parent_id"].to_list()) == parents and chunked.n_new_documents > 3 * 3
