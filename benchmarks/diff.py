@@ -68,7 +68,8 @@ def build(path: Path, n_docs: int, per_doc: int, seed: int = 0) -> None:
                     ),
                 )
                 store.con.execute(
-                    "INSERT INTO documents SELECT ?, doc_id, row_idx, NULL, '', NULL FROM chunk_docs",
+                    "INSERT INTO documents (corpus, doc_id, row_idx, text) "
+                    "SELECT ?, doc_id, row_idx, '' FROM chunk_docs",
                     [corpus],
                 )
                 store.con.execute(

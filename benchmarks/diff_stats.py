@@ -75,7 +75,8 @@ def planted_trial(
     plant, reference = donors[:n_plant], donors[n_plant:]
     subset(store, "base", "planted-a", half_a[n_plant:])
     store.con.execute(
-        "INSERT INTO documents SELECT 'planted-a', doc_id, row_idx, ext_id, text, meta "
+        "INSERT INTO documents (corpus, doc_id, row_idx, ext_id, text, meta) "
+        "SELECT 'planted-a', doc_id, row_idx, ext_id, text, meta "
         "FROM documents WHERE corpus = 'donor' AND doc_id IN (SELECT unnest(?))",
         [plant.tolist()],
     )
