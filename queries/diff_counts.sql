@@ -1,5 +1,5 @@
 -- Per feature, how many encoded documents of side A and of side B have it (pooled activation
--- above a threshold), with the two side sizes. The counting behind `saeembed diff`.
+-- above a threshold), with the two side sizes: what `saeembed diff --measure presence` counts.
 -- param encoder_id: the encoder (id or name); defaults to the store's only encoder
 -- param corpora_a: list of corpora forming side A
 -- param corpora_b: list of corpora forming side B

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
 from saeembed.errors import SaeembedError, SAEError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import run_query
@@ -288,9 +289,9 @@ def diff(
     *,
     db: str | Path | None = None,
     encoder: str | int | None = None,
-    measure: str | None = None,
+    measure: str = DEFAULT_DIFF_MEASURE,
     test: str | None = None,
-    sort: str = "p",
+    sort: str = DIFF_SORTS[0],
     paired: bool = False,
     pair_on: str = "row",
     min_support: int = 10,
@@ -313,10 +314,7 @@ def diff(
     ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
     A dict passed as ``summary`` receives the counts behind the table (concepts tested,
     significant, the sides and the encoder)."""
-    from saeembed.analysis.diff import add_examples, check_test, diff_corpora, paired_diff
-    from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, get_measure
-
-    measure = measure or DEFAULT_DIFF_MEASURE
+    from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
 
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     if paired and len(sides_b) != 1:
@@ -350,7 +348,7 @@ def diff(
                 b=corpora_b,
                 encoder=chosen.name,
                 measure=measure,
-                test=("paired" if paired else check_test(get_measure(measure), test)),
+                test="paired" if paired else check_test(get_measure(measure), test),
             )
         table = table.head(top) if top else table
         if paired:

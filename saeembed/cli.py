@@ -13,7 +13,12 @@ import click
 import polars as pl
 
 from saeembed import __version__
-from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, MEASURE_NAMES
+from saeembed.analysis.measures import (
+    DEFAULT_DIFF_MEASURE,
+    DIFF_SORTS,
+    MEASURE_NAMES,
+    TEST_NAMES,
+)
 from saeembed.errors import SaeembedError
 from saeembed.render import FORMATS, render
 
@@ -222,14 +227,14 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
 @measure_option(DEFAULT_DIFF_MEASURE)
 @click.option(
     "--sort",
-    type=click.Choice(["p", "effect"]),
-    default="p",
+    type=click.Choice(DIFF_SORTS),
+    default=DIFF_SORTS[0],
     show_default=True,
     help="Order the significant concepts by p-value or by absolute effect.",
 )
 @click.option(
     "--test",
-    type=click.Choice(["proportion", "welch", "mannwhitney"]),
+    type=click.Choice(TEST_NAMES),
     help="Test for the measure [default: proportion for binary measures, welch for numeric].",
 )
 @click.option(

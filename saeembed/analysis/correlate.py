@@ -146,8 +146,7 @@ def same_peak_share(store: Store, encoder: Encoder, pairs: pl.DataFrame) -> np.n
     """Per pair: share of the documents having both where both peak on the same token."""
     if pairs.height == 0:
         return np.empty(0)
-    store.con.register("pairs_in", pairs.select("feature_a", "feature_b").to_arrow())
-    try:
+    with store.temporary(pairs_in=pairs.select("feature_a", "feature_b").to_arrow()):
         shares = store.sql(
             """
             SELECT p.feature_a, p.feature_b,
@@ -160,8 +159,6 @@ def same_peak_share(store: Store, encoder: Encoder, pairs: pl.DataFrame) -> np.n
             """,
             {"enc": encoder.encoder_id},
         )
-    finally:
-        store.con.unregister("pairs_in")
     joined = pairs.join(shares, on=["feature_a", "feature_b"], how="left")
     return joined["share"].fill_null(0.0).to_numpy()
 
@@ -214,8 +211,7 @@ def correlate_concepts(
 # ---- concept x metadata -------------------------------------------------------------------------
 def metadata_column(store: Store, matrix: ConceptMatrix, column: str) -> pl.Series:
     """The values of ``meta.column`` for the matrix's documents (in its order)."""
-    store.con.register("meta_docs", pl.DataFrame({"doc_id": matrix.doc_ids}).to_arrow())
-    try:
+    with store.temporary(meta_docs={"doc_id": matrix.doc_ids}):
         frame = store.sql(
             """
             SELECT m.doc_id, any_value(json_extract(d.meta, '$.' || $col)) AS v
@@ -224,8 +220,6 @@ def metadata_column(store: Store, matrix: ConceptMatrix, column: str) -> pl.Seri
             """,
             {"col": column},
         )
-    finally:
-        store.con.unregister("meta_docs")
     values = [None if v is None else json.loads(v) for v in frame["v"].to_list()]
     if all(v is None for v in values):
         keys = store.sql("SELECT meta FROM documents WHERE meta IS NOT NULL LIMIT 1")
@@ -364,12 +358,13 @@ def _categorical(
     for category in categories.unique().sort().to_list():
         inside = (categories == category).to_numpy()
         size_in, size_out = int(inside.sum()), int((~inside).sum())
-        n_in = column_sum(x[inside] > 0)
+        x_in = x[inside]
+        n_in = column_sum(x_in > 0)
         n_out = support[tested] - n_in
         if binary:
             part = compare_counts(tested, n_in, n_out, size_in, size_out)
         else:
-            s_in, sq_in = column_sum(x[inside]), column_sum(x[inside].multiply(x[inside]))
+            s_in, sq_in = column_sum(x_in), column_sum(x_in.multiply(x_in))
             moments = pl.DataFrame(
                 {"feature": tested, "n_a": n_in, "n_b": n_out, "sum_a": s_in,
                  "sum_b": total - s_in, "sumsq_a": sq_in, "sumsq_b": total_sq - sq_in}

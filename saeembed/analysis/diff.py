@@ -18,7 +18,9 @@ import polars as pl
 from saeembed.analysis import stats
 from saeembed.analysis.measures import (
     DEFAULT_DIFF_MEASURE,
+    DIFF_SORTS,
     Measure,
+    check_test,
     get_measure,
     prepare,
     rows_sql,
@@ -61,14 +63,11 @@ def _check_sides(store: Store, corpora_a: list[str], corpora_b: list[str]) -> No
         raise InputError(f"corpus {overlap[0]!r} is on both sides of the diff; drop it from one")
 
 
-SORTS = ("p", "effect")
-
-
-def rank(frame: pl.DataFrame, alpha: float, sort: str = "p") -> pl.DataFrame:
+def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.DataFrame:
     """Significant concepts (q < alpha) first, by p (``sort="p"``; ties by absolute effect) or
     by absolute effect (``sort="effect"``; ties by p); then the rest by p. Ordering by p puts
     planted carriers first in docs/benchmarks.md#concept-measures."""
-    if sort not in SORTS:
+    if sort not in DIFF_SORTS:
         raise InputError(f"unknown sort {sort!r}; use p or effect")
     keys = ["_sig", "p", "_abs"] if sort == "p" else ["_sig", "_abs", "p"]
     descending = [True, False, True] if sort == "p" else [True, True, False]
@@ -96,8 +95,6 @@ NUMERIC_COLUMNS = [
     "q",
     "test",
 ]
-#: Tests per kind of measure; the first is the default.
-TESTS = {True: ("proportion",), False: ("welch", "mannwhitney")}
 
 
 def columns_for(measure: str | Measure, paired: bool = False) -> list[str]:
@@ -105,17 +102,6 @@ def columns_for(measure: str | Measure, paired: bool = False) -> list[str]:
     if paired:
         return PAIRED_COLUMNS if get_measure(measure).binary else PAIRED_NUMERIC_COLUMNS
     return DIFF_COLUMNS if get_measure(measure).binary else NUMERIC_COLUMNS
-
-
-def check_test(measure: Measure, test: str | None) -> str:
-    allowed = TESTS[measure.binary]
-    if test is None:
-        return allowed[0]
-    if test not in allowed:
-        raise InputError(
-            f"test {test!r} does not fit measure {measure.name!r}; use {' or '.join(allowed)}"
-        )
-    return test
 
 
 def _side_table(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]):
@@ -150,7 +136,7 @@ def diff_corpora(
     min_support: int = 10,
     threshold: float = 0.0,
     alpha: float = 0.05,
-    sort: str = "p",
+    sort: str = DIFF_SORTS[0],
     top: int | None = None,
 ) -> pl.DataFrame:
     """The diff table of side A (the union of ``corpora_a``) against side B under ``measure``
@@ -166,17 +152,24 @@ def diff_corpora(
     test = check_test(m, test)
     sides, size_a, size_b = _side_table(store, encoder, corpora_a, corpora_b)
     # `threshold` additionally requires the maximum to exceed it (0: every active concept)
-    rows = f"{rows_sql(m)} AND a.value > $t AND a.doc_id IN (SELECT doc_id FROM diff_sides)"
+    rows = f"{rows_sql(m)} AND a.value > $t"
     params = {"enc": encoder.encoder_id, "t": threshold}
+    # binary measures need only the counts; numeric ones the per-side sums and sums of squares
+    sums = (
+        ""
+        if m.binary
+        else """,
+                   coalesce(sum(m.v) FILTER (WHERE s.is_a), 0) AS sum_a,
+                   coalesce(sum(m.v) FILTER (WHERE NOT s.is_a), 0) AS sum_b,
+                   coalesce(sum(m.v * m.v) FILTER (WHERE s.is_a), 0) AS sumsq_a,
+                   coalesce(sum(m.v * m.v) FILTER (WHERE NOT s.is_a), 0) AS sumsq_b"""
+    )
     with store.temporary(diff_sides=sides):
         moments = store.sql(
             f"""
             SELECT m.feature,
-                   count(*) FILTER (WHERE s.is_a) AS n_a, count(*) FILTER (WHERE NOT s.is_a) AS n_b,
-                   coalesce(sum(m.v) FILTER (WHERE s.is_a), 0) AS sum_a,
-                   coalesce(sum(m.v) FILTER (WHERE NOT s.is_a), 0) AS sum_b,
-                   coalesce(sum(m.v * m.v) FILTER (WHERE s.is_a), 0) AS sumsq_a,
-                   coalesce(sum(m.v * m.v) FILTER (WHERE NOT s.is_a), 0) AS sumsq_b
+                   count(*) FILTER (WHERE s.is_a) AS n_a, count(*) FILTER (WHERE NOT s.is_a) AS n_b
+                   {sums}
             FROM ({rows}) m JOIN diff_sides s USING (doc_id)
             GROUP BY m.feature ORDER BY m.feature
             """,
@@ -337,7 +330,7 @@ def paired_diff(
     min_support: int = 10,
     threshold: float = 0.0,
     alpha: float = 0.05,
-    sort: str = "p",
+    sort: str = DIFF_SORTS[0],
     top: int | None = None,
 ) -> pl.DataFrame:
     """Diff of two corpora whose documents correspond one to one: by row number in their files

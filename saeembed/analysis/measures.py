@@ -76,6 +76,11 @@ MEASURES: dict[str, Measure] = {
 MEASURE_NAMES = tuple(MEASURES)
 #: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures.
 DEFAULT_DIFF_MEASURE = "strong"
+#: How a diff orders its significant concepts (the first is the default; see diff.rank).
+DIFF_SORTS = ("p", "effect")
+#: The tests that fit binary (True) and numeric (False) measures; the first is the default.
+TESTS = {True: ("proportion",), False: ("welch", "mannwhitney")}
+TEST_NAMES = tuple(t for tests in TESTS.values() for t in tests)
 
 
 def get_measure(measure: str | Measure) -> Measure:
@@ -89,20 +94,28 @@ def get_measure(measure: str | Measure) -> Measure:
         ) from None
 
 
+def check_test(measure: Measure, test: str | None) -> str:
+    """``test`` (None: the default for ``measure``), refused when it does not fit the measure."""
+    allowed = TESTS[measure.binary]
+    if test is None:
+        return allowed[0]
+    if test not in allowed:
+        raise InputError(
+            f"test {test!r} does not fit measure {measure.name!r}; use {' or '.join(allowed)}"
+        )
+    return test
+
+
 def prepare(store: Store, encoder: Encoder, measure: str | Measure) -> Measure:
     """The measure, checked against what ``encoder``'s activations hold; computes and stores the
     strong thresholds on first use."""
     m = get_measure(measure)
     if m.needs_sum:
+        # encoding version 2 writes a sum with every activation; earlier ones wrote none
         version = store.sql(
             "SELECT encoding_version FROM encoders WHERE encoder_id = ?", [encoder.encoder_id]
         )["encoding_version"][0]
-        missing = store.sql(
-            "SELECT count(*) AS n FROM (SELECT 1 FROM activations WHERE encoder_id = ? "
-            "AND value_sum IS NULL LIMIT 1)",
-            [encoder.encoder_id],
-        )["n"][0]
-        if version < 2 or missing:
+        if version < 2:
             raise InputError(
                 f"measure {m.name!r} needs activation sums, which encoder {encoder.name} did not "
                 "store (encoded by an older saeembed); re-encode the corpora (saeembed encode "

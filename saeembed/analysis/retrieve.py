@@ -89,8 +89,7 @@ def sae_scores(
     labels = dict(
         zip(choice.table["feature"].to_list(), choice.table["label"].to_list(), strict=True)
     )
-    store.con.register("search_docs", docs.select("doc_id").to_arrow())
-    try:
+    with store.temporary(search_docs=docs.select("doc_id").to_arrow()):
         acts = store.sql(
             f"""
             WITH measured AS (
@@ -105,8 +104,6 @@ def sae_scores(
             """,
             {"enc": encoder.encoder_id, "features": list(weights)},
         )
-    finally:
-        store.con.unregister("search_docs")
     acts = acts.with_columns(
         (
             pl.col("scaled") * pl.col("feature").replace_strict(weights, return_dtype=pl.Float64)

@@ -106,9 +106,7 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
 
 
 # ---- numeric measures (token counts, shares, mean activations) -----------------------------------
-def welch_from_moments(
-    sum_a, sumsq_a, n_a, sum_b, sumsq_b, n_b, z: float | None = None
-) -> tuple[np.ndarray, ...]:
+def welch_from_moments(sum_a, sumsq_a, n_a, sum_b, sumsq_b, n_b) -> tuple[np.ndarray, ...]:
     """Welch's unequal-variance t-test from per-side sums and sums of squares (the documents
     without the concept contribute zeros, so sums over the sparse rows suffice).
 
@@ -131,7 +129,7 @@ def welch_from_moments(
     p = np.where(
         se > 0, 2 * stats.t.sf(np.abs(t), np.where(se > 0, df, 1)), np.where(diff == 0, 1.0, 0.0)
     )
-    crit = stats.t.ppf(0.975, np.where(se > 0, df, 1)) if z is None else z
+    crit = stats.t.ppf(0.975, np.where(se > 0, df, 1))
     return mean_a, mean_b, diff, diff - crit * se, diff + crit * se, p
 
 

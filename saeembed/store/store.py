@@ -91,18 +91,14 @@ class Store:
     def transaction(self, **tables) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed if the block finishes, rolled back if it raises. Keyword
         arguments register Arrow/polars tables under those names for the block's duration."""
-        self.con.begin()
-        try:
-            for name, table in tables.items():
-                self.con.register(name, table)
-            yield self.con
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
-        finally:
-            for name in tables:
-                self.con.unregister(name)
+        with self.temporary(**tables) as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
 
     @contextmanager
     def temporary(self, **tables) -> Iterator[duckdb.DuckDBPyConnection]:
