@@ -170,3 +170,21 @@ def write_constructed(store, encoder_id: int, doc_ids: list[int], rows: list[tup
         }
     )
     store.write_encoded(encoder_id, encoded, activations)
+
+
+class Killed(Exception):
+    """Raised from an encode's ``on_batch`` to stop it the way a killed process would."""
+
+
+def encode_until_killed(source, db, *, after: int = 2, **kwargs) -> None:
+    """Run `saeembed.api.encode` and stop it right after its ``after``-th committed batch."""
+    import pytest
+
+    from saeembed.api import encode
+
+    def die(n):
+        if n == after:
+            raise Killed
+
+    with pytest.raises(Killed):
+        encode(source, db, on_batch=die, **kwargs)

@@ -17,6 +17,7 @@ from saeembed.cli import main
 from saeembed.errors import InputError
 from saeembed.inputs import doc_id_for, documents_from_frame
 from saeembed.reader import load_reader
+from tests.fakes import encode_until_killed
 
 N = 4
 TEXTS = [
@@ -130,15 +131,7 @@ def test_interrupted_chunked_encode_stores_each_chunk_once(tmp_path, tiny_model,
     kwargs = encode_kwargs(tiny_model, tiny_sae, batch_tokens=8)
     encode(FRAME, reference_db, **kwargs)
 
-    class Killed(Exception):
-        pass
-
-    def die_after_two(n):
-        if n == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        encode(FRAME, db, on_batch=die_after_two, **kwargs)
+    encode_until_killed(FRAME, db, **kwargs)
     with open_store(db) as store:
         n_chunks = store.count_documents("c")
         partial = store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]

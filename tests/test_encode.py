@@ -10,7 +10,7 @@ from saeembed.api import encode, open_store
 from saeembed.encode import encode_batch
 from saeembed.reader import load_reader
 from saeembed.tokens import plan_batches, tokenize_documents, wrapping_for
-from tests.fakes import random_sae
+from tests.fakes import encode_until_killed, random_sae
 
 TEXTS = [
     "the movie was great .",
@@ -164,15 +164,7 @@ def test_interrupted_encode_resumes_without_loss_or_duplication(tmp_path, tiny_m
     )
     encode(TEXTS, reference_db, **kwargs)
 
-    class Killed(Exception):
-        pass
-
-    def die_after_two(n):
-        if n == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        encode(TEXTS, db, on_batch=die_after_two, **kwargs)
+    encode_until_killed(TEXTS, db, **kwargs)
     with open_store(db) as store:
         partial = store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]
     assert 0 < partial < len(TEXTS)
