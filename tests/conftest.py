@@ -11,6 +11,10 @@ from tests.fakes import build_tiny_model, random_sae
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+# the shared HH-RLHF copy: where SAEEMBED_HH_RLHF points (as the library reads it), else beside
+# the checkout (.ci/run sets the variable for a clone made elsewhere)
+HH_RLHF = Path(os.environ.get("SAEEMBED_HH_RLHF") or SHARED / "datasets" / "hh-rlhf")
+HH_RLHF_FILE = HH_RLHF / "harmless-base-test.jsonl.gz" if HH_RLHF.is_dir() else HH_RLHF
 
 
 @pytest.fixture(scope="session")

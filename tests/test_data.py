@@ -29,9 +29,9 @@ from saeembed.data import (
 )
 from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import read_documents
+from tests.conftest import HH_RLHF_FILE
 
 HOME = Path(os.environ.get("SAEEMBED_HOME") or Path.home() / ".cache" / "saeembed")
-SHARED_HH = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "hh-rlhf"
 NAMES = [
     "rotten-tomatoes",
     "convention-2012",
@@ -59,7 +59,7 @@ def frames(home):
     """Every dataset, loaded once (HH-RLHF only when the shared copy is present)."""
     out = {}
     for card in list_datasets():
-        if card.kind == "pairs" and not (SHARED_HH / "harmless-base-test.jsonl.gz").is_file():
+        if card.kind == "pairs" and not HH_RLHF_FILE.is_file():
             continue
         out[card.name] = load_dataset(card.name)
     return out
@@ -224,7 +224,7 @@ def test_commons_speeches(frames):
 
 def test_hh_rlhf_pairs(frames):
     if "hh-rlhf-harmless" not in frames:
-        pytest.skip(f"no shared HH-RLHF copy at {SHARED_HH}")
+        pytest.skip(f"no shared HH-RLHF copy at {HH_RLHF_FILE} (set SAEEMBED_HH_RLHF)")
     f = frames["hh-rlhf-harmless"]
     assert f.schema == pl.Schema(
         {

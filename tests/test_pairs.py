@@ -94,10 +94,10 @@ def test_folds_keep_prompts_together():
 
 
 def test_real_hh_rlhf_pairs(saeembed_home):
-    from tests.conftest import SHARED
+    from tests.conftest import HH_RLHF_FILE
 
-    if not (SHARED / "datasets" / "hh-rlhf").is_dir():
-        pytest.skip("no shared HH-RLHF copy beside this checkout")
+    if not HH_RLHF_FILE.is_file():
+        pytest.skip(f"no shared HH-RLHF copy at {HH_RLHF_FILE} (set SAEEMBED_HH_RLHF)")
     pairs = read_pairs("data:hh-rlhf-harmless")
     assert pairs.height == 2308  # 2,312 pairs, 4 with an empty final reply
     assert 0.45 < pairs["label"].mean() < 0.55
