@@ -14,11 +14,15 @@ Documents with none of the chosen concepts are outliers; they count as one more 
 scores (so no document is dropped), and their share is shown. Example documents are drawn from
 the corpus with a fixed seed; the scores include them.
 
-    .venv/bin/python benchmarks/clustering.py
+    .venv/bin/python benchmarks/clustering.py [--measures max,strong,count,share,mean]
+
+A second table clusters the same concept sets under every measure in ``--measures``
+(`cluster --measure`): binary measures weighted by presence, numeric ones by log1p of the value.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -32,6 +36,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from saeembed.analysis.cluster import cluster_documents, weight_matrix
 from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.matrix import load_matrix
+from saeembed.analysis.measures import get_measure
 from saeembed.embeddings import document_embeddings
 from saeembed.errors import InputError
 from saeembed.store import Store
@@ -66,9 +71,12 @@ def run_sae(task, label: str, features, weighting: str = "binary") -> tuple:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measures", default="max,strong,presence,count,share,mean")
+    measures = parser.parse_args().measures.split(",")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     path = bench_store()
-    rows = []
+    rows, measure_rows = [], []
     with Store(path) as store:
         encoder = store.resolve_encoder(None)
         for name, corpus, column, axis, example_values, phrase in TASKS:
@@ -110,6 +118,17 @@ def main() -> None:
             choice = choose_concepts(store, encoder, phrase=phrase, top=20)
             label = f'SAE, {choice.table.height} concepts matching "{phrase}"'
             rows.append(run_sae(task, label, choice.features))
+            concept_sets = {"all concepts": None, "phrase's concepts": choice.features}
+            if chosen:
+                concept_sets["examples' concepts"] = features
+            for measure in measures:
+                other = load_matrix(store, encoder, corpus=corpus, measure=measure)
+                assert np.array_equal(other.doc_ids, matrix.doc_ids)
+                task_m = (name, other.values.tocsr()[np.flatnonzero(keep)], truth, encoder.d_sae)
+                weighting = "binary" if get_measure(measure).binary else "log"
+                for set_name, chosen_features in concept_sets.items():
+                    result = run_sae(task_m, set_name, chosen_features, weighting)
+                    measure_rows.append((name, set_name, measure, result[3]))
             texts = store.sql(
                 "SELECT doc_id, any_value(text) AS text FROM documents WHERE corpus = ? GROUP BY doc_id",
                 [corpus],
@@ -125,6 +144,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for task, label, dims, nmi, ari, outliers, seconds in rows:
         print(f"| {task} | {label} | {dims:,} | {nmi:.3f} | {ari:.3f} | {outliers:.1%} | {seconds:.1f} |")  # fmt: skip
+    table = pl.DataFrame(measure_rows, schema=["task", "concepts", "measure", "nmi"], orient="row")
+    print("\nNMI by measure (k-means, k = 2; binary measures by presence, numeric by log1p):\n")
+    print("| task | concepts | " + " | ".join(measures) + " |")
+    print("|---|---|" + "---|" * len(measures))
+    for (task, concepts), group in table.group_by("task", "concepts", maintain_order=True):
+        nmi = dict(zip(group["measure"].to_list(), group["nmi"].to_list(), strict=True))
+        print(f"| {task} | {concepts} | " + " | ".join(f"{nmi[m]:.3f}" for m in measures) + " |")
+    means = table.group_by("measure").agg(pl.col("nmi").mean())
+    mean_of = dict(zip(means["measure"].to_list(), means["nmi"].to_list(), strict=True))
+    print("| mean | | " + " | ".join(f"{mean_of[m]:.3f}" for m in measures) + " |")
 
 
 if __name__ == "__main__":

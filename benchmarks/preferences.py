@@ -14,7 +14,10 @@ prevalence >= 0.05. The default encoder's features are first relabelled offline 
 responses themselves (`saeembed features label DB --corpus hh-rlhf-harmless`): the shipped
 labels come from a general mix of text and name many features by words of other domains.
 
-    .venv/bin/python benchmarks/preferences.py [--context] [--max-tokens 256]
+    .venv/bin/python benchmarks/preferences.py [--context] [--max-tokens 256] [--measures ...]
+
+The default encoder is also fitted under every measure in ``--measures`` (`prefs fit
+--measure`), one row each.
 
 Stores are cached under $SAEEMBED_HOME/stores/ (the first run encodes 4,616 responses, a few
 minutes). Prints markdown to stdout; progress on stderr.
@@ -53,6 +56,7 @@ def main() -> None:
     parser.add_argument("--context", action="store_true", help="Also the prompt-context encoder.")
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measures", default="presence,strong,count,share,mean,max")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
 
@@ -69,6 +73,14 @@ def main() -> None:
         started = time.perf_counter()
         report = api.fit(db, PAIRS, seed=args.seed, examples=1)
         rows.append(report_row(name, report, time.perf_counter() - started))
+        for measure in args.measures.split(","):
+            if measure == "presence":  # the row above
+                continue
+            started = time.perf_counter()
+            other = api.fit(db, PAIRS, seed=args.seed, measure=measure)
+            rows.append(
+                report_row(f"{name}, --measure {measure}", other, time.perf_counter() - started)
+            )
         if not context:
             main_report, main_db = report, db
             started = time.perf_counter()

@@ -11,13 +11,17 @@ Two kinds of query, each with a real label as ground truth:
 Average precision over all documents of the corpus and precision at 10 and 50, per query and
 averaged.
 
-    .venv/bin/python benchmarks/retrieval.py
+    .venv/bin/python benchmarks/retrieval.py [--measures max,strong,count,share,mean]
+
+The main table scores SAE retrieval with the first measure (`search`'s default, max); a second
+table gives the SAE's average precision under every measure in ``--measures``.
 
 Prints markdown to stdout; progress on stderr. The first run encodes the corpora (~5 min).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
@@ -61,7 +65,11 @@ def evaluate(relevant: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, t
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measures", default="max,strong,presence,count,share,mean")
+    measures = parser.parse_args().measures.split(",")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    by_measure: list[tuple[str, dict[str, float]]] = []
     path = bench_store()
     minilm = load_embedder("default")
     rows, chosen_shown = [], []
@@ -80,8 +88,12 @@ def main() -> None:
             relevant = (truth["v"] == value).to_numpy()
             started = time.perf_counter()
             choice = choose_concepts(store, encoder, phrase=query, top=10)
-            sae, _ = sae_scores(store, encoder, docs, choice)
+            sae, _ = sae_scores(store, encoder, docs, choice, measures[0])
             sae_seconds = time.perf_counter() - started
+            by_measure.append((f'{corpus}: "{query}"', {
+                m: average_precision_score(relevant, sae_scores(store, encoder, docs, choice, m)[0])
+                for m in measures
+            }))  # fmt: skip
             dense = dense_scores(store, docs, query, minilm)
             scores = {"sae": sae, "dense": dense, "hybrid": rank_fusion(sae, dense)}
             rows.append((f"{corpus}: \"{query}\" → {column} = {value}", relevant.mean(),
@@ -108,13 +120,17 @@ def main() -> None:
                     choice = choose_concepts(
                         store, encoder, positives=positives, corpus=corpus, top=20
                     )
-                    sae, _ = sae_scores(store, encoder, docs, choice)
+                    sae_of = {m: sae_scores(store, encoder, docs, choice, m)[0] for m in measures}
                 except InputError:  # no concept separates the examples: no SAE ranking
-                    choice, sae = None, np.zeros(docs.height)
+                    choice, sae_of = None, {m: np.zeros(docs.height) for m in measures}
+                sae = sae_of[measures[0]]
                 sae_seconds = time.perf_counter() - started
                 centroid = vectors[examples].mean(axis=0)
                 dense = vectors @ (centroid / np.linalg.norm(centroid))
                 relevant = docs["v"].to_numpy()[rest] == value
+                by_measure.append((f"{corpus}: examples of {value}", {
+                    m: average_precision_score(relevant, sae_of[m][rest]) for m in measures
+                }))  # fmt: skip
                 scores = {
                     "sae": sae[rest],
                     "dense": dense[rest],
@@ -140,6 +156,19 @@ def main() -> None:
     print(f"phrase queries: sae {phrase_means['sae']:.3f}, dense {phrase_means['dense']:.3f}, "
           f"hybrid {phrase_means['hybrid']:.3f}; example queries: sae {example_means['sae']:.3f}, "
           f"dense {example_means['dense']:.3f}, hybrid {example_means['hybrid']:.3f}")  # fmt: skip
+    print(
+        f"\nSAE average precision by measure (`search --measure`; the main table: {measures[0]}):\n"
+    )
+    print("| query | " + " | ".join(measures) + " |")
+    print("|---|" + "---|" * len(measures))
+    for name, aps in by_measure:
+        print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in measures) + " |")
+    for kind, keep in (
+        ("phrase", lambda n: "examples" not in n),
+        ("example", lambda n: "examples" in n),
+    ):
+        means = {m: np.mean([aps[m] for n, aps in by_measure if keep(n)]) for m in measures}
+        print(f"| mean, {kind} queries | " + " | ".join(f"{means[m]:.3f}" for m in measures) + " |")
     print("\nConcepts chosen (first 5 per query):\n")
     for query, table in chosen_shown:
         shown = "; ".join(f"{r['feature']} {r['label']!r} ({r['reason']}, {r['weight']:.2f})"
