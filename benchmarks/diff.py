@@ -102,10 +102,16 @@ def measure(path: str, what: str, memory_limit: str) -> dict:
     from saeembed.analysis.diff import diff_corpora
     from saeembed.store import Store
 
-    with Store(path, read_only=True) as store:
+    with Store(path, read_only=what != "thresholds") as store:
         store.con.execute(f"SET memory_limit = '{memory_limit}'")
         started = time.perf_counter()
-        if what in ("diff", "diff-presence"):  # the default measure (strong), or presence
+        if what == "thresholds":  # once per store: strong presence's per-concept p99
+            from saeembed.analysis.measures import ensure_thresholds
+
+            store.con.execute("DELETE FROM feature_thresholds")
+            ensure_thresholds(store, store.resolve_encoder(None))
+            result = {"rows": store.sql("SELECT count(*) AS n FROM feature_thresholds")["n"][0]}
+        elif what in ("diff", "diff-presence"):  # the default measure (strong), or presence
             measure = {"measure": "presence"} if what == "diff-presence" else {}
             table = diff_corpora(store, ["A"], ["B"], **measure)
             result = {"rows": table.height, "significant": table.filter(table["q"] < 0.05).height}
@@ -166,7 +172,7 @@ def main() -> None:
         tmp.rename(path)
         print(f"built {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     size = path.stat().st_size / 2**30
-    whats = ("diff", "diff-presence", "naive", "correlate")
+    whats = ("thresholds", "diff", "diff-presence", "naive", "correlate")
     results = {w: run_child(path, w, args.memory_limit) for w in whats}
     plan = run_child(path, "plan", args.memory_limit)["plan"]
     print(f"store: 2 x {args.docs:,} documents, ~{args.concepts} concepts each, {size:.1f} GiB")
