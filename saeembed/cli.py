@@ -48,15 +48,17 @@ def _domain_errors(fn):
     return wrapper
 
 
-def measure_option(default: str, what: str = "concept"):
-    """``--measure``: what each (document, concept) contributes (saeembed.analysis.measures)."""
+def measure_option(default: str | None, what: str = "concept", default_note: str = ""):
+    """``--measure``: what each (document, concept) contributes (saeembed.analysis.measures);
+    ``default`` None leaves the choice to the library, described by ``default_note``."""
     return click.option(
         "--measure",
         type=click.Choice(MEASURE_NAMES),
         default=default,
-        show_default=True,
+        show_default=default is not None,
         help=f"Per-document {what} measure: presence, strong presence (above half the concept's "
-        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures).",
+        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures)."
+        + (f" [default: {default_note}]" if default_note else ""),
     )
 
 

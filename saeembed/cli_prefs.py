@@ -115,7 +115,9 @@ def prefs_list(db, fmt):
     show_default=True,
     help="Control every regression for the length difference (characters), or for nothing.",
 )
-@measure_option("presence", what="response")
+@measure_option(
+    None, what="response", default_note="share for a document encoder, presence for a pair encoder"
+)
 @click.option(
     "--values",
     type=click.Choice(["presence", "value"]),

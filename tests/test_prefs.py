@@ -63,7 +63,12 @@ def test_planted_preference_is_recovered_with_sign_and_win_rate(planted):
     from saeembed.store import Store
 
     with Store(path) as store:
-        report = fit_preferences(store, "planted", encoder, dense=False, ks=(2,))
+        report = fit_preferences(
+            store, "planted", encoder, measure="presence", dense=False, ks=(2,)
+        )
+        default = fit_preferences(store, "planted", encoder, dense=False, ks=(2,))
+    assert default.summary["measure"] == "share"  # a document encoder's default
+    assert default.features["feature"].to_list()[:2] == [3, 5]
     rows = {r["feature"]: r for r in report.features.iter_rows(named=True)}
     assert rows[3]["label"] == LABELS[3] and rows[3]["effect"] == "rewarded"
     assert rows[5]["effect"] == "punished"

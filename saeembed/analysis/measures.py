@@ -76,6 +76,9 @@ MEASURES: dict[str, Measure] = {
 MEASURE_NAMES = tuple(MEASURES)
 #: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures.
 DEFAULT_DIFF_MEASURE = "strong"
+#: `prefs fit`'s default for document encoders (a pair encoder's values are signs: presence),
+#: chosen on HH-RLHF in docs/benchmarks.md#preferences--benchmarkspreferencespy.
+DEFAULT_PREFS_MEASURE = "share"
 #: How a diff orders its significant concepts (the first is the default; see diff.rank).
 DIFF_SORTS = ("p", "effect")
 #: The tests that fit binary (True) and numeric (False) measures; the first is the default.

@@ -107,7 +107,7 @@ def fit(
     pairs: str | None = None,
     *,
     encoder: str | int | None = None,
-    measure: str = "presence",
+    measure: str | None = None,
     controls: Sequence[str] = ("length",),
     relabel: str | None = None,
     min_prevalence: float = 0.01,

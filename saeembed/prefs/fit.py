@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from saeembed.analysis import stats
 from saeembed.analysis.matrix import load_matrix
-from saeembed.analysis.measures import get_measure
+from saeembed.analysis.measures import DEFAULT_PREFS_MEASURE, get_measure
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
@@ -316,7 +316,7 @@ def fit_preferences(
     pairs_name: str,
     encoder: Encoder,
     *,
-    measure: str = "presence",
+    measure: str | None = None,
     controls: tuple[str, ...] = ("length",),
     relabel: str | None = None,
     min_prevalence: float = 0.01,
@@ -327,7 +327,10 @@ def fit_preferences(
     top: int | None = None,
     seed: int = 0,
 ) -> PreferenceReport:
-    """The whole preference analysis of one pair set under one encoder (see the module doc)."""
+    """The whole preference analysis of one pair set under one encoder (see the module doc).
+    ``measure`` None: the share of tokens for a document encoder, the sign for a pair encoder."""
+    if measure is None:
+        measure = "presence" if is_pair_encoder(store, encoder) else DEFAULT_PREFS_MEASURE
     data = preference_data(store, pairs_name, encoder, measure=measure, controls=controls,
                            relabel=relabel, seed=seed)  # fmt: skip
     names = label_names(store, encoder)
