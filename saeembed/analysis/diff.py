@@ -79,12 +79,7 @@ def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.Dat
 
 
 NUMERIC_COLUMNS = [
-    "feature",
-    "label",
-    "n_a",
-    "n_b",
-    "size_a",
-    "size_b",
+    *DIFF_COLUMNS[:6],  # feature, label, n_a, n_b, size_a, size_b
     "mean_a",
     "mean_b",
     "ratio",
@@ -302,12 +297,7 @@ PAIRED_COLUMNS = [
 
 
 PAIRED_NUMERIC_COLUMNS = [
-    "feature",
-    "label",
-    "n_pairs",
-    "n_a",
-    "n_b",
-    "both",
+    *PAIRED_COLUMNS[:6],  # feature, label, n_pairs, n_a, n_b, both
     "mean_a",
     "mean_b",
     "diff",
