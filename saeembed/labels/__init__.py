@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from saeembed.errors import InputError
@@ -21,6 +22,7 @@ from saeembed.labels.table import (
     parquet_sae_sha,
     read_labels,
     read_saeembed_labels,
+    write_evidence,
     write_labels,
 )
 from saeembed.store import Encoder, Store
@@ -35,6 +37,22 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 SAVE_EVERY = 100  # LLM labels are committed in groups this size, so a stopped run resumes
+
+
+def _promoted(encoder: Encoder) -> dict[int, tuple[str, ...]]:
+    """The tokens each feature promotes (`saeembed.labels.output`), or nothing when the
+    encoder's reader or SAE cannot be loaded here."""
+    from saeembed.labels.output import promoted_tokens
+    from saeembed.reader import load_reader
+    from saeembed.sae import load_sae
+
+    try:
+        sae = load_sae(encoder.sae)
+        reader = load_reader(encoder.model, device="cpu")
+    except Exception as error:  # noqa: BLE001 - output tokens are an optional extra
+        log.info("no output-side tokens for %s: %s", encoder.name, error)
+        return {}
+    return promoted_tokens(sae, reader)
 
 
 def _features_to_label(evidence: Evidence, features: list[int] | None, skip: set[int]) -> list[int]:
@@ -62,13 +80,16 @@ def label_features(
     api_key: str | None = None,
     concurrency: int = 8,
     redo: bool = False,
+    semantic: bool = True,
     progress: bool = True,
 ) -> pl.DataFrame:
     """Label ``encoder``'s features from the documents it has encoded and write the labels into
     the store's `features` table; returns the labels written.
 
-    ``method="offline"`` names each feature by the words it peaks on and scores the label's own
-    matcher on held-out documents. ``method="llm"`` asks the OpenAI-compatible endpoint at
+    ``method="offline"`` names each feature by the words and patterns it peaks on and scores the
+    label's own matcher on held-out documents; with ``semantic`` (the default) the terms are
+    chosen by meaning too (MiniLM), the tokens the feature promotes are proposed when the reader
+    and SAE can be loaded, and each feature's evidence embedding is stored (`feature_evidence`). ``method="llm"`` asks the OpenAI-compatible endpoint at
     ``api_base`` (model ``llm_model``) for a label and scores it by LLM detection; finished labels
     are saved in groups, and a rerun skips features this LLM already labelled (``redo=True``
     relabels them)."""
@@ -81,9 +102,30 @@ def label_features(
     evidence = load_evidence(store, encoder, corpus=corpus, max_docs=max_docs)
     if method == "offline":
         todo = _features_to_label(evidence, features, set())
-        labels = label_offline(evidence, todo, OfflineConfig(), progress=progress)
+        embedder = None
+        if semantic:
+            from saeembed.embedder import load_embedder
+
+            embedder = load_embedder("default")
+        labels = label_offline(
+            evidence,
+            todo,
+            OfflineConfig(),
+            progress=progress,
+            embedder=embedder,
+            output=_promoted(encoder) if semantic else None,
+        )
         frame = labels_frame(labels, "offline")
         write_labels(store, encoder, frame)
+        kept = [x for x in labels if x.evidence is not None]
+        if kept:
+            write_evidence(
+                store,
+                encoder,
+                np.array([x.feature for x in kept]),
+                np.stack([x.evidence for x in kept]),
+                embedder.model_id,
+            )
         return frame
 
     from saeembed.labels.llm import ChatClient, LLMConfig, label_with_llm

@@ -1,11 +1,17 @@
-"""The offline labeller: names a feature by the words it peaks on, with no LLM.
+"""The offline labeller: names a feature from the contexts it peaks in, with no LLM.
 
-For each feature it collects the word under the peak token (and the word pairs around it) in the
-feature's top-activating labelling documents, then greedily picks up to three of those terms whose
-presence best separates the documents where the feature is *strongly* active from those where it
-is not active at all (balanced accuracy on the labelling documents). The label is those terms; the
-label's own matcher ("the document contains one of the terms") is then scored the same way on the
-held-out documents, which gives the feature's detection score.
+For each feature it collects the word under the peak token and the patterns around it (word pairs
+and triples spanning the peak: "talent for", "knows how to") in the feature's top-activating
+labelling documents, plus the tokens its decoder direction promotes through the reader's
+unembedding when those are known. It then greedily picks up to three of those terms by two
+criteria on the labelling documents, summed: how well "the document contains one of the terms"
+separates the documents where the feature is *strongly* active from those where it is not active
+at all (balanced accuracy), and, with a sentence embedder, how well the terms' meaning separates
+the contexts of the feature's peaks from contexts where it is inactive (the embedding scorer's AUC,
+`saeembed.labels.scoring`). The label is those terms; the label's own matcher is then scored on
+the held-out documents, which gives the feature's detection score. The feature's evidence
+embedding (the mean embedding of its peak contexts) is kept beside the label, so that phrases can
+find the feature by what it fires on even when the label's words differ.
 
 "Strongly active" means a pooled value of at least half the feature's 99th-percentile value
 (`strong_threshold`); documents where the feature is only weakly active count on neither side, as
@@ -35,6 +41,9 @@ class OfflineConfig:
     n_examples: int = 5  # example snippets kept per feature
     min_heldout: int = 3  # held-out documents needed on each side to score
     strong_fraction: float = 0.5  # strong = value >= this x the feature's 99th-percentile value
+    n_output_tokens: int = 3  # decoder-promoted tokens proposed as terms (when known)
+    semantic_positive: int = 8  # peak contexts per feature for the meaning criterion
+    semantic_negative: int = 40  # inactive contexts per feature for the meaning criterion
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class FeatureLabel:
     n_docs: int  # documents where the feature is active
     examples: list[str]
     terms: tuple[str, ...] = ()
+    evidence: np.ndarray | None = None  # unit mean embedding of the feature's peak contexts
 
 
 def balanced_accuracy(tp: int, fp: int, n_pos: int, n_neg: int) -> float:
@@ -78,21 +88,92 @@ def render_terms(terms: tuple[str, ...]) -> str:
     return " / ".join(t if any(c.isalnum() for c in t) else f'"{t}"' for t in terms)
 
 
-def propose_terms(evidence: Evidence, rows: np.ndarray) -> Counter[str]:
-    """Terms at the peaks of activation rows ``rows``: the peak word and the pairs around it."""
+def propose_terms(evidence: Evidence, rows: np.ndarray, patterns: bool = False) -> Counter[str]:
+    """Terms at the peaks of activation rows ``rows``: the peak word and the pairs around it;
+    with ``patterns``, also the word triples that span the peak."""
     proposed: Counter[str] = Counter()
     for row in rows:
         i = evidence.peak_word_index(int(row))
         if i is None:
             continue
         words = [w for w, _, _ in evidence.words(int(evidence.act_doc[row]))]
-        found = {words[i]}
-        if i > 0:
-            found.add(f"{words[i - 1]} {words[i]}")
-        if i + 1 < len(words):
-            found.add(f"{words[i]} {words[i + 1]}")
-        proposed.update(found)
+        windows = [(i, i + 1), (i - 1, i + 1), (i, i + 2)]
+        if patterns:
+            windows += [(i - 2, i + 1), (i - 1, i + 2)]
+        proposed.update({" ".join(words[a:b]) for a, b in windows if a >= 0 and b <= len(words)})
     return proposed
+
+
+def lexical_accuracy(
+    evidence: Evidence, terms: list[str], classes: np.ndarray, n_pos: int, n_neg: int
+) -> float:
+    """Balanced accuracy, on the labelling documents, of "contains one of ``terms``"."""
+    if not terms:
+        return 0.5
+    docs = np.unique(np.concatenate([evidence.terms.docs_with(t) for t in terms]))
+    hit = classes[docs]
+    return balanced_accuracy(
+        int((hit == POSITIVE).sum()), int((hit == NEGATIVE).sum()), n_pos, n_neg
+    )
+
+
+@dataclass
+class Meaning:
+    """What the meaning criterion needs: the labelling part's contexts (`ContextBank`) and the
+    embedding of every candidate term."""
+
+    bank: object  # saeembed.labels.scoring.ContextBank
+    term_vectors: dict[str, np.ndarray]
+
+    def vector(self, terms: list[str]) -> np.ndarray:
+        v = np.mean([self.term_vectors[t] for t in terms], axis=0)
+        return v / (np.linalg.norm(v) or 1.0)
+
+    def accuracy(self, feature: int, terms: list[str]) -> float:
+        score = self.bank.score(feature, self.vector(terms)) if terms else None
+        return 0.5 if score is None else score
+
+    def evidence(self, feature: int) -> np.ndarray | None:
+        rows = self.bank.positives.get(feature)
+        if rows is None or self.bank.vectors is None:
+            return None
+        v = self.bank.vectors[rows].mean(axis=0)
+        return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+
+
+def choose_by_words_and_meaning(
+    evidence: Evidence,
+    feature: int,
+    candidates: list[str],
+    classes: np.ndarray,
+    config: OfflineConfig,
+    meaning: Meaning,
+) -> tuple[str, ...]:
+    """Greedy choice of up to ``max_terms`` candidates maximising lexical balanced accuracy plus
+    the meaning criterion's AUC, both on the labelling documents."""
+    train = ~evidence.heldout
+    n_pos = int((classes[train] == POSITIVE).sum())
+    n_neg = int((classes[train] == NEGATIVE).sum())
+    if n_pos == 0 or n_neg == 0:
+        return ()
+
+    def objective(terms: list[str]) -> float:
+        return lexical_accuracy(evidence, terms, classes, n_pos, n_neg) + meaning.accuracy(
+            feature, terms
+        )
+
+    chosen: list[str] = []
+    best = 1.0  # chance on both criteria
+    for _ in range(config.max_terms):
+        scored = [(objective([*chosen, t]), t) for t in candidates if t not in chosen]
+        if not scored:
+            break
+        value, pick = max(scored)
+        if value - best < (config.min_gain if chosen else 1e-9):
+            break
+        chosen.append(pick)
+        best = value
+    return tuple(chosen)
 
 
 def choose_terms(
@@ -196,20 +277,40 @@ def describe(
     return text
 
 
-def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> FeatureLabel:
+def candidate_terms(
+    evidence: Evidence, feature: int, config: OfflineConfig, patterns: bool, output: tuple = ()
+) -> tuple[list[str], Counter[str], np.ndarray]:
+    """The terms proposed for ``feature`` (peak words and patterns seen at two or more of its top
+    labelling documents' peaks, then the tokens it promotes), the peak counts, and the top rows."""
+    rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
+    train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
+    top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
+    peaks = propose_terms(evidence, top, patterns)
+    ranked = peaks.most_common(config.max_candidates + (4 if patterns else 0))
+    # a term at the peak of one top document only is usually a name from that document
+    candidates = [t for t, c in ranked if c >= 2] or [t for t, _ in ranked[:3]]
+    candidates += [t for t in output if t not in candidates]
+    return candidates, peaks, top
+
+
+def label_feature(
+    evidence: Evidence,
+    feature: int,
+    config: OfflineConfig,
+    meaning: Meaning | None = None,
+    output: tuple[str, ...] = (),
+) -> FeatureLabel:
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     n_docs = len(rows)
     density = n_docs / evidence.n_docs
     if n_docs == 0:
         return FeatureLabel(feature, None, None, None, 0.0, 0, [])
     classes = document_classes(evidence, feature, config.strong_fraction)
-    train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
-    top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
-    peaks = propose_terms(evidence, top)
-    ranked = peaks.most_common(config.max_candidates)
-    # a term at the peak of one top document only is usually a name from that document
-    candidates = [t for t, c in ranked if c >= 2] or [t for t, _ in ranked[:3]]
-    terms, _ = choose_terms(evidence, candidates, classes, config)
+    candidates, peaks, top = candidate_terms(evidence, feature, config, meaning is not None, output)
+    if meaning is not None:
+        terms = choose_by_words_and_meaning(evidence, feature, candidates, classes, config, meaning)
+    else:
+        terms, _ = choose_terms(evidence, candidates, classes, config)
     score = matcher_score(evidence, terms, classes, config.min_heldout) if terms else None
     if not terms and candidates:
         # no term beats chance on the labelling documents: still name what it peaks on, and say
@@ -225,6 +326,10 @@ def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> Fe
     description = describe(evidence, peaks, len(top), n_docs, terms)
     if shape:
         description += f" {share:.0%} of those peaks are on {shape}."
+    if output:
+        description += (
+            " Its decoder direction promotes " + ", ".join(f"«{t}»" for t in output) + "."
+        )
     return FeatureLabel(
         feature=feature,
         label=label,
@@ -234,7 +339,37 @@ def label_feature(evidence: Evidence, feature: int, config: OfflineConfig) -> Fe
         n_docs=n_docs,
         examples=examples,
         terms=terms,
+        evidence=meaning.evidence(feature) if meaning is not None else None,
     )
+
+
+def build_meaning(
+    evidence: Evidence,
+    features: list[int],
+    config: OfflineConfig,
+    embedder,
+    output: dict[int, tuple[str, ...]],
+) -> Meaning:
+    """Embed the labelling contexts of ``features`` and every term proposed for them."""
+    from saeembed.labels.scoring import ContextBank
+
+    bank = ContextBank(
+        evidence,
+        heldout=False,
+        n_positive=config.semantic_positive,
+        n_negative=config.semantic_negative,
+        strong_fraction=config.strong_fraction,
+    )
+    bank.add(features)
+    log.info("embedding %d labelling contexts", len(bank.texts))
+    bank.embed(embedder)
+    terms: set[str] = set()
+    for feature in features:
+        terms.update(candidate_terms(evidence, feature, config, True, output.get(feature, ()))[0])
+    ordered = sorted(terms)
+    log.info("embedding %d candidate terms", len(ordered))
+    vectors = embedder.embed(ordered) if ordered else np.zeros((0, 1), np.float32)
+    return Meaning(bank, dict(zip(ordered, vectors, strict=True)))
 
 
 def label_offline(
@@ -242,15 +377,21 @@ def label_offline(
     features: list[int] | None = None,
     config: OfflineConfig | None = None,
     progress: bool = False,
+    embedder=None,
+    output: dict[int, tuple[str, ...]] | None = None,
 ) -> list[FeatureLabel]:
-    """Offline labels for ``features`` (default: every feature active on some document)."""
+    """Offline labels for ``features`` (default: every feature active on some document). With a
+    sentence ``embedder``, terms are chosen by meaning as well as by words, and each label carries
+    its feature's evidence embedding; ``output`` maps features to the tokens they promote."""
     from tqdm.auto import tqdm
 
     config = config or OfflineConfig()
+    output = output or {}
     if features is None:
         features = [f for f in range(evidence.d_sae) if evidence.n_active(f) > 0]
     _ = evidence.terms  # build the term index once, before the loop
+    meaning = build_meaning(evidence, features, config, embedder, output) if embedder else None
     labels = []
     for feature in tqdm(features, desc="labelling", unit="feature", disable=not progress):
-        labels.append(label_feature(evidence, feature, config))
+        labels.append(label_feature(evidence, feature, config, meaning, output.get(feature, ())))
     return labels

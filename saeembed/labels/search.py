@@ -1,7 +1,10 @@
-"""Finding features by what their labels say (`saeembed features search`): exact substring
-matches on label or description first, then the labels closest in meaning to the phrase by the
-cosine similarity of their sentence embeddings (MiniLM by default). Label embeddings are cached
-under ``$SAEEMBED_HOME`` keyed by the labels' content, so only the first search pays for them."""
+"""Finding features by a phrase (`saeembed features search`, and the phrase of `search` and
+`cluster --concepts`): exact substring matches on the label first, then the features closest in
+meaning to the phrase. Closeness is the cosine similarity of the phrase's sentence embedding
+(MiniLM by default) with the label's and, where the store has it, with the feature's evidence
+embedding (the mean embedding of the contexts it peaks in, `feature_evidence`): their mean, so a
+phrase finds a feature by what it fires on even when the label's words differ. Label embeddings
+are cached under ``$SAEEMBED_HOME`` keyed by the labels' content, so only the first search pays."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from saeembed.home import cache_dir
 from saeembed.labels.table import read_labels
 from saeembed.store import Encoder, Store
 
-SEARCH_COLUMNS = ["feature", "label", "label_score", "density", "match", "similarity"]
+SEARCH_COLUMNS = ["feature", "label", "label_score", "density", "match", "similarity",
+                  "label_similarity", "evidence_similarity"]  # fmt: skip
+MATCH_BY = ("both", "label", "evidence")
 
 
 def label_embeddings(labels: list[str], embedder) -> np.ndarray:
@@ -30,6 +35,22 @@ def label_embeddings(labels: list[str], embedder) -> np.ndarray:
     return vectors
 
 
+def _evidence_similarity(
+    store: Store, encoder: Encoder, embedder, features: pl.Series, query: np.ndarray
+) -> np.ndarray:
+    """Cosine of ``query`` with each feature's evidence embedding; NaN where it has none."""
+    from saeembed.labels.table import read_evidence
+
+    have, vectors = read_evidence(store, encoder, embedder.model_id)
+    out = np.full(len(features), np.nan)
+    if len(have) and vectors.shape[1] == len(query):
+        position = np.searchsorted(have, features.to_numpy())
+        position = np.minimum(position, len(have) - 1)
+        found = have[position] == features.to_numpy()
+        out[found] = vectors[position[found]] @ query
+    return out
+
+
 def search_features(
     store: Store,
     encoder: Encoder,
@@ -38,9 +59,15 @@ def search_features(
     top: int = 20,
     semantic: bool = True,
     embedder=None,
+    by: str = "both",
 ) -> pl.DataFrame:
-    """Features whose label matches ``phrase``: substring hits (``match = "substring"``) first,
-    then the most similar labels by embedding (``match = "semantic"``), at most ``top`` rows."""
+    """Features matching ``phrase``: substring hits on the label (``match = "substring"``) first,
+    then the most similar by embedding (``match = "semantic"``), at most ``top`` rows.
+    ``similarity`` compares the phrase with the label (``by="label"``), with the feature's
+    evidence embedding (``by="evidence"``; features without one fall back to the label), or
+    with both (``by="both"``, their mean)."""
+    if by not in MATCH_BY:
+        raise InputError(f"unknown match {by!r}; use one of {', '.join(MATCH_BY)}")
     phrase = phrase.strip()
     if not phrase:
         raise InputError("the search phrase is empty; give a word or phrase, e.g. 'negation'")
@@ -51,7 +78,7 @@ def search_features(
         )
     needle = phrase.lower()
     substring = pl.col("label").str.to_lowercase().str.contains(needle, literal=True)
-    similarity = pl.lit(None, dtype=pl.Float64)
+    label_sim = evidence_sim = similarity = pl.lit(None, dtype=pl.Float64)
     if semantic:
         if embedder is None:
             from saeembed.embedder import load_embedder
@@ -60,7 +87,18 @@ def search_features(
         texts = labels["label"].to_list()
         vectors = label_embeddings(texts, embedder)
         query = embedder.embed([phrase])[0]
-        similarity = pl.Series("similarity", vectors @ query, dtype=pl.Float64)
+        from_label = vectors @ query
+        from_evidence = _evidence_similarity(store, encoder, embedder, labels["feature"], query)
+        label_sim = pl.Series(from_label, dtype=pl.Float64)
+        evidence_sim = pl.Series(from_evidence, dtype=pl.Float64)
+        has = ~np.isnan(from_evidence)
+        if by == "label":
+            combined = from_label
+        elif by == "evidence":
+            combined = np.where(has, from_evidence, from_label)
+        else:
+            combined = np.where(has, (from_label + from_evidence) / 2, from_label)
+        similarity = pl.Series(combined, dtype=pl.Float64)
     ranked = (
         labels.with_columns(
             pl.when(substring)
@@ -68,6 +106,8 @@ def search_features(
             .otherwise(pl.lit("semantic"))
             .alias("match"),
             similarity.alias("similarity"),
+            label_sim.alias("label_similarity"),
+            evidence_sim.fill_nan(None).alias("evidence_similarity"),
         )
         .filter((pl.col("match") == "substring") | pl.lit(semantic))
         .sort(

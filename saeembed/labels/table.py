@@ -9,7 +9,9 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from saeembed.errors import InputError
@@ -172,6 +174,7 @@ def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
     log.info(
         "encoder %s: %d shipped feature labels from %s", encoder.name, written, path.parent.name
     )
+    ensure_shipped_evidence(store, encoder)
     return written
 
 
@@ -179,3 +182,94 @@ def read_saeembed_labels(path: Path) -> pl.DataFrame:
     """A label file written by `export_labels`, metadata dropped."""
     table = pq.read_table(path)
     return conform(pl.from_arrow(table.replace_schema_metadata(None)))
+
+
+SHIPPED_EVIDENCE = "evidence.safetensors"
+
+
+def write_evidence(
+    store: Store,
+    encoder: Encoder,
+    features: np.ndarray,
+    vectors: np.ndarray,
+    model: str,
+    n_contexts: np.ndarray | None = None,
+) -> int:
+    """Replace the evidence embeddings of ``features`` for ``encoder``, in one transaction."""
+    if len(features) == 0:
+        return 0
+    counts = n_contexts if n_contexts is not None else np.full(len(features), None)
+    incoming = pa.table(
+        {
+            "feature": pa.array(np.asarray(features, dtype=np.int32)),
+            "embedding": pa.array(
+                list(np.asarray(vectors, dtype=np.float32)), pa.list_(pa.float32())
+            ),
+            "n_contexts": pa.array(list(counts), pa.int32()),
+        }
+    )
+    with store.transaction(incoming_evidence=incoming) as con:
+        con.execute(
+            "DELETE FROM feature_evidence WHERE encoder_id = ? "
+            "AND feature IN (SELECT feature FROM incoming_evidence)",
+            [encoder.encoder_id],
+        )
+        con.execute(
+            "INSERT INTO feature_evidence (encoder_id, feature, model, embedding, n_contexts) "
+            "SELECT ?, feature, ?, embedding, n_contexts FROM incoming_evidence",
+            [encoder.encoder_id, model],
+        )
+    return len(features)
+
+
+def read_evidence(store: Store, encoder: Encoder, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(features, vectors)``: the evidence embeddings of ``encoder`` made with ``model``."""
+    table = store.con.sql(
+        "SELECT feature, embedding FROM feature_evidence WHERE encoder_id = ? AND model = ? "
+        "ORDER BY feature",
+        params=[encoder.encoder_id, model],
+    ).to_arrow_table()
+    if table.num_rows == 0:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    features = table["feature"].to_numpy().astype(np.int64)
+    flat = table["embedding"].combine_chunks().flatten().to_numpy()
+    return features, flat.reshape(table.num_rows, -1).astype(np.float32)
+
+
+def save_shipped_evidence(
+    path: str | Path, features: np.ndarray, vectors: np.ndarray, model: str, sae_sha256: str
+) -> Path:
+    """Write evidence embeddings (fp16) for shipping beside an SAE's labels."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(
+        {
+            "feature": np.asarray(features, dtype=np.int32),
+            "embedding": np.asarray(vectors, dtype=np.float16),
+        },
+        str(tmp),
+        metadata={"model": model, "sae_sha256": sae_sha256},
+    )
+    tmp.replace(path)
+    return path
+
+
+def ensure_shipped_evidence(store: Store, encoder: Encoder) -> int:
+    """Give an encoder with no evidence embeddings the ones shipped with its SAE, if any."""
+    from safetensors import safe_open
+
+    has = store.con.execute(
+        "SELECT count(*) FROM feature_evidence WHERE encoder_id = ?", [encoder.encoder_id]
+    ).fetchall()[0][0]
+    labels = shipped_labels_for(encoder.sae_sha256)
+    path = labels.parent / SHIPPED_EVIDENCE if labels is not None else None
+    if has or path is None or not path.is_file():
+        return 0
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+        if meta.get("sae_sha256") != encoder.sae_sha256:
+            return 0
+        features, vectors = f.get_tensor("feature"), f.get_tensor("embedding")
+    return write_evidence(store, encoder, features, vectors.astype(np.float32), meta["model"])

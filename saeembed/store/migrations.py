@@ -242,5 +242,25 @@ def _document_chunks(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(8, "feature evidence embeddings")
+def _feature_evidence(con: duckdb.DuckDBPyConnection) -> None:
+    # Per feature, the unit mean sentence embedding of the contexts it peaks in (its evidence),
+    # so a phrase can find the feature by what it fires on and not only by its label's words.
+    # Kept apart from `features` so relabelling never drops it.
+    con.execute(
+        """
+        CREATE TABLE feature_evidence (
+            encoder_id  INTEGER NOT NULL,
+            feature     INTEGER NOT NULL,
+            model       VARCHAR NOT NULL,
+            embedding   FLOAT[] NOT NULL,
+            n_contexts  INTEGER,
+            computed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (encoder_id, feature)
+        );
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]
