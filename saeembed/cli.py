@@ -724,6 +724,12 @@ def features() -> None:
 )
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--redo", is_flag=True, help="Relabel features this LLM already labelled.")
+@click.option(
+    "--words-only",
+    is_flag=True,
+    help="Offline: choose label terms by words alone (no sentence embedder, no evidence "
+    "embeddings, no decoder-promoted tokens).",
+)
 @format_option
 @click.pass_context
 @_domain_errors
@@ -740,12 +746,15 @@ def features_label(
     api_key_env,
     concurrency,
     redo,
+    words_only,
     fmt,
 ):
     """Label the features of an encoder in DB from the documents it has encoded.
 
-    The offline labeller names each feature by the words it peaks on; the LLM labeller asks any
-    OpenAI-compatible endpoint. Each label gets a detection score: the balanced accuracy of
+    The offline labeller names each feature by the words and patterns around its peaks (chosen
+    by how well they detect the feature and by what they mean), and stores each feature's
+    evidence embedding for phrase search; the LLM labeller asks any OpenAI-compatible
+    endpoint. Each label gets a detection score: the balanced accuracy of
     predicting, from the label, which held-out documents have the feature (0.5 = chance).
     Labels go into the store's `features` table; a summary is printed."""
     import os
@@ -767,6 +776,7 @@ def features_label(
             api_key=os.environ.get(api_key_env),
             concurrency=concurrency,
             redo=redo,
+            semantic=not words_only,
             progress=not ctx.obj["quiet"],
         )
     scored = frame.filter(pl.col("label_score").is_not_null())
@@ -812,17 +822,32 @@ def features_show(db, feature, encoder, corpus, top, fmt):
 @click.option(
     "--substring-only", is_flag=True, help="Only exact substring matches (no embedding model)."
 )
+@click.option(
+    "--match",
+    "match_by",
+    type=click.Choice(["both", "label", "evidence"]),
+    default="both",
+    show_default=True,
+    help="Compare the phrase with the label, with what the feature fires on (its evidence "
+    "embedding), or both.",
+)
 @format_option
 @_domain_errors
-def features_search(db, phrase, encoder, top, substring_only, fmt):
-    """Find features whose label matches PHRASE: substring matches first, then the labels
-    closest in meaning (MiniLM sentence embeddings)."""
+def features_search(db, phrase, encoder, top, substring_only, match_by, fmt):
+    """Find features matching PHRASE: substring matches on the label first, then the features
+    closest in meaning (MiniLM sentence embeddings of the label and of the contexts the
+    feature fires in)."""
     from saeembed.labels.search import search_features
     from saeembed.store import Store
 
     with Store(db, read_only=True) as store:
         frame = search_features(
-            store, store.resolve_encoder(encoder), phrase, top=top, semantic=not substring_only
+            store,
+            store.resolve_encoder(encoder),
+            phrase,
+            top=top,
+            semantic=not substring_only,
+            by=match_by,
         )
     render(frame, fmt)
 

@@ -33,7 +33,8 @@ from saeembed.tokens import (
 
 log = logging.getLogger(__name__)
 
-ENCODING_VERSION = 2  # bump when the same inputs would give different stored values
+# bump when the same inputs would give different stored values (3: massive-norm tokens not pooled)
+ENCODING_VERSION = 3
 # 2: activations also keep value_sum, the sum of the concept's activations over the tokens
 POOLING = "max"
 TRUNCATION = "keep_first"
@@ -147,8 +148,10 @@ def encode_batch(
     )
     first_token = torch.cumsum(lengths, 0) - lengths
 
-    acts = sae.encode_sparse(tokens)
-    key = doc_of_token[acts.token] * sae.cfg.d_sae + acts.feature
+    typical = sae.typical(tokens).nonzero().squeeze(1)  # massive-norm tokens are not pooled
+    acts = sae.encode_sparse(tokens[typical])
+    token_of = typical[acts.token]  # index among the batch's own tokens
+    key = doc_of_token[token_of] * sae.cfg.d_sae + acts.feature
     keys, group = torch.unique(key, return_inverse=True)
     pooled = torch.zeros(len(keys), dtype=acts.value.dtype, device=key.device)
     pooled.scatter_reduce_(0, group, acts.value, reduce="amax", include_self=False)
@@ -158,7 +161,7 @@ def encode_batch(
     counts.scatter_add_(0, group, torch.ones_like(group))
     at_peak = acts.value == pooled[group]
     peak = torch.full((len(keys),), tokens.shape[0], dtype=torch.long, device=key.device)
-    peak.scatter_reduce_(0, group[at_peak], acts.token[at_peak], reduce="amin", include_self=True)
+    peak.scatter_reduce_(0, group[at_peak], token_of[at_peak], reduce="amin", include_self=True)
 
     doc_index = (keys // sae.cfg.d_sae).cpu().numpy()
     return BatchResult(

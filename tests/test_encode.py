@@ -76,6 +76,38 @@ def test_batch_pooling_matches_naive_reference(reader, chat, activation):
         assert_same_pooling(got[i], naive_pooled(reader, sae, 1, text, chat))
 
 
+def test_massive_norm_tokens_are_not_pooled(reader):
+    """Tokens whose norm exceeds 10x the SAE's training mean norm (1 / input_scale) are left out
+    of pooling, as the trainer leaves them out; peaks still index the document's own tokens."""
+    sae = random_sae(k=4)
+    wrap = wrapping_for(reader.tokenizer, "none")
+    docs = tokenize_documents(reader.tokenizer, TEXTS, 512)
+    hidden = []
+    for text in TEXTS:
+        own = tokenize_documents(reader.tokenizer, [text], 512)[0].ids.tolist()
+        ids = torch.tensor([list(wrap.prefix) + own])
+        with torch.no_grad():
+            states = reader.model(input_ids=ids, output_hidden_states=True).hidden_states[2][0]
+        hidden.append(states[len(wrap.prefix) :])
+    norms = torch.cat(hidden).norm(dim=1)
+    sae.cfg.input_scale = 10.0 / float(norms.median())  # about half the tokens are "massive"
+    result = encode_batch(reader, sae, 1, docs, wrap)
+    got = pooled_by_doc(result, len(TEXTS))
+    skipped = 0
+    for i, states in enumerate(hidden):
+        keep = (states.norm(dim=1) * sae.cfg.input_scale <= 10.0).nonzero().flatten()
+        skipped += len(states) - len(keep)
+        want = {}
+        if len(keep):
+            dense = sae.encode(states[keep])
+            value, peak = dense.max(0)
+            count = (dense > 0).sum(0)
+            for f in (value > 0).nonzero().flatten().tolist():
+                want[f] = (float(value[f]), int(count[f]), int(keep[peak[f]]))
+        assert_same_pooling(got[i], want)
+    assert skipped > 5
+
+
 def test_topk_gives_at_most_k_latents_per_token(reader):
     sae = random_sae(k=4)
     docs = tokenize_documents(reader.tokenizer, ["it fell"], 512)

@@ -27,6 +27,11 @@ WEIGHTS_FILE = "sae.safetensors"
 FORMAT_VERSION = 1
 
 
+#: Tokens whose residual norm exceeds this multiple of the SAE's training mean norm are not
+#: encoded: see `SAE.typical`.
+MAX_NORM_RATIO = 10.0
+
+
 @dataclass
 class SAEConfig:
     """Configuration of an SAE in saeembed's own format (the fields of `cfg.json`)."""
@@ -169,6 +174,17 @@ class SAE(nn.Module):
         out = x.new_zeros(x.shape[0], self.cfg.d_sae)
         out[sparse.token, sparse.feature] = sparse.value
         return out
+
+    def typical(self, x: torch.Tensor) -> torch.Tensor:
+        """Mask of the rows of ``x [n, d_in]`` whose norm is at most `MAX_NORM_RATIO` x the
+        training mean norm (``1 / input_scale``); every row when the SAE records no scale.
+
+        Readers such as SmolLM2 put "massive activations" (attention sinks, norms 10-100x the
+        rest) on a few tokens; saeembed's trainer leaves them out, so they are outside what the
+        SAE reconstructs, and the encoder does not pool them (saeembed.encode)."""
+        if self.cfg.input_scale == 1.0:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        return x.float().norm(dim=1) * self.cfg.input_scale <= MAX_NORM_RATIO
 
     def encode_sparse(self, x: torch.Tensor) -> SparseActivations:
         """Non-zero activations of ``x [n, d_in]``, without a dense ``[n, d_sae]`` result for TopK."""

@@ -156,6 +156,19 @@ def loss_recovered(
     }
 
 
+def reconstruct_typical(sae: SAE) -> Replace:
+    """The replacement for loss recovered: the reconstruction of the tokens the encoder pools
+    (`SAE.typical`), and the massive-norm tokens it leaves out as they were."""
+
+    def replace(h: torch.Tensor) -> torch.Tensor:
+        typical = sae.typical(h)
+        out = h.clone()
+        out[typical] = sae.decode(sae.encode(h[typical])).to(h.dtype)
+        return out
+
+    return replace
+
+
 def evaluate_sae(
     sae: SAE,
     reader=None,
@@ -169,6 +182,7 @@ def evaluate_sae(
     max_eval_tokens: int | None = None,
     max_norm_ratio: float | None = 10.0,
     train_dead_fraction: float | None = None,
+    pooled_only: bool = True,
 ) -> dict:
     """Standard quality figures of ``sae`` on held-out data.
 
@@ -177,7 +191,9 @@ def evaluate_sae(
     whose norm exceeds ``max_norm_ratio`` x the training mean norm (``1 / cfg.input_scale``; no
     filter when the SAE records no scale) are left out of them, as in training. With ``reader``
     and ``texts`` (the full reader, not one cut by ``drop_layers_after``), loss recovered is added
-    (``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered``), replacing every document token.
+    (``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered``), replacing exactly the document
+    tokens the encoder pools (massive-norm ones are kept as they are; zero-ablation zeroes all);
+    ``pooled_only=False`` replaces every document token instead.
     ``train_dead_fraction`` (dead during the trainer's last window) is passed through as
     ``dead_fraction_training``. The SAE is moved to the reader's device."""
     if activations_dir is None and (reader is None or texts is None):
@@ -200,7 +216,7 @@ def evaluate_sae(
             reader,
             layer,
             texts,
-            lambda h: sae.decode(sae.encode(h)),
+            reconstruct_typical(sae) if pooled_only else lambda h: sae.decode(sae.encode(h)),
             max_tokens=max_tokens,
             batch_tokens=batch_tokens,
             chat=chat,
