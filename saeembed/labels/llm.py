@@ -12,6 +12,7 @@ explaining from activating examples and scoring explanations by how well they pr
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +61,23 @@ class LLMConfig:
     snippet_width: int = 90
     concurrency: int = 8
     seed: int = 0
+    label_max_tokens: int = 200  # completion caps; part of the request, so of the cache key
+    detect_max_tokens: int = 200
+
+
+#: Longest wait honoured from a server's Retry-After header, in seconds.
+MAX_RETRY_AFTER = 60.0
 
 
 class ChatClient:
     """POST /chat/completions to an OpenAI-compatible server; responses cached by request hash
-    under ``$SAEEMBED_HOME/llm-cache`` so reruns and resumed jobs cost nothing."""
+    under ``$SAEEMBED_HOME/llm-cache`` so reruns and resumed jobs cost nothing.
+
+    HTTP 429 and 5xx answers, refused or dropped connections and timeouts are retried
+    ``max_retries`` times, waiting 1, 2, 4... seconds or what the server's ``Retry-After`` asks
+    (up to a minute). The timeout is long because a local server queues concurrent requests and
+    answers them one after another: a request can wait for all the others, and one abandoned
+    early would be generated twice (the server keeps working on it)."""
 
     def __init__(
         self,
@@ -72,7 +85,7 @@ class ChatClient:
         model: str,
         *,
         api_key: str | None = None,
-        timeout: float = 120.0,
+        timeout: float = 600.0,
         max_retries: int = 4,
         cache: Path | None = None,
     ):
@@ -120,6 +133,7 @@ class ChatClient:
             method="POST",
         )
         for attempt in range(self.max_retries + 1):
+            wait = min(2**attempt, 30)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     body = json.loads(response.read())
@@ -132,17 +146,50 @@ class ChatClient:
                     raise LLMError(
                         f"LLM endpoint {self.api_base} answered HTTP {exc.code}{hint}: {detail}"
                     ) from exc
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                wait = retry_after(exc.headers.get("Retry-After"), wait)
+                problem = f"HTTP {exc.code}"
+            except (
+                urllib.error.URLError,
+                TimeoutError,
+                ConnectionError,
+                http.client.HTTPException,  # e.g. a server killed half-way through its answer
+            ) as exc:
                 if attempt == self.max_retries:
                     raise LLMError(
                         f"cannot reach LLM endpoint {self.api_base} ({exc}); is the server running?"
                     ) from exc
-            except (KeyError, IndexError, json.JSONDecodeError) as exc:
+                problem = str(exc) or type(exc).__name__
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as exc:
                 raise LLMError(
                     f"LLM endpoint {self.api_base} did not answer like an OpenAI chat completion"
                 ) from exc
-            time.sleep(min(2**attempt, 30))
+            log.warning(
+                "LLM endpoint %s: %s; retry %d of %d in %.0f s",
+                self.api_base,
+                problem,
+                attempt + 1,
+                self.max_retries,
+                wait,
+            )
+            time.sleep(wait)
         raise AssertionError("unreachable")
+
+
+def retry_after(header: str | None, default: float) -> float:
+    """Seconds to wait before a retry: the server's ``Retry-After`` (seconds, or an HTTP date)
+    when it gives one, at most `MAX_RETRY_AFTER`; else ``default``."""
+    if not header:
+        return default
+    try:
+        seconds = float(header)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(header).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return default
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def quantile_rows(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -250,7 +297,10 @@ def detection_score(
     if items is None:
         return None
     docs, truth = items
-    reply = client.complete(detect_prompt(evidence, label, docs, config.snippet_width))
+    reply = client.complete(
+        detect_prompt(evidence, label, docs, config.snippet_width),
+        max_tokens=config.detect_max_tokens,
+    )
     predicted = parse_detection(reply, len(docs))
     tp = int((predicted & truth).sum())
     fp = int((predicted & ~truth).sum())
@@ -263,7 +313,12 @@ def llm_label_feature(
     messages = label_prompt(evidence, feature, config)
     if messages is None:
         return None
-    label, description = parse_label(client.complete(messages))
+    reply = client.complete(messages, max_tokens=config.label_max_tokens)
+    try:
+        label, description = parse_label(reply)
+    except LLMError as exc:  # the reply is cached: failing here would fail every rerun too
+        log.warning("feature %d left unlabelled: %s", feature, exc)
+        return None
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     return FeatureLabel(
         feature=feature,
@@ -291,16 +346,38 @@ def label_with_llm(
 
     config = config or LLMConfig()
     done: list[FeatureLabel] = []
-    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-        futures = [pool.submit(llm_label_feature, client, evidence, f, config) for f in features]
-        for future in tqdm(futures, desc="LLM labelling", unit="feature", disable=not progress):
-            result = future.result()
-            if result is None:
-                continue
+
+    def keep(result: FeatureLabel | None) -> None:
+        if result is not None:
             done.append(result)
             if on_label is not None:
                 on_label(result)
+
+    pool = ThreadPoolExecutor(max_workers=config.concurrency)
+    futures = [pool.submit(llm_label_feature, client, evidence, f, config) for f in features]
+    try:
+        for i, future in enumerate(
+            tqdm(futures, desc="LLM labelling", unit="feature", disable=not progress)
+        ):
+            try:
+                keep(future.result())
+            except BaseException:
+                # stop at once: nothing queued is sent, and what finished meanwhile is kept
+                _stop(pool)
+                for later in futures[i + 1 :]:
+                    if not later.cancelled() and later.exception() is None:
+                        keep(later.result())
+                raise
+    finally:
+        pool.shutdown(wait=True)
     return done
+
+
+def _stop(pool: ThreadPoolExecutor) -> None:
+    """Cancel the queued requests and wait for those already sent (each ends by an answer or
+    by running out of retries). Without this, a failed or interrupted run would go on sending
+    every queued request first, and on a dead server wait out each one's retries."""
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def score_labels_with_llm(
@@ -311,9 +388,15 @@ def score_labels_with_llm(
 ) -> dict[int, float | None]:
     """LLM detection scores for existing labels (e.g. offline or imported ones)."""
     config = config or LLMConfig()
-    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-        futures = {
-            f: pool.submit(detection_score, client, evidence, f, label, config)
-            for f, label in labels.items()
-        }
+    pool = ThreadPoolExecutor(max_workers=config.concurrency)
+    futures: dict[int, Future] = {
+        f: pool.submit(detection_score, client, evidence, f, label, config)
+        for f, label in labels.items()
+    }
+    try:
         return {f: future.result() for f, future in futures.items()}
+    except BaseException:
+        _stop(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True)
