@@ -42,11 +42,14 @@ def corpora() -> dict[str, pl.DataFrame]:
     }
 
 
-def bench_store():
-    """The path of the benchmark store, encoding (and labelling) what is missing."""
+def bench_store(only: list[str] | None = None):
+    """The path of the benchmark store, encoding (and labelling) what is missing (of the
+    corpora named in ``only``, when given)."""
     path = cache_dir("stores") / STORE
     encoder = None
     for name, frame in corpora().items():
+        if only and name not in only:
+            continue
         result = encode(frame, path, corpus=name, text_col="text", max_tokens=128)
         encoder = result.encoding.encoder
     with Store(path) as store:

@@ -46,6 +46,7 @@ PHRASES = [  # (corpus, query, metadata column, relevant value)
     ("commons", "Labour party speech attacking the Conservative government", "party", "Lab"),
 ]
 N_EXAMPLES = 20
+MATCHES = ("label", "evidence", "both")  # how a phrase is matched to concepts (--match)
 EXAMPLE_QUERIES = [("tweets", "outlet", OUTLETS), ("commons", "party", ["Lab", "Con"])]
 
 
@@ -67,16 +68,20 @@ def evaluate(relevant: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measures", default="max,strong,presence,count,share,mean")
-    measures = parser.parse_args().measures.split(",")
+    parser.add_argument("--only", default=None, help="comma-separated corpora (rt,tweets,...)")
+    args = parser.parse_args()
+    measures = args.measures.split(",")
+    only = args.only.split(",") if args.only else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     by_measure: list[tuple[str, dict[str, float]]] = []
-    path = bench_store()
+    by_match: list[tuple[str, dict[str, float]]] = []
+    path = bench_store(only)
     minilm = load_embedder("default")
     rows, chosen_shown = [], []
     with Store(path) as store:
         encoder = store.resolve_encoder(None)
         for corpus, query, column, value in PHRASES:
-            if value is None:
+            if value is None or (only and corpus not in only):
                 continue
             docs = candidates(store, encoder, corpus, None)
             meta = store.sql(
@@ -94,12 +99,20 @@ def main() -> None:
                 m: average_precision_score(relevant, sae_scores(store, encoder, docs, choice, m)[0])
                 for m in measures
             }))  # fmt: skip
+            by_match.append((f'{corpus}: "{query}"', {
+                m: average_precision_score(relevant, sae_scores(
+                    store, encoder, docs, choose_concepts(store, encoder, phrase=query, top=10,
+                                                          match=m), measures[0])[0])
+                for m in MATCHES
+            }))  # fmt: skip
             dense = dense_scores(store, docs, query, minilm)
             scores = {"sae": sae, "dense": dense, "hybrid": rank_fusion(sae, dense)}
             rows.append((f"{corpus}: \"{query}\" → {column} = {value}", relevant.mean(),
                          evaluate(relevant, scores), sae_seconds))  # fmt: skip
             chosen_shown.append((query, choice.table.head(5)))
         for corpus, column, values in EXAMPLE_QUERIES:
+            if only and corpus not in only:
+                continue
             docs = candidates(store, encoder, corpus, None)
             meta = store.sql(
                 f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
@@ -169,6 +182,14 @@ def main() -> None:
     ):
         means = {m: np.mean([aps[m] for n, aps in by_measure if keep(n)]) for m in measures}
         print(f"| mean, {kind} queries | " + " | ".join(f"{means[m]:.3f}" for m in measures) + " |")
+    print("\nSAE average precision of phrase queries by how the phrase meets concepts "
+          "(label, evidence embedding, both; the main table: both):\n")  # fmt: skip
+    print("| query | " + " | ".join(MATCHES) + " |")
+    print("|---|" + "---|" * len(MATCHES))
+    for name, aps in by_match:
+        print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in MATCHES) + " |")
+    means = {m: np.mean([aps[m] for _, aps in by_match]) for m in MATCHES}
+    print("| mean | " + " | ".join(f"{means[m]:.3f}" for m in MATCHES) + " |")
     print("\nConcepts chosen (first 5 per query):\n")
     for query, table in chosen_shown:
         shown = "; ".join(f"{r['feature']} {r['label']!r} ({r['reason']}, {r['weight']:.2f})"

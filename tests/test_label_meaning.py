@@ -46,6 +46,12 @@ COOKING = [
     "stir the onions in butter until soft before adding the rice",
     "grill the salmon and serve it with a salad of fresh herbs",
 ]
+OTHER = [
+    "shares in the bank fell sharply after the quarterly earnings report",
+    "heavy rain and strong winds are expected across the north tomorrow",
+    "the new software update fixes a bug in the login screen",
+    "parliament debated the tax bill late into the night",
+]
 SPORT = [
     "the striker scored twice as the home side won the league match",
     "the goalkeeper saved a penalty in the final minute of the game",
@@ -88,8 +94,9 @@ def _build(path, seed: int = 0):
         elif kind == "sport":
             phrase = str(rng.choice(SPORT))
             text = " ".join(words[:4]) + f" {phrase} " + " ".join(words[4:])
-        else:
-            phrase, text = "", " ".join(words)
+        else:  # other content, so inactive contexts are not only filler
+            phrase = str(rng.choice(OTHER))
+            text = " ".join(words[:4]) + f" {phrase} " + " ".join(words[4:])
         texts.append(f"{text} n{i}")
         planted.append((kind, phrase))
     docs, _ = documents_from_texts(texts)

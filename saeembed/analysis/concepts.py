@@ -1,8 +1,8 @@
 """Choosing which concepts matter, for clustering and retrieval alike.
 
 A choice starts from any of: a phrase ("tone", "refusal", "about sports"), matched against the
-feature labels (exact substring matches, then labels close in meaning by MiniLM cosine
-similarity, `saeembed.labels.search`); explicit feature ids; or example documents the user
+features (exact substring matches on labels, then features close in meaning by the MiniLM cosine
+similarity of the phrase with their labels and evidence embeddings, `saeembed.labels.search`); explicit feature ids; or example documents the user
 marks as positive, against which every concept's separation is measured (its frequency among
 the positives against the rest of the corpus; Fisher's exact test where counts are small, else the two-proportion z-test; BH q). Exclusions (ids, or a
 phrase whose matches are removed) apply last. Every chosen concept keeps a weight and the
@@ -50,11 +50,11 @@ class ConceptChoice:
 
 
 def _phrase_matches(
-    store: Store, encoder: Encoder, phrase: str, top: int, min_similarity: float
+    store: Store, encoder: Encoder, phrase: str, top: int, min_similarity: float, match: str
 ) -> pl.DataFrame:
     from saeembed.labels.search import search_features
 
-    found = search_features(store, encoder, phrase, top=top)
+    found = search_features(store, encoder, phrase, top=top, by=match)
     keep = (pl.col("match") == "substring") | (pl.col("similarity") >= min_similarity)
     return found.filter(keep).select(
         "feature",
@@ -120,6 +120,7 @@ def choose_concepts(
     top: int = 20,
     min_similarity: float = MIN_SIMILARITY,
     alpha: float = 0.05,
+    match: str = "both",
 ) -> ConceptChoice:
     """The concepts that matter (see the module docstring), at most ``top`` from the phrase and
     from the examples each, plus every explicit id. With both a phrase and examples, phrase
@@ -130,7 +131,7 @@ def choose_concepts(
     label_of = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
     parts = []
     if phrase:
-        parts.append(_phrase_matches(store, encoder, phrase, top, min_similarity))
+        parts.append(_phrase_matches(store, encoder, phrase, top, min_similarity, match))
     sep = separation(store, encoder, positives, corpus) if len(positives) else None
     if sep is not None:
         favoured = sep.filter(
@@ -184,7 +185,7 @@ def choose_concepts(
     )
     dropped = set(int(f) for f in exclude)
     if exclude_phrase:
-        dropped |= set(_phrase_matches(store, encoder, exclude_phrase, 10 * top, min_similarity)["feature"].to_list())  # fmt: skip
+        dropped |= set(_phrase_matches(store, encoder, exclude_phrase, 10 * top, min_similarity, match)["feature"].to_list())  # fmt: skip
     chosen = chosen.filter(~pl.col("feature").is_in(sorted(dropped)))
     if sep is not None:
         chosen = chosen.join(sep, on="feature", how="left", maintain_order="left")

@@ -42,8 +42,9 @@ class OfflineConfig:
     min_heldout: int = 3  # held-out documents needed on each side to score
     strong_fraction: float = 0.5  # strong = value >= this x the feature's 99th-percentile value
     n_output_tokens: int = 3  # decoder-promoted tokens proposed as terms (when known)
-    semantic_positive: int = 8  # peak contexts per feature for the meaning criterion
-    semantic_negative: int = 40  # inactive contexts per feature for the meaning criterion
+    semantic_positive: int = 6  # peak contexts per feature for the meaning criterion
+    semantic_negative: int = 30  # inactive contexts per feature for the meaning criterion
+    semantic_pool: int = 1000  # labelling documents whose random windows are the inactive ones
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,7 @@ def build_meaning(
         heldout=False,
         n_positive=config.semantic_positive,
         n_negative=config.semantic_negative,
+        pool_size=config.semantic_pool,
         strong_fraction=config.strong_fraction,
     )
     bank.add(features)

@@ -22,7 +22,7 @@ import numpy as np
 from saeembed.labels.evidence import Evidence
 from saeembed.labels.offline import NEGATIVE, POSITIVE, document_classes
 
-CONTEXT_CHARS = 60  # characters kept on each side of the centre word of a context
+CONTEXT_CHARS = 40  # characters kept on each side of the centre word of a context
 
 
 def context_window(text: str, start: int, end: int, width: int = CONTEXT_CHARS) -> str:
@@ -122,8 +122,13 @@ class ContextBank:
         return scorable
 
     def embed(self, embedder, batch_size: int = 128) -> None:
+        """Embed the contexts added since the last call (each distinct text once: features
+        that peak on the same token of a document share its window)."""
         done = 0 if self.vectors is None else len(self.vectors)
-        fresh = embedder.embed(self.texts[done:], batch_size=batch_size)
+        distinct = list(dict.fromkeys(self.texts[done:]))
+        vectors = embedder.embed(distinct, batch_size=batch_size)
+        row = {t: i for i, t in enumerate(distinct)}
+        fresh = vectors[[row[t] for t in self.texts[done:]]]
         self.vectors = fresh if self.vectors is None else np.concatenate([self.vectors, fresh])
 
     def score(self, feature: int, label_vector: np.ndarray) -> float | None:
