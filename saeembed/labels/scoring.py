@@ -136,8 +136,9 @@ class ContextBank:
         its inactive ones; None when the feature has too few of either."""
         if feature not in self.positives or self.vectors is None:
             return None
-        sims = self.vectors @ label_vector
-        return auc(sims[self.positives[feature]], sims[self.negatives[feature]])
+        positive = self.vectors[self.positives[feature]] @ label_vector
+        negative = self.vectors[self.negatives[feature]] @ label_vector
+        return auc(positive, negative)
 
 
 def embedding_scores(
