@@ -36,6 +36,8 @@ from saeembed.store import Store
 
 def summarise(name: str, scores) -> str:
     s = np.asarray([x for x in scores if x is not None], dtype=float)
+    if len(s) == 0:
+        return f"| {name} | 0 | | | | | | | |"
     share = [f"{(s >= t).mean():.1%}" for t in (0.6, 0.7, 0.8, 0.9)]
     return (
         f"| {name} | {len(s):,} | {np.median(s):.3f} | {np.quantile(s, 0.25):.3f} | "
@@ -81,6 +83,11 @@ def main() -> None:
         encoder = store.resolve_encoder(args.encoder)
         evidence = load_evidence(store, encoder)
         existing = read_labels(store, encoder)
+    if existing.height == 0:  # a store made before its encoder got the shipped labels
+        from saeembed.labels.table import read_saeembed_labels, shipped_labels_for
+
+        shipped = shipped_labels_for(encoder.sae_sha256)
+        existing = read_saeembed_labels(shipped) if shipped else existing
     embedder = load_embedder("default")
     config = OfflineConfig()
     started = time.perf_counter()
