@@ -17,6 +17,14 @@ same measure; the target is the carrier in the top 5 of the concepts enriched in
 
     .venv/bin/python benchmarks/diff_measures.py [--seeds 10] [--n-side 300] [--settings ...]
     .venv/bin/python benchmarks/diff_measures.py --prepare-only    # encode the corpora, then stop
+    .venv/bin/python benchmarks/diff_measures.py --configs strong/proportion \
+        --sorts p effect logodds specific    # also compare the orderings of the planted diff
+
+With ``--sorts``, each planted diff's output is also ranked by every ordering (diff.rank) and
+judged as in `benchmarks/diff_stats.py`: the planted concepts (those whose peak token lies on
+the setting's property, religious or comic words, in half of the donors where they are active)
+among its first 10 and 20 rows, the precision of the top 10 (share that are carriers) and the
+median frequency in B of the top 10. The orderings logodds and specific need a binary measure.
 
 The corpora are encoded once with the default reader and SAE into
 $SAEEMBED_HOME/stores/bench-diff-measures.duckdb (about 6 minutes on 2 CPU cores).
@@ -29,15 +37,20 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from saeembed.analysis.diff import diff_corpora
+from saeembed.analysis.diff import COUNT_SORTS, diff_corpora
+from saeembed.analysis.measures import DIFF_SORTS, get_measure
 from saeembed.api import encode
 from saeembed.data import load_dataset
 from saeembed.home import cache_dir
 from saeembed.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from diff_stats import orderings, property_concepts  # noqa: E402  (benchmarks/ is not a package)
 
 RELIGION = (
     r"(?i)\b(church\w*|god|faith|religio\w*|pope|bishops?|christian\w*|muslims?|islam\w*|jewish"
@@ -86,6 +99,8 @@ SETTINGS = {
     "long-register": ("news", "speeches"),
     "short": ("reviews", "reviews-comedy"),
 }
+#: The property each setting plants, where a regular expression names it (its planted concepts).
+PROPERTIES = {"long-topic": RELIGION, "short": COMEDY}
 
 
 def prepare(db, n_base: int) -> None:
@@ -131,11 +146,14 @@ def ids_of(store: Store, corpus: str) -> np.ndarray:
 
 
 def enriched(store: Store, a: str, b: str, measure: str, test: str) -> pl.DataFrame:
-    return diff_corpora(store, [a], [b], measure=measure, test=test).filter(pl.col("diff") > 0)
+    return diff_corpora(store, [a], [b], measure=measure, test=test, sort="p").filter(
+        pl.col("diff") > 0
+    )
 
 
-def trial(store, rng, base, donor, n_side, plant, measure, test) -> dict:
-    """One seed of one setting under one measure: the null halves, then the planted diff."""
+def trial(store, rng, base, donor, n_side, plant, measure, test, sorts=(), planted=None) -> dict:
+    """One seed of one setting under one measure: the null halves, then the planted diff, ranked
+    by each of ``sorts`` (a dict per ordering)."""
     half_a, half_b = np.array_split(rng.permutation(base)[: 2 * n_side], 2)
     subset(store, "null-a", half_a)
     subset(store, "null-b", half_b)
@@ -147,11 +165,12 @@ def trial(store, rng, base, donor, n_side, plant, measure, test) -> dict:
     reference = enriched(store, "donor-ref", "null-b", measure, test)
     carrier = reference.row(0, named=True)
     carriers = set(reference.filter(pl.col("q") < 0.05)["feature"].to_list())
-    found = enriched(store, "planted-a", "null-b", measure, test)
+    table = diff_corpora(store, ["planted-a"], ["null-b"], measure=measure, test=test, sort="p")
+    found = table.filter(pl.col("diff") > 0)
     order = found["feature"].to_list()
     by_p = found.sort("p", "feature")["feature"].to_list()
     f = carrier["feature"]
-    return {
+    result = {
         "false": null.filter(pl.col("q") < 0.05).height,
         "carrier": f,
         "label": carrier["label"],
@@ -161,6 +180,23 @@ def trial(store, rng, base, donor, n_side, plant, measure, test) -> dict:
         "top5_carriers": sum(f in carriers for f in order[:5]),
         "top5_carriers_p": sum(f in carriers for f in by_p[:5]),
     }
+    freq = "freq_b" if "freq_b" in table.columns else "mean_b"
+
+    def again(sort):
+        return diff_corpora(store, ["planted-a"], ["null-b"], measure=measure, test=test, sort=sort)
+
+    for name, ranked in orderings(table, sorts, again):
+        mine = ranked.filter(pl.col("diff") > 0)["feature"].to_list()
+        top = ranked.head(20)
+        top10 = top["feature"].to_list()[:10]
+        result[name] = {
+            "rank": mine.index(f) + 1 if f in mine else None,
+            "planted10": None if planted is None else sum(x in planted for x in top10),
+            "planted20": None if planted is None else len(planted & set(top["feature"])),
+            "precision10": sum(x in carriers for x in top10) / max(len(top10), 1),
+            "freq_b10": float(top.head(10)[freq].median()),
+        }
+    return result
 
 
 def main() -> None:
@@ -170,11 +206,15 @@ def main() -> None:
     parser.add_argument("--plant", type=float, default=0.10)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--configs", nargs="+", default=[f"{m}/{t}" for m, t in CONFIGS])
+    parser.add_argument(
+        "--sorts", nargs="+", default=[], choices=DIFF_SORTS,
+        help="also compare these orderings of the planted diff (logodds, specific: binary only)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     db = cache_dir("stores") / "bench-diff-measures.duckdb"
     prepare(db, 1000)
-    summary = []
+    summary, orderings = [], []
     with Store(db) as store:
         for setting in args.settings:
             base_name, donor_name = SETTINGS[setting]
@@ -186,10 +226,15 @@ def main() -> None:
             )["m"][0]
             for config in args.configs:
                 measure, test = config.split("/")
+                binary = get_measure(measure).binary
+                sorts = [s for s in args.sorts if binary or s not in COUNT_SORTS]
+                planted = None
+                if sorts and setting in PROPERTIES:
+                    planted = property_concepts(store, PROPERTIES[setting], measure, donor_name)
                 started = time.perf_counter()
                 rows = [
                     trial(store, np.random.default_rng(seed), base, donor, args.n_side,
-                          args.plant, measure, test)
+                          args.plant, measure, test, sorts, planted)
                     for seed in range(args.seeds)
                 ]  # fmt: skip
                 seconds = time.perf_counter() - started
@@ -215,6 +260,27 @@ def main() -> None:
                     }
                 )
                 print(summary[-1], file=sys.stderr, flush=True)
+                for sort in [k for k in rows[0] if isinstance(rows[0][k], dict)]:
+                    got = [r[sort] for r in rows]
+                    orderings.append(
+                        {
+                            "setting": setting,
+                            "measure": measure,
+                            "test": test,
+                            "sort": sort,
+                            "planted": "n/a" if planted is None else len(planted),
+                            "top5": sum(1 for g in got if g["rank"] is not None and g["rank"] <= 5),
+                            "planted10": None
+                            if planted is None
+                            else np.mean([g["planted10"] for g in got]),
+                            "planted20": None
+                            if planted is None
+                            else np.mean([g["planted20"] for g in got]),
+                            "precision10": np.mean([g["precision10"] for g in got]),
+                            "freq_b10": np.median([g["freq_b10"] for g in got]),
+                        }
+                    )
+                    print(orderings[-1], file=sys.stderr, flush=True)
     print(
         f"n = {args.n_side} per side, {args.plant:.0%} of A planted, {args.seeds} seeds; "
         "null: mean concepts at q < 0.05 between random halves; top 5: seeds with the carrier "
@@ -233,6 +299,25 @@ def main() -> None:
             f"{r['median_rank']} | {r['significant']:.1f} | {r['precision']:.2f}; "
             f"{r['precision_p']:.2f} | {r['carrier']} | {r['seconds']:.2f} |"
         )
+    if orderings:
+        print(
+            "\nOrderings of the planted diff (planted concepts: peak on the property's words in "
+            "half of the donors where active; precision: share of the top 10 that are carriers; "
+            "freq_b: median frequency in B of the top 10):\n"
+        )
+        print(
+            "| setting | measure | test | ordering | planted concepts | carrier in top 5 "
+            "| planted in top 10 | in top 20 | precision of the top 10 | median freq_b, top 10 |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in orderings:
+            p10 = "n/a" if r["planted10"] is None else f"{r['planted10']:.1f}"
+            p20 = "n/a" if r["planted20"] is None else f"{r['planted20']:.1f}"
+            print(
+                f"| {r['setting']} | {r['measure']} | {r['test']} | {r['sort']} | {r['planted']} "
+                f"| {r['top5']}/{args.seeds} | {p10} | {p20} | {r['precision10']:.2f} "
+                f"| {r['freq_b10']:.3f} |"
+            )
 
 
 if __name__ == "__main__":

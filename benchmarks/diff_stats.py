@@ -1,4 +1,5 @@
-"""Do the diff's statistics hold on real corpora? Two checks, over several seeds:
+"""Do the diff's statistics hold on real corpora, and which ordering serves readers? Over several
+seeds:
 
 - null: split one real corpus into two random halves and diff them; every reported concept
   (q < 0.05) is a false discovery. Target: at most 1 on average.
@@ -9,8 +10,17 @@
   independent diff. The donor documents are either base documents matching ``--property`` (a
   regular expression; they are kept out of the halves) or documents of another corpus
   (``--donor data:...``).
+- orderings: the planted diff's output ranked by each ``--sorts`` ordering (diff.rank; and,
+  for the scores, the variant that orders the rows below q < 0.05 by the score too), judged
+  by its first 10 and 20 rows: the *planted concepts* among them (concepts that fire on the
+  property itself: in at least 10 donor documents, their peak token lies in a match of
+  ``--property`` in at least half; regex donors only), the precision of the top 10 (the share
+  that are carriers: enriched at q < 0.05 in the independent diff of the other donors against
+  B), and the median frequency in B (the base corpus) of the top 10, low when the ordering shows
+  concepts specific to the plant rather than common everywhere.
 
     .venv/bin/python benchmarks/diff_stats.py [--n-base 6000] [--property REGEX] [--seeds 10]
+    .venv/bin/python benchmarks/diff_stats.py --measure strong --sorts p effect logodds specific
     .venv/bin/python benchmarks/diff_stats.py --donor data:health-tweets
 
 The corpora (a seeded sample of each dataset) are encoded once with the default reader and SAE
@@ -22,15 +32,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 
 import numpy as np
 import polars as pl
 
-from saeembed.analysis.diff import diff_corpora
+from saeembed.analysis.diff import diff_corpora, rank, sort_score
+from saeembed.analysis.measures import DIFF_SORTS, prepare, rows_sql
 from saeembed.api import encode
+from saeembed.errors import InputError
 from saeembed.home import cache_dir
+from saeembed.labels.table import label_names
 from saeembed.store import Store
 from saeembed.train.recipe import SourceSpec, source_texts
 
@@ -60,6 +74,73 @@ def doc_ids(store: Store, corpus: str) -> np.ndarray:
     ].to_numpy()
 
 
+def property_concepts(
+    store: Store,
+    pattern: str,
+    measure: str,
+    corpus: str = "donor",
+    min_docs: int = 10,
+    min_share: float = 0.5,
+) -> set[int]:
+    """The planted concepts: those active (under ``measure``) in at least ``min_docs`` documents
+    of the donor ``corpus`` whose peak token lies inside a match of ``pattern`` in at least
+    ``min_share`` of them: concepts of the property itself, found without any diff."""
+    encoder = store.resolve_encoder(None)
+    m = prepare(store, encoder, measure)
+    rows = store.sql(
+        f"""
+        SELECT r.feature, r.doc_id, a.peak_start, a.peak_end FROM ({rows_sql(m)}) r
+        JOIN activations a ON a.encoder_id = $enc AND a.doc_id = r.doc_id
+            AND a.feature = r.feature
+        WHERE r.doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus)
+        """,
+        {"enc": encoder.encoder_id, "corpus": corpus},
+    )
+    texts = store.sql("SELECT doc_id, text FROM documents WHERE corpus = ?", [corpus])
+    spans = {
+        d: [(x.start(), x.end()) for x in re.finditer(pattern, t, re.I)]
+        for d, t in texts.iter_rows()
+    }
+    on = [
+        start is not None and any(s < end and start < e for s, e in spans.get(doc, ()))
+        for doc, start, end in zip(
+            rows["doc_id"], rows["peak_start"], rows["peak_end"], strict=True
+        )
+    ]
+    shares = (
+        rows.with_columns(pl.Series("on", on))
+        .group_by("feature")
+        .agg(pl.len().alias("n"), pl.col("on").mean().alias("share"))
+        .filter((pl.col("n") >= min_docs) & (pl.col("share") >= min_share))
+    )
+    return set(shares["feature"].to_list())
+
+
+def orderings(table: pl.DataFrame, sorts, diff=None, alpha: float = 0.05):
+    """(name, ranked table) per ordering: each of ``sorts`` as `diff.rank` ships it (the concepts
+    at q < alpha by the ordering, the rest by p), and for the scores also ``"NAME, rest too"``:
+    the score below the significance line as well. ``table`` is a diff table; ``diff(sort)``
+    recomputes it where its columns cannot be re-ranked (numeric measures keep the bounds of
+    `specific` private)."""
+    for sort in sorts:
+        try:
+            yield sort, rank(table, alpha, sort)
+        except InputError:
+            yield sort, diff(sort)
+    for sort in sorts:
+        if sort == "p":
+            continue
+        try:
+            score = sort_score(table, sort)
+        except InputError:
+            continue
+        keyed = table.with_columns(
+            pl.Series("_sig", (table["q"] < alpha).to_numpy()), pl.Series("_key", -score)
+        )
+        ranked = keyed.sort(["_sig", "_key", "p", "feature"], descending=[True] + [False] * 3)
+        yield f"{sort}, rest too", ranked.drop("_sig", "_key")
+
+
 def planted_trial(
     store: Store,
     rng: np.random.Generator,
@@ -67,9 +148,12 @@ def planted_trial(
     donor: np.ndarray,
     share: float,
     measure: str = "presence",
+    sorts: tuple[str, ...] = DIFF_SORTS[:1],
+    planted: set[int] | None = None,
 ) -> dict:
     """Plant ``share`` of half A with donor documents; rank the carrier concept (found on the
-    other donor documents against B) among the concepts enriched in A."""
+    other donor documents against B) among the concepts enriched in A, and judge the first rows
+    of the planted diff under each ordering of ``sorts``."""
     donors = rng.permutation(donor)
     n_plant = int(round(share * len(half_a)))
     plant, reference = donors[:n_plant], donors[n_plant:]
@@ -81,26 +165,36 @@ def planted_trial(
         [plant.tolist()],
     )
     subset(store, "donor", "donor-ref", reference)
-    carriers = diff_corpora(store, ["donor-ref"], ["null-b"], measure=measure).filter(
+    carriers = diff_corpora(store, ["donor-ref"], ["null-b"], measure=measure, sort="p").filter(
         pl.col("diff") > 0
     )
     carrier = carriers.row(0, named=True)
     significant = set(carriers.filter(pl.col("q") < 0.05)["feature"].to_list())
-    enriched = diff_corpora(store, ["planted-a"], ["null-b"], measure=measure).filter(
-        pl.col("diff") > 0
-    )
-    order = enriched["feature"].to_list()
-    by_p = enriched.sort("p", "feature")["feature"].to_list()
-    row = enriched.filter(pl.col("feature") == carrier["feature"])
-    return {
-        "carrier": carrier["feature"],
+    table = diff_corpora(store, ["planted-a"], ["null-b"], measure=measure, sort="p")
+    f = carrier["feature"]
+    row = table.filter(pl.col("feature") == f)
+    result = {
+        "carrier": f,
         "label": carrier["label"],
-        "rank": order.index(carrier["feature"]) + 1 if carrier["feature"] in order else None,
-        "rank_p": by_p.index(carrier["feature"]) + 1 if carrier["feature"] in by_p else None,
         "diff": row["diff"][0] if row.height else float("nan"),
         "q": row["q"][0] if row.height else float("nan"),
-        "top5_carriers": sum(f in significant for f in order[:5]),
+        "reported": table.filter(pl.col("q") < 0.05).height,
+        "carriers": len(significant),
     }
+    for name, ranked in orderings(table, sorts):
+        order = ranked.filter(pl.col("diff") > 0)["feature"].to_list()
+        top = ranked.head(20)
+        top10 = top["feature"].to_list()[:10]
+        result[name] = {
+            "rank": order.index(f) + 1 if f in order else None,
+            "top5_carriers": sum(x in significant for x in order[:5]),
+            "planted10": None if planted is None else sum(x in planted for x in top10),
+            "planted20": None if planted is None else len(planted & set(top["feature"])),
+            "precision10": sum(x in significant for x in top10) / max(len(top10), 1),
+            "freq_b10": float(top.head(10)["freq_b"].median()),
+            "labels": top["label"].head(10).to_list(),
+        }
+    return result
 
 
 def main() -> None:
@@ -113,6 +207,10 @@ def main() -> None:
     parser.add_argument("--plant", type=float, default=0.10)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--measure", default="presence", help="concept measure of the diffs")
+    parser.add_argument(
+        "--sorts", nargs="+", default=list(DIFF_SORTS), choices=DIFF_SORTS,
+        help="orderings of the planted diff to compare (the first is the one of the seed table)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -141,6 +239,12 @@ def main() -> None:
             subset(store, base_name, "base", np.setdiff1d(all_base, matching))
             what = f"base documents matching {args.property!r} ({len(matching):,})"
         base, donor = doc_ids(store, "base"), doc_ids(store, "donor")
+        planted = None if args.donor else property_concepts(store, args.property, args.measure)
+        if planted is not None:
+            names = label_names(store, store.resolve_encoder(None)).filter(
+                pl.col("feature").is_in(list(planted))
+            )
+            print(f"planted concepts: {sorted(names.iter_rows())}", file=sys.stderr)
         null_rows, planted_rows = [], []
         started = time.perf_counter()
         for seed in range(args.seeds):
@@ -160,7 +264,16 @@ def main() -> None:
             planted_rows.append(
                 {
                     "seed": seed,
-                    **planted_trial(store, rng, half_a, donor, args.plant, args.measure),
+                    **planted_trial(
+                        store,
+                        rng,
+                        half_a,
+                        donor,
+                        args.plant,
+                        args.measure,
+                        tuple(args.sorts),
+                        planted,
+                    ),
                 }
             )
             print(f"seed {seed}: {null_rows[-1]} {planted_rows[-1]}", file=sys.stderr)
@@ -181,20 +294,45 @@ def main() -> None:
         f"(max {null['q<0.05'].max()}); mean share of concepts at p < 0.05: "
         f"{(null['p<0.05'] / null['tested']).mean():.3f} (5% expected)\n"
     )
-    print(f"Planted ({args.plant:.0%} of half A replaced by donor documents):\n")
-    print("| seed | carrier concept | label | rank among enriched | diff | q | carriers in top 5 |")
-    print("|---|---|---|---|---|---|---|")
+    first = args.sorts[0]
+    print(f"Planted ({args.plant:.0%} of half A replaced by donor documents; order {first}):\n")
+    print(
+        "| seed | carrier concept | label | rank among enriched | diff | q | carriers in top 5 "
+        "| reported | carriers |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in planted_rows:
         print(
-            f"| {r['seed']} | {r['carrier']} | {r['label']} | {r['rank']} | "
-            f"{r['diff']:.3f} | {r['q']:.1e} | {r['top5_carriers']} |"
+            f"| {r['seed']} | {r['carrier']} | {r['label']} | {r[first]['rank']} | "
+            f"{r['diff']:.3f} | {r['q']:.1e} | {r[first]['top5_carriers']} | {r['reported']} "
+            f"| {r['carriers']} |"
         )
-    in_top5 = sum(1 for r in planted_rows if r["rank"] is not None and r["rank"] <= 5)
-    in_top5_p = sum(1 for r in planted_rows if r["rank_p"] is not None and r["rank_p"] <= 5)
+    n = len(planted_rows)
     print(
-        f"\nmeasure {args.measure}: carrier in the top 5: {in_top5} of {len(planted_rows)} "
-        f"seeds ({in_top5_p} when ranked by p)"
+        f"\nmeasure {args.measure}; mean over {n} seeds: {np.mean([r['reported'] for r in planted_rows]):.1f} "
+        f"concepts reported (q < 0.05) by the planted diff, {np.mean([r['carriers'] for r in planted_rows]):.1f} "
+        f"carriers; {len(planted) if planted is not None else 'no'} planted concepts\n"
     )
+    print(
+        "| ordering | carrier in top 5 | planted concepts in top 10 | in top 20 "
+        "| precision of the top 10 | median freq_b of the top 10 |"
+    )
+    print("|---|---|---|---|---|---|")
+    names = [k for k in planted_rows[0] if isinstance(planted_rows[0][k], dict)]
+    for name in names:
+        got = [r[name] for r in planted_rows]
+        top5 = sum(1 for g in got if g["rank"] is not None and g["rank"] <= 5)
+        planted10 = "n/a" if planted is None else f"{np.mean([g['planted10'] for g in got]):.1f}"
+        planted20 = "n/a" if planted is None else f"{np.mean([g['planted20'] for g in got]):.1f}"
+        print(
+            f"| {name} | {top5}/{n} | {planted10} | {planted20} "
+            f"| {np.mean([g['precision10'] for g in got]):.2f} "
+            f"| {np.median([g['freq_b10'] for g in got]):.3f} |"
+        )
+    print("\nThe top 10 of seed 0 under each ordering:\n")
+    for name in names:
+        labels = planted_rows[0][name]["labels"]
+        print(f"- {name}: {'; '.join(str(x) for x in labels)}")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,10 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
     type=click.Choice(DIFF_SORTS),
     default=DIFF_SORTS[0],
     show_default=True,
-    help="Order the significant concepts by p-value or by absolute effect.",
+    help="Order of the concepts that differ (q < --alpha; the rest follow by p): specific "
+    "(the conservative ratio of the sides' frequencies or means: concepts particular to one "
+    "side), p, effect (absolute diff) or logodds (the conservative log odds ratio; presence and "
+    "strong only). See docs/diff.md#order-of-the-rows.",
 )
 @click.option(
     "--test",
@@ -272,7 +275,9 @@ def diff_command(
     or corpora already in --db. Whatever is not encoded yet is encoded first. Several B's are
     pooled: A against the rest. Per concept: document counts and frequencies, their difference
     with a 95% CI, the log odds ratio, a p-value (Fisher or two-proportion z) and a
-    Benjamini-Hochberg q-value; significant concepts first, by effect size."""
+    Benjamini-Hochberg q-value. Concepts that differ come first, those most particular to one
+    side leading (--sort specific: with 95% confidence, how many times as often the richer side
+    has it); the rest follow by p."""
     from saeembed.api import diff
     from saeembed.render import default_format
 

@@ -63,19 +63,78 @@ def _check_sides(store: Store, corpora_a: list[str], corpora_b: list[str]) -> No
         raise InputError(f"corpus {overlap[0]!r} is on both sides of the diff; drop it from one")
 
 
-def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.DataFrame:
-    """Significant concepts (q < alpha) first, by p (``sort="p"``; ties by absolute effect) or
-    by absolute effect (``sort="effect"``; ties by p); then the rest by p. Ordering by p puts
-    planted carriers first in docs/benchmarks.md#concept-measures."""
+#: The orderings that need the counts of the proportion test (a binary measure, unpaired).
+COUNT_SORTS = ("logodds",)
+
+
+def check_sort(sort: str, measure: Measure, test: str, paired: bool = False) -> None:
+    """Refuse an unknown ordering, or one that needs document counts under a test without them."""
     if sort not in DIFF_SORTS:
-        raise InputError(f"unknown sort {sort!r}; use p or effect")
-    keys = ["_sig", "p", "_abs"] if sort == "p" else ["_sig", "_abs", "p"]
-    descending = [True, False, True] if sort == "p" else [True, True, False]
-    return (
-        frame.with_columns((pl.col("q") < alpha).alias("_sig"), pl.col("diff").abs().alias("_abs"))
-        .sort([*keys, "feature"], descending=[*descending, False])
-        .drop("_sig", "_abs")
-    )
+        raise InputError(f"unknown sort {sort!r}; use one of {', '.join(DIFF_SORTS)}")
+    if sort in COUNT_SORTS and (paired or not measure.binary):
+        under = "paired mode" if paired else f"measure {measure.name!r} ({test} test)"
+        valid = [s for s in DIFF_SORTS if s not in COUNT_SORTS]
+        raise InputError(
+            f"sort {sort!r} needs document counts (measure presence or strong, not paired); "
+            f"under {under} use {', '.join(valid[:-1])} or {valid[-1]}"
+        )
+
+
+def sort_score(frame: pl.DataFrame, sort: str) -> np.ndarray:
+    """The number a diff orders its rows by under ``sort`` (larger first), except ``p``.
+
+    - ``effect``: ``|diff|``.
+    - ``logodds``: the absolute conservative log odds ratio, the bound of its 95% interval
+      (``log_odds_low``, ``log_odds_high``: Woolf, 0.5 added to every cell) nearest zero.
+    - ``specific``: the absolute conservative log ratio of the sides' means, the bound nearest
+      zero of the 95% interval of ``log(mean_a / mean_b)`` (`stats.log_ratio_of_means`; for a
+      binary measure the share of documents, so the Katz interval of the log relative risk
+      ``log(freq_a / freq_b)`` with 0.5 added to every cell): with 95% confidence the richer
+      side has at least ``exp(score)`` times as much of the concept as the other. Tables of
+      numeric measures and paired tables carry the bounds in the private columns
+      ``_specific_low`` and ``_specific_high``; binary ones are computed from the counts."""
+    if sort == "effect":
+        return frame["diff"].abs().to_numpy()
+    columns = set(frame.columns)
+    if {f"_{sort}_low", f"_{sort}_high"} <= columns:
+        low, high = frame[f"_{sort}_low"].to_numpy(), frame[f"_{sort}_high"].to_numpy()
+    elif sort == "logodds" and {"log_odds_low", "log_odds_high"} <= columns:
+        low, high = frame["log_odds_low"].to_numpy(), frame["log_odds_high"].to_numpy()
+    elif sort == "specific" and {"n_a", "size_a", "n_b", "size_b", "freq_a"} <= columns:
+        _, low, high = stats.log_relative_risk(
+            *(frame[c].to_numpy() for c in ("n_a", "size_a", "n_b", "size_b"))
+        )
+    elif sort == "logodds":
+        raise InputError("sort 'logodds' needs document counts (a binary measure); use p or effect")
+    else:
+        raise InputError(
+            "sort 'specific' needs document counts or the bounds a diff computes; diff again "
+            "with sort='specific'"
+        )
+    return np.abs(stats.nearest_zero(low, high))
+
+
+def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.DataFrame:
+    """Concepts that differ (q < alpha) first, ordered by ``sort``: ``p`` (ascending; ties by
+    absolute effect) or a score of `sort_score` (descending; ties by p); then the rest by p
+    (ties by absolute effect), whatever ``sort``: below the significance line p is the better
+    guide to what may be real (docs/benchmarks.md#diff-orderings). Private columns (named
+    ``_...``) are dropped."""
+    if sort not in DIFF_SORTS:
+        raise InputError(f"unknown sort {sort!r}; use one of {', '.join(DIFF_SORTS)}")
+    significant = (frame["q"] < alpha).to_numpy()
+    score = np.zeros(frame.height) if sort == "p" else sort_score(frame, sort)
+    keyed = frame.with_columns(
+        pl.Series("_sig", significant),
+        pl.Series("_key", np.where(significant, -score, 0.0)),
+        (-pl.col("diff").abs()).alias("_abs"),
+    ).sort(["_sig", "_key", "p", "_abs", "feature"], descending=[True, False, False, False, False])
+    return keyed.drop([c for c in keyed.columns if c.startswith("_")])
+
+
+def _with_private(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``columns`` of ``frame`` and its private ones (for `rank`)."""
+    return frame.select([*columns, *(c for c in frame.columns if c.startswith("_"))])
 
 
 NUMERIC_COLUMNS = [
@@ -143,8 +202,9 @@ def diff_corpora(
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     _check_sides(store, corpora_a, corpora_b)
+    test = check_test(get_measure(measure), test)
+    check_sort(sort, get_measure(measure), test)
     m = prepare(store, encoder, measure)
-    test = check_test(m, test)
     sides, size_a, size_b = _side_table(store, encoder, corpora_a, corpora_b)
     # `threshold` additionally requires the maximum to exceed it (0: every active concept)
     rows = f"{rows_sql(m)} AND a.value > $t"
@@ -190,7 +250,7 @@ def diff_corpora(
     else:
         frame = compare_numeric(moments, size_a, size_b, test=test, groups=groups)
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
-    frame = rank(frame.select(columns_for(m)), alpha, sort)
+    frame = rank(_with_private(frame, columns_for(m)), alpha, sort)
     return frame.head(top) if top else frame
 
 
@@ -220,6 +280,11 @@ def compare_numeric(
         )  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(mean_b > 0, mean_a / mean_b, np.nan)
+    _, spec_low, spec_high = stats.log_ratio_of_means(
+        moments["sum_a"].to_numpy(), moments["sumsq_a"].to_numpy(), np.full(n, size_a),
+        moments["sum_b"].to_numpy(), moments["sumsq_b"].to_numpy(), np.full(n, size_b),
+        _typical(moments),
+    )  # fmt: skip
     return pl.DataFrame(
         {
             "feature": features,
@@ -236,8 +301,17 @@ def compare_numeric(
             "p": p,
             "q": stats.bh_qvalues(p),
             "test": [test] * n,
+            "_specific_low": spec_low,
+            "_specific_high": spec_high,
         }
     ).with_columns(pl.col("ratio").fill_nan(None))
+
+
+def _typical(moments: pl.DataFrame) -> np.ndarray:
+    """A concept's mean value over the documents that have it, both sides together."""
+    return (moments["sum_a"] + moments["sum_b"]).to_numpy() / np.maximum(
+        (moments["n_a"] + moments["n_b"]).to_numpy(), 1
+    )
 
 
 def compare_counts(
@@ -332,6 +406,7 @@ def paired_diff(
     _check_sides(store, [corpus_a], [corpus_b])
     if pair_on not in ("row", "id"):
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
+    check_sort(sort, get_measure(measure), "paired", paired=True)
     m = prepare(store, encoder, measure)
     # chunks of one document share its row and id: pair them chunk by chunk
     key = ("d.row_idx::VARCHAR" if pair_on == "row" else "d.ext_id") + (
@@ -356,6 +431,7 @@ def paired_diff(
                count(fa.feature) AS n_a, count(fb.feature) AS n_b,
                count(fa.feature) FILTER (WHERE fb.feature IS NOT NULL) AS both,
                sum(coalesce(fa.v, 0)) AS sum_a, sum(coalesce(fb.v, 0)) AS sum_b,
+               sum(pow(coalesce(fa.v, 0), 2)) AS sumsq_a, sum(pow(coalesce(fb.v, 0), 2)) AS sumsq_b,
                sum(pow(coalesce(fa.v, 0) - coalesce(fb.v, 0), 2)) AS sumsq_d
         FROM fa FULL OUTER JOIN fb USING (doc_a, doc_b, feature)
         GROUP BY 1 ORDER BY 1
@@ -381,6 +457,15 @@ def paired_diff(
         "n_b": n_b,
         "both": both,
     }
+    # the bounds of `specific`: the log ratio of the means over the pairs, paired interval
+    sq_a, sq_b, sq_d = (
+        counts[c].to_numpy().astype(float) for c in ("sumsq_a", "sumsq_b", "sumsq_d")
+    )
+    _, spec_low, spec_high = stats.log_ratio_of_means(
+        counts["sum_a"].to_numpy(), sq_a, n_pairs, counts["sum_b"].to_numpy(), sq_b, n_pairs,
+        _typical(counts), cross=(sq_a + sq_b - sq_d) / 2,
+    )  # fmt: skip
+    private = {"_specific_low": spec_low, "_specific_high": spec_high}
     if m.binary:
         only_a, only_b = n_a - both, n_b - both
         d = (only_a - only_b) / n_pairs
@@ -399,6 +484,7 @@ def paired_diff(
                 "p": p,
                 "q": stats.bh_qvalues(p),
                 "test": ["mcnemar"] * len(n_a),
+                **private,
             }
         )
     else:
@@ -417,10 +503,11 @@ def paired_diff(
                 "p": p,
                 "q": stats.bh_qvalues(p),
                 "test": ["paired-t"] * len(n_a),
+                **private,
             }
         )
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
-    frame = rank(frame.select(columns_for(m, paired=True)), alpha, sort)
+    frame = rank(_with_private(frame, columns_for(m, paired=True)), alpha, sort)
     return frame.head(top) if top else frame
 
 

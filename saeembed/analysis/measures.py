@@ -79,8 +79,9 @@ DEFAULT_DIFF_MEASURE = "strong"
 #: `prefs fit`'s default for document encoders (a pair encoder's values are signs: presence),
 #: chosen on HH-RLHF in docs/benchmarks.md#preferences--benchmarkspreferencespy.
 DEFAULT_PREFS_MEASURE = "share"
-#: How a diff orders its significant concepts (the first is the default; see diff.rank).
-DIFF_SORTS = ("p", "effect")
+#: How a diff orders its significant concepts (the first is the default, chosen in
+#: docs/benchmarks.md#diff-orderings; see diff.rank).
+DIFF_SORTS = ("specific", "p", "effect", "logodds")
 #: The tests that fit binary (True) and numeric (False) measures; the first is the default.
 TESTS = {True: ("proportion",), False: ("welch", "mannwhitney")}
 TEST_NAMES = tuple(t for tests in TESTS.values() for t in tests)

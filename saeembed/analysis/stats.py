@@ -87,6 +87,60 @@ def log_odds_ratio(k_a, n_a, k_b, n_b, z: float = Z95) -> tuple[np.ndarray, np.n
     return lor, lor - z * se, lor + z * se
 
 
+def log_relative_risk(
+    k_a, n_a, k_b, n_b, z: float = Z95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log relative risk log(p_a / p_b) of presence in A vs B with its Katz log 95% interval
+    (Katz et al. 1978); like `log_odds_ratio`, 0.5 is added to every cell of the 2x2 table, so
+    p_a = (k_a + 0.5) / (n_a + 1) and zero counts give finite values."""
+    a, c = np.asarray(k_a, float) + 0.5, np.asarray(k_b, float) + 0.5
+    m_a, m_b = np.asarray(n_a, float) + 1, np.asarray(n_b, float) + 1
+    lrr = np.log(a / m_a) - np.log(c / m_b)
+    se = np.sqrt(np.maximum(1 / a - 1 / m_a + 1 / c - 1 / m_b, 0))
+    return lrr, lrr - z * se, lrr + z * se
+
+
+def log_ratio_of_means(
+    sum_a, sumsq_a, n_a, sum_b, sumsq_b, n_b, typical, cross=None, z: float = Z95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log ratio of the two sides' means, log(mean_a / mean_b), with a delta-method 95% interval,
+    from per-side sums, sums of squares and sizes (``n_a`` values of A, absent ones 0).
+
+    Half a document at ``typical`` (the concept's mean where present) and half a document
+    without it are added to each side, so a side without the concept still has a finite log.
+    Variances are ``sumsq / n - mean**2``; the variance of the log ratio is
+    ``var_a / (n_a mean_a**2) + var_b / (n_b mean_b**2)``. For values that are 0 or 1 (and
+    typical 1) this is exactly `log_relative_risk` (Katz, 0.5 added to every cell).
+
+    Paired sides (``cross``: the sum over pairs of a * b, ``n_a == n_b`` pairs; the half
+    documents form a pair at ``typical`` and one without) subtract the covariance:
+    ``(var_a / mean_a**2 + var_b / mean_b**2 - 2 cov / (mean_a mean_b)) / n``; for 0/1 values
+    that is the matched-pairs interval of the relative risk, variance
+    ``(only_a + only_b) / (n_a n_b)`` (Agresti 2002, 10.1) with the half pair added."""
+    t = np.asarray(typical, float)
+    s_a, s_b = np.asarray(sum_a, float) + t / 2, np.asarray(sum_b, float) + t / 2
+    q_a, q_b = np.asarray(sumsq_a, float) + t**2 / 2, np.asarray(sumsq_b, float) + t**2 / 2
+    m_a, m_b = np.asarray(n_a, float) + 1, np.asarray(n_b, float) + 1
+    mean_a, mean_b = s_a / m_a, s_b / m_b
+    var_a = np.maximum(q_a / m_a - mean_a**2, 0)
+    var_b = np.maximum(q_b / m_b - mean_b**2, 0)
+    if cross is None:
+        var = var_a / (m_a * mean_a**2) + var_b / (m_b * mean_b**2)
+    else:
+        cov = (np.asarray(cross, float) + t**2 / 2) / m_a - mean_a * mean_b
+        var = (var_a / mean_a**2 + var_b / mean_b**2 - 2 * cov / (mean_a * mean_b)) / m_a
+    lr = np.log(mean_a / mean_b)
+    se = np.sqrt(np.maximum(var, 0))
+    return lr, lr - z * se, lr + z * se
+
+
+def nearest_zero(low, high) -> np.ndarray:
+    """The bound of each interval [low, high] nearest zero, signed (0 where the interval holds
+    zero): the smallest effect the interval vouches for, the conservative estimate."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    return np.where(low > 0, low, np.where(high < 0, high, 0.0))
+
+
 def mcnemar_p(only_a: np.ndarray, only_b: np.ndarray) -> np.ndarray:
     """Two-sided exact McNemar p-values from the discordant counts (binomial test on
     only_a of only_a + only_b at 1/2)."""
