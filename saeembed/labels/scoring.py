@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import rankdata
 
 from saeembed.labels.evidence import Evidence
 from saeembed.labels.offline import NEGATIVE, POSITIVE, document_classes
@@ -39,18 +40,7 @@ def context_window(text: str, start: int, end: int, width: int = CONTEXT_CHARS) 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Probability that a random positive scores above a random negative (ties count half)."""
-    scores = np.concatenate([positive, negative])
-    order = scores.argsort(kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    # average ranks over ties
-    sorted_scores = scores[order]
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    stops = np.concatenate([boundaries, [len(scores)]])
-    for a, b in zip(starts, stops, strict=True):
-        if b - a > 1:
-            ranks[order[a:b]] = (a + 1 + b) / 2
+    ranks = rankdata(np.concatenate([positive, negative]))  # ties get their average rank
     n_pos, n_neg = len(positive), len(negative)
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -88,8 +78,7 @@ class ContextBank:
                 _, start, end = words[int(rng.integers(len(words)))]
                 self.texts.append(context_window(self.evidence.texts[doc], start, end))
                 kept.append(doc)
-            self._pool_docs = np.asarray(kept, dtype=np.int64)
-            self._pool_rows = np.arange(len(kept), dtype=np.int64)
+            self._pool_docs = np.asarray(kept, dtype=np.int64)  # their windows are texts[:n]
         return self._pool_docs
 
     def add(self, features: list[int]) -> list[int]:
@@ -117,7 +106,7 @@ class ContextBank:
                     context_window(text, int(ev.act_start[row]), int(ev.act_end[row]))
                 )
             self.positives[feature] = np.arange(first, len(self.texts))
-            self.negatives[feature] = self._pool_rows[negative]
+            self.negatives[feature] = negative  # pool windows come first in texts
             scorable.append(feature)
         return scorable
 

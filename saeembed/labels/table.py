@@ -32,6 +32,7 @@ LABEL_SCHEMA = {
     "examples": pl.List(pl.Utf8),
 }
 SHIPPED_LABELS = "labels.parquet"
+SHIPPED_EVIDENCE = "evidence.safetensors"
 SAE_SHA_KEY = b"saeembed.sae_sha256"
 
 
@@ -174,7 +175,7 @@ def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
     log.info(
         "encoder %s: %d shipped feature labels from %s", encoder.name, written, path.parent.name
     )
-    ensure_shipped_evidence(store, encoder)
+    ensure_shipped_evidence(store, encoder, path.parent / SHIPPED_EVIDENCE)
     return written
 
 
@@ -182,9 +183,6 @@ def read_saeembed_labels(path: Path) -> pl.DataFrame:
     """A label file written by `export_labels`, metadata dropped."""
     table = pq.read_table(path)
     return conform(pl.from_arrow(table.replace_schema_metadata(None)))
-
-
-SHIPPED_EVIDENCE = "evidence.safetensors"
 
 
 def write_evidence(
@@ -256,16 +254,15 @@ def save_shipped_evidence(
     return path
 
 
-def ensure_shipped_evidence(store: Store, encoder: Encoder) -> int:
-    """Give an encoder with no evidence embeddings the ones shipped with its SAE, if any."""
+def ensure_shipped_evidence(store: Store, encoder: Encoder, path: Path) -> int:
+    """Give an encoder with no evidence embeddings those shipped at ``path``, if the file exists
+    and is for the encoder's SAE."""
     from safetensors import safe_open
 
     has = store.con.execute(
         "SELECT count(*) FROM feature_evidence WHERE encoder_id = ?", [encoder.encoder_id]
     ).fetchall()[0][0]
-    labels = shipped_labels_for(encoder.sae_sha256)
-    path = labels.parent / SHIPPED_EVIDENCE if labels is not None else None
-    if has or path is None or not path.is_file():
+    if has or not path.is_file():
         return 0
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}
