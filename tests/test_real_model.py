@@ -276,3 +276,30 @@ def test_measures_on_real_long_passages(real_sae, tmp_path):
         )
         parents = {doc_id_for(t) for t in news["text"].head(3).to_list()}
         assert set(chunks["parent_id"].to_list()) == parents and chunked.n_new_documents > 3 * 3
+
+
+def test_promoted_tokens_are_whole_words(reader):
+    """A decoder row aimed at a word-initial token promotes that word; one aimed at a word piece
+    (a token without a leading space) promotes no piece."""
+    from types import SimpleNamespace
+
+    from saeembed.labels.output import promoted_tokens
+
+    tok = reader.tokenizer
+    word = tok.convert_tokens_to_ids(tok.tokenize(" cooking"))
+    assert len(word) == 1
+    piece = next(
+        i for i in range(1000, 20000)
+        if not tok.convert_tokens_to_string([tok.convert_ids_to_tokens(i)]).startswith(" ")
+        and tok.convert_tokens_to_string([tok.convert_ids_to_tokens(i)]).isalpha()
+        and len(tok.convert_tokens_to_string([tok.convert_ids_to_tokens(i)])) >= 4
+    )  # fmt: skip
+    unembed = reader.model.get_output_embeddings().weight.detach().float()
+    gamma = reader.model.model.norm.weight.detach().float()
+    rows = torch.stack([unembed[word[0]] / gamma, unembed[piece] / gamma])
+    sae = SimpleNamespace(W_dec=rows, cfg=SimpleNamespace(d_in=rows.shape[1]))
+    promoted = promoted_tokens(sae, reader, n=3)
+    assert promoted[0][0] == "cooking"
+    spelled_piece = tok.convert_tokens_to_string([tok.convert_ids_to_tokens(piece)]).lower()
+    assert spelled_piece not in promoted[1]
+    assert all(w.isascii() and len(w) >= 3 for w in promoted[1])

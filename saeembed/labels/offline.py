@@ -45,6 +45,10 @@ class OfflineConfig:
     semantic_positive: int = 6  # peak contexts per feature for the meaning criterion
     semantic_negative: int = 30  # inactive contexts per feature for the meaning criterion
     semantic_pool: int = 1000  # labelling documents whose random windows are the inactive ones
+    context_radius: int = 8  # words either side of a peak whose content words are candidates
+    context_terms: int = 6  # most frequent content words near the peaks proposed as terms
+    context_min_docs: int = 3  # top documents a context word must be near the peak in
+    context_p: float = 0.001  # binomial p-value of a context word's count near the peaks
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,55 @@ def propose_terms(evidence: Evidence, rows: np.ndarray, patterns: bool = False) 
             windows += [(i - 2, i + 1), (i - 1, i + 2)]
         proposed.update({" ".join(words[a:b]) for a, b in windows if a >= 0 and b <= len(words)})
     return proposed
+
+
+def ranked(counts: Counter[str], n: int | None = None) -> list[tuple[str, int]]:
+    """``counts`` by count, ties by term: the same order in every process (a Counter's own order
+    follows insertion, which follows set iteration, which follows Python's hash seed)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return items if n is None else items[:n]
+
+
+def is_content_word(word: str) -> bool:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return len(word) >= 3 and word.isalpha() and word not in ENGLISH_STOP_WORDS
+
+
+def context_words(evidence: Evidence, rows: np.ndarray, radius: int) -> Counter[str]:
+    """Content words within ``radius`` words of the peaks of ``rows``, counted once per row: what
+    a feature's contexts are about when the peak word itself is a function word ("talent" and
+    "knack" around a feature that fires on "for")."""
+    near: Counter[str] = Counter()
+    for row in rows:
+        i = evidence.peak_word_index(int(row))
+        if i is None:
+            continue
+        words = [w for w, _, _ in evidence.words(int(evidence.act_doc[row]))]
+        window = words[max(0, i - radius) : i] + words[i + 1 : i + 1 + radius]
+        near.update({w for w in window if is_content_word(w)})
+    return near
+
+
+def specific_context_words(
+    evidence: Evidence, rows: np.ndarray, config: OfflineConfig
+) -> list[str]:
+    """The content words near the peaks of ``rows``, at ``context_min_docs`` of them or more and
+    more often than their share of labelling documents explains (one-sided binomial test at
+    ``context_p``), ranked by count x inverse document frequency: "said" or "people", near every
+    peak of a news corpus, are left out, and so is a word that a few peaks share by chance."""
+    from scipy.stats import binom
+
+    near = context_words(evidence, rows, config.context_radius)
+    n_train = int((~evidence.heldout).sum()) + 1
+    scored = []
+    for word, count in near.items():
+        if count < config.context_min_docs:
+            continue
+        df = (len(evidence.terms.docs_with(word)) + 1) / n_train
+        if binom.sf(count - 1, len(rows), df) <= config.context_p:
+            scored.append((-count * np.log(1 / df), word))
+    return [w for _, w in sorted(scored)[: config.context_terms]]
 
 
 def lexical_accuracy(
@@ -267,7 +320,7 @@ def peak_shape(evidence: Evidence, rows: np.ndarray) -> tuple[str | None, float]
 def describe(
     evidence: Evidence, peaks: Counter[str], n_top: int, n_docs: int, terms: tuple[str, ...]
 ) -> str:
-    words = [(t, c) for t, c in peaks.most_common() if " " not in t][:4]
+    words = [(t, c) for t, c in ranked(peaks) if " " not in t][:4]
     peak_part = ", ".join(f"«{t}» {c}" for t, c in words)
     share = n_docs / evidence.n_docs
     text = f"Labelling corpus: active in {n_docs:,} of {evidence.n_docs:,} documents ({share:.1%})."
@@ -282,14 +335,19 @@ def candidate_terms(
     evidence: Evidence, feature: int, config: OfflineConfig, patterns: bool, output: tuple = ()
 ) -> tuple[list[str], Counter[str], np.ndarray]:
     """The terms proposed for ``feature`` (peak words and patterns seen at two or more of its top
-    labelling documents' peaks, then the tokens it promotes), the peak counts, and the top rows."""
+    labelling documents' peaks; with ``patterns``, also the content words seen near several of
+    those peaks; then the tokens it promotes), the peak counts, and the top rows."""
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
     top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
     peaks = propose_terms(evidence, top, patterns)
-    ranked = peaks.most_common(config.max_candidates + (4 if patterns else 0))
+    at_peak = ranked(peaks, config.max_candidates + (4 if patterns else 0))
     # a term at the peak of one top document only is usually a name from that document
-    candidates = [t for t, c in ranked if c >= 2] or [t for t, _ in ranked[:3]]
+    candidates = [t for t, c in at_peak if c >= 2] or [t for t, _ in at_peak[:3]]
+    if patterns:
+        candidates += [
+            t for t in specific_context_words(evidence, top, config) if t not in candidates
+        ]
     candidates += [t for t in output if t not in candidates]
     return candidates, peaks, top
 

@@ -24,9 +24,10 @@ def _final_norm_weight(model) -> torch.Tensor | None:
 def promoted_tokens(
     sae, reader, n: int = 3, *, candidates: int = 40, chunk: int = 512
 ) -> dict[int, tuple[str, ...]]:
-    """Per feature, up to ``n`` word-like tokens (lower-cased, three letters or more) among the
-    ``candidates`` its decoder direction promotes most. Empty when the reader has no unembedding
-    of the SAE's width."""
+    """Per feature, up to ``n`` word-like tokens (lower-cased, three letters or more, and starting
+    a word: a token spelled with a leading space, so word pieces such as "roximately" are left
+    out) among the ``candidates`` its decoder direction promotes most. Empty when the reader has no
+    unembedding of the SAE's width."""
     head = reader.model.get_output_embeddings()
     if head is None or head.weight.shape[1] != sae.cfg.d_in:
         return {}
@@ -36,8 +37,11 @@ def promoted_tokens(
     if gamma is not None and gamma.shape[0] == decoder.shape[1]:
         decoder = decoder * gamma.to(unembed.device)
     vocab = reader.tokenizer.convert_ids_to_tokens(list(range(unembed.shape[0])))
-    words = [reader.tokenizer.convert_tokens_to_string([t]).strip().lower() for t in vocab]
-    wordlike = np.array([bool(WORDLIKE.match(w)) for w in words])
+    spelled = [reader.tokenizer.convert_tokens_to_string([t]) for t in vocab]
+    words = [s.strip().lower() for s in spelled]
+    wordlike = np.array(
+        [s.startswith(" ") and bool(WORDLIKE.match(w)) for s, w in zip(spelled, words, strict=True)]
+    )
     out: dict[int, tuple[str, ...]] = {}
     for start in range(0, decoder.shape[0], chunk):
         logits = decoder[start : start + chunk] @ unembed.T
