@@ -42,9 +42,10 @@ def corpora() -> dict[str, pl.DataFrame]:
     }
 
 
-def bench_store(only: list[str] | None = None):
+def bench_store(only: list[str] | None = None, relabel: bool = False):
     """The path of the benchmark store, encoding (and labelling) what is missing (of the
-    corpora named in ``only``, when given)."""
+    corpora named in ``only``, when given); ``relabel`` labels the features again with the
+    current offline labeller."""
     path = cache_dir("stores") / STORE
     encoder = None
     for name, frame in corpora().items():
@@ -57,6 +58,6 @@ def bench_store(only: list[str] | None = None):
             "SELECT count(*) AS n FROM features WHERE encoder_id = ? AND label_source = 'offline'",
             [encoder.encoder_id],
         )["n"][0]
-        if not labelled:
+        if relabel or not labelled:
             label_features(store, encoder, progress=False)
     return path

@@ -69,13 +69,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measures", default="max,strong,presence,count,share,mean")
     parser.add_argument("--only", default=None, help="comma-separated corpora (rt,tweets,...)")
+    parser.add_argument(
+        "--relabel", action="store_true", help="label the features again with this labeller"
+    )
     args = parser.parse_args()
     measures = args.measures.split(",")
     only = args.only.split(",") if args.only else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     by_measure: list[tuple[str, dict[str, float]]] = []
     by_match: list[tuple[str, dict[str, float]]] = []
-    path = bench_store(only)
+    path = bench_store(only, relabel=args.relabel)
     minilm = load_embedder("default")
     rows, chosen_shown = [], []
     with Store(path) as store:
