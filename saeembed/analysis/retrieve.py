@@ -153,10 +153,7 @@ def like_scores(
     """Cosine similarity of every candidate to document ``doc_id``: on idf-weighted concept
     vectors (the concepts present under ``measure``; the chosen ones only, if any), or on
     sentence embeddings with ``dense``."""
-    target = store.sql(
-        "SELECT doc_id, any_value(text) AS text FROM documents WHERE doc_id = ? GROUP BY doc_id",
-        [doc_id],
-    )
+    target = store.texts([doc_id])
     if target.is_empty():
         raise InputError(f"no document with doc_id {doc_id} in {store.path}")
     if dense:

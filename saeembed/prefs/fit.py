@@ -281,8 +281,7 @@ def add_pair_examples(
         return table
     pairs = data.pairs.select("pair_id", "doc_a", "doc_b", "text_a", "text_b")
     wanted = table["feature"].to_list()
-    store.con.register("example_pairs", pairs.select("pair_id", "doc_a", "doc_b").to_arrow())
-    try:
+    with store.temporary(example_pairs=pairs.select("pair_id", "doc_a", "doc_b")):
         peaks = store.sql(
             """
             SELECT a.feature, a.doc_id, a.value, a.peak_start, a.peak_end FROM activations a
@@ -291,8 +290,6 @@ def add_pair_examples(
             """,
             {"enc": data.encoder.encoder_id, "features": wanted},
         )
-    finally:
-        store.con.unregister("example_pairs")
     spans = {(r[0], r[1]): (r[3], r[4]) for r in peaks.iter_rows()}
     examples = []
     for feature in wanted:
