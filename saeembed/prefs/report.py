@@ -24,7 +24,7 @@ from saeembed.analysis.measures import DEFAULT_PREFS_MEASURE, get_measure
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
-from saeembed.prefs.ingest import load_pairs
+from saeembed.prefs.ingest import dense_differences, load_pairs
 from saeembed.prefs.pair_encoder import is_pair_encoder, pair_activation_matrix
 from saeembed.prefs.pairs import assign_folds
 from saeembed.prefs.regression import fit_per_concept
@@ -212,17 +212,6 @@ def concept_table(
         (pl.col("q") < alpha).fill_null(False), pl.col("p"), descending=[True, False],
         nulls_last=True,
     )  # fmt: skip
-
-
-def dense_differences(store: Store, pairs: pl.DataFrame, embedder="default") -> np.ndarray:
-    """Sentence embedding of response A minus that of response B, per pair (MiniLM by default;
-    computed once, then read from the store's `text_embeddings`)."""
-    from saeembed.embeddings import document_embeddings
-
-    ids = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
-    texts = pairs["text_a"].to_list() + pairs["text_b"].to_list()
-    vectors = document_embeddings(store, ids, texts, embedder)
-    return vectors[: pairs.height] - vectors[pairs.height :]
 
 
 def held_out_metrics(
