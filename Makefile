@@ -25,12 +25,13 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
 lint: install
-	$(BIN)/ruff check saeembed tests benchmarks examples
-	$(BIN)/ruff format --check saeembed tests benchmarks examples
+	$(BIN)/ruff check saeembed tests benchmarks examples recipes
+	$(BIN)/ruff format --check saeembed tests benchmarks examples recipes
+	$(BIN)/python -m saeembed.templates
 
 format: install
-	$(BIN)/ruff format saeembed tests benchmarks examples
-	$(BIN)/ruff check --fix saeembed tests benchmarks examples
+	$(BIN)/ruff format saeembed tests benchmarks examples recipes
+	$(BIN)/ruff check --fix saeembed tests benchmarks examples recipes
 
 test: lint
 	$(BIN)/python -m pytest

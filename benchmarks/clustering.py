@@ -37,7 +37,7 @@ from saeembed.analysis.cluster import cluster_documents, weight_matrix
 from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.matrix import load_matrix
 from saeembed.analysis.measures import get_measure
-from saeembed.embeddings import document_embeddings
+from saeembed.embedding_cache import document_embeddings
 from saeembed.errors import InputError
 from saeembed.store import Store
 

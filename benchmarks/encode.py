@@ -23,9 +23,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from saeembed.api import resolve_sae
 from saeembed.data import load_dataset
-from saeembed.encode import encode_corpus
+from saeembed.encode import encode_corpus, resolve_sae
 from saeembed.errors import SAEError
 from saeembed.inputs import documents_from_texts
 from saeembed.reader import load_reader

@@ -27,15 +27,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import polars as pl
 
+from saeembed.api import preferences as api
 from saeembed.home import cache_dir
 from saeembed.labels import label_features
-from saeembed.prefs import api
 from saeembed.store import Store
+
+# the shared HH-RLHF copy beside the checkout, found through the variable the library reads
+_SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
+if _SHARED_HH_RLHF.is_dir():
+    os.environ.setdefault("SAEEMBED_HH_RLHF", str(_SHARED_HH_RLHF))
 
 PAIRS = "hh-rlhf-harmless"
 

@@ -34,7 +34,7 @@ from sklearn.metrics import average_precision_score
 from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.retrieve import candidates, dense_scores, rank_fusion, sae_scores
 from saeembed.embedder import load_embedder
-from saeembed.embeddings import document_embeddings
+from saeembed.embedding_cache import document_embeddings
 from saeembed.errors import InputError
 from saeembed.store import Store
 

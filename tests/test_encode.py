@@ -258,6 +258,7 @@ def test_stored_peak_offsets_point_at_the_peak_token(tmp_path, tiny_model, tiny_
         rows = store.sql(
             "SELECT d.text, a.peak_token, a.peak_start, a.peak_end FROM activations a JOIN documents d USING (doc_id)"
         ).rows()
+    assert rows, "the encode stored no activations, so there is no peak to check"
     for text, peak_token, start, end in rows:
         words = text.split()
         assert text[start:end] == words[peak_token]

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import adjusted_rand_score
 
+from saeembed.api.explore import cluster, search
 from saeembed.cli import main
 from saeembed.errors import InputError, StoreError
-from saeembed.explore import cluster, search
 from saeembed.store import Store
 from tests.topic_store import build_topic_store
 

@@ -196,7 +196,7 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     """`saeembed cluster` (with a map) and `saeembed search` on 120 real Rotten Tomatoes
     snippets encoded by the default reader and SAE, with the shipped labels."""
     from saeembed.api import encode
-    from saeembed.explore import cluster, search
+    from saeembed.api.explore import cluster, search
 
     db = tmp_path / "rt.duckdb"
     encode(reviews, db, corpus="rt", max_tokens=64, progress=False)

@@ -123,7 +123,7 @@ def sae_scores(
 def dense_scores(store: Store, docs: pl.DataFrame, query: str, embedder="default") -> np.ndarray:
     """Cosine similarity of each candidate's sentence embedding with the query's."""
     from saeembed.embedder import load_embedder
-    from saeembed.embeddings import document_embeddings
+    from saeembed.embedding_cache import document_embeddings
 
     model = load_embedder(embedder) if isinstance(embedder, str) else embedder
     vectors = document_embeddings(store, docs["doc_id"].to_numpy(), docs["text"].to_list(), model)
@@ -153,14 +153,11 @@ def like_scores(
     """Cosine similarity of every candidate to document ``doc_id``: on idf-weighted concept
     vectors (the concepts present under ``measure``; the chosen ones only, if any), or on
     sentence embeddings with ``dense``."""
-    target = store.sql(
-        "SELECT doc_id, any_value(text) AS text FROM documents WHERE doc_id = ? GROUP BY doc_id",
-        [doc_id],
-    )
+    target = store.texts([doc_id])
     if target.is_empty():
         raise InputError(f"no document with doc_id {doc_id} in {store.path}")
     if dense:
-        from saeembed.embeddings import document_embeddings
+        from saeembed.embedding_cache import document_embeddings
 
         both = pl.concat([target, docs.select("doc_id", "text")])
         vectors = document_embeddings(store, both["doc_id"].to_numpy(), both["text"].to_list())

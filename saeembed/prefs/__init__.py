@@ -1,16 +1,5 @@
-"""Preference data: reading pairs (`pairs`), storing them (`ingest`), the WIMHF-style analysis of
-which concepts annotators reward or punish (`fit`, `regression`, `sparse`, `annotators`, and the
-pair SAE of `pair_sae` / `pair_encoder`), and curation (`curate`). `saeembed.prefs.fit(db)` and
-the other functions of `api` are the entry points from scripts."""
-
-from saeembed.prefs.api import (
-    annotators,
-    apply,
-    encode_pairs,
-    export,
-    fit,
-    flag,
-    train_sae,
-)
-
-__all__ = ["annotators", "apply", "encode_pairs", "export", "fit", "flag", "train_sae"]
+"""Preference data: reading pairs (`pairs`, HH-RLHF dialogues in `hh_rlhf`), storing them
+(`ingest`), the WIMHF-style report of which concepts annotators reward or punish (`report`, with
+`regression`, `sparse`, `annotators`, and the pair SAE of `pair_sae` / `pair_encoder`), and
+curation (`curate`). The entry points over a store path are in `saeembed.api.preferences`
+(`saeembed.preferences` for short)."""

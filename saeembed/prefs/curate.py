@@ -25,8 +25,8 @@ import polars as pl
 from scipy.special import expit
 
 from saeembed.errors import InputError
-from saeembed.prefs.fit import PreferenceData
 from saeembed.prefs.ingest import load_pairs
+from saeembed.prefs.report import PreferenceData
 from saeembed.prefs.sparse import out_of_fold
 from saeembed.store import Store
 

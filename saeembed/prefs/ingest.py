@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 
+from saeembed.embedding_cache import document_embeddings
 from saeembed.errors import InputError, StoreError
 from saeembed.inputs import doc_id_for
 from saeembed.store import Store
@@ -140,3 +142,12 @@ def load_pairs(store: Store, name: str, *, relabel: str | None = None) -> pl.Dat
         .otherwise(pl.coalesce("decided", "label"))
         .alias("new_label")
     )
+
+
+def dense_differences(store: Store, pairs: pl.DataFrame, embedder="default") -> np.ndarray:
+    """Sentence embedding of response A minus that of response B, per pair (MiniLM by default;
+    computed once, then read from the store's `text_embeddings`)."""
+    ids = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
+    texts = pairs["text_a"].to_list() + pairs["text_b"].to_list()
+    vectors = document_embeddings(store, ids, texts, embedder)
+    return vectors[: pairs.height] - vectors[pairs.height :]

@@ -2,7 +2,7 @@
 (`saeembed.prefs.pair_sae`) trained on the MiniLM embedding differences of the pair set's
 responses, stored as an `encoders` row of its own (pooling ``pair-difference``) with its weights
 (`pair_saes`), one signed activation per (pair, latent) (`pair_activations`) and offline labels
-in `features`. `saeembed.prefs.fit` then analyses it exactly like the document encoder, so both
+in `features`. `saeembed.prefs.report` then analyses it exactly like the document encoder, so both
 can be compared on the same pairs.
 
 Training is deterministic for a seed and a pair set; training again with the same settings
@@ -20,11 +20,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from saeembed import __version__
 from saeembed.labels.table import write_labels
-from saeembed.prefs.ingest import load_pairs
+from saeembed.prefs.ingest import dense_differences, load_pairs
 from saeembed.prefs.pair_sae import PairSAEConfig, encode_pairs, label_pair_latents, train_pair_sae
 from saeembed.store import Encoder, Store
+from saeembed.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,6 @@ def train_pair_encoder(
     other than ``d_in``) and store it as an encoder; returns the
     encoder, whether it is new, and the training statistics (FVU, active latents, dead)."""
     from saeembed.embedder import load_embedder
-    from saeembed.prefs.fit import dense_differences
 
     pairs = load_pairs(store, pairs_name)
     model = load_embedder(embedder)

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from saeembed.data import is_dataset_ref, read_dataset_ref
 from saeembed.errors import InputError
+from saeembed.prefs.hh_rlhf import ASSISTANT_MARK, split_dialogue
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ PAIR_COLUMNS = [
 LABEL_WORDS = {"a": 1.0, "b": 0.0, "tie": 0.5, "1": 1.0, "0": 0.0, "0.5": 0.5}
 ANNOTATOR_COLUMNS = ("annotator", "annotator_id", "worker_id", "rater")
 CONVERSATION_COLUMNS = ("conversation_id", "conv_id", "thread_id")
-_HH_MARK = "\n\nAssistant:"
 
 
 def _first(frame: pl.DataFrame, names: tuple[str, ...]) -> str | None:
@@ -94,10 +95,8 @@ def pairs_from_frame(frame: pl.DataFrame, *, seed: int = 0, source: str = "pairs
         if "prompt" in cols:
             prompts = frame["prompt"].cast(pl.Utf8).to_list()
             chosen_r, rejected_r = chosen.to_list(), rejected.to_list()
-        elif chosen.str.contains(_HH_MARK, literal=True).all():
-            from saeembed.data import _split_pair
-
-            split = [_split_pair(c, r) for c, r in zip(chosen, rejected, strict=True)]
+        elif chosen.str.contains(ASSISTANT_MARK, literal=True).all():
+            split = [split_dialogue(c, r) for c, r in zip(chosen, rejected, strict=True)]
             prompts = [s[0] for s in split]
             chosen_r, rejected_r = [s[1] for s in split], [s[2] for s in split]
         else:
@@ -147,16 +146,8 @@ def pairs_from_frame(frame: pl.DataFrame, *, seed: int = 0, source: str = "pairs
 
 def read_pairs(source: str | Path, *, seed: int = 0) -> pl.DataFrame:
     """Pairs from a file (any format `encode` reads) or a named pairs dataset (``data:NAME``)."""
-    if str(source).startswith("data:"):
-        from saeembed.data import list_datasets, load_dataset, parse_dataset_ref
-
-        name, filters = parse_dataset_ref(str(source))
-        kinds = {card.name: card.kind for card in list_datasets()}
-        if kinds.get(name) != "pairs":
-            raise InputError(
-                f"data:{name} is not a preference-pairs dataset; see `saeembed data list`"
-            )
-        frame = load_dataset(name, filter=filters or None)
+    if is_dataset_ref(str(source)):
+        _, frame = read_dataset_ref(str(source), kind="pairs")
         return pairs_from_frame(
             frame.select("prompt", "chosen", "rejected"), seed=seed, source=str(source)
         )

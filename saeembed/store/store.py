@@ -355,6 +355,16 @@ class Store:
             )
         return np.sort(ids)
 
+    def texts(self, doc_ids) -> pl.DataFrame:
+        """``doc_id, text`` of these documents (and of no others; each id once, in no set
+        order). ``doc_ids``: any sequence, array or Series of ids."""
+        wanted = {"doc_id": pa.array(np.asarray(doc_ids, dtype=np.int64))}
+        with self.temporary(wanted_docs=wanted):
+            return self.sql(
+                "SELECT doc_id, any_value(text) AS text FROM documents "
+                "WHERE doc_id IN (SELECT doc_id FROM wanted_docs) GROUP BY doc_id"
+            )
+
     def sql(self, query: str, params: dict | list | None = None) -> pl.DataFrame:
         """Run SQL with bound parameters (``$name`` or ``?``) and return a polars DataFrame."""
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from saeembed.encode import default_batch_tokens
 from saeembed.errors import InputError
+from saeembed.files import atomic_path
 from saeembed.tokens import (
     ChatMode,
     Tokenized,
@@ -78,16 +78,13 @@ def _normalise_sources(sources) -> list[TextSource]:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # never a truncated shard
         np.save(f, array)
-    os.replace(tmp, path)  # a killed run never leaves a truncated shard under the final name
 
 
 def _write_manifest(directory: Path, manifest: dict) -> None:
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, directory / MANIFEST)
+    with atomic_path(directory / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def load_manifest(directory: str | Path) -> dict:

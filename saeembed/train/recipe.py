@@ -45,17 +45,15 @@ class SourceSpec:
 
 def source_texts(spec: SourceSpec, *, passages: str | None = None, seed: int = 0) -> list[str]:
     """The texts of one source. Preference pairs contribute both final responses."""
-    from saeembed.data import list_datasets, load_dataset, parse_dataset_ref
+    from saeembed.data import dataset_card, is_dataset_ref, read_dataset_ref
     from saeembed.inputs import read_documents
 
-    if spec.ref.startswith("data:"):
-        name, filters = parse_dataset_ref(spec.ref)
-        kind = {card.name: card.kind for card in list_datasets()}[name]
-        if kind == "pairs":
-            frame = load_dataset(name, filter=filters or None)
+    if is_dataset_ref(spec.ref):
+        if dataset_card(spec.ref).kind == "pairs":
+            _, frame = read_dataset_ref(spec.ref)
             texts = frame["chosen"].to_list() + frame["rejected"].to_list()
         else:
-            frame = load_dataset(name, filter=filters or None, split_passages=passages)
+            _, frame = read_dataset_ref(spec.ref, split_passages=passages)
             texts = frame["text"].to_list()
     else:
         texts = read_documents(spec.ref)[0]["text"].to_list()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -26,6 +25,7 @@ from typing import Literal
 import torch
 
 from saeembed.errors import SaeembedError
+from saeembed.files import atomic_path
 from saeembed.sae import SAE
 from saeembed.train.activations import load_manifest
 from saeembed.train.loader import ActivationLoader, iter_split
@@ -152,12 +152,8 @@ def _checkpoints(out: Path) -> list[Path]:
 def _save_checkpoint(out: Path, state: dict) -> None:
     """Write to a hidden directory, then rename it: a kill never leaves a half checkpoint."""
     final = out / CHECKPOINTS / f"step-{state['step']:08d}"
-    tmp = final.with_name(f".tmp-{final.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(state, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with atomic_path(final, directory=True) as tmp:
+        torch.save(state, tmp / "state.pt")
     for old in _checkpoints(out):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)

@@ -1,6 +1,6 @@
-"""The preference API, over a store path: ingest and encode pair sets, fit the preference
-report, per-annotator effects, flag pairs for relabelling, record decisions and export. The
-`saeembed prefs` commands are thin shells over these functions."""
+"""The preference API, over a store path: ingest and encode pair sets, list them, fit the
+preference report, per-annotator effects, flag pairs for relabelling, record decisions and
+export. The `saeembed prefs` commands are thin shells over these functions."""
 
 from __future__ import annotations
 
@@ -9,18 +9,29 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from saeembed.data import is_dataset_ref
 from saeembed.errors import InputError
 from saeembed.labels.table import label_names
 from saeembed.prefs import curate
-from saeembed.prefs.fit import PreferenceReport, fit_preferences, preference_data
-from saeembed.prefs.ingest import add_pairs, require_pair_set
+from saeembed.prefs.ingest import add_pairs, pair_sets, require_pair_set
 from saeembed.prefs.pairs import read_pairs
 from saeembed.prefs.regression import fit_per_concept
+from saeembed.prefs.report import (
+    CONTROLS,
+    SPARSE_KS,
+    PreferenceReport,
+    fit_preferences,
+    preference_data,
+)
 from saeembed.store import Encoder, Store
+
+if TYPE_CHECKING:
+    from saeembed.encode import EncodeReport
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,7 @@ class PairEncodeResult:
     pairs: str
     n_pairs: int
     n_new_pairs: int
-    encoding: object  # saeembed.encode.EncodeReport
+    encoding: EncodeReport
 
     def summary(self) -> str:
         return (
@@ -52,14 +63,15 @@ def encode_pairs(
     max_tokens: int | None = None,
     batch_tokens: int | None = None,
     device: str = "auto",
-    dtype: str | None = None,
+    dtype: str = "auto",
     chat: str = "assistant",
     progress: bool = True,
 ) -> PairEncodeResult:
     """Read preference pairs (a file, a DataFrame or ``data:NAME``), store them as pair set
     ``pairs`` and encode every response not yet encoded, as an assistant turn by default, with
     its prompt as context when ``context`` is set. Safe to interrupt and to repeat."""
-    from saeembed.api import corpus_name_for, encode_stored_corpus, load_encoding_stack
+    from saeembed.api.corpus import corpus_name_for
+    from saeembed.encode import encode_stored_corpus, load_encoding_stack
     from saeembed.prefs.pairs import pairs_from_frame
 
     if isinstance(source, pl.DataFrame):
@@ -68,7 +80,7 @@ def encode_pairs(
         table, origin = pairs_from_frame(source, seed=seed, source="<dataframe>"), "<dataframe>"
     else:
         table = read_pairs(source, seed=seed)
-        origin = str(source) if str(source).startswith("data:") else str(Path(source).resolve())
+        origin = str(source) if is_dataset_ref(str(source)) else str(Path(source).resolve())
     name = pairs or corpus_name_for(source)
     stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
     with Store(db) as store:
@@ -78,6 +90,12 @@ def encode_pairs(
             progress=progress,
         )  # fmt: skip
     return PairEncodeResult(name, table.height, added, encoding)
+
+
+def list_pair_sets(db: str | Path) -> pl.DataFrame:
+    """The pair sets in ``db`` (`saeembed.prefs.ingest.pair_sets`)."""
+    with Store(db) as store:
+        return pair_sets(store)
 
 
 def _labels(store: Store, encoder: Encoder) -> dict[int, str]:
@@ -108,11 +126,11 @@ def fit(
     *,
     encoder: str | int | None = None,
     measure: str | None = None,
-    controls: Sequence[str] = ("length",),
+    controls: Sequence[str] = CONTROLS,
     relabel: str | None = None,
     min_prevalence: float = 0.01,
     alpha: float = 0.05,
-    ks: Sequence[int] = (5, 10, 20),
+    ks: Sequence[int] = SPARSE_KS,
     dense: bool = True,
     examples: int = 0,
     top: int | None = None,
@@ -120,7 +138,7 @@ def fit(
 ) -> PreferenceReport:
     """Which concepts do the annotators of pair set ``pairs`` reward or punish? Per-concept
     regressions, k-concept models and held-out AUCs against length and dense baselines
-    (`saeembed.prefs.fit`)."""
+    (`saeembed.prefs.report`)."""
     with Store(db) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)

@@ -59,12 +59,9 @@ def document_embeddings(
 
 
 def _stored(store: Store, key: str, doc_ids: pl.Series) -> pl.DataFrame:
-    store.con.register("wanted_embeddings", pl.DataFrame({"doc_id": doc_ids}).to_arrow())
-    try:
+    with store.temporary(wanted_embeddings=pl.DataFrame({"doc_id": doc_ids})):
         return store.sql(
             "SELECT t.doc_id, t.vector FROM text_embeddings t "
             "SEMI JOIN wanted_embeddings w ON w.doc_id = t.doc_id WHERE t.embedder = ?",
             [key],
         )
-    finally:
-        store.con.unregister("wanted_embeddings")

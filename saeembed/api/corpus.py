@@ -1,5 +1,7 @@
-"""The Python API: open a store, encode files, DataFrames or lists of texts into it, and run
-named queries, getting polars DataFrames back. The CLI is a thin shell over these functions."""
+"""The corpus API over a store path: open a store, encode files, named datasets, DataFrames or
+lists of texts into it, diff corpora, describe the store and run SQL or named queries, getting
+polars DataFrames back. The `saeembed encode`, `diff`, `info`, `sql` and `queries` commands are
+thin shells over these functions."""
 
 from __future__ import annotations
 
@@ -8,19 +10,33 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
-from saeembed.errors import SaeembedError, SAEError
+from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
+from saeembed.errors import SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
-from saeembed.queries import run_query
+from saeembed.queries import coerce_value, named_queries, run_query
 from saeembed.store import Store
 
-log = logging.getLogger(__name__)
-DATA_PREFIX = "data:"  # named datasets: data:NAME or data:NAME?column=value,value
+if TYPE_CHECKING:
+    from saeembed.encode import EncodeReport
 
-__all__ = ["EncodeResult", "encode", "open_store", "run_query", "corpus_name_for"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EncodeResult",
+    "corpus_name_for",
+    "diff",
+    "encode",
+    "info",
+    "named_query_table",
+    "open_store",
+    "run_query",
+    "sql",
+]
 
 
 def open_store(path: str | Path, *, read_only: bool = False) -> Store:
@@ -33,7 +49,7 @@ class EncodeResult:
     corpus: str
     read: ReadReport
     n_new_documents: int  # new rows of `documents`: chunks, when chunk_tokens was given
-    encoding: object  # saeembed.encode.EncodeReport
+    encoding: EncodeReport
     chunk_tokens: int | None = None
 
     def summary(self) -> str:
@@ -50,11 +66,8 @@ class EncodeResult:
 def corpus_name_for(path: str | Path) -> str:
     """Default corpus name for a file (its name without format and compression suffixes) or a
     dataset reference (``data:rotten-tomatoes?category=fresh`` -> ``rotten-tomatoes-fresh``)."""
-    if str(path).startswith(DATA_PREFIX):
-        from saeembed.data import parse_dataset_ref
-
-        name, filters = parse_dataset_ref(str(path))
-        return "-".join([name, *(v for values in filters.values() for v in values)])
+    if is_dataset_ref(str(path)):
+        return ref_name(str(path))
     name = Path(path).name
     return re.sub(r"(\.(gz|zst|zstd|bz2))?$", "", name).rsplit(".", 1)[0] or name
 
@@ -63,11 +76,8 @@ def _read(source, text_col, id_col) -> tuple[pl.DataFrame, ReadReport, str]:
     if isinstance(source, pl.DataFrame):
         docs, report = documents_from_frame(source, text_col=text_col, id_col=id_col)
         return docs, report, "<dataframe>"
-    if isinstance(source, str) and source.startswith(DATA_PREFIX):
-        from saeembed.data import load_dataset, parse_dataset_ref
-
-        name, filters = parse_dataset_ref(source)
-        frame = load_dataset(name, filter=filters or None)
+    if is_dataset_ref(source):
+        _, frame = read_dataset_ref(source)
         docs, report = documents_from_frame(
             frame, text_col=text_col or "text", id_col=id_col, source=source
         )
@@ -77,29 +87,6 @@ def _read(source, text_col, id_col) -> tuple[pl.DataFrame, ReadReport, str]:
         return docs, report, str(Path(source).resolve())
     docs, report = documents_from_texts(list(source))
     return docs, report, "<texts>"
-
-
-def resolve_sae(sae: str | Path | None, model_id: str):
-    """Load ``sae`` (path or Hub id) or the SAE shipped for ``model_id``."""
-    from saeembed.pretrained import default_sae_for
-    from saeembed.sae import load_sae
-
-    if sae is None:
-        shipped = default_sae_for(model_id)
-        if shipped is None:
-            raise SAEError(f"no SAE ships for model {model_id}; pass --sae PATH_OR_HUB_ID")
-        sae = shipped
-    return load_sae(sae)
-
-
-def resolve_layer(layer: int | None, sae_layer: int | None) -> int:
-    if layer is None and sae_layer is None:
-        raise SAEError("the SAE does not say which layer it reads; pass --layer N")
-    if layer is not None and sae_layer is not None and layer != sae_layer:
-        raise SAEError(
-            f"--layer {layer} differs from the SAE's layer {sae_layer}; drop --layer or use an SAE for layer {layer}"
-        )
-    return sae_layer if layer is None else layer
 
 
 def encode(
@@ -115,7 +102,7 @@ def encode(
     max_tokens: int | None = None,
     batch_tokens: int | None = None,
     device: str = "auto",
-    dtype: str | None = None,
+    dtype: str = "auto",
     chat: str = "none",
     chunk_tokens: int | None = None,
     progress: bool = True,
@@ -128,9 +115,10 @@ def encode(
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
     `saeembed.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
     missing."""
+    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
+
     if chunk_tokens is not None:
         from saeembed.chunks import check_chunk_tokens
-        from saeembed.encode import DEFAULT_MAX_TOKENS
 
         chunk_tokens = check_chunk_tokens(chunk_tokens, max_tokens or DEFAULT_MAX_TOKENS)
     if corpus is None:
@@ -163,58 +151,37 @@ def encode(
     return EncodeResult(corpus, report, added, encoding, chunk_tokens)
 
 
-@dataclass
-class EncodingStack:
-    """A reader cut after the SAE's layer, and the SAE on the reader's device."""
-
-    reader: object  # saeembed.reader.Reader
-    sae: object  # saeembed.sae.SAE
-    layer: int
+def info(db: str | Path) -> dict[str, pl.DataFrame]:
+    """`store_info` of the store at ``db`` (opened read-only)."""
+    with Store(db, read_only=True) as store:
+        return store_info(store)
 
 
-def load_encoding_stack(
-    model: str = "default",
-    sae: str | Path | None = None,
-    layer: int | None = None,
-    *,
-    device: str = "auto",
-    dtype: str | None = None,
-) -> EncodingStack:
-    """Load and check the reader and SAE an encode needs (fails before any store is touched)."""
-    from saeembed.reader import load_reader
-    from saeembed.sae import check_sae_fits
-
-    reader = load_reader(model, device=device, dtype=dtype)
-    sae_model = resolve_sae(sae, reader.model_id)
-    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
-    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
-    reader.drop_layers_after(chosen_layer)
-    return EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
+def sql(db: str | Path, query: str, params: dict[str, str] | None = None) -> pl.DataFrame:
+    """Run ``query`` on the store at ``db`` (read-only): the name of a named query, ``@FILE``
+    (SQL read from FILE), or SQL text. ``params`` are bound, never pasted into the SQL: to a
+    named query's parameters as it declares them, to SQL's ``$name`` as numbers when they read
+    as numbers (`saeembed.queries.coerce_value`)."""
+    given = dict(params or {})
+    with Store(db, read_only=True) as store:
+        if query in named_queries():
+            return run_query(store, query, **given)
+        text = Path(query[1:]).read_text() if query.startswith("@") else query
+        return store.sql(text, {k: coerce_value(v) for k, v in given.items()} or None)
 
 
-def encode_stored_corpus(
-    store: Store,
-    corpus: str,
-    stack: EncodingStack,
-    *,
-    max_tokens: int | None = None,
-    batch_tokens: int | None = None,
-    chat: str = "none",
-    progress: bool = True,
-    on_batch: Callable[[int], None] | None = None,
-):
-    """Encode what is missing of a corpus already in ``store``; give a new encoder the labels
-    shipped for its SAE. Returns the `saeembed.encode.EncodeReport`."""
-    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_corpus
-    from saeembed.labels import ensure_shipped_labels
-
-    encoding = encode_corpus(
-        store, corpus, stack.reader, stack.sae, layer=stack.layer,
-        max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens, chat=chat,
-        progress=progress, on_batch=on_batch,
-    )  # fmt: skip
-    ensure_shipped_labels(store, encoding.encoder)
-    return encoding
+def named_query_table() -> pl.DataFrame:
+    """One row per named query: its name, parameters (``?`` marks optional ones) and what it
+    answers."""
+    rows = [
+        {
+            "name": q.name,
+            "params": ", ".join(p.name + ("?" if p.optional else "") for p in q.params),
+            "description": q.description,
+        }
+        for q in named_queries().values()
+    ]
+    return pl.DataFrame(rows)
 
 
 def store_info(store: Store) -> dict[str, pl.DataFrame]:
@@ -238,28 +205,6 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
     return {"corpora": corpora, "encoders": encoders}
 
 
-def describe_sae(spec: str | Path) -> dict:
-    """A one-row summary of an SAE: shape, activation, model, layer, hash, and shipped figures."""
-    from saeembed.sae import load_sae
-
-    sae = load_sae(spec)
-    cfg = sae.cfg
-    row = {
-        "d_in": cfg.d_in,
-        "d_sae": cfg.d_sae,
-        "activation": cfg.activation,
-        "k": cfg.k,
-        "model": cfg.model,
-        "layer": cfg.layer,
-        "source": cfg.source,
-        "sha256": sae.content_hash()[:16],
-    }
-    for key in ("fvu", "dead_fraction", "loss_recovered"):
-        if key in cfg.extra:
-            row[key] = cfg.extra[key]
-    return row
-
-
 def diff_cache_store() -> Path:
     """Where `diff` encodes inputs when no store is given: one cache store under $SAEEMBED_HOME."""
     from saeembed.home import cache_dir
@@ -273,7 +218,7 @@ def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str
     ref = str(ref)
     if ref in store.corpora() and not Path(ref).exists():
         return ref, None
-    if not (ref.startswith(DATA_PREFIX) or Path(ref).exists()):
+    if not (is_dataset_ref(ref) or Path(ref).exists()):
         have = ", ".join(store.corpora()) or "none"
         raise SaeembedError(
             f"{ref!r} is neither a file, a named dataset (data:NAME) nor a corpus in "

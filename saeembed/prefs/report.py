@@ -24,7 +24,7 @@ from saeembed.analysis.measures import DEFAULT_PREFS_MEASURE, get_measure
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
-from saeembed.prefs.ingest import load_pairs
+from saeembed.prefs.ingest import dense_differences, load_pairs
 from saeembed.prefs.pair_encoder import is_pair_encoder, pair_activation_matrix
 from saeembed.prefs.pairs import assign_folds
 from saeembed.prefs.regression import fit_per_concept
@@ -214,17 +214,6 @@ def concept_table(
     )  # fmt: skip
 
 
-def dense_differences(store: Store, pairs: pl.DataFrame, embedder="default") -> np.ndarray:
-    """Sentence embedding of response A minus that of response B, per pair (MiniLM by default;
-    computed once, then read from the store's `text_embeddings`)."""
-    from saeembed.embeddings import document_embeddings
-
-    ids = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
-    texts = pairs["text_a"].to_list() + pairs["text_b"].to_list()
-    vectors = document_embeddings(store, ids, texts, embedder)
-    return vectors[: pairs.height] - vectors[pairs.height :]
-
-
 def held_out_metrics(
     data: PreferenceData,
     delta: np.ndarray,
@@ -281,8 +270,7 @@ def add_pair_examples(
         return table
     pairs = data.pairs.select("pair_id", "doc_a", "doc_b", "text_a", "text_b")
     wanted = table["feature"].to_list()
-    store.con.register("example_pairs", pairs.select("pair_id", "doc_a", "doc_b").to_arrow())
-    try:
+    with store.temporary(example_pairs=pairs.select("pair_id", "doc_a", "doc_b")):
         peaks = store.sql(
             """
             SELECT a.feature, a.doc_id, a.value, a.peak_start, a.peak_end FROM activations a
@@ -291,8 +279,6 @@ def add_pair_examples(
             """,
             {"enc": data.encoder.encoder_id, "features": wanted},
         )
-    finally:
-        store.con.unregister("example_pairs")
     spans = {(r[0], r[1]): (r[3], r[4]) for r in peaks.iter_rows()}
     examples = []
     for feature in wanted:

@@ -1,25 +1,39 @@
 """The `saeembed prefs` commands: preference pairs in, the WIMHF-style preference report, and the
 curation loop (flag -> reviewed queue -> apply -> export). Each command parses its options,
-makes one call into `saeembed.prefs.api` and renders the result."""
+makes one call into `saeembed.api.preferences` and renders the result."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 import polars as pl
 
-from saeembed.cli import _domain_errors, format_option, main, measure_option
-from saeembed.render import default_format, render
+from saeembed.api import preferences as api
+from saeembed.cli.options import (
+    batch_tokens_option,
+    chat_option,
+    default_of,
+    device_option,
+    domain_errors,
+    dtype_option,
+    encoder_option,
+    format_option,
+    layer_option,
+    max_tokens_option,
+    measure_option,
+    model_option,
+    sae_option,
+)
+from saeembed.encode import DEFAULT_MAX_TOKENS
+from saeembed.render import default_format, join_lists, render, scientific, write_json
 
 pairs_option = click.option(
     "--pairs", "pairs_name", help="Pair set name [default: the store's only pair set]."
 )
-encoder_option = click.option(
-    "--encoder",
-    help="Encoder id or name [default: the one that encoded the pair set's responses].",
+pair_encoder_option = encoder_option(
+    "Encoder id or name [default: the one that encoded the pair set's responses]."
 )
 relabel_option = click.option(
     "--relabel", help="Use this relabelling's labels (from `prefs apply`) instead of the original."
@@ -28,16 +42,7 @@ TABLE_FEATURE_COLUMNS = ["feature", "label", "prevalence", "effect", "coef", "od
                          "q", "win_rate_delta"]  # fmt: skip
 
 
-def _sci(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    present = [c for c in columns if c in frame.columns]
-    return frame.with_columns(
-        pl.col(present).map_elements(
-            lambda v: "" if v is None else f"{v:.1e}", return_dtype=pl.Utf8
-        )
-    )
-
-
-@main.group()
+@click.group()
 def prefs() -> None:
     """Preference pairs: which concepts do annotators reward or punish (WIMHF), and curation."""
 
@@ -53,26 +58,29 @@ def prefs() -> None:
     "response's own tokens.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="A/B coin for chosen/rejected."
-)
-@click.option("--model", default="default", show_default=True, help="Reader LLM.")
-@click.option("--sae", help="SAE [default: the one shipped for the model].")
-@click.option("--layer", type=int, help="Residual stream layer [default: the SAE's].")
-@click.option("--max-tokens", type=click.IntRange(1), default=512, show_default=True,
-              help="Keep the first N tokens of each response (and the last N of its context).")  # fmt: skip
-@click.option("--batch-tokens", type=click.IntRange(1), help="Token budget per batch.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--dtype", default="auto", show_default=True)
-@click.option(
-    "--as-chat",
-    "chat",
-    type=click.Choice(["none", "assistant"]),
-    default="assistant",
+    "--seed",
+    type=int,
+    default=default_of(api.encode_pairs, "seed"),
     show_default=True,
+    help="A/B coin for chosen/rejected.",
+)
+@model_option("Reader LLM.", default=default_of(api.encode_pairs, "model"))
+@sae_option("SAE [default: the one shipped for the model].")
+@layer_option("Residual stream layer [default: the SAE's].")
+@max_tokens_option(
+    DEFAULT_MAX_TOKENS,
+    "Keep the first N tokens of each response (and the last N of its context).",
+)
+@batch_tokens_option("Token budget per batch.")
+@device_option(default_of(api.encode_pairs, "device"))
+@dtype_option(default_of(api.encode_pairs, "dtype"))
+@chat_option(
+    default_of(api.encode_pairs, "chat"),
+    choices=("none", "assistant"),
     help="Read responses as assistant turns of the chat template, or as plain text.",
 )
 @click.pass_context
-@_domain_errors
+@domain_errors
 def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, layer, max_tokens,
                  batch_tokens, device, dtype, chat):  # fmt: skip
     """Store preference pairs as a pair set and encode every response.
@@ -81,9 +89,7 @@ def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, lay
     0.5 = tie), chosen/rejected (with or without prompt; A/B assigned by a seeded coin), or
     HH-RLHF dialogues; or a named dataset such as data:hh-rlhf-harmless. Interrupt it at any
     time: running it again finishes the job."""
-    from saeembed.prefs.api import encode_pairs
-
-    result = encode_pairs(
+    result = api.encode_pairs(
         input_path, db, pairs=pairs_name, context=context, seed=seed, model=model, sae=sae,
         layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
         dtype=dtype, chat=chat, progress=not ctx.obj["quiet"],
@@ -94,24 +100,20 @@ def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, lay
 @prefs.command("list")
 @click.argument("db", type=click.Path(path_type=Path))
 @format_option
-@_domain_errors
+@domain_errors
 def prefs_list(db, fmt):
     """The pair sets in DB."""
-    from saeembed.prefs.ingest import pair_sets
-    from saeembed.store import Store
-
-    with Store(db) as store:
-        render(pair_sets(store), fmt)
+    render(api.list_pair_sets(db), fmt)
 
 
 @prefs.command("fit")
 @click.argument("db", type=click.Path(path_type=Path))
 @pairs_option
-@encoder_option
+@pair_encoder_option
 @click.option(
     "--controls",
     type=click.Choice(["length", "none"]),
-    default="length",
+    default=",".join(default_of(api.fit, "controls")),
     show_default=True,
     help="Control every regression for the length difference (characters), or for nothing.",
 )
@@ -125,17 +127,21 @@ def prefs_list(db, fmt):
     help="Deprecated: --measure presence or --measure max.",
 )
 @relabel_option
-@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+@click.option("--min-prevalence", type=click.FloatRange(0, 1),
+              default=default_of(api.fit, "min_prevalence"), show_default=True,
               help="Test concepts that differ between the responses in at least this share of pairs.")  # fmt: skip
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="q-value cut-off.")
+@click.option("--alpha", type=float, default=default_of(api.fit, "alpha"), show_default=True,
+              help="q-value cut-off.")  # fmt: skip
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--examples", type=click.IntRange(min=0), default=0, help="Example pairs per row.")
-@click.option("--k", "ks", default="5,10,20", show_default=True,
+@click.option("--examples", type=click.IntRange(min=0), default=default_of(api.fit, "examples"),
+              help="Example pairs per row.")  # fmt: skip
+@click.option("--k", "ks", default=",".join(map(str, default_of(api.fit, "ks"))), show_default=True,
               help="Sizes of the sparse concept models (comma-separated).")  # fmt: skip
 @click.option("--no-dense", is_flag=True, help="Skip the dense MiniLM baseline.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Cross-validation folds.")
+@click.option("--seed", type=int, default=default_of(api.fit, "seed"), show_default=True,
+              help="Cross-validation folds.")  # fmt: skip
 @format_option
-@_domain_errors
+@domain_errors
 def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_prevalence, alpha, top,
               examples, ks, no_dense, seed, fmt):  # fmt: skip
     """Which concepts do the annotators reward or punish?
@@ -146,13 +152,11 @@ def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_p
     held-out AUCs (5 folds, pairs sharing a prompt kept together) of length only, a dense
     MiniLM probe, all concepts and k-concept L1 models. --format json gives one object with
     `features`, `metrics`, `sparse` and `summary`."""
-    from saeembed.prefs.api import fit
-
     try:
         k_values = tuple(int(k) for k in ks.split(",") if k.strip())
     except ValueError as exc:
         raise click.BadParameter(f"--k {ks!r}: give integers like 5,10,20") from exc
-    report = fit(
+    report = api.fit(
         db, pairs_name, encoder=encoder,
         measure={"value": "max", "presence": "presence"}[values] if values else measure,
         controls=() if controls == "none" else (controls,), relabel=relabel,
@@ -168,17 +172,17 @@ def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_p
     )
     fmt = fmt or default_format()
     if fmt == "json":
-        sys.stdout.write(json.dumps(report.to_json(), default=str) + "\n")
+        write_json(report.to_json())
         return
     table = report.features
-    if "examples" in table.columns and fmt in ("table", "csv"):
-        table = table.with_columns(pl.col("examples").list.join(" | "))
+    if fmt in ("table", "csv"):
+        table = join_lists(table, {"examples": " | "})
     if fmt != "table":
         render(table, fmt)
         click.echo(f"held-out AUC: {json.dumps(report.metrics)}", err=True)
         return
     keep = TABLE_FEATURE_COLUMNS + (["examples"] if "examples" in table.columns else [])
-    render(_sci(table.select(keep), "p", "q"), "table", title="Concepts (length-controlled):")
+    render(scientific(table.select(keep), "p", "q"), "table", title="Concepts (length-controlled):")
     metrics = pl.DataFrame(
         {"model": list(report.metrics), "held_out_auc": list(report.metrics.values())}
     )
@@ -200,7 +204,7 @@ def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_p
 @prefs.command("flag")
 @click.argument("db", type=click.Path(path_type=Path))
 @pairs_option
-@encoder_option
+@pair_encoder_option
 @click.option(
     "--concept",
     "concepts",
@@ -209,25 +213,24 @@ def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_p
     "(rewarded), or FEATURE (the direction the data shows); repeatable.",
 )
 @click.option("--no-model", is_flag=True, help="Only the --concept rules, no model check.")
-@click.option("--k", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Concepts in the out-of-fold model.")  # fmt: skip
-@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True), default=0.8,
-              show_default=True,
+@click.option("--k", type=click.IntRange(min=1), default=default_of(api.flag, "k"),
+              show_default=True, help="Concepts in the out-of-fold model.")  # fmt: skip
+@click.option("--confidence", type=click.FloatRange(0.5, 1, min_open=True),
+              default=default_of(api.flag, "confidence"), show_default=True,
               help="Flag pairs the model gives the label less than 1 - this probability.")  # fmt: skip
-@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.01, show_default=True)
+@click.option("--min-prevalence", type=click.FloatRange(0, 1),
+              default=default_of(api.flag, "min_prevalence"), show_default=True)  # fmt: skip
 @relabel_option
 @click.option("--queue", type=click.Path(path_type=Path), help="Write a JSONL relabel queue here.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Rows to print (the queue gets all).")  # fmt: skip
 @format_option
-@_domain_errors
+@domain_errors
 def prefs_flag(db, pairs_name, encoder, concepts, no_model, k, confidence, min_prevalence,
                relabel, queue, top, fmt):  # fmt: skip
     """Pairs worth relabelling, each with its reasons: labels that go against a concept's
     direction, and labels an out-of-fold concept model confidently disagrees with."""
-    from saeembed.prefs.api import flag
-
-    flagged = flag(
+    flagged = api.flag(
         db, pairs_name, encoder=encoder, concepts=concepts, model=not no_model, k=k,
         confidence=confidence, min_prevalence=min_prevalence, relabel=relabel, queue=queue,
     )  # fmt: skip
@@ -255,13 +258,11 @@ def prefs_flag(db, pairs_name, encoder, concepts, no_model, k, confidence, min_p
 @click.argument("decisions", type=click.Path(path_type=Path))
 @click.option("--as", "relabel", required=True, help="Name of the new label column.")
 @pairs_option
-@_domain_errors
+@domain_errors
 def prefs_apply(db, decisions, relabel, pairs_name):
     """Record reviewed decisions (a filled-in relabel queue: pair_id and decision keep, flip, a,
     b, tie, drop, or new_label) as a new label column; the original label is never changed."""
-    from saeembed.prefs.api import apply
-
-    counts = apply(db, decisions, relabel=relabel, pairs=pairs_name)
+    counts = api.apply(db, decisions, relabel=relabel, pairs=pairs_name)
     summary = ", ".join(f"{n:,} {d}" for d, n in counts.items()) or "nothing decided"
     click.echo(f"relabelling {relabel!r}: {summary}", err=True)
 
@@ -272,33 +273,30 @@ def prefs_apply(db, decisions, relabel, pairs_name):
               help="A .jsonl, .parquet or .csv file.")  # fmt: skip
 @pairs_option
 @relabel_option
-@_domain_errors
+@domain_errors
 def prefs_export(db, output, pairs_name, relabel):
     """Write the pair set, with a relabelling's labels when given (dropped pairs left out), as
     prompt, response_a, response_b, label, [new_label, decision], chosen, rejected."""
-    from saeembed.prefs.api import export
-
-    frame = export(db, output, pairs=pairs_name, relabel=relabel)
+    frame = api.export(db, output, pairs=pairs_name, relabel=relabel)
     click.echo(f"wrote {frame.height:,} pairs to {output}", err=True)
 
 
 @prefs.command("annotators")
 @click.argument("db", type=click.Path(path_type=Path))
 @pairs_option
-@encoder_option
-@click.option("--min-pairs", type=click.IntRange(min=2), default=30, show_default=True,
-              help="Leave out annotators with fewer pairs.")  # fmt: skip
-@click.option("--min-prevalence", type=click.FloatRange(0, 1), default=0.05, show_default=True)
+@pair_encoder_option
+@click.option("--min-pairs", type=click.IntRange(min=2), default=default_of(api.annotators, "min_pairs"),
+              show_default=True, help="Leave out annotators with fewer pairs.")  # fmt: skip
+@click.option("--min-prevalence", type=click.FloatRange(0, 1),
+              default=default_of(api.annotators, "min_prevalence"), show_default=True)  # fmt: skip
 @relabel_option
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
 @format_option
-@_domain_errors
+@domain_errors
 def prefs_annotators(db, pairs_name, encoder, min_pairs, min_prevalence, relabel, top, fmt):
     """Per-annotator concept weights pooled with a random-effects model: the concepts whose
     weights vary most across annotators, then the annotators who deviate from the rest."""
-    from saeembed.prefs.api import annotators
-
-    report = annotators(db, pairs_name, encoder=encoder, min_pairs=min_pairs,
+    report = api.annotators(db, pairs_name, encoder=encoder, min_pairs=min_pairs,
                         min_prevalence=min_prevalence, relabel=relabel)  # fmt: skip
     click.echo(
         f"{report.annotators.height} annotators ({report.n_excluded_annotators} with fewer than "
@@ -309,13 +307,13 @@ def prefs_annotators(db, pairs_name, encoder, min_pairs, min_prevalence, relabel
     if fmt == "json":
         out = {"concepts": report.concepts.head(top).to_dicts(),
                "annotators": report.annotators.to_dicts()}  # fmt: skip
-        sys.stdout.write(json.dumps(out, default=str) + "\n")
+        write_json(out)
         return
     concepts = report.concepts.head(top)
     annotator_rows = report.annotators
     if fmt == "table":
-        concepts = _sci(concepts, "p", "q", "p_heterogeneity", "q_heterogeneity")
-        annotator_rows = _sci(annotator_rows, "p", "q")
+        concepts = scientific(concepts, "p", "q", "p_heterogeneity", "q_heterogeneity")
+        annotator_rows = scientific(annotator_rows, "p", "q")
     render(concepts, fmt, title="Concepts whose weights vary most across annotators:")
     render(annotator_rows, fmt, title="\nAnnotators, most deviating first:")
 
@@ -323,28 +321,29 @@ def prefs_annotators(db, pairs_name, encoder, min_pairs, min_prevalence, relabel
 @prefs.command("train-sae")
 @click.argument("db", type=click.Path(path_type=Path))
 @pairs_option
-@click.option("--latents", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--k", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+@click.option("--latents", type=click.IntRange(min=2), default=default_of(api.train_sae, "latents"),
+              show_default=True)  # fmt: skip
+@click.option("--k", type=click.FloatRange(min=0, min_open=True),
+              default=default_of(api.train_sae, "k"), show_default=True,
               help="Mean active latents per pair.")  # fmt: skip
-@click.option("--prefixes", default="8,16,32", show_default=True,
-              help="Matryoshka dictionary sizes, ending at --latents.")  # fmt: skip
-@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--embedder", default="default", show_default=True,
+@click.option("--prefixes", default=",".join(map(str, default_of(api.train_sae, "prefixes"))),
+              show_default=True, help="Matryoshka dictionary sizes, ending at --latents.")  # fmt: skip
+@click.option("--epochs", type=click.IntRange(min=1), default=default_of(api.train_sae, "epochs"),
+              show_default=True)  # fmt: skip
+@click.option("--seed", type=int, default=default_of(api.train_sae, "seed"), show_default=True)
+@click.option("--embedder", default=default_of(api.train_sae, "embedder"), show_default=True,
               help="Sentence embedder (Hub id, path, or the embedded all-MiniLM-L6-v2).")  # fmt: skip
 @click.pass_context
-@_domain_errors
+@domain_errors
 def prefs_train_sae(ctx, db, pairs_name, latents, k, prefixes, epochs, seed, embedder):
     """The WIMHF recipe: train a signed BatchTopK Matryoshka SAE on the embedding differences of
     a pair set's responses, label its latents, and store it as an encoder of its own, so that
     `prefs fit --encoder NAME` compares it with the document encoder on the same pairs."""
-    from saeembed.prefs.api import train_sae
-
     try:
         sizes = tuple(int(m) for m in prefixes.split(",") if m.strip())
     except ValueError as exc:
         raise click.BadParameter(f"--prefixes {prefixes!r}: give integers like 8,16,32") from exc
-    encoder, created, stats = train_sae(
+    encoder, created, stats = api.train_sae(
         db, pairs_name, latents=latents, k=k, prefixes=sizes, epochs=epochs, seed=seed,
         embedder=embedder, progress=not ctx.obj["quiet"],
     )  # fmt: skip
@@ -355,3 +354,6 @@ def prefs_train_sae(ctx, db, pairs_name, latents, k, prefixes, epochs, seed, emb
         f"`saeembed prefs fit {db} --encoder {encoder.name}`",
         err=True,
     )
+
+
+COMMANDS = [prefs]

@@ -1,18 +1,25 @@
-"""The `saeembed cluster` and `saeembed search` commands: choose concepts, then cluster a corpus
-on them (with an optional 2-D map) or find documents with a property. Each parses its options,
-makes one call into `saeembed.explore` and renders the result."""
+"""The exploration commands: `correlate` concepts with each other or with a metadata column,
+choose concepts and `cluster` a corpus on them (with an optional 2-D map), or `search` for
+documents with a property. Each parses its options, makes one call into `saeembed.api.explore`
+and renders the result."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 import polars as pl
 
-from saeembed.cli import _domain_errors, format_option, main, measure_option
-from saeembed.render import default_format, render
+from saeembed.api import explore as api
+from saeembed.cli.options import (
+    default_of,
+    domain_errors,
+    encoder_option,
+    format_option,
+    measure_option,
+    options,
+)
+from saeembed.render import default_format, join_lists, render, scientific, write_json
 
 
 def _ids(values: tuple[str, ...]) -> list[int]:
@@ -27,7 +34,7 @@ def _ids(values: tuple[str, ...]) -> list[int]:
     return out
 
 
-concept_options = [
+concept_options = options(
     click.option(
         "--features",
         "features",
@@ -44,46 +51,42 @@ concept_options = [
     click.option(
         "--n-concepts",
         type=click.IntRange(min=1),
-        default=20,
+        default=default_of(api.cluster, "n_concepts"),
         show_default=True,
         help="At most this many concepts from the phrase (and from the examples).",
     ),  # fmt: skip
-]
+)
 
 
-def with_concept_options(fn):
-    for option in reversed(concept_options):
-        fn = option(fn)
-    return fn
-
-
-@main.command("cluster")
+@click.command("cluster")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--corpus", help="Cluster this corpus [default: every encoded document].")
-@click.option("--encoder", help="Encoder id or name [default: the store's only encoder].")
+@encoder_option()
 @click.option("--concepts", help='Cluster on concepts matching this phrase, e.g. "tone".')
 @click.option("--exclude-concepts", help="Leave out concepts matching this phrase.")
-@with_concept_options
+@concept_options
 @click.option("--method", type=click.Choice(["kmeans", "hdbscan", "agglomerative"]),
-              default="kmeans", show_default=True)  # fmt: skip
+              default=default_of(api.cluster, "method"), show_default=True)  # fmt: skip
 @click.option("--k", type=click.IntRange(min=2), help="Number of clusters (kmeans, agglomerative).")
-@click.option("--weighting", type=click.Choice(["binary", "log", "idf"]), default="binary",
+@click.option("--weighting", type=click.Choice(["binary", "log", "idf"]),
+              default=default_of(api.cluster, "weighting"),
               show_default=True, help="How the measure counts before clustering.")  # fmt: skip
-@measure_option("max")
+@measure_option(default_of(api.cluster, "measure"))
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan's smallest cluster.")
 @click.option("--assign-outliers", is_flag=True, help="Give hdbscan's outliers their nearest cluster.")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=default_of(api.cluster, "seed"), show_default=True)
 @click.option("--name", help="Store the clustering under this name [default: corpus-method-N].")
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Distinctive concepts per cluster.")  # fmt: skip
-@click.option("--examples", type=click.IntRange(min=0), default=2, show_default=True,
+@click.option("--top", type=click.IntRange(min=1), default=default_of(api.cluster, "top"),
+              show_default=True, help="Distinctive concepts per cluster.")  # fmt: skip
+@click.option("--examples", type=click.IntRange(min=0), default=default_of(api.cluster, "examples"),
+              show_default=True,
               help="Example documents per cluster.")  # fmt: skip
 @click.option("--map", "map_path", type=click.Path(path_type=Path),
               help="Write a 2-D UMAP map: .html (interactive, plus .parquet beside it) or .parquet.")  # fmt: skip
 @click.option("--color-by", multiple=True, help="Feature ids the map can colour by (besides cluster).")  # fmt: skip
 @click.option("--max-docs", type=click.IntRange(min=10), help="Cluster a fixed sample of this many documents.")  # fmt: skip
 @format_option
-@_domain_errors
+@domain_errors
 def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, exclude, positives,
                     n_concepts, method, k, weighting, min_cluster_size, assign_outliers, seed,
                     measure, name, top, examples, map_path, color_by, max_docs, fmt):  # fmt: skip
@@ -94,9 +97,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
     used. Each cluster is described by its most distinctive concepts (a diff against the rest,
     with q-values) and example documents. The clustering is stored in DB (tables clusterings,
     clusters, cluster_members) for SQL."""
-    from saeembed.explore import cluster
-
-    result = cluster(
+    result = api.cluster(
         db, corpus, encoder=encoder, concepts=concepts, features=_ids(features),
         exclude=_ids(exclude), exclude_concepts=exclude_concepts, positives=_ids(positives),
         n_concepts=n_concepts, method=method, k=k, weighting=weighting, measure=measure,
@@ -122,36 +123,39 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
             "distinctive": result.concepts.to_dicts(),
             "examples": [] if result.examples is None else result.examples.to_dicts(),
         }
-        sys.stdout.write(json.dumps(out, default=str) + "\n")
+        write_json(out)
         return
     summary = result.summary.with_columns(pl.col("top_features").list.eval(pl.element().cast(pl.String)).list.join(","))  # fmt: skip
     render(summary, fmt, title="Clusters:")
     if fmt == "table":
-        shown = result.concepts.select(
-            "cluster", "rank", "feature", "label", "freq_in", "freq_out",
-            pl.col("q").map_elements(lambda v: f"{v:.1e}", return_dtype=pl.String),
-        )  # fmt: skip
+        shown = scientific(
+            result.concepts.select(
+                "cluster", "rank", "feature", "label", "freq_in", "freq_out", "q"
+            ),
+            "q",
+        )
         render(shown, fmt, title="\nDistinctive concepts (cluster against the rest):")
         if result.examples is not None:
             render(result.examples, fmt, title="\nExamples:")
 
 
-@main.command("search")
+@click.command("search")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.argument("query", required=False)
 @click.option("--corpus", help="Search this corpus [default: every encoded document].")
-@click.option("--encoder", help="Encoder id or name [default: the store's only encoder].")
-@with_concept_options
+@encoder_option()
+@concept_options
 @click.option("--like", type=int, help="Find documents similar to this doc_id.")
 @click.option("--where", help="SQL filter: feature:123 > 0, meta.KEY = 'value', AND/OR/NOT.")
 @click.option(
     "--dense", "mode", flag_value="dense", help="The MiniLM baseline instead of concepts."
 )
 @click.option("--hybrid", "mode", flag_value="hybrid", help="Concepts and MiniLM, rank-fused.")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
-@measure_option("max")
+@click.option("--top", type=click.IntRange(min=1), default=default_of(api.search, "top"),
+              show_default=True)  # fmt: skip
+@measure_option(default_of(api.search, "measure"))
 @format_option
-@_domain_errors
+@domain_errors
 def search_command(db, query, corpus, encoder, features, exclude, positives, n_concepts, like,
                    where, mode, top, measure, fmt):  # fmt: skip
     """Find documents that have a property.
@@ -160,9 +164,7 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     well they match, score every document by their activations. --features and --positive add
     or choose concepts; --like DOC_ID ranks by concept similarity to a document; --where filters;
     --dense runs the MiniLM baseline through the same interface."""
-    from saeembed.explore import search
-
-    result = search(
+    result = api.search(
         db, query, encoder=encoder, corpus=corpus, features=_ids(features), exclude=_ids(exclude),
         positives=_ids(positives), like=like, where=where, mode=mode or "sae",
         n_concepts=n_concepts, top=top, measure=measure,
@@ -172,5 +174,65 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     fmt = fmt or default_format()
     hits = result.hits
     if fmt in ("table", "csv"):
-        hits = hits.with_columns(pl.col("concepts").list.join("; "))
+        hits = join_lists(hits, {"concepts": "; "})
     render(hits, fmt)
+
+
+@click.command("correlate")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--corpus", help="Only documents of this corpus [default: all encoded ones].")
+@encoder_option("Encoder id or name, when the store has several.")
+@click.option(
+    "--with",
+    "column",
+    help="A metadata column: correlate concepts with it instead of with each other.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "numeric", "categorical", "date"]),
+    default=default_of(api.correlate, "kind"),
+    show_default=True,
+    help="How to read the --with column.",
+)
+@click.option(
+    "--top", type=click.IntRange(min=1), default=default_of(api.correlate, "top"), show_default=True
+)
+@click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=default_of(api.correlate, "min_support"),
+    show_default=True,
+)
+@click.option(
+    "--max-cosine",
+    type=float,
+    default=default_of(api.correlate, "max_cosine"),
+    show_default=True,
+    help="Pairs whose decoder directions are closer than this are near-duplicates (trivial).",
+)
+@click.option("--show-trivial", is_flag=True, help="Keep trivial pairs (marked) in the output.")
+@measure_option(default_of(api.correlate, "measure"))
+@click.option(
+    "--max-docs",
+    type=click.IntRange(min=100),
+    default=default_of(api.correlate, "max_docs"),
+    show_default=True,
+    help="Concept pairs: use at most this many documents (a fixed sample).",
+)
+@format_option
+@domain_errors
+def correlate_command(
+    db, corpus, encoder, column, kind, top, min_support, max_cosine, show_trivial, measure,
+    max_docs, fmt,
+):  # fmt: skip
+    """Concepts that co-occur more than chance (NPMI, phi; trivial pairs dropped), or, with
+    --with COLUMN, concepts that track a metadata column: rank correlation for numbers,
+    per-category enrichment for categories, a trend over time buckets for dates."""
+    frame = api.correlate(
+        db, column, encoder=encoder, corpus=corpus, kind=kind, top=top, min_support=min_support,
+        max_cosine=max_cosine, show_trivial=show_trivial, measure=measure, max_docs=max_docs,
+    )  # fmt: skip
+    render(frame, fmt)
+
+
+COMMANDS = [correlate_command, cluster_command, search_command]

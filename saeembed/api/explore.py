@@ -1,7 +1,8 @@
-"""The clustering and retrieval API over a store path: choose concepts, cluster a corpus on them
-(stored in `clusterings`/`clusters`/`cluster_members`, optionally mapped in 2-D), and search
-documents by a property. The `saeembed cluster` and `saeembed search` commands are thin shells
-over `cluster` and `search`."""
+"""The exploration API over a store path: choose concepts, cluster a corpus on them (stored in
+`clusterings`/`clusters`/`cluster_members`, optionally mapped in 2-D), search documents by a
+property, and correlate concepts with each other or with a metadata column. The `saeembed
+cluster`, `search` and `correlate` commands are thin shells over `cluster`, `search` and
+`correlate`."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def cluster(
     seed: int = 0,
     name: str | None = None,
     top: int = 5,
-    examples: int = 3,
+    examples: int = 2,
     map_path: str | Path | None = None,
     color_by: Sequence[int] = (),
     max_docs: int | None = None,
@@ -182,29 +183,17 @@ def _examples(store, members, summary, k) -> pl.DataFrame | None:
         .group_by("cluster", maintain_order=True)
         .head(k)
     )
-    shown = picked.join(_texts(store, picked["doc_id"]), on="doc_id").with_columns(
+    shown = picked.join(store.texts(picked["doc_id"]), on="doc_id").with_columns(
         pl.col("text").map_elements(lambda t: snippet(t, None, None, 60), return_dtype=pl.String)
     )
     return shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id")
-
-
-def _texts(store: Store, doc_ids: pl.Series) -> pl.DataFrame:
-    """``doc_id, text`` of these documents (and of no others)."""
-    store.con.register("wanted_docs", pl.DataFrame({"doc_id": doc_ids}).to_arrow())
-    try:
-        return store.sql(
-            "SELECT doc_id, any_value(text) AS text FROM documents "
-            "WHERE doc_id IN (SELECT doc_id FROM wanted_docs) GROUP BY doc_id"
-        )
-    finally:
-        store.con.unregister("wanted_docs")
 
 
 def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name):
     from saeembed.maps import write_map_html, write_map_parquet
 
     path = Path(map_path)
-    texts = _texts(store, members["doc_id"])
+    texts = store.texts(members["doc_id"])
     points = members.join(texts, on="doc_id", how="left", maintain_order="left")
     color_columns = []
     for feature in color_by:
@@ -240,7 +229,7 @@ def search(
     like: int | None = None,
     where: str | None = None,
     mode: str = "sae",
-    n_concepts: int = 10,
+    n_concepts: int = 20,
     top: int = 10,
     measure: str = "max",
 ) -> SearchResult:
@@ -264,3 +253,35 @@ def search(
             where=where, top=top, measure=measure,
         )  # fmt: skip
     return SearchResult(hits, choice, chosen)
+
+
+def correlate(
+    db: str | Path,
+    column: str | None = None,
+    *,
+    encoder: str | int | None = None,
+    corpus: str | None = None,
+    kind: str = "auto",
+    top: int = 30,
+    min_support: int = 10,
+    max_cosine: float = 0.5,
+    show_trivial: bool = False,
+    measure: str = "presence",
+    max_docs: int = 50_000,
+) -> pl.DataFrame:
+    """Concept pairs that co-occur more than chance (`saeembed.analysis.correlate.
+    correlate_concepts`: NPMI, phi, trivial pairs dropped unless ``show_trivial``; on at most
+    ``max_docs`` documents), or with ``column``, the concepts that track that metadata column
+    (`correlate_metadata`, read as ``kind``)."""
+    from saeembed.analysis.correlate import correlate_concepts, correlate_metadata
+
+    with Store(db, read_only=True) as store:
+        if column:
+            return correlate_metadata(
+                store, column, encoder, corpus=corpus, kind=kind, min_support=min_support,
+                top=top, measure=measure,
+            )  # fmt: skip
+        return correlate_concepts(
+            store, encoder, corpus=corpus, min_support=min_support, top=top,
+            max_cosine=max_cosine, show_trivial=show_trivial, max_docs=max_docs, measure=measure,
+        )  # fmt: skip

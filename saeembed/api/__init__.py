@@ -1,0 +1,42 @@
+"""The API over store paths: every call takes the path of a DuckDB store (or of an input file)
+and returns polars DataFrames or small result objects; each `saeembed` command is a thin shell
+over one of these functions.
+
+- `corpus`: `encode`, `diff`, `info`, `sql`, `open_store`, `run_query`
+- `explore`: `cluster`, `search`, `correlate`
+- `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
+- `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
+- `resources`: named datasets, reader models and SAEs
+
+Store-level functions (taking an open `Store`) live with their subject: `saeembed.analysis`,
+`saeembed.labels`, `saeembed.prefs`."""
+
+from saeembed.api.corpus import EncodeResult, diff, encode, info, open_store, run_query, sql
+from saeembed.api.explore import Clustering, SearchResult, cluster, correlate, search
+from saeembed.api.features import (
+    export_labels,
+    import_labels,
+    label_features,
+    search_features,
+    show_feature,
+)
+
+__all__ = [
+    "Clustering",
+    "EncodeResult",
+    "SearchResult",
+    "cluster",
+    "correlate",
+    "diff",
+    "encode",
+    "export_labels",
+    "import_labels",
+    "info",
+    "label_features",
+    "open_store",
+    "run_query",
+    "search",
+    "search_features",
+    "show_feature",
+    "sql",
+]

@@ -1,0 +1,79 @@
+"""The feature-label API over a store path: label an encoder's features, look at one, find
+features by what their labels say, and import or export labels. The `saeembed features`
+commands are thin shells over these functions; the options each passes on, and their
+defaults, are those of the store-level function it names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from saeembed.store import Store
+
+__all__ = ["export_labels", "import_labels", "label_features", "search_features", "show_feature"]
+
+
+def label_features(
+    db: str | Path,
+    *,
+    method: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    **options,
+) -> pl.DataFrame:
+    """Label the features of an encoder in ``db`` (`saeembed.labels.label_features`, whose
+    keyword ``options`` these are: encoder, corpus, features, max_docs, api_base, ...).
+    ``method`` None is ``llm`` when ``api_base`` is given, else ``offline``; the API key is read
+    from the environment variable ``api_key_env``. Returns the labels written."""
+    from saeembed.labels import label_features as label
+
+    method = method or ("llm" if options.get("api_base") else "offline")
+    with Store(db) as store:
+        return label(store, method=method, api_key=os.environ.get(api_key_env), **options)
+
+
+def show_feature(db: str | Path, feature: int, *, encoder: str | int | None = None, **options):
+    """One feature's label, score, density, activation histogram and top documents
+    (`saeembed.labels.inspect.feature_report`, whose keyword ``options`` these are)."""
+    from saeembed.labels.inspect import feature_report
+
+    with Store(db, read_only=True) as store:
+        return feature_report(store, store.resolve_encoder(encoder), feature, **options)
+
+
+def search_features(
+    db: str | Path, phrase: str, *, encoder: str | int | None = None, **options
+) -> pl.DataFrame:
+    """Features whose labels (or evidence) match ``phrase``
+    (`saeembed.labels.search.search_features`, whose keyword ``options`` these are)."""
+    from saeembed.labels.search import search_features as search
+
+    with Store(db, read_only=True) as store:
+        return search(store, store.resolve_encoder(encoder), phrase, **options)
+
+
+def import_labels(
+    db: str | Path, path: str | Path, *, encoder: str | int | None = None, **options
+) -> pl.DataFrame:
+    """Published labels from ``path`` as the labels of an encoder in ``db``
+    (`saeembed.labels.import_labels`, whose keyword ``options`` these are)."""
+    from saeembed.labels import import_labels as import_file
+
+    with Store(db) as store:
+        return import_file(store, path, encoder, **options)
+
+
+def export_labels(
+    db: str | Path, output: str | Path, *, encoder: str | int | None = None
+) -> pl.DataFrame:
+    """Write an encoder's labels to a Parquet file at ``output`` that records the SAE's hash
+    (so saeembed can apply it to any store encoded with that SAE); returns the labels."""
+    from saeembed.labels import export_labels as export_file
+    from saeembed.labels import read_labels
+
+    with Store(db, read_only=True) as store:
+        chosen = store.resolve_encoder(encoder)
+        frame = read_labels(store, chosen)
+    export_file(frame, output, sae_sha256=chosen.sae_sha256)
+    return frame

@@ -1,0 +1,206 @@
+"""The corpus commands: `encode` a corpus into a store and `diff` corpora. Each is a thin shell
+over one call of `saeembed.api.corpus`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from saeembed.analysis.measures import DIFF_SORTS, TEST_NAMES
+from saeembed.api import corpus as api
+from saeembed.cli.options import (
+    batch_tokens_option,
+    chat_option,
+    default_of,
+    device_option,
+    domain_errors,
+    dtype_option,
+    encoder_option,
+    format_option,
+    layer_option,
+    max_tokens_option,
+    measure_option,
+    model_option,
+    sae_option,
+)
+from saeembed.encode import DEFAULT_MAX_TOKENS
+from saeembed.render import default_format, join_lists, render, scientific
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "--db",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="DuckDB store to write (created if missing).",
+)
+@click.option("--corpus", help="Corpus name [default: the file name without extensions].")
+@click.option(
+    "--text-col", help="Column holding the text [default: `text`, or the only string column]."
+)
+@click.option("--id-col", help="Column with your own document ids (must be unique).")
+@model_option(
+    "Reader LLM: Hub id (owner/name[@revision]), local path, or `default` (SmolLM2-135M-Instruct).",
+    default=default_of(api.encode, "model"),
+)
+@sae_option(
+    "SAE: directory, checkpoint file or Hub id (saeembed, SAELens, sparsify, Goodfire) [default: the one shipped for the model]."
+)
+@layer_option("Residual stream after this decoder block (0-based) [default: the SAE's].")
+@max_tokens_option(
+    DEFAULT_MAX_TOKENS,
+    "Keep the first N tokens of each document (longer ones are truncated and counted).",
+)
+@batch_tokens_option("Token budget per batch [default: 1024 on CPU, 65536 on CUDA].")
+@device_option(default_of(api.encode, "device"), "auto, cuda, mps or cpu.")
+@dtype_option(
+    default_of(api.encode, "dtype"), "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
+)
+@chat_option(
+    default_of(api.encode, "chat"),
+    help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).",
+)
+@click.option(
+    "--chunk-tokens",
+    type=int,
+    help="Store each document as consecutive chunks of N tokens, each a document with parent_id "
+    "and chunk_idx [default: whole documents].",
+)
+@click.pass_context
+@domain_errors
+def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max_tokens,
+           batch_tokens, device, dtype, chat, chunk_tokens):  # fmt: skip
+    """Encode a corpus file or a named dataset into the store.
+
+    INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
+    such as data:rotten-tomatoes?category=fresh.
+
+    Each document becomes its max-pooled sparse SAE vector (with --chunk-tokens N, each chunk of
+    N tokens does, stored as a document with parent_id and chunk_idx). Interrupt it at any time:
+    running it again finishes the job without duplicating anything; running it twice adds
+    nothing."""
+    result = api.encode(
+        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, model=model, sae=sae,
+        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
+        dtype=dtype, chat=chat, chunk_tokens=chunk_tokens, progress=not ctx.obj["quiet"],
+    )  # fmt: skip
+    click.echo(result.summary(), err=True)
+
+
+TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mean_a", "mean_b",
+                      "diff", "ci_low", "ci_high", "log_odds", "ratio", "p", "q"]  # fmt: skip
+
+
+@click.command("diff")
+@click.argument("a")
+@click.argument("b", nargs=-1, required=True)
+@click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    help="Store holding (or receiving) the corpora [default: a cache store under $SAEEMBED_HOME].",
+)
+@encoder_option("Encoder id or name, when the store has several.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=default_of(api.diff, "min_support"),
+    show_default=True,
+    help="Test only concepts in at least this many documents of A and B together.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=default_of(api.diff, "threshold"),
+    show_default=True,
+    help="A document has a concept when its pooled activation exceeds this.",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=default_of(api.diff, "alpha"),
+    show_default=True,
+    help="q-value cut-off.",
+)
+@click.option(
+    "--examples",
+    type=click.IntRange(min=0),
+    default=default_of(api.diff, "examples"),
+    help="Top documents per row.",
+)
+@measure_option(default_of(api.diff, "measure"))
+@click.option(
+    "--sort",
+    type=click.Choice(DIFF_SORTS),
+    default=default_of(api.diff, "sort"),
+    show_default=True,
+    help="Order of the concepts that differ (q < --alpha; the rest follow by p): specific "
+    "(the conservative ratio of the sides' frequencies or means: concepts particular to one "
+    "side), p, effect (absolute diff) or logodds (the conservative log odds ratio; presence and "
+    "strong only). See docs/diff.md#order-of-the-rows.",
+)
+@click.option(
+    "--test",
+    type=click.Choice(TEST_NAMES),
+    help="Test for the measure [default: proportion for binary measures, welch for numeric].",
+)
+@click.option(
+    "--paired", is_flag=True, help="Rows of A and B correspond (McNemar's or the paired t-test)."
+)
+@click.option(
+    "--pair-on",
+    type=click.Choice(["row", "id"]),
+    default=default_of(api.diff, "pair_on"),
+    show_default=True,
+    help="Pair documents by row number in their files or by their ids (--id-col at encode).",
+)
+@model_option("Reader for inputs to encode.", default=default_of(api.diff, "model"))
+@sae_option("SAE for inputs to encode [default: the one shipped for the model].")
+@max_tokens_option(None, "Truncate inputs to encode.")
+@chat_option(default_of(api.diff, "chat"))
+@format_option
+@click.pass_context
+@domain_errors
+def diff_command(
+    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
+    pair_on, model, sae, max_tokens, chat, fmt,
+):  # fmt: skip
+    """Which concepts are more frequent in A than in B?
+
+    A and B are files (any format `encode` reads), named datasets (data:rotten-tomatoes?category=fresh)
+    or corpora already in --db. Whatever is not encoded yet is encoded first. Several B's are
+    pooled: A against the rest. Per concept: document counts and frequencies, their difference
+    with a 95% CI, the log odds ratio, a p-value (Fisher or two-proportion z) and a
+    Benjamini-Hochberg q-value. Concepts that differ come first, those most particular to one
+    side leading (--sort specific: with 95% confidence, how many times as often the richer side
+    has it); the rest follow by p."""
+    summary: dict = {}
+    table = api.diff(
+        a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
+        pair_on=pair_on,
+        min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
+        model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
+        summary=summary,
+    )  # fmt: skip
+    if not ctx.obj["quiet"]:
+        click.echo(
+            f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+            f"{summary['tested']:,} concepts tested by {summary['measure']}"
+            f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
+            f"{summary['significant']:,} differ at q < {alpha}",
+            err=True,
+        )
+    fmt = fmt or default_format()
+    if fmt in ("table", "csv"):
+        table = join_lists(table, {"examples": " | "})
+    if fmt == "table":
+        keep = [c for c in TABLE_DIFF_COLUMNS if c in table.columns]
+        table = scientific(
+            table.select(keep + (["examples"] if "examples" in table.columns else [])), "p", "q"
+        )
+    render(table, fmt)
+
+
+COMMANDS = [encode, diff_command]

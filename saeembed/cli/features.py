@@ -1,0 +1,191 @@
+"""The `saeembed features` commands: label an encoder's features, show one, find features by
+what their labels say, import and export labels. Each is a thin shell over one call of
+`saeembed.api.features`; defaults are those of the store-level functions in `saeembed.labels`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import polars as pl
+
+from saeembed.api import features as api
+from saeembed.cli.options import default_of, domain_errors, encoder_option, format_option
+from saeembed.labels import import_labels, label_features
+from saeembed.labels.inspect import feature_report, render_report, report_json
+from saeembed.labels.search import MATCH_BY, search_features
+from saeembed.render import render
+
+
+@click.group()
+def features() -> None:
+    """Label features, look at one, and find features by what their labels say."""
+
+
+@features.command("label")
+@click.argument("db", type=click.Path(path_type=Path))
+@encoder_option()
+@click.option("--corpus", help="Label from this corpus only [default: every encoded document].")
+@click.option(
+    "--method",
+    type=click.Choice(["offline", "llm"]),
+    default=None,
+    help="offline (no LLM) or llm [default: llm when --api-base is given, else offline].",
+)
+@click.option(
+    "--feature",
+    "feature_ids",
+    type=int,
+    multiple=True,
+    help="Label only this feature; repeatable [default: every active feature].",
+)
+@click.option(
+    "--max-docs",
+    type=click.IntRange(min=10),
+    default=default_of(label_features, "max_docs"),
+    show_default=True,
+    help="Look at most at this many documents (a fixed sample).",
+)
+@click.option(
+    "--api-base", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama)."
+)
+@click.option("--llm-model", help="Model name the endpoint serves.")
+@click.option(
+    "--api-key-env",
+    default=default_of(api.label_features, "api_key_env"),
+    show_default=True,
+    help="Environment variable holding the API key (unset is fine for local servers).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=default_of(label_features, "concurrency"),
+    show_default=True,
+)
+@click.option("--redo", is_flag=True, help="Relabel features this LLM already labelled.")
+@click.option(
+    "--words-only",
+    is_flag=True,
+    help="Offline: choose label terms by words alone (no sentence embedder, no evidence "
+    "embeddings, no decoder-promoted tokens).",
+)
+@format_option
+@click.pass_context
+@domain_errors
+def features_label(ctx, db, encoder, corpus, method, feature_ids, max_docs, api_base, llm_model,
+                   api_key_env, concurrency, redo, words_only, fmt):  # fmt: skip
+    """Label the features of an encoder in DB from the documents it has encoded.
+
+    The offline labeller names each feature by the words and patterns around its peaks (chosen
+    by how well they detect the feature and by what they mean), and stores each feature's
+    evidence embedding for phrase search; the LLM labeller asks any OpenAI-compatible
+    endpoint. Each label gets a detection score: the balanced accuracy of
+    predicting, from the label, which held-out documents have the feature (0.5 = chance).
+    Labels go into the store's `features` table; a summary is printed."""
+    frame = api.label_features(
+        db, encoder=encoder, corpus=corpus, method=method, features=list(feature_ids) or None,
+        max_docs=max_docs, api_base=api_base, llm_model=llm_model, api_key_env=api_key_env,
+        concurrency=concurrency, redo=redo, semantic=not words_only,
+        progress=not ctx.obj["quiet"],
+    )  # fmt: skip
+    scored = frame.filter(pl.col("label_score").is_not_null())
+    click.echo(
+        f"labelled {frame.height:,} features ({scored.height:,} scored, median detection score "
+        f"{scored['label_score'].median() or float('nan'):.3f})",
+        err=True,
+    )
+    render(frame.select("feature", "label", "label_score", "density", "n_docs"), fmt)
+
+
+@features.command("show")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("feature", type=int)
+@encoder_option()
+@click.option("--corpus", help="Only documents of this corpus.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=default_of(feature_report, "top"),
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@domain_errors
+def features_show(db, feature, encoder, corpus, top, fmt):
+    """Show one FEATURE: label, score, density, activation histogram, top documents."""
+    report = api.show_feature(db, feature, encoder=encoder, corpus=corpus, top=top)
+    click.echo(render_report(report) if fmt == "text" else report_json(report))
+
+
+@features.command("search")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("phrase")
+@encoder_option()
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=default_of(search_features, "top"),
+    show_default=True,
+)
+@click.option(
+    "--substring-only", is_flag=True, help="Only exact substring matches (no embedding model)."
+)
+@click.option(
+    "--match",
+    "match_by",
+    type=click.Choice(list(MATCH_BY)),
+    default=default_of(search_features, "by"),
+    show_default=True,
+    help="Compare the phrase with the label, with what the feature fires on (its evidence "
+    "embedding), or both.",
+)
+@format_option
+@domain_errors
+def features_search(db, phrase, encoder, top, substring_only, match_by, fmt):
+    """Find features matching PHRASE: substring matches on the label first, then the features
+    closest in meaning (MiniLM sentence embeddings of the label and of the contexts the
+    feature fires in)."""
+    frame = api.search_features(
+        db, phrase, encoder=encoder, top=top, semantic=not substring_only, by=match_by
+    )
+    render(frame, fmt)
+
+
+@features.command("import")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("label_file", type=click.Path(path_type=Path))
+@encoder_option()
+@click.option(
+    "--format",
+    "label_format",
+    type=click.Choice(["auto", "neuronpedia", "goodfire", "table"]),
+    default=default_of(import_labels, "format"),
+    show_default=True,
+)
+@click.option("--sae-id", help="Neuronpedia exports mixing SAEs: keep rows whose layer is this.")
+@domain_errors
+def features_import(db, label_file, encoder, label_format, sae_id):
+    """Import published labels (Neuronpedia export, Goodfire labels, or a table with feature and
+    label columns) as the labels of an encoder in DB."""
+    frame = api.import_labels(db, label_file, encoder=encoder, format=label_format, sae_id=sae_id)
+    click.echo(f"imported {frame.height:,} labels from {label_file}", err=True)
+
+
+@features.command("export")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
+@encoder_option()
+@domain_errors
+def features_export(db, output, encoder):
+    """Write an encoder's labels to a Parquet file (it records the SAE's hash, so saeembed can
+    apply it to any store encoded with that SAE)."""
+    frame = api.export_labels(db, output, encoder=encoder)
+    click.echo(f"wrote {frame.height:,} labels to {output}", err=True)
+
+
+COMMANDS = [features]

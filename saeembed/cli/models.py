@@ -1,0 +1,178 @@
+"""The `models` (reader LLMs) and `sae` (sparse autoencoders: describe, list, convert, train)
+commands. Each is a thin shell over one call of `saeembed.api.resources`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import polars as pl
+
+from saeembed.api import resources as api
+from saeembed.cli.options import default_of, domain_errors, format_option
+from saeembed.render import render
+from saeembed.train import TrainConfig
+from saeembed.train.recipe import train_from_sources
+
+
+# ---- reader models ----------------------------------------------------------------------------
+@click.group()
+def models() -> None:
+    """The reader LLMs."""
+
+
+@models.command("pull")
+@click.argument("model", default=default_of(api.pull_model, "model"))
+@domain_errors
+def models_pull(model):
+    """Fetch a reader model now (the embedded default unless MODEL is given)."""
+    reader = api.pull_model(model)
+    click.echo(
+        f"{reader.model_id} ({reader.revision}): {reader.n_layers} layers, d_model {reader.d_model}",
+        err=True,
+    )
+
+
+@models.command("list")
+@format_option
+def models_list(fmt):
+    """Show the embedded default reader and whether it has been fetched."""
+    render(pl.DataFrame([api.describe_default_model()]), fmt)
+
+
+# ---- SAEs -------------------------------------------------------------------------------------
+@click.group()
+def sae() -> None:
+    """Sparse autoencoders."""
+
+
+@sae.command("info")
+@click.argument("spec")
+@format_option
+@domain_errors
+def sae_info(spec, fmt):
+    """Describe the SAE at SPEC (any supported format or Hub id)."""
+    render(pl.DataFrame([api.describe_sae(spec)]), fmt)
+
+
+@sae.command("convert")
+@click.argument("spec")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default=default_of(api.convert_sae, "dtype"),
+    show_default=True,
+)
+@domain_errors
+def sae_convert(spec, dest, dtype):
+    """Convert the SAE at SPEC into saeembed's own directory format at DEST."""
+    api.convert_sae(spec, dest, dtype=dtype)
+    click.echo(f"wrote {dest}", err=True)
+
+
+@sae.command("train")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    required=True,
+    metavar="[assistant:|user:]REF[#N]",
+    help="Training texts: a file or data:NAME[?filters]; `assistant:` wraps them as chat turns; #N caps the documents. Repeatable.",
+)
+@click.option(
+    "--model",
+    default=default_of(train_from_sources, "model"),
+    show_default=True,
+    help="Reader LLM (Hub id, path, or `default`).",
+)
+@click.option(
+    "--layer",
+    type=int,
+    default=default_of(train_from_sources, "layer"),
+    show_default=True,
+    help="Residual stream after this decoder block.",
+)
+@click.option(
+    "--d-sae",
+    type=click.IntRange(2),
+    default=default_of(TrainConfig, "d_sae"),
+    show_default=True,
+    help="Number of latents.",
+)
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "k"),
+    show_default=True,
+    help="Active latents per token.",
+)
+@click.option(
+    "--architecture",
+    type=click.Choice(["topk", "batchtopk"]),
+    default=default_of(TrainConfig, "architecture"),
+    show_default=True,
+)
+@click.option(
+    "--steps", type=click.IntRange(1), default=default_of(TrainConfig, "steps"), show_default=True
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "batch_size"),
+    show_default=True,
+    help="Tokens per step.",
+)
+@click.option("--lr", type=float, help="Adam learning rate [default: 2e-4 / sqrt(d_sae / 16384)].")
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(1),
+    default=default_of(train_from_sources, "max_tokens"),
+    show_default=True,
+    help="Tokens kept per document.",
+)
+@click.option(
+    "--passages",
+    type=click.Choice(["paragraph", "window", "none"]),
+    default=default_of(train_from_sources, "passages") or "none",
+    show_default=True,
+    help="Split long documents of named datasets into passages first.",
+)
+@click.option("--seed", type=int, default=default_of(TrainConfig, "seed"), show_default=True)
+@click.option("--device", default=default_of(TrainConfig, "device"), show_default=True)
+@click.option(
+    "--activations",
+    type=click.Path(path_type=Path),
+    help="Where to keep collected activations [default: OUT_DIR/activations].",
+)
+@domain_errors
+def sae_train(out_dir, sources, model, layer, d_sae, k, architecture, steps, batch_size, lr,
+              max_tokens, passages, seed, device, activations):  # fmt: skip
+    """Train a TopK or BatchTopK SAE on a reader's activations and write it to OUT_DIR.
+
+    Collects the residual stream (fp16 shards, resumable), trains with checkpoints (rerun the same
+    command to resume), and evaluates on held-out documents: FVU, L0, dead latents, loss recovered."""
+    config = TrainConfig(
+        d_sae=d_sae, k=k, architecture=architecture, steps=steps, batch_size=batch_size, lr=lr,
+        seed=seed, device=device,
+    )  # fmt: skip
+    figures = api.train_sae_from_sources(
+        out_dir, sources, config=config, model=model, layer=layer, max_tokens=max_tokens,
+        passages=None if passages == "none" else passages, device=device,
+        activations_dir=activations,
+    )  # fmt: skip
+    keys = ("fvu", "l0", "dead_fraction", "loss_recovered")
+    click.echo(json.dumps({k: figures.get(k) for k in keys}))
+
+
+@sae.command("list")
+@format_option
+def sae_list(fmt):
+    """List the SAEs shipped with saeembed."""
+    render(api.shipped_sae_table(), fmt)
+
+
+COMMANDS = [models, sae]

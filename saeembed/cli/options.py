@@ -1,0 +1,132 @@
+"""What the command families share: the error decorator, the options several commands declare
+(`--format`, `--measure`, `--encoder`, the encoding options), and `default_of`, which reads an
+option's default from the library function or config dataclass it is passed to, so that a
+default is written once, in the library."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+
+import click
+
+from saeembed.analysis.measures import MEASURE_NAMES
+from saeembed.errors import SaeembedError
+from saeembed.render import FORMATS
+
+
+def default_of(target, name: str):
+    """The default of parameter ``name`` of function ``target``, or of field ``name`` of the
+    dataclass ``target``."""
+    if dataclasses.is_dataclass(target):
+        field = {f.name: f for f in dataclasses.fields(target)}[name]
+        if field.default_factory is not dataclasses.MISSING:
+            return field.default_factory()
+        return field.default
+    default = inspect.signature(target).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{target.__qualname__}({name}) has no default")
+    return default
+
+
+def domain_errors(fn):
+    """Turn saeembed's domain errors into one-line click errors (exit code 1)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SaeembedError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def measure_option(default: str | None, what: str = "concept", default_note: str = ""):
+    """``--measure``: what each (document, concept) contributes (saeembed.analysis.measures);
+    ``default`` None leaves the choice to the library, described by ``default_note``."""
+    return click.option(
+        "--measure",
+        type=click.Choice(MEASURE_NAMES),
+        default=default,
+        show_default=default is not None,
+        help=f"Per-document {what} measure: presence, strong presence (above half the concept's "
+        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures)."
+        + (f" [default: {default_note}]" if default_note else ""),
+    )
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format [default: table on a terminal, jsonl when piped].",
+)
+
+
+def encoder_option(help: str = "Encoder id or name [default: the store's only encoder]."):
+    """``--encoder``: which of the store's encoders (id or name)."""
+    return click.option("--encoder", help=help)
+
+
+def options(*decorators):
+    """Apply several option decorators as one (in the order given, top to bottom in --help)."""
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+# ---- encoding: reader, SAE, layer, truncation, batching, device, chat wrapping -----------------
+
+
+def model_option(help: str, *, default: str = "default"):
+    return click.option("--model", default=default, show_default=True, help=help)
+
+
+def sae_option(help: str):
+    return click.option("--sae", help=help)
+
+
+def layer_option(help: str):
+    return click.option("--layer", type=int, help=help)
+
+
+def max_tokens_option(default: int | None, help: str):
+    """``--max-tokens``; ``default`` None leaves it to the library (not shown)."""
+    return click.option(
+        "--max-tokens",
+        type=click.IntRange(1),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def batch_tokens_option(help: str):
+    return click.option("--batch-tokens", type=click.IntRange(1), help=help)
+
+
+def device_option(default: str, help: str | None = None):
+    return click.option("--device", default=default, show_default=True, help=help)
+
+
+def dtype_option(default: str, help: str | None = None):
+    return click.option("--dtype", default=default, show_default=True, help=help)
+
+
+def chat_option(default: str, choices: tuple[str, ...] = ("none", "user", "assistant"), help=None):
+    """``--as-chat``: wrap each document in the chat template as this turn."""
+    return click.option(
+        "--as-chat",
+        "chat",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help=help,
+    )

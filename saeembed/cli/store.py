@@ -1,0 +1,55 @@
+"""The store commands: what a store holds (`info`), SQL and named queries on it (`sql`,
+`queries`). Each is a thin shell over one call of `saeembed.api.corpus`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from saeembed.api import corpus as api
+from saeembed.cli.options import domain_errors, format_option
+from saeembed.render import render
+
+
+@click.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@click.argument("query")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Bind a parameter ($NAME in the SQL); repeatable.",
+)
+@format_option
+@domain_errors
+def sql(db, query, params, fmt):
+    """Run QUERY against the store DB and print the rows.
+
+    QUERY is SQL text, `@file.sql`, or the name of a named query (see `saeembed queries`).
+    Parameters are bound, never pasted into the SQL: `-p feature 12` binds $feature."""
+    render(api.sql(db, query, dict(params)), fmt)
+
+
+@click.command("queries")
+@format_option
+@domain_errors
+def list_queries(fmt):
+    """List the named queries and their parameters."""
+    render(api.named_query_table(), fmt)
+
+
+@click.command()
+@click.argument("db", type=click.Path(path_type=Path))
+@format_option
+@domain_errors
+def info(db, fmt):
+    """List the corpora and encoders in DB, with document, token and activation counts."""
+    for title, frame in api.info(db).items():
+        render(frame, fmt, title=title)
+
+
+COMMANDS = [sql, list_queries, info]

@@ -1,0 +1,45 @@
+"""Atomic writes: a file or folder appears under its final name complete, or not at all.
+
+Every writer in saeembed that replaces a file (caches, exports, checkpoints, extracted models)
+goes through `atomic_path`: it hands out a hidden sibling named ``.NAME.PID-XXXXXXXX.partial``, and
+only when the block finishes without an error renames it over ``NAME`` (a killed process leaves
+at most such a hidden ``.partial`` sibling, never a truncated file under the real name)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary sibling of ``path`` to write (a name not yet taken, or with
+    ``directory=True`` an empty folder); on success it replaces ``path`` (a folder already at ``path``
+    is removed first), on any error it is deleted and the error propagates. Creates the parent
+    folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+        if directory and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
