@@ -27,8 +27,8 @@ import numpy as np
 
 from saeembed.embedder import load_embedder
 from saeembed.labels import _promoted
-from saeembed.labels.evidence import load_evidence
-from saeembed.labels.offline import OfflineConfig, document_classes, label_offline, matcher_score
+from saeembed.labels.evidence import document_classes, load_evidence
+from saeembed.labels.offline import OfflineConfig, label_offline, matcher_score
 from saeembed.labels.scoring import ContextBank, embedding_scores
 from saeembed.labels.table import export_labels, labels_frame, read_labels
 from saeembed.store import Store

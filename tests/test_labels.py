@@ -307,7 +307,7 @@ def test_token_shapes():
 
 
 def test_weak_activations_count_on_neither_side(labelled):
-    from saeembed.labels.offline import IGNORED, NEGATIVE, POSITIVE, document_classes
+    from saeembed.labels.evidence import IGNORED, NEGATIVE, POSITIVE, document_classes
 
     store, _ = labelled
     evidence = load_evidence(store, store.resolve_encoder(None))

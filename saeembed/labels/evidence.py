@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import pyarrow as pa
 import scipy.sparse as sp
 
 from saeembed.store import Encoder, Store
@@ -49,6 +48,30 @@ def snippet(text: str, start: int | None, end: int | None, width: int = 70) -> s
     right = right + ("…" if end + width < len(text) else "")
     marked = f"{left}{PEAK_MARK[0]}{text[start:end]}{PEAK_MARK[1]}{right}"
     return " ".join(marked.split())
+
+
+def balanced_accuracy(tp: int, fp: int, n_pos: int, n_neg: int) -> float:
+    return 0.5 * (tp / n_pos + 1.0 - fp / n_neg)
+
+
+POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
+
+
+def strong_threshold(values: np.ndarray, fraction: float = 0.5) -> float:
+    """The pooled value above which a feature counts as strongly active in a document."""
+    return fraction * float(np.quantile(values, 0.99)) if len(values) else 0.0
+
+
+def document_classes(evidence: Evidence, feature: int, fraction: float = 0.5) -> np.ndarray:
+    """Per document: POSITIVE (strongly active), IGNORED (weakly active) or NEGATIVE (inactive)."""
+    rows = evidence.rows(feature)
+    values = evidence.act_value[rows]
+    classes = np.full(evidence.n_docs, NEGATIVE, dtype=np.int8)
+    docs = evidence.act_doc[rows]
+    strong = values >= strong_threshold(values, fraction)
+    classes[docs[~strong]] = IGNORED
+    classes[docs[strong]] = POSITIVE
+    return classes
 
 
 @dataclass
@@ -156,13 +179,9 @@ def load_evidence(
     """Read the documents encoded by ``encoder`` (optionally of one corpus; at most ``max_docs``
     of them, a sample fixed by document id) and all their activations."""
     doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
-    store.con.register("evidence_docs", pa.table({"doc_id": doc_ids}))
-    try:
-        docs = store.sql(
-            "SELECT d.doc_id, any_value(d.text) AS text FROM documents d "
-            "SEMI JOIN evidence_docs x ON x.doc_id = d.doc_id GROUP BY d.doc_id ORDER BY d.doc_id"
-        )
-        acts = store.con.sql(
+    docs = store.texts(doc_ids).sort("doc_id")
+    with store.temporary(evidence_docs={"doc_id": doc_ids}) as con:
+        acts = con.sql(
             """
             SELECT a.feature, a.doc_id, a.value, coalesce(a.peak_start, -1) AS peak_start,
                    coalesce(a.peak_end, -1) AS peak_end
@@ -172,8 +191,6 @@ def load_evidence(
             """,
             params=[encoder.encoder_id],
         ).fetchnumpy()
-    finally:
-        store.con.unregister("evidence_docs")
     features = np.asarray(acts["feature"], dtype=np.int64)
     offsets = np.searchsorted(features, np.arange(encoder.d_sae + 1)).astype(np.int64)
     log.info(

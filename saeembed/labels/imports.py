@@ -56,22 +56,16 @@ Formats, and the public sources their shapes were taken from:
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
-import json
 import math
-import os
 import re
-import sqlite3
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from saeembed.errors import InputError
+from saeembed.labels.label_files import GOODFIRE_TABLE, Parsed, name_list, parse, read_bytes
 from saeembed.labels.table import LABEL_SCHEMA as STORED_LABEL_SCHEMA
 
 #: The columns an imported file provides: the first five of the store's label columns.
@@ -85,15 +79,8 @@ LABEL_FIELDS = ("label", "description", "explanation")
 _DESCRIPTION_FIELDS = ("description", "explanation")
 _SCORE_FIELDS = ("score", "label_score")
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_PARQUET_MAGIC = b"PAR1"
-_UTF8_BOM = b"\xef\xbb\xbf"
-_DIGITS = re.compile(r"[+-]?\d+")
 _WHOLE = re.compile(r"[+-]?\d+(?:\.0*)?")  # "12" or "12.0", as pandas writes float columns
 _NP_SAE_FIELDS = ("modelId", "layer", "explanationModelName", "typeName")
-_GOODFIRE_TABLE = "autointerp"
-_MAX_LISTED = 8
 
 
 def read_label_file(
@@ -114,8 +101,8 @@ def read_label_file(
         raise InputError(f"unknown label format {format!r}; use one of {', '.join(FORMATS)}")
     path = Path(path)
     name = str(path)
-    data = _read_bytes(path)
-    parsed = _parse(data, path)
+    data = read_bytes(path)
+    parsed = parse(data, path)
     chosen = format if format != "auto" else _detect(parsed)
     if sae_id is not None and chosen != "neuronpedia":
         raise InputError(
@@ -142,222 +129,12 @@ def check_fits(labels: pl.DataFrame, d_sae: int) -> None:
         )
 
 
-# --- reading and parsing -------------------------------------------------------------------------
-
-
-class _Parsed:
-    """A parsed file: JSON ``records`` (objects, possibly nested) or a flat ``table``."""
-
-    def __init__(
-        self,
-        *,
-        records: list[dict] | None = None,
-        table: dict[str, list] | None = None,
-        kind: str,
-        sqlite_table: str | None = None,
-    ) -> None:
-        self.records = records
-        self.table = table
-        self.kind = kind  # "json", "jsonl", "csv", "tsv", "parquet", "sqlite"
-        self.sqlite_table = sqlite_table
-
-    def keys(self) -> list[str]:
-        """Field names in first-seen order."""
-        if self.table is not None:
-            return list(self.table)
-        seen: dict[str, None] = {}
-        for record in self.records or ():
-            seen.update(dict.fromkeys(record))
-        return list(seen)
-
-    def column(self, key: str) -> list:
-        if self.table is not None:
-            return self.table[key]
-        return [record.get(key) for record in self.records or ()]
-
-    def rows(self) -> list[dict]:
-        """The records, or the table's rows as records."""
-        if self.records is not None:
-            return self.records
-        table = self.table or {}
-        return [
-            dict(zip(table, values, strict=True)) for values in zip(*table.values(), strict=True)
-        ]
-
-    def __len__(self) -> int:
-        if self.table is not None:
-            return len(next(iter(self.table.values()), []))
-        return len(self.records or ())
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise InputError(f"label file {path} not found; check the path")
-    if path.is_dir():
-        raise InputError(f"label file {path} is a directory; pass the label file inside it")
-    data = path.read_bytes()
-    if data.startswith(_GZIP_MAGIC):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(
-                f"label file {path} is a damaged gzip file ({exc}); download it again"
-            ) from None
-    if not data.strip():
-        raise InputError(f"label file {path} is empty; download or export it again")
-    return data
-
-
-def _parse(data: bytes, path: Path) -> _Parsed:
-    if data.startswith(_SQLITE_MAGIC):
-        return _parse_sqlite(data, path)
-    if data.startswith(_PARQUET_MAGIC):
-        try:
-            frame = pl.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # polars raises several kinds for damaged files
-            raise InputError(f"label file {path} is not a readable Parquet file ({exc})") from None
-        return _Parsed(table={c: frame[c].to_list() for c in frame.columns}, kind="parquet")
-    if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"label file {path} is not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
-        ) from None
-    stripped = text.lstrip()
-    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    if stripped.startswith(("[", "{")):
-        return _parse_json(stripped, path)
-    if suffixes and suffixes[-1] in (".json", ".jsonl", ".ndjson"):
-        raise InputError(f"label file {path} is not valid JSON; check that it is a label export")
-    tsv = (suffixes and suffixes[-1] == ".tsv") or _looks_tab_separated(text)
-    return _parse_csv(data, path, tsv=bool(tsv))
-
-
-def _looks_tab_separated(text: str) -> bool:
-    first = text.lstrip().split("\n", 1)[0]
-    return first.count("\t") > first.count(",")
-
-
-def _parse_json(text: str, path: Path) -> _Parsed:
-    try:
-        value = json.loads(text)
-        kind = "json"
-    except json.JSONDecodeError:
-        value, kind = _parse_jsonl(text, path), "jsonl"
-    if isinstance(value, dict):
-        value = _unwrap_json_object(value)
-    if isinstance(value, _Parsed):
-        return value
-    if not isinstance(value, list):
-        raise InputError(
-            f"label file {path} holds a JSON {type(value).__name__}; expected a list of "
-            "objects with a feature index and a label"
-        )
-    for number, item in enumerate(value, start=1):
-        if not isinstance(item, dict):
-            raise InputError(
-                f"label file {path}: item {number} is a JSON {type(item).__name__}, not an "
-                "object; each item should hold a feature index and a label"
-            )
-    if not value:
-        raise InputError(f"label file {path} holds no labels (an empty JSON list)")
-    return _Parsed(records=value, kind=kind)
-
-
-def _parse_jsonl(text: str, path: Path) -> list:
-    records = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"label file {path} line {lineno} is not valid JSON ({exc.msg}); "
-                "check that it is a JSON or JSONL label export"
-            ) from None
-    return records
-
-
-def _unwrap_json_object(value: dict) -> list | _Parsed:
-    """A top-level JSON object as records: a known wrapper's list, an index-to-label mapping, or
-    the object itself as the only record."""
-    if "index" not in value and isinstance(value.get("explanations"), list):
-        return value["explanations"]  # {"explanations": [...]}, as some export clients save it
-    for key in ("features", "edits"):  # Goodfire API responses and variant JSON
-        if isinstance(value.get(key), list):
-            return value[key]
-    if value and all(
-        _DIGITS.fullmatch(k.strip()) and (isinstance(v, str) or v is None) for k, v in value.items()
-    ):
-        return _Parsed(table={"feature": list(value), "label": list(value.values())}, kind="json")
-    return [value]
-
-
-def _parse_csv(data: bytes, path: Path, *, tsv: bool) -> _Parsed:
-    try:
-        frame = pl.read_csv(io.BytesIO(data), separator="\t" if tsv else ",", infer_schema=False)
-    except Exception as exc:  # polars raises several kinds for malformed text
-        kind = "TSV" if tsv else "CSV"
-        raise InputError(
-            f"label file {path} is not readable as {kind} ({str(exc).splitlines()[0]}); "
-            "check the separator and quoting"
-        ) from None
-    return _Parsed(
-        table={c: frame[c].to_list() for c in frame.columns}, kind="tsv" if tsv else "csv"
-    )
-
-
-def _parse_sqlite(data: bytes, path: Path) -> _Parsed:
-    with contextlib.ExitStack() as stack:
-        db_path = path
-        with path.open("rb") as raw:
-            gzipped = raw.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC
-        if gzipped:  # sqlite reads only files: give it a decompressed copy
-            handle, temp = tempfile.mkstemp(suffix=".db")
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            stack.callback(os.unlink, temp)
-            db_path = Path(temp)
-        try:
-            conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise InputError(f"label file {path} is not a readable SQLite file ({exc})") from None
-        stack.callback(conn.close)
-        try:
-            tables = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
-                )
-            ]
-            if _GOODFIRE_TABLE in tables:
-                table = _GOODFIRE_TABLE
-            elif len(tables) == 1:
-                table = tables[0]
-            else:
-                raise InputError(
-                    f"label file {path} is SQLite with tables {_name_list(tables) or '(none)'}; "
-                    f"expected a table {_GOODFIRE_TABLE!r} or exactly one table of labels"
-                )
-            quoted = '"' + table.replace('"', '""') + '"'
-            cursor = conn.execute(f"SELECT * FROM {quoted}")
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise InputError(f"label file {path} is not a readable SQLite file ({exc})") from None
-    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
-    return _Parsed(table=columns, kind="sqlite", sqlite_table=table)
-
-
 # --- formats -------------------------------------------------------------------------------------
 
 
-def _detect(parsed: _Parsed) -> str:
+def _detect(parsed: Parsed) -> str:
     keys = set(parsed.keys())
-    if parsed.kind == "sqlite" and parsed.sqlite_table == _GOODFIRE_TABLE:
+    if parsed.kind == "sqlite" and parsed.sqlite_table == GOODFIRE_TABLE:
         return "goodfire"
     if "index_in_sae" in keys or {"feature_id", "label", "quality"} <= keys:
         return "goodfire"
@@ -386,12 +163,12 @@ class _Rows:
         self.score.append(score)
 
 
-def _neuronpedia_rows(parsed: _Parsed, name: str, sae_id: str | None) -> _Rows:
+def _neuronpedia_rows(parsed: Parsed, name: str, sae_id: str | None) -> _Rows:
     keys = parsed.keys()
     if "index" not in keys or not ("description" in keys or "explanations" in keys):
         raise InputError(
             f"label file {name} is not a Neuronpedia export: expected objects with 'index' and "
-            f"'description' (or 'explanations'); found {_name_list(keys)}"
+            f"'description' (or 'explanations'); found {name_list(keys)}"
         )
     flat: list[tuple[dict, dict]] = []  # (explanation, the object it came from)
     for record in parsed.rows():
@@ -413,18 +190,18 @@ def _neuronpedia_rows(parsed: _Parsed, name: str, sae_id: str | None) -> _Rows:
         if not kept:
             raise InputError(
                 f"label file {name} has no explanations for SAE {sae_id!r}; it has "
-                f"{_name_list(_sae_names(found)) or 'no layer field'}"
+                f"{name_list(_sae_names(found)) or 'no layer field'}"
             )
         if len(kept) > 1:
             raise InputError(
                 f"label file {name} has SAE {sae_id!r} under several models "
-                f"({_name_list(_sae_names(kept))}); pass sae_id as <modelId>/<layer>"
+                f"({name_list(_sae_names(kept))}); pass sae_id as <modelId>/<layer>"
             )
         flat = [pair for pair, k in zip(flat, keep, strict=True) if k]
     elif len(found) > 1:
         raise InputError(
             f"label file {name} mixes explanations of {len(found)} SAEs "
-            f"({_name_list(_sae_names(found))}); pass sae_id to pick one"
+            f"({name_list(_sae_names(found))}); pass sae_id to pick one"
         )
 
     rows = _Rows()
@@ -482,14 +259,14 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _goodfire_rows(parsed: _Parsed, name: str) -> _Rows:
+def _goodfire_rows(parsed: Parsed, name: str) -> _Rows:
     keys = parsed.keys()
     index_key = next((k for k in ("index_in_sae", "feature_id") if k in keys), None)
     label_key = next((k for k in ("label", "feature_label") if k in keys), None)
     if index_key is None or label_key is None:
         raise InputError(
             f"label file {name} is not a Goodfire label file: expected 'index_in_sae' (or "
-            f"'feature_id') and 'label' (or 'feature_label'); found {_name_list(keys)}"
+            f"'feature_id') and 'label' (or 'feature_label'); found {name_list(keys)}"
         )
     rows = _Rows()
     scores = parsed.column("quality") if "quality" in keys else [None] * len(parsed)
@@ -500,7 +277,7 @@ def _goodfire_rows(parsed: _Parsed, name: str) -> _Rows:
     return rows
 
 
-def _table_rows(parsed: _Parsed, name: str) -> _Rows:
+def _table_rows(parsed: Parsed, name: str) -> _Rows:
     keys = parsed.keys()
     by_lower: dict[str, str] = {}
     for key in keys:
@@ -514,7 +291,7 @@ def _table_rows(parsed: _Parsed, name: str) -> _Rows:
             else f"label column ({', '.join(LABEL_FIELDS)})"
         )
         raise InputError(
-            f"label file {name} has no {missing}; found {_name_list(keys) or 'no columns'}; "
+            f"label file {name} has no {missing}; found {name_list(keys) or 'no columns'}; "
             "rename the columns or pass the right format"
         )
     description_key = next(
@@ -631,9 +408,3 @@ def _score(value: Any, number: int, name: str) -> float | None:
             "fix or remove the score column"
         )
     return score
-
-
-def _name_list(names: Sequence[str] | Iterable[str]) -> str:
-    names = [str(n) for n in names]
-    shown = ", ".join(names[:_MAX_LISTED])
-    return shown + (f", … ({len(names)} in all)" if len(names) > _MAX_LISTED else "")

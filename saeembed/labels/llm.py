@@ -15,7 +15,6 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import re
 import time
 import urllib.error
@@ -27,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from saeembed.errors import InputError, SaeembedError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
-from saeembed.labels.evidence import Evidence
-from saeembed.labels.offline import FeatureLabel, balanced_accuracy, strong_threshold
+from saeembed.labels.evidence import Evidence, balanced_accuracy, strong_threshold
+from saeembed.labels.offline import FeatureLabel
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,8 @@ class ChatClient:
         if cached.is_file():
             return json.loads(cached.read_text())["content"]
         content = self._post(payload)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"request": payload, "content": content}))
-        tmp.replace(cached)
+        with atomic_path(cached) as tmp:
+            tmp.write_text(json.dumps({"request": payload, "content": content}))
         return content
 
     def _post(self, payload: dict) -> str:

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saeembed.labels.evidence import Evidence
+from saeembed.labels.evidence import (
+    NEGATIVE,
+    POSITIVE,
+    Evidence,
+    balanced_accuracy,
+    document_classes,
+)
+from saeembed.labels.scoring import ContextBank
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +69,6 @@ class FeatureLabel:
     examples: list[str]
     terms: tuple[str, ...] = ()
     evidence: np.ndarray | None = None  # unit mean embedding of the feature's peak contexts
-
-
-def balanced_accuracy(tp: int, fp: int, n_pos: int, n_neg: int) -> float:
-    return 0.5 * (tp / n_pos + 1.0 - fp / n_neg)
-
-
-POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
-
-
-def strong_threshold(values: np.ndarray, fraction: float = 0.5) -> float:
-    """The pooled value above which a feature counts as strongly active in a document."""
-    return fraction * float(np.quantile(values, 0.99)) if len(values) else 0.0
-
-
-def document_classes(evidence: Evidence, feature: int, fraction: float = 0.5) -> np.ndarray:
-    """Per document: POSITIVE (strongly active), IGNORED (weakly active) or NEGATIVE (inactive)."""
-    rows = evidence.rows(feature)
-    values = evidence.act_value[rows]
-    classes = np.full(evidence.n_docs, NEGATIVE, dtype=np.int8)
-    docs = evidence.act_doc[rows]
-    strong = values >= strong_threshold(values, fraction)
-    classes[docs[~strong]] = IGNORED
-    classes[docs[strong]] = POSITIVE
-    return classes
 
 
 def render_terms(terms: tuple[str, ...]) -> str:
@@ -410,8 +393,6 @@ def build_meaning(
     output: dict[int, tuple[str, ...]],
 ) -> Meaning:
     """Embed the labelling contexts of ``features`` and every term proposed for them."""
-    from saeembed.labels.scoring import ContextBank
-
     bank = ContextBank(
         evidence,
         heldout=False,

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import rankdata
 
-from saeembed.labels.evidence import Evidence
-from saeembed.labels.offline import NEGATIVE, POSITIVE, document_classes
+from saeembed.labels.evidence import NEGATIVE, POSITIVE, Evidence, document_classes
 
 CONTEXT_CHARS = 40  # characters kept on each side of the centre word of a context
 

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from saeembed.errors import InputError
+from saeembed.files import atomic_path
 from saeembed.home import cache_dir
 from saeembed.labels.table import read_labels
 from saeembed.store import Encoder, Store
@@ -29,9 +30,8 @@ def label_embeddings(labels: list[str], embedder) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     vectors = embedder.embed(labels).astype(np.float32)
-    tmp = path.with_name(f"{path.stem}.tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        np.save(out, vectors)
     return vectors
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from saeembed.errors import InputError
+from saeembed.files import atomic_path
 from saeembed.labels.offline import FeatureLabel
 from saeembed.store import Encoder, Store
 
@@ -137,9 +138,8 @@ def export_labels(frame: pl.DataFrame, path: str | Path, *, sae_sha256: str | No
     table = conform(frame).to_arrow()
     if sae_sha256:
         table = table.replace_schema_metadata({SAE_SHA_KEY: sae_sha256.encode()})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=19)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", compression_level=19)
     return path
 
 
@@ -241,16 +241,15 @@ def save_shipped_evidence(
     from safetensors.numpy import save_file
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(
-        {
-            "feature": np.asarray(features, dtype=np.int32),
-            "embedding": np.asarray(vectors, dtype=np.float16),
-        },
-        str(tmp),
-        metadata={"model": model, "sae_sha256": sae_sha256},
-    )
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(
+            {
+                "feature": np.asarray(features, dtype=np.int32),
+                "embedding": np.asarray(vectors, dtype=np.float16),
+            },
+            str(tmp),
+            metadata={"model": model, "sae_sha256": sae_sha256},
+        )
     return path
 
 
