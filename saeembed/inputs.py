@@ -44,9 +44,16 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _zstd_decompress(data: bytes) -> bytes:
-    """Decompress zstd data; the stream reader also handles frames that omit their size."""
-    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
-        return reader.read()
+    """Decompress zstd data, frame after frame (frames may omit their size); a stream that ends
+    inside a frame is an error, not a shorter document list."""
+    out, rest = [], data
+    while rest:
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        out.append(frame.decompress(rest))
+        if not frame.eof:
+            raise EOFError("the data ends inside a zstd frame (a truncated file?)")
+        rest = frame.unused_data
+    return b"".join(out)
 
 
 _COMPRESSIONS = {

@@ -602,3 +602,20 @@ def test_documents_from_texts_rejects_bad_input():
         documents_from_texts(["a", "b"], ids=["x"])
     with pytest.raises(InputError, match="item 1 is a int"):
         documents_from_texts(["a", 1])
+
+
+@pytest.mark.parametrize("compression", [".gz", ".zst", ".bz2"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "tsv", "txt"])
+def test_truncated_compressed_input_is_an_error(tmp_path, compression, fmt):
+    """Half of a compressed file is refused, never read as a shorter corpus."""
+    kind = {".gz": "gzip", ".zst": "zstd", ".bz2": "bzip2"}[compression]
+    for n in (3, 3000):  # a small file used to be reported as "empty"
+        rows = [{"id": str(i), "text": f"document number {i} with some words"} for i in range(n)]
+        if fmt == "txt":
+            plain = "\n".join(r["text"] for r in rows).encode()
+        else:
+            plain = encode(fmt, rows)
+        whole = COMPRESS[compression](plain)
+        path = write(tmp_path, f"t.{fmt}{compression}", whole[: len(whole) // 2])
+        with pytest.raises(InputError, match=rf"t\.{fmt}\{compression} is not valid {kind} data"):
+            read_documents(path)
