@@ -631,3 +631,21 @@ def test_check_sae_fits():
         check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=12)
     with pytest.raises(SAEError, match="outside"):
         check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=-1)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    weights = base_weights()
+    weights["W_enc"][1, 2] = float("nan")
+    weights["b_dec"][0] = float("inf")
+    path = write_saelens(tmp_path / "nan", saelens_cfg_v5(), weights)
+    with pytest.raises(
+        SAEError, match=r"W_enc has 1 NaN or infinite values; the weights are damaged"
+    ):
+        load_sae(path)
+
+
+def test_topk_k_beyond_the_latents_is_refused():
+    from saeembed.sae.model import SAEConfig
+
+    with pytest.raises(SAEError, match=r"cannot keep k=1,000,000 of its 32 latents"):
+        SAEConfig(d_in=8, d_sae=32, activation="topk", k=1_000_000)

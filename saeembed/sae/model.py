@@ -68,6 +68,11 @@ class SAEConfig:
             raise SAEError(
                 f"SAE dimensions must be positive (d_in={self.d_in}, d_sae={self.d_sae})"
             )
+        if self.activation == "topk" and self.k > self.d_sae:
+            raise SAEError(
+                f"a topk SAE cannot keep k={self.k:,} of its {self.d_sae:,} latents; fix `k` in "
+                "its cfg.json"
+            )
 
     @classmethod
     def from_dict(cls, raw: dict) -> SAEConfig:
@@ -140,7 +145,14 @@ class SAE(nn.Module):
                     f"SAE tensor {name} has shape {tuple(tensor.shape)}, expected {shape} "
                     f"for d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}"
                 )
-            getattr(self, name).data = tensor.detach().to(torch.float32).contiguous().clone()
+            data = tensor.detach().to(torch.float32).contiguous().clone()
+            bad = int((~torch.isfinite(data)).sum())
+            if bad:
+                raise SAEError(
+                    f"SAE tensor {name} has {bad:,} NaN or infinite values; the weights are "
+                    "damaged: download, convert or train the SAE again"
+                )
+            getattr(self, name).data = data
 
     def canonical_state(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name).data for name in self.expected_shapes()}
