@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from saeembed.errors import SAEError
+from saeembed.errors import InputError, SAEError
 from saeembed.reader import Reader, dtype_name
 from saeembed.sae import SAE, check_sae_fits, load_sae
 from saeembed.store import Encoder, Store
@@ -333,11 +333,24 @@ def load_encoding_stack(
     *,
     device: str = "auto",
     dtype: str = "auto",
+    max_tokens: int | None = None,
+    batch_tokens: int | None = None,
 ) -> EncodingStack:
-    """Load and check the reader and SAE an encode needs (fails before any store is touched)."""
+    """Load and check the reader and SAE an encode needs, and the token limits it will use
+    (fails before any store is touched)."""
     from saeembed.reader import load_reader
 
+    if batch_tokens is not None and batch_tokens < 1:
+        raise InputError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
+    if max_tokens is not None and max_tokens < 1:
+        raise InputError(f"--max-tokens must be at least 1 (got {max_tokens})")
     reader = load_reader(model, device=device, dtype=dtype)
+    limit = getattr(reader.model.config, "max_position_embeddings", None)
+    if max_tokens is not None and limit and max_tokens > limit:
+        raise InputError(
+            f"--max-tokens {max_tokens:,} is beyond what {reader.model_id} reads ({limit:,} "
+            f"positions); use at most {limit:,}"
+        )
     sae_model = resolve_sae(sae, reader.model_id)
     chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
     check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)

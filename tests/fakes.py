@@ -100,7 +100,7 @@ def build_tiny_model(directory: Path, *, hidden: int = 16, layers: int = 3, seed
         num_hidden_layers=layers,
         num_attention_heads=2,
         num_key_value_heads=1,
-        max_position_embeddings=256,
+        max_position_embeddings=1024,
         bos_token_id=1,
         eos_token_id=3,
         pad_token_id=3,

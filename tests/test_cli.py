@@ -311,3 +311,18 @@ def test_correlate_command(tmp_path):
     enriched = run("correlate", db, "--with", "source", "--format", "jsonl").stdout.splitlines()
     first = json.loads(enriched[0])
     assert (first["category"], first["feature"]) in {("A", 1), ("B", 1)}
+
+
+def test_bad_token_limits_are_refused_before_writing(tmp_path, corpus_file, tiny_model, tiny_sae):
+    """--max-tokens beyond the reader's positions, or below 1, is refused before any store exists
+    (it used to fail with a traceback after the documents were stored)."""
+    db = tmp_path / "s.duckdb"
+    common = ("encode", corpus_file, "--db", db, "--model", tiny_model, "--sae", tiny_sae)
+    result = run(*common, "--max-tokens", 99_999_999_999, ok=False)
+    assert "--max-tokens 99,999,999,999 is beyond what" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run(*common, "--batch-tokens", 0, ok=False)
+    assert "--batch-tokens must be at least 1" in result.stderr or "0 is not in the range" in (
+        result.stderr
+    )
+    assert not db.exists()

@@ -611,10 +611,7 @@ def test_truncated_compressed_input_is_an_error(tmp_path, compression, fmt):
     kind = {".gz": "gzip", ".zst": "zstd", ".bz2": "bzip2"}[compression]
     for n in (3, 3000):  # a small file used to be reported as "empty"
         rows = [{"id": str(i), "text": f"document number {i} with some words"} for i in range(n)]
-        if fmt == "txt":
-            plain = "\n".join(r["text"] for r in rows).encode()
-        else:
-            plain = encode(fmt, rows)
+        plain = "\n".join(r["text"] for r in rows).encode() if fmt == "txt" else encode(fmt, rows)
         whole = COMPRESS[compression](plain)
         path = write(tmp_path, f"t.{fmt}{compression}", whole[: len(whole) // 2])
         with pytest.raises(InputError, match=rf"t\.{fmt}\{compression} is not valid {kind} data"):

@@ -131,7 +131,10 @@ def encode(
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
     # everything that can fail on bad arguments happens before the store is touched
-    stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
+    stack = load_encoding_stack(
+        model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
+        batch_tokens=batch_tokens,
+    )  # fmt: skip
     if chunk_tokens is not None:
         from saeembed.chunks import chunk_documents
 

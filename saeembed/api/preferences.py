@@ -82,7 +82,10 @@ def encode_pairs(
         table = read_pairs(source, seed=seed)
         origin = str(source) if is_dataset_ref(str(source)) else str(Path(source).resolve())
     name = pairs or corpus_name_for(source)
-    stack = load_encoding_stack(model, sae, layer, device=device, dtype=dtype)
+    stack = load_encoding_stack(
+        model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
+        batch_tokens=batch_tokens,
+    )  # fmt: skip
     with Store(db) as store:
         added = add_pairs(store, name, table, context=context, source=origin)
         encoding = encode_stored_corpus(
