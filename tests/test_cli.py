@@ -326,3 +326,34 @@ def test_bad_token_limits_are_refused_before_writing(tmp_path, corpus_file, tiny
         result.stderr
     )
     assert not db.exists()
+
+
+def test_sql_reaches_no_other_file_unless_allowed(encoded_db, tmp_path):
+    out = tmp_path / "out.csv"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    copy = f"COPY (SELECT doc_id FROM documents) TO '{out}'"
+    for query in (copy, f"SELECT content FROM read_text('{secret}')", "INSTALL httpfs"):
+        result = run("sql", encoded_db, query, ok=False)
+        assert result.exit_code != 0 and "Traceback" not in result.stderr
+        assert "file system operations are disabled" in result.stderr
+    assert not out.exists()
+    run("sql", encoded_db, copy, "--allow-files")
+    assert out.read_text().splitlines()[0] == "doc_id"
+    found = run("sql", encoded_db, f"SELECT content FROM read_text('{secret}')", "--allow-files")
+    assert "password" in found.output
+
+
+def test_sql_file_problems_are_one_line(encoded_db, tmp_path):
+    (tmp_path / "binary.sql").write_bytes(b"\xff\xfe\x00\x01")
+    (tmp_path / "empty.sql").write_text("  \n")
+    cases = {
+        f"@{tmp_path / 'missing.sql'}": "no SQL file",
+        f"@{tmp_path}": "is a directory",
+        f"@{tmp_path / 'binary.sql'}": "is not UTF-8 text",
+        f"@{tmp_path / 'empty.sql'}": "holds no SQL text",
+    }
+    for query, message in cases.items():
+        result = run("sql", encoded_db, query, ok=False)
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

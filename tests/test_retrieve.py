@@ -120,3 +120,21 @@ def test_dense_and_hybrid_modes(topics, saeembed_home):
 def test_rank_fusion_is_reciprocal_rank():
     fused = rank_fusion(np.array([3.0, 2.0, 1.0]), np.array([1.0, 2.0, 3.0]))
     assert fused == pytest.approx([1 / 61 + 1 / 63, 2 / 62, 1 / 63 + 1 / 61])
+
+
+def test_where_leaves_quoted_text_alone_and_reads_no_files(topics, tmp_path):
+    store, encoder, _ = topics
+    sql = where_sql("meta.topic = 'feature:3 and meta.x' OR feature:3 > 0", encoder)
+    assert "'feature:3 and meta.x'" in sql and "x.feature = 3" in sql
+    assert "(d.meta->>'topic')" in sql
+    secret = tmp_path / "secret.txt"
+    secret.write_text("film")
+    choice = choose_concepts(store, encoder, features=[6])
+    with pytest.raises(InputError, match="file system operations are disabled"):
+        search_documents(
+            store,
+            encoder,
+            choice=choice,
+            where=f"(SELECT count(*) FROM read_text('{secret}')) > 0",
+            top=5,
+        )

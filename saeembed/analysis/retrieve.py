@@ -31,11 +31,20 @@ RRF_K = 60
 SEARCH_COLUMNS = ["rank", "doc_id", "corpus", "score", "text", "concepts"]
 _FEATURE = re.compile(r"\bfeature:(\d+)\b")
 _META = re.compile(r"\bmeta\.([A-Za-z_][A-Za-z0-9_]*)\b")
+_QUOTED = re.compile(
+    r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")"
+)  # SQL string literals and quoted names
 
 
 def where_sql(expression: str, encoder: Encoder) -> str:
-    """The SQL condition (over documents ``d``) a ``--where`` expression stands for."""
-    for number in _FEATURE.findall(expression):
+    """The SQL condition (over documents ``d``) a ``--where`` expression stands for; quoted text
+    (``'feature:1'``, ``"meta.x"``) is left as it is."""
+    parts = _QUOTED.split(expression)  # odd positions are the quoted pieces
+    return "".join(part if i % 2 else _rewrite(part, encoder) for i, part in enumerate(parts))
+
+
+def _rewrite(sql: str, encoder: Encoder) -> str:
+    for number in _FEATURE.findall(sql):
         if int(number) >= encoder.d_sae:
             raise InputError(
                 f"feature:{number} does not exist (encoder has {encoder.d_sae} features)"
@@ -45,7 +54,7 @@ def where_sql(expression: str, encoder: Encoder) -> str:
             "coalesce((SELECT max(x.value) FROM activations x WHERE x.encoder_id = "
             f"{encoder.encoder_id} AND x.doc_id = d.doc_id AND x.feature = {int(m.group(1))}), 0)"
         ),
-        expression,
+        sql,
     )
     return _META.sub(lambda m: f"(d.meta->>'{m.group(1)}')", sql)
 
@@ -53,8 +62,12 @@ def where_sql(expression: str, encoder: Encoder) -> str:
 def candidates(
     store: Store, encoder: Encoder, corpus: str | None, where: str | None
 ) -> pl.DataFrame:
-    """``doc_id, corpus, text`` of the encoded documents (of ``corpus``) passing ``where``."""
+    """``doc_id, corpus, text`` of the encoded documents (of ``corpus``) passing ``where``. A
+    ``where`` restricts the store's connection to the store from then on (`Store.restrict_sql`):
+    it is SQL from a user."""
     condition = where_sql(where, encoder) if where else "true"
+    if where:
+        store.restrict_sql()
     try:
         return store.sql(
             f"""

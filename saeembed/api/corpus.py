@@ -16,7 +16,7 @@ import polars as pl
 
 from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
-from saeembed.errors import SaeembedError
+from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import coerce_value, named_queries, run_query
 from saeembed.store import Store
@@ -160,17 +160,43 @@ def info(db: str | Path) -> dict[str, pl.DataFrame]:
         return store_info(store)
 
 
-def sql(db: str | Path, query: str, params: dict[str, str] | None = None) -> pl.DataFrame:
+def sql(
+    db: str | Path,
+    query: str,
+    params: dict[str, str] | None = None,
+    *,
+    allow_files: bool = False,
+) -> pl.DataFrame:
     """Run ``query`` on the store at ``db`` (read-only): the name of a named query, ``@FILE``
     (SQL read from FILE), or SQL text. ``params`` are bound, never pasted into the SQL: to a
     named query's parameters as it declares them, to SQL's ``$name`` as numbers when they read
-    as numbers (`saeembed.queries.coerce_value`)."""
+    as numbers (`saeembed.queries.coerce_value`). The query sees the store only (no other file,
+    no extension: `Store.restrict_sql`) unless ``allow_files``."""
     given = dict(params or {})
+    text = _query_file(Path(query[1:])) if query.startswith("@") else query
     with Store(db, read_only=True) as store:
+        if not allow_files:
+            store.restrict_sql()
         if query in named_queries():
             return run_query(store, query, **given)
-        text = Path(query[1:]).read_text() if query.startswith("@") else query
         return store.sql(text, {k: coerce_value(v) for k, v in given.items()} or None)
+
+
+def _query_file(path: Path) -> str:
+    """The SQL text of ``@FILE``, or a one-line error saying what is wrong with the file."""
+    if not path.exists():
+        raise InputError(f"no SQL file {path}; check the path after @")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; pass the .sql file after @")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text; pass a file of SQL after @") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    if "\x00" in text or not text.strip():
+        raise InputError(f"{path} holds no SQL text; pass a file of SQL after @")
+    return text
 
 
 def named_query_table() -> pl.DataFrame:

@@ -24,14 +24,20 @@ from saeembed.render import render
     metavar="NAME VALUE",
     help="Bind a parameter ($NAME in the SQL); repeatable.",
 )
+@click.option(
+    "--allow-files",
+    is_flag=True,
+    help="Let the query read and write other files and load extensions (off: the store only).",
+)
 @format_option
 @domain_errors
-def sql(db, query, params, fmt):
+def sql(db, query, params, allow_files, fmt):
     """Run QUERY against the store DB and print the rows.
 
     QUERY is SQL text, `@file.sql`, or the name of a named query (see `saeembed queries`).
-    Parameters are bound, never pasted into the SQL: `-p feature 12` binds $feature."""
-    render(api.sql(db, query, dict(params)), fmt)
+    Parameters are bound, never pasted into the SQL: `-p feature 12` binds $feature. The query
+    sees the store only (no other file, no extension) unless --allow-files."""
+    render(api.sql(db, query, dict(params), allow_files=allow_files), fmt)
 
 
 @click.command("queries")

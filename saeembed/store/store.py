@@ -86,6 +86,21 @@ class Store:
                 f"cannot open {self.path} as a DuckDB store ({str(exc).splitlines()[0]})"
             ) from exc
 
+    def restrict_sql(self) -> None:
+        """From now on, SQL on this connection touches the store only: no other file is read or
+        written (``read_text``, ``COPY ... TO``, ``ATTACH``), no extension is installed or loaded,
+        and no query can undo this. For SQL that comes from a user (``saeembed sql``, ``--where``)."""
+        if getattr(self, "_restricted", False):
+            return
+        self._restricted = True
+        for setting in (
+            "enable_external_access = false",
+            "autoinstall_known_extensions = false",
+            "autoload_known_extensions = false",
+            "lock_configuration = true",
+        ):
+            self.con.execute(f"SET {setting}")
+
     # ---- lifecycle -------------------------------------------------------------------------
     @contextmanager
     def transaction(self, **tables) -> Iterator[duckdb.DuckDBPyConnection]:
