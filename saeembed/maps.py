@@ -195,11 +195,14 @@ def write_map_html(
     cluster_names: dict[int, str] | None = None,
     color_columns: list[str] | None = None,
     max_text_chars: int = 300,
+    cluster_concepts: dict[int, list[dict]] | None = None,
 ) -> Path:
     """Write a single self-contained HTML map of ``points`` to ``path``; returns the path.
 
     Colour modes are "cluster" plus ``color_columns`` (default: every numeric ``feature:N``
     column). Texts are cut to ``max_text_chars``. doc_ids are embedded as strings.
+    ``cluster_concepts``: per cluster, its concepts (``feature``, ``label``, ``href`` of the
+    feature's page), listed when the cluster is clicked in the legend.
     """
     _check_columns(points, REQUIRED_COLUMNS)
     _check_types(points)
@@ -207,6 +210,7 @@ def write_map_html(
         raise InputError(f"max_text_chars must be at least 1, got {max_text_chars}; raise it")
     columns = _color_columns(points, color_columns)
     payload = _payload(points, cluster_names or {}, columns, max_text_chars)
+    payload["cluster_concepts"] = {str(k): v for k, v in (cluster_concepts or {}).items()}
     page = templates.fill(
         templates.load("map.html"),
         {

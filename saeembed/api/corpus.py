@@ -19,6 +19,7 @@ from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
 from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import coerce_value, named_queries, run_query
+from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Store
 
 if TYPE_CHECKING:
@@ -280,15 +281,25 @@ def diff(
     device: str = "auto",
     progress: bool = True,
     summary: dict | None = None,
-) -> pl.DataFrame:
+    html: str | Path | None = None,
+    panels: int = DEFAULT_PANELS,
+    report: bool = False,
+):
     """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
     rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
     (into ``db``, or into a cache store) with ``model`` and ``sae``. Returns the diff table
     (`saeembed.analysis.diff.DIFF_COLUMNS`, or `PAIRED_COLUMNS` with ``paired=True``): the
     ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
     A dict passed as ``summary`` receives the counts behind the table (concepts tested,
-    significant, the sides and the encoder)."""
+    significant, the sides and the encoder). ``html``: also write the report page there (every
+    tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
+    `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table."""
     from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
+
+    if html is not None:
+        from saeembed.reports.page import check_output
+
+        check_output(html)  # before any work
 
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     if paired and len(sides_b) != 1:
@@ -324,6 +335,19 @@ def diff(
                 measure=measure,
                 test="paired" if paired else check_test(get_measure(measure), test),
             )
+        if html is not None or report:
+            from saeembed.reports import build_diff_report
+
+            settings = dict(db=db, measure=measure, sort=sort, alpha=alpha, paired=paired,
+                            pair_on=pair_on, min_support=min_support,
+                            test=None if paired else check_test(get_measure(measure), test))  # fmt: skip
+            built = build_diff_report(store, chosen, table, corpora_a=[corpus_a],
+                                      corpora_b=corpora_b, settings=settings, panels=panels,
+                                      progress=progress)  # fmt: skip
+            if html is not None:
+                built.write_html(html)
+            if report:
+                return built
         table = table.head(top) if top else table
         if paired:
             return table

@@ -75,12 +75,15 @@ def cluster(
     color_by: Sequence[int] = (),
     max_docs: int | None = None,
     measure: str = "max",
+    map_pages: bool = False,
 ) -> Clustering:
     """Cluster the documents of ``corpus`` on the chosen concepts (all concepts when none are
     chosen), describe each cluster by its most distinctive concepts (a diff against the rest,
     over every concept) and a few example documents, and store the result. With ``map_path``,
     also a 2-D UMAP map: ``map_path`` with .html gives the interactive page and a .parquet of
-    the coordinates beside it; .parquet gives the coordinates only."""
+    the coordinates beside it; .parquet gives the coordinates only. ``map_pages``: also write
+    the feature pages of each cluster's concepts into ``MAP-features/`` beside an .html map,
+    which lists them when a cluster is clicked (`saeembed.reports`)."""
     from saeembed.analysis import cluster as clustering
     from saeembed.analysis.matrix import load_matrix
     from saeembed.labels.table import label_names
@@ -129,9 +132,8 @@ def cluster(
                                    summary, members)  # fmt: skip
         shown = _examples(store, members, summary, examples)
         if map_path is not None:
-            _write_map(
-                store, chosen_encoder, matrix, members, summary, map_path, color_by, stored[1]
-            )
+            _write_map(store, chosen_encoder, matrix, members, summary, map_path, color_by,
+                       stored[1], map_pages)  # fmt: skip
     return Clustering(stored[0], stored[1], choice, summary, described, members, params, shown)
 
 
@@ -189,7 +191,7 @@ def _examples(store, members, summary, k) -> pl.DataFrame | None:
     return shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id")
 
 
-def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name):
+def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name, pages):
     from saeembed.maps import write_map_html, write_map_parquet
 
     path = Path(map_path)
@@ -203,8 +205,14 @@ def _write_map(store, encoder, matrix, members, summary, map_path, color_by, nam
         color_columns.append(column)
     cluster_names = dict(zip(summary["cluster"].to_list(), summary["name"].to_list(), strict=True))
     if path.suffix.lower() == ".html":
+        concepts = None
+        if pages:
+            from saeembed.reports.feature_pages import cluster_feature_pages
+
+            concepts = cluster_feature_pages(store, encoder, summary, path)
         write_map_html(points, path, title=f"saeembed map: {name or 'clusters'}",
-                       cluster_names=cluster_names, color_columns=color_columns)  # fmt: skip
+                       cluster_names=cluster_names, color_columns=color_columns,
+                       cluster_concepts=concepts)  # fmt: skip
         write_map_parquet(points, path.with_suffix(".parquet"))
     else:
         write_map_parquet(points, path)

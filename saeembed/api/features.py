@@ -12,7 +12,15 @@ import polars as pl
 
 from saeembed.store import Store
 
-__all__ = ["export_labels", "import_labels", "label_features", "search_features", "show_feature"]
+__all__ = [
+    "export_labels",
+    "feature_page",
+    "feature_pages",
+    "import_labels",
+    "label_features",
+    "search_features",
+    "show_feature",
+]
 
 
 def label_features(
@@ -40,6 +48,35 @@ def show_feature(db: str | Path, feature: int, *, encoder: str | int | None = No
 
     with Store(db, read_only=True) as store:
         return feature_report(store, store.resolve_encoder(encoder), feature, **options)
+
+
+def feature_page(
+    db: str | Path, feature: int, path: str | Path, *, encoder: str | int | None = None, **options
+) -> Path:
+    """Write one feature's page to ``path``: label, density, histogram, top and quantile
+    documents with token shading, the tokens it promotes and suppresses, the features it
+    co-occurs with (`saeembed.reports.write_feature_page`, whose keyword ``options`` these are:
+    corpus, examples, progress). Returns the path."""
+    from saeembed.reports import write_feature_page
+    from saeembed.reports.page import check_output
+
+    check_output(path)  # before any work
+    with Store(db, read_only=True) as store:
+        chosen = store.resolve_encoder(encoder)
+        return write_feature_page(store, chosen, feature, path, db=str(db), **options)
+
+
+def feature_pages(
+    db: str | Path, out: str | Path, *, encoder: str | int | None = None, **options
+) -> Path:
+    """Write a browsable set of feature pages into directory ``out`` (which must exist):
+    ``index.html`` and one page per feature (`saeembed.reports.write_feature_pages`, whose
+    keyword ``options`` these are: features, top, corpus, progress). Returns the index."""
+    from saeembed.reports import write_feature_pages
+
+    with Store(db, read_only=True) as store:
+        chosen = store.resolve_encoder(encoder)
+        return write_feature_pages(store, chosen, out, db=str(db), **options)
 
 
 def search_features(

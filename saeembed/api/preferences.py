@@ -28,6 +28,7 @@ from saeembed.prefs.report import (
     fit_preferences,
     preference_data,
 )
+from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 
 if TYPE_CHECKING:
@@ -138,18 +139,33 @@ def fit(
     examples: int = 0,
     top: int | None = None,
     seed: int = 0,
+    html: str | Path | None = None,
+    panels: int = DEFAULT_PANELS,
+    progress: bool = True,
 ) -> PreferenceReport:
     """Which concepts do the annotators of pair set ``pairs`` reward or punish? Per-concept
     regressions, k-concept models and held-out AUCs against length and dense baselines
-    (`saeembed.prefs.report`)."""
+    (`saeembed.prefs.report`). ``html``: also write the report page there, ``panels`` concepts
+    with example pairs (`saeembed.reports.prefs_report`)."""
+    if html is not None:
+        from saeembed.reports.page import check_output
+
+        check_output(html)  # before any work
     with Store(db) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
-        return fit_preferences(
+        report = fit_preferences(
             store, name, chosen, measure=measure, controls=tuple(controls), relabel=relabel,
             min_prevalence=min_prevalence, alpha=alpha, ks=tuple(ks), dense=dense,
-            examples=examples, top=top, seed=seed,
+            examples=examples, top=None if html is not None else top, seed=seed,
         )  # fmt: skip
+        if html is not None:
+            from saeembed.reports import write_prefs_report
+
+            write_prefs_report(store, chosen, report, html, pairs_name=name, relabel=relabel,
+                               panels=panels, progress=progress)  # fmt: skip
+            report.features = report.features.head(top) if top else report.features
+        return report
 
 
 _CONCEPT = re.compile(r"^\s*(\d+)\s*(?::\s*([+-]|reward(?:ed)?|punish(?:ed)?)\s*)?$")

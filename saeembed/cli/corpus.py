@@ -160,12 +160,25 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
 @sae_option("SAE for inputs to encode [default: the one shipped for the model].")
 @max_tokens_option(None, "Truncate inputs to encode.")
 @chat_option(default_of(api.diff, "chat"))
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(path_type=Path),
+    help="Also write the report page there (every tested concept; docs/reports.md).",
+)
+@click.option(
+    "--panels",
+    type=click.IntRange(min=0),
+    default=default_of(api.diff, "panels"),
+    show_default=True,
+    help="Concepts shown up close in the --html report.",
+)
 @format_option
 @click.pass_context
 @domain_errors
 def diff_command(
     ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
-    pair_on, model, sae, max_tokens, chat, fmt,
+    pair_on, model, sae, max_tokens, chat, html, panels, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
 
@@ -182,8 +195,10 @@ def diff_command(
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
-        summary=summary,
+        summary=summary, html=html, panels=panels,
     )  # fmt: skip
+    if html is not None:
+        click.echo(f"report: {html}", err=True)
     if not ctx.obj["quiet"]:
         click.echo(
             f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "

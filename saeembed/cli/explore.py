@@ -83,13 +83,17 @@ concept_options = options(
               help="Example documents per cluster.")  # fmt: skip
 @click.option("--map", "map_path", type=click.Path(path_type=Path),
               help="Write a 2-D UMAP map: .html (interactive, plus .parquet beside it) or .parquet.")  # fmt: skip
+@click.option("--map-pages", is_flag=True,
+              help="With an .html --map: also write each cluster's concepts' feature pages beside "
+              "it (MAP-features/), listed when a cluster is clicked.")  # fmt: skip
 @click.option("--color-by", multiple=True, help="Feature ids the map can colour by (besides cluster).")  # fmt: skip
 @click.option("--max-docs", type=click.IntRange(min=10), help="Cluster a fixed sample of this many documents.")  # fmt: skip
 @format_option
 @domain_errors
 def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, exclude, positives,
                     n_concepts, method, k, weighting, min_cluster_size, assign_outliers, seed,
-                    measure, name, top, examples, map_path, color_by, max_docs, fmt):  # fmt: skip
+                    measure, name, top, examples, map_path, map_pages, color_by, max_docs,
+                    fmt):  # fmt: skip
     """Cluster documents on the concepts that matter.
 
     Choose concepts with a phrase (--concepts "tone": labels that contain it or mean it), ids
@@ -103,6 +107,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
         n_concepts=n_concepts, method=method, k=k, weighting=weighting, measure=measure,
         min_cluster_size=min_cluster_size, assign_outliers=assign_outliers, seed=seed, name=name,
         top=top, examples=examples, map_path=map_path, color_by=_ids(color_by), max_docs=max_docs,
+        map_pages=map_pages,
     )  # fmt: skip
     if result.choice is not None:
         click.echo(f"using {result.choice.describe()}", err=True)

@@ -1,6 +1,7 @@
-"""The `saeembed features` commands: label an encoder's features, show one, find features by
-what their labels say, import and export labels. Each is a thin shell over one call of
-`saeembed.api.features`; defaults are those of the store-level functions in `saeembed.labels`."""
+"""The `saeembed features` commands: label an encoder's features, show one (or write its page),
+write a set of feature pages, find features by what their labels say, import and export labels.
+Each is a thin shell over one call of `saeembed.api.features`; defaults are those of the
+store-level functions in `saeembed.labels` and `saeembed.reports`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from saeembed.labels import import_labels, label_features
 from saeembed.labels.inspect import feature_report, render_report, report_json
 from saeembed.labels.search import MATCH_BY, search_features
 from saeembed.render import render
+from saeembed.reports import write_feature_pages
 
 
 @click.group()
@@ -115,11 +117,63 @@ def features_label(ctx, db, encoder, corpus, method, feature_ids, max_docs, api_
     default="text",
     show_default=True,
 )
+@click.option("--html", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="Write the feature's page instead [default PATH: feature-F.html].")  # fmt: skip
+@click.pass_context
 @domain_errors
-def features_show(db, feature, encoder, corpus, top, fmt):
+def features_show(ctx, db, feature, encoder, corpus, top, fmt, html):
     """Show one FEATURE: label, score, density, activation histogram, top documents."""
+    if html is not None:
+        written = api.feature_page(
+            db, feature, html or f"feature-{feature}.html", encoder=encoder, corpus=corpus,
+            examples=top, progress=not ctx.obj["quiet"],
+        )  # fmt: skip
+        click.echo(f"wrote {written}", err=True)
+        return
     report = api.show_feature(db, feature, encoder=encoder, corpus=corpus, top=top)
     click.echo(render_report(report) if fmt == "text" else report_json(report))
+
+
+def _feature_ids(values: str | None) -> list[int] | None:
+    if not values:
+        return None
+    try:
+        return [int(v) for v in values.replace(",", " ").split()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{values!r}: give feature numbers like 12,345") from exc
+
+
+@features.command("pages")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory for index.html and one page per feature (must exist).",
+)
+@click.option(
+    "--features", "feature_ids", help="Comma-separated features [default: the --top most frequent]."
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=default_of(write_feature_pages, "top"),
+    show_default=True,
+    help="Without --features: this many features, those active in the most documents.",
+)
+@encoder_option()
+@click.option("--corpus", help="Only documents of this corpus.")
+@click.pass_context
+@domain_errors
+def features_pages(ctx, db, out, feature_ids, top, encoder, corpus):
+    """Write a browsable set of feature pages: an index and, per feature, its label, density,
+    histogram, top and quantile examples with token shading, the tokens it promotes and
+    suppresses, and the features it co-occurs with."""
+    index = api.feature_pages(
+        db, out, encoder=encoder, features=_feature_ids(feature_ids), top=top, corpus=corpus,
+        progress=not ctx.obj["quiet"],
+    )  # fmt: skip
+    click.echo(f"wrote {index}", err=True)
 
 
 @features.command("search")

@@ -140,10 +140,19 @@ def prefs_list(db, fmt):
 @click.option("--no-dense", is_flag=True, help="Skip the dense MiniLM baseline.")
 @click.option("--seed", type=int, default=default_of(api.fit, "seed"), show_default=True,
               help="Cross-validation folds.")  # fmt: skip
+@click.option("--html", type=click.Path(path_type=Path), help="Also write the report page there.")
+@click.option(
+    "--panels",
+    type=click.IntRange(min=0),
+    default=default_of(api.fit, "panels"),
+    show_default=True,
+    help="Concepts shown with example pairs in the --html report.",
+)
 @format_option
+@click.pass_context
 @domain_errors
-def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_prevalence, alpha, top,
-              examples, ks, no_dense, seed, fmt):  # fmt: skip
+def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, min_prevalence,
+              alpha, top, examples, ks, no_dense, seed, html, panels, fmt):  # fmt: skip
     """Which concepts do the annotators reward or punish?
 
     Per concept: prevalence (share of pairs whose responses differ in it), a logistic regression
@@ -161,8 +170,11 @@ def prefs_fit(db, pairs_name, encoder, controls, measure, values, relabel, min_p
         measure={"value": "max", "presence": "presence"}[values] if values else measure,
         controls=() if controls == "none" else (controls,), relabel=relabel,
         min_prevalence=min_prevalence, alpha=alpha, ks=k_values, dense=not no_dense,
-        examples=examples, top=top, seed=seed,
+        examples=examples, top=top, seed=seed, html=html, panels=panels,
+        progress=not ctx.obj["quiet"],
     )  # fmt: skip
+    if html is not None:
+        click.echo(f"report: {html}", err=True)
     s = report.summary
     click.echo(
         f"pair set {s['pairs']} ({s['encoder']}): {s['n_pairs']:,} pairs ({s['n_ties']:,} ties "

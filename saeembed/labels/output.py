@@ -55,3 +55,36 @@ def promoted_tokens(
                         break
             out[start + offset] = tuple(picked)
     return out
+
+
+@torch.inference_mode()
+def promoted_and_suppressed(
+    sae, reader, features: list[int], n: int = 10
+) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per feature of ``features``, the ``n`` tokens (as spelled, stripped) its decoder direction
+    promotes most and the ``n`` it suppresses most through the reader's final norm and
+    unembedding (any token, word pieces included; for reports). Empty when the reader has no
+    unembedding of the SAE's width."""
+    head = reader.model.get_output_embeddings()
+    if head is None or head.weight.shape[1] != sae.cfg.d_in or not features:
+        return {}
+    unembed = head.weight.detach().float()
+    gamma = _final_norm_weight(reader.model)
+    decoder = sae.W_dec.detach().float()[list(features)].to(unembed.device)
+    if gamma is not None and gamma.shape[0] == decoder.shape[1]:
+        decoder = decoder * gamma.to(unembed.device)
+    logits = decoder @ unembed.T
+    k = min(n, logits.shape[1])
+    top = logits.topk(k, dim=1).indices.cpu().tolist()
+    bottom = (-logits).topk(k, dim=1).indices.cpu().tolist()
+    tokenizer = reader.tokenizer
+
+    def spelled(ids: list[int]) -> tuple[str, ...]:
+        return tuple(
+            tokenizer.convert_tokens_to_string([t]) for t in tokenizer.convert_ids_to_tokens(ids)
+        )
+
+    return {
+        int(f): (spelled(up), spelled(down))
+        for f, up, down in zip(features, top, bottom, strict=True)
+    }

@@ -1,6 +1,7 @@
 """Page templates shipped inside the package (read with importlib.resources, so a wheel install
-has them too): ``map.html`` with ``{{name}}`` placeholders, and the ``map.css`` / ``map.js`` it
-inlines. `fill` substitutes placeholders in one pass; `check` is what `make lint` runs."""
+has them too): ``map.html`` (`saeembed.maps`) and ``report.html`` (`saeembed.reports.page`) with
+``{{name}}`` placeholders, and the ``.css`` / ``.js`` each inlines. `fill` substitutes
+placeholders in one pass; `check` is what `make lint` runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from importlib import resources
 
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # the placeholders each page template has, and so the values its caller must give
-PAGES = {"map.html": ("title", "css", "data", "js")}
+PAGES = {"map.html": ("title", "css", "data", "js"), "report.html": ("title", "css", "data", "js")}
+# the stylesheets and scripts the pages inline
+INLINED = ("map.css", "map.js", "report.css", "report.js")
 
 
 def load(name: str) -> str:
@@ -53,7 +56,8 @@ class _TagBalance(HTMLParser):
 
 def _code_only(text: str) -> str:
     """CSS or JS with comments and string literals blanked (newlines kept), so brackets inside
-    them do not count. Regex literals are not recognised: the map script has none."""
+        them do not count. Regex literals are not recognised: the scripts' few have balanced brackets
+    and no quotes."""
     out, i, n = [], 0, len(text)
     while i < n:
         two = text[i : i + 2]
@@ -107,6 +111,6 @@ def check() -> list[str]:
         parser.close()
         problems += [f"{page}: {e}" for e in parser.errors]
         problems += [f"{page}: <{tag}> never closed" for tag in parser.stack]
-    for name in ("map.css", "map.js"):
+    for name in INLINED:
         problems += [f"{name}: {p}" for p in _balanced(load(name))]
     return problems

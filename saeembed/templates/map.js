@@ -152,6 +152,21 @@
         item.append(swatch, el("span", "name", clusterName(c)), el("span", "size", sizes.get(c)));
         item.title = clusterName(c);
         legend.append(item);
+        const concepts = (data.cluster_concepts || {})[c];
+        if (concepts && concepts.length) {  // a click lists the cluster's concepts, linked
+          const list = el("ul", "concepts");
+          for (const x of concepts) {
+            const link = el("a", "", `#${x.feature} ${x.label || "(unlabelled)"}`);
+            link.setAttribute("href", x.href);
+            const li = el("li");
+            li.append(link);
+            list.append(li);
+          }
+          list.hidden = true;
+          item.style.cursor = "pointer";
+          item.addEventListener("click", () => { list.hidden = !list.hidden; });
+          legend.append(list);
+        }
       }
       return;
     }

@@ -1,0 +1,190 @@
+"""The diff report (`saeembed diff ... --html`): a header with the sides and the test settings, a
+forest plot of the top concepts, the whole table of tested concepts (sortable, filterable), and a
+panel per top concept: its label, the histogram of its activation on each side, top and quantile
+examples with token shading, co-occurring concepts and the commands that reproduce it.
+
+`build_diff_report` reads what the panels need from the store; `DiffReport` holds the table and
+the page, writes it (`write_html`) and shows it in Jupyter (`_repr_html_`)."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from saeembed.labels.table import label_names
+from saeembed.reports import evidence, page
+from saeembed.reports.page import DEFAULT_PANELS
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+TOP_EXAMPLES = 3
+FOREST_ROWS = 30
+
+
+@dataclass
+class DiffReport:
+    """A diff table with what its report page shows; ``payload`` is the page's data."""
+
+    table: pl.DataFrame
+    payload: dict
+    title: str = "saeembed diff"
+    _html: str | None = field(default=None, repr=False)
+
+    def html(self) -> str:
+        if self._html is None:
+            self._html = page.render(self.title, self.payload)
+        return self._html
+
+    def write_html(self, path: str | Path) -> Path:
+        """Write the report page to ``path`` (atomically); returns the path."""
+        return page.write_text(path, self.html())
+
+    def _repr_html_(self) -> str:
+        return page.iframe(self.html())
+
+
+def table_columns(table: pl.DataFrame) -> dict:
+    """The table as columns of plain values (numbers kept to 4 significant digits)."""
+    out = {}
+    for name in table.columns:
+        series = table[name]
+        if series.dtype.is_float():
+            out[name] = [None if v is None else float(f"{v:.4g}") for v in series.to_list()]
+        elif series.dtype.is_integer() or series.dtype in (pl.String, pl.Boolean):
+            out[name] = series.to_list()
+    return out
+
+
+def _labels(store: Store, encoder: Encoder) -> tuple[dict, dict]:
+    names = label_names(store, encoder)
+    labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
+    meta = store.sql(
+        "SELECT feature, label_source, label_score FROM features WHERE encoder_id = $enc",
+        {"enc": encoder.encoder_id},
+    )
+    sources = {r[0]: (r[1], r[2]) for r in meta.iter_rows()}
+    return labels, sources
+
+
+def diff_command(settings: dict, html_path: str = "report.html") -> str:
+    """The `saeembed diff` command line that makes this report."""
+    words = ["saeembed", "diff", settings["a"], *settings["b"]]
+    if settings.get("db"):
+        words += ["--db", str(settings["db"])]
+    words += ["--measure", settings["measure"], "--sort", settings["sort"]]
+    if settings.get("paired"):
+        words += ["--paired", "--pair-on", settings.get("pair_on", "row")]
+    elif settings.get("test"):
+        words += ["--test", settings["test"]]
+    for option in ("min_support", "alpha", "threshold"):
+        if option in settings:
+            words += [f"--{option.replace('_', '-')}", str(settings[option])]
+    words += ["--html", html_path, "--panels", str(settings.get("panels", DEFAULT_PANELS))]
+    return shlex.join(words)
+
+
+def build_diff_report(
+    store: Store,
+    encoder: Encoder,
+    table: pl.DataFrame,
+    *,
+    corpora_a: list[str],
+    corpora_b: list[str],
+    settings: dict,
+    panels: int = DEFAULT_PANELS,
+    examples: int = TOP_EXAMPLES,
+    scorer="auto",
+    progress: bool = True,
+) -> DiffReport:
+    """The report of diff ``table`` (ranked, every tested concept) of ``corpora_a`` against
+    ``corpora_b``. ``settings``: measure, test, sort, alpha, paired, db, min_support (as given to
+    the diff). ``scorer``: a `TokenScorer`, None (peak spans only) or "auto" (load the encoder's
+    reader and SAE when the store has them)."""
+    from saeembed.reports.tokens import load_scorer
+
+    sides = store.sql(
+        """
+        SELECT DISTINCT d.doc_id, CASE WHEN list_contains($a, d.corpus) THEN 0 ELSE 1 END AS side
+        FROM documents d SEMI JOIN encoded_documents e
+             ON e.doc_id = d.doc_id AND e.encoder_id = $enc
+        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
+        """,
+        {"a": corpora_a, "b": corpora_b, "enc": encoder.encoder_id},
+    )
+    scope = evidence.scope_table(sides["doc_id"].to_numpy(), sides["side"].to_numpy())
+    sizes = [int((sides["side"] == s).sum()) for s in (0, 1)]
+    labels, sources = _labels(store, encoder)
+    chosen = table.head(panels)["feature"].to_list()
+    rows = evidence.activation_rows(store, encoder, chosen, scope)
+    cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
+    if scorer == "auto":
+        scorer = load_scorer(encoder) if chosen else None
+    builder = evidence.ExampleBuilder(store, scorer, progress=progress)
+    settings = {**settings, "a": " + ".join(corpora_a), "b": corpora_b, "panels": panels}
+    db = settings.get("db")
+    records = {r["feature"]: r for r in table.head(panels).to_dicts()}
+    details = []
+    for feature in chosen:
+        mine = rows.filter(pl.col("feature") == feature)
+        values = [mine.filter(pl.col("side") == s)["value"].to_numpy() for s in (0, 1)]
+        top, quantiles = evidence.pick_examples(mine, 2, examples)
+        source, score = sources.get(feature, (None, None))
+        details.append(
+            {
+                "feature": int(feature),
+                "label": labels.get(feature),
+                "label_source": source,
+                "label_score": score,
+                "row": {k: v for k, v in records[feature].items() if not isinstance(v, list)},
+                "hist": evidence.histogram(values, sizes),
+                "top": [[builder.add(feature, r) for r in side] for side in top],
+                "quantiles": [
+                    builder.add(feature, r, q=q, side=int(r["side"])) for q, r in quantiles
+                ],
+                "cooc": cooc.get(int(feature), []),
+                "commands": [
+                    diff_command(settings),
+                    shlex.join(
+                        [
+                            "saeembed",
+                            "features",
+                            "show",
+                            str(db or "DB"),
+                            str(feature),
+                            "--html",
+                            f"feature-{feature}.html",
+                        ]
+                    ),  # fmt: skip
+                ],
+            }
+        )
+    shading = builder.finish()
+    significant = int((table["q"] < settings.get("alpha", 0.05)).sum()) if table.height else 0
+    payload = {
+        "kind": "diff",
+        "meta": {
+            "sides": [settings["a"], " + ".join(corpora_b)],
+            "sizes": sizes,
+            "encoder": encoder.name,
+            "measure": settings.get("measure"),
+            "test": settings.get("test")
+            or (table["test"][0] if "test" in table.columns and table.height else None),
+            "sort": settings.get("sort"),
+            "alpha": settings.get("alpha", 0.05),
+            "paired": bool(settings.get("paired")),
+            "one_vs_rest": len(corpora_b) > 1,
+            "tested": table.height,
+            "significant": significant,
+            "shading": shading,
+            "command": diff_command(settings),
+        },
+        "table": table_columns(table.select([c for c in table.columns if c != "examples"])),
+        "forest": min(FOREST_ROWS, table.height),
+        "panels": details,
+    }
+    title = f"saeembed diff: {settings['a']} vs {' + '.join(corpora_b)}"
+    return DiffReport(table, payload, title)

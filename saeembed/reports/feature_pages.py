@@ -1,0 +1,194 @@
+"""Feature pages (`saeembed features show DB F --html`, `saeembed features pages DB --out DIR`):
+one page per feature (its label, score and source, density, activation histogram, top and
+quantile examples with token shading, the tokens its decoder direction promotes and suppresses
+through the reader's unembedding, co-occurring features) and an index page linking them."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from saeembed.errors import InputError
+from saeembed.reports import evidence, page
+from saeembed.reports.diff_report import _labels, table_columns
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+TOP_EXAMPLES = 6
+
+
+def feature_payloads(
+    store: Store,
+    encoder: Encoder,
+    features: list[int],
+    *,
+    corpus: str | None = None,
+    examples: int = TOP_EXAMPLES,
+    scorer="auto",
+    progress: bool = True,
+    db: str | None = None,
+) -> list[dict]:
+    """The data of one page per feature of ``features``."""
+    from saeembed.reports.tokens import load_scorer
+
+    bad = [f for f in features if not 0 <= f < encoder.d_sae]
+    if bad:
+        raise InputError(f"feature {bad[0]} does not exist; features are 0..{encoder.d_sae - 1}")
+    if corpus is not None:
+        store.require_corpus(corpus)
+    scope = evidence.encoded_scope(store, encoder, corpus)
+    labels, sources = _labels(store, encoder)
+    rows = evidence.activation_rows(store, encoder, features, scope)
+    cooc = evidence.cooccurring(store, encoder, features, scope, labels)
+    if scorer == "auto":
+        scorer = load_scorer(encoder)
+    output = scorer.output_tokens(features) if scorer is not None else {}
+    builder = evidence.ExampleBuilder(store, scorer, progress=progress)
+    pages = []
+    for feature in features:
+        mine = rows.filter(pl.col("feature") == feature)
+        values = mine["value"].to_numpy()
+        top, quantiles = evidence.pick_examples(mine, 1, examples)
+        source, score = sources.get(feature, (None, None))
+        promoted, suppressed = output.get(feature, ((), ()))
+        command = ["saeembed", "features", "show", str(db or "DB"), str(feature)]
+        if corpus:
+            command += ["--corpus", corpus]
+        pages.append(
+            {
+                "kind": "feature",
+                "feature": int(feature),
+                "label": labels.get(feature),
+                "label_source": source,
+                "label_score": score,
+                "meta": {
+                    "encoder": encoder.name,
+                    "corpus": corpus,
+                    "n_docs": len(values),
+                    "n_encoded": scope.num_rows,
+                    "density": len(values) / scope.num_rows if scope.num_rows else 0.0,
+                },
+                "hist": evidence.histogram([values], [scope.num_rows]),
+                "top": [[builder.add(feature, r) for r in top[0]]],
+                "quantiles": [builder.add(feature, r, q=q) for q, r in quantiles],
+                "promoted": list(promoted),
+                "suppressed": list(suppressed),
+                "cooc": cooc.get(int(feature), []),
+                "commands": [shlex.join([*command, "--html", f"feature-{feature}.html"])],
+            }
+        )
+    shading = builder.finish()
+    for payload in pages:
+        payload["meta"]["shading"] = shading
+    return pages
+
+
+def write_feature_page(
+    store: Store, encoder: Encoder, feature: int, path: str | Path, **options
+) -> Path:
+    """Write the page of one feature to ``path``."""
+    path = page.check_output(path)
+    (payload,) = feature_payloads(store, encoder, [feature], **options)
+    return page.write_text(path, page.render(_title(payload), payload))
+
+
+def _title(payload: dict) -> str:
+    label = payload["label"] or "unlabelled"
+    return f"feature {payload['feature']}: {label}"
+
+
+def page_name(feature: int) -> str:
+    return f"feature-{feature}.html"
+
+
+def write_feature_pages(
+    store: Store,
+    encoder: Encoder,
+    out: str | Path,
+    *,
+    features: list[int] | None = None,
+    top: int = 100,
+    corpus: str | None = None,
+    progress: bool = True,
+    **options,
+) -> Path:
+    """Write ``index.html`` and a page per feature into directory ``out`` (which must exist).
+    Without ``features``: the ``top`` features active in the most documents. Returns the index."""
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(
+            f"output directory {out} does not exist; create it (mkdir -p {out}) or choose another"
+        )
+    counts = store.sql(
+        """
+        SELECT a.feature, count(*) AS n_docs FROM activations a
+        WHERE a.encoder_id = $enc AND ($corpus IS NULL OR a.doc_id IN
+              (SELECT doc_id FROM documents WHERE corpus = $corpus))
+        GROUP BY a.feature
+        """,
+        {"enc": encoder.encoder_id, "corpus": corpus},
+    )
+    if features is None:
+        features = counts.sort(["n_docs", "feature"], descending=[True, False]).head(top)
+        features = features["feature"].to_list()
+    if not features:
+        raise InputError("no active features to write pages for; encode documents first")
+    payloads = feature_payloads(
+        store, encoder, list(features), corpus=corpus, progress=progress, **options
+    )
+    for payload in tqdm(payloads, desc="writing pages", unit="page", disable=not progress):
+        payload["linked"] = [int(f) for f in features]
+        page.write_text(out / page_name(payload["feature"]), page.render(_title(payload), payload))
+    labels, sources = _labels(store, encoder)
+    n_docs = dict(zip(counts["feature"].to_list(), counts["n_docs"].to_list(), strict=True))
+    scope_size = payloads[0]["meta"]["n_encoded"]
+    index = pl.DataFrame(
+        {
+            "feature": [int(f) for f in features],
+            "label": [labels.get(f) for f in features],
+            "label_score": [sources.get(f, (None, None))[1] for f in features],
+            "label_source": [sources.get(f, (None, None))[0] for f in features],
+            "n_docs": [int(n_docs.get(f, 0)) for f in features],
+            "density": [n_docs.get(f, 0) / scope_size if scope_size else 0.0 for f in features],
+        },
+        schema_overrides={"label_score": pl.Float64, "label": pl.String, "label_source": pl.String},
+    )
+    payload = {
+        "kind": "index",
+        "meta": {"encoder": encoder.name, "corpus": corpus, "n_encoded": scope_size},
+        "table": table_columns(index),
+    }
+    return page.write_text(out / "index.html", page.render(f"features of {encoder.name}", payload))
+
+
+def cluster_feature_pages(
+    store: Store, encoder: Encoder, summary: pl.DataFrame, map_path: str | Path, top: int = 5
+) -> dict[int, list[dict]]:
+    """Feature pages of each cluster's ``top`` concepts (``summary``'s ``top_features``) in the
+    directory ``MAP-features`` beside map ``map_path``; returns per cluster its concepts with the
+    relative link to their page (for `saeembed.maps.write_map_html`)."""
+    map_path = Path(map_path)
+    folder = map_path.with_name(f"{map_path.stem}-features")
+    per_cluster = {
+        int(c): [int(f) for f in (features or [])[:top]]
+        for c, features in zip(
+            summary["cluster"].to_list(), summary["top_features"].to_list(), strict=True
+        )
+    }
+    wanted = sorted({f for features in per_cluster.values() for f in features})
+    if not wanted:
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_feature_pages(store, encoder, folder, features=wanted, progress=False)
+    labels, _ = _labels(store, encoder)
+    return {
+        c: [
+            {"feature": f, "label": labels.get(f), "href": f"{folder.name}/{page_name(f)}"}
+            for f in features
+        ]
+        for c, features in per_cluster.items()
+    }
