@@ -357,3 +357,18 @@ def test_sql_file_problems_are_one_line(encoded_db, tmp_path):
         result = run("sql", encoded_db, query, ok=False)
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_mistyped_store_is_not_created(tmp_path):
+    missing = tmp_path / "typo.duckdb"
+    for args in (
+        ("diff", "a", "b", "--db", missing),
+        ("search", missing, "film"),
+        ("cluster", missing),
+        ("prefs", "fit", missing),
+        ("features", "label", missing),
+    ):
+        result = run(*args, ok=False)
+        assert result.exit_code != 0 and "no store at" in result.stderr, args
+        assert "Traceback" not in result.stderr
+        assert not missing.exists(), args

@@ -307,7 +307,13 @@ def diff(
     options = dict(
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
     )
-    with Store(db if db is not None else diff_cache_store()) as store:
+    # a store is created only to hold files or datasets encoded on the way; a mistyped --db for
+    # corpora already stored is an error, not a new empty store
+    creates = db is None or any(
+        isinstance(ref, pl.DataFrame) or is_dataset_ref(str(ref)) or Path(str(ref)).exists()
+        for ref in [a, *sides_b]
+    )
+    with Store(db if db is not None else diff_cache_store(), create=creates) as store:
         corpus_a, used = _as_corpus(store, a, options)
         corpora_b = []
         for ref in sides_b:

@@ -92,7 +92,7 @@ def cluster(
         raise InputError(
             f"cannot write a map to {Path(map_path).name}: use a .html or .parquet path"
         )
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         chosen_encoder = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)
@@ -246,7 +246,7 @@ def search(
     (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
     from saeembed.analysis.retrieve import search_documents
 
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)

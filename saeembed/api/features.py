@@ -37,7 +37,7 @@ def label_features(
     from saeembed.labels import label_features as label
 
     method = method or ("llm" if options.get("api_base") else "offline")
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         return label(store, method=method, api_key=os.environ.get(api_key_env), **options)
 
 
@@ -97,7 +97,7 @@ def import_labels(
     (`saeembed.labels.import_labels`, whose keyword ``options`` these are)."""
     from saeembed.labels import import_labels as import_file
 
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         return import_file(store, path, encoder, **options)
 
 

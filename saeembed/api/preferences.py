@@ -98,7 +98,7 @@ def encode_pairs(
 
 def list_pair_sets(db: str | Path) -> pl.DataFrame:
     """The pair sets in ``db`` (`saeembed.prefs.ingest.pair_sets`)."""
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         return pair_sets(store)
 
 
@@ -151,7 +151,7 @@ def fit(
         from saeembed.reports.page import check_output
 
         check_output(html)  # before any work
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
         report = fit_preferences(
@@ -207,7 +207,7 @@ def flag(
     directions, and (with ``model``) where an out-of-fold concept model confidently disagrees
     with the label. With ``queue``, also written there as a JSONL relabel queue."""
     wanted = parse_concepts(concepts)
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
         data = preference_data(store, name, chosen, relabel=relabel, seed=seed)
@@ -252,7 +252,7 @@ def _directions(data, wanted: dict[int, int | None]) -> dict[int, int]:
 def apply(db: str | Path, decisions: str | Path, *, relabel: str, pairs: str | None = None) -> dict:
     """Read reviewed decisions (a filled-in relabel queue) into relabelling ``relabel``."""
     table = curate.read_decisions(decisions)
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         return curate.apply_decisions(store, name, relabel, table)
 
@@ -262,7 +262,7 @@ def export(
 ) -> pl.DataFrame:
     """Write the pair set (with relabelling ``relabel``, dropped pairs left out) to ``path``
     (.jsonl, .parquet or .csv); returns what was written."""
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         frame = curate.curated_pairs(store, name, relabel)
     curate.export_pairs(frame, path)
@@ -283,7 +283,7 @@ def annotators(
     (`saeembed.prefs.annotators`), for concepts with prevalence >= ``min_prevalence``."""
     from saeembed.prefs.annotators import annotator_effects
 
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
         data = preference_data(store, name, chosen, relabel=relabel)
@@ -320,6 +320,6 @@ def train_sae(
     from saeembed.prefs.pair_encoder import train_pair_encoder
 
     settings = dict(n_latents=latents, k=k, prefixes=tuple(prefixes), epochs=epochs, seed=seed)
-    with Store(db) as store:
+    with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         return train_pair_encoder(store, name, settings, embedder=embedder, progress=progress)
