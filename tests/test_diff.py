@@ -158,3 +158,28 @@ def test_relative_risk_is_null_when_b_never_has_it():
     frame = compare_counts(np.array([7]), np.array([12]), np.array([0]), 40, 60)
     assert frame["relative_risk"].to_list() == [None]
     assert frame["log_odds"][0] == pytest.approx(np.log(12.5 * 60.5 / (28.5 * 0.5)))
+
+
+def test_paired_diff_says_how_many_documents_had_no_partner(store, caplog):
+    with caplog.at_level("WARNING", logger="saeembed.analysis.diff"):
+        table = paired_diff(store, "A", "B", pair_on="id", min_support=1)
+    assert table["n_pairs"][0] == 40
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "paired 40 of 40 documents of 'A' with 40 of 60 of 'B'" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"alpha": 0.0}, "--alpha must be between 0 and 1"),
+        ({"alpha": 5}, "--alpha must be between 0 and 1"),
+        ({"threshold": float("nan")}, "--threshold must be a number >= 0"),
+        ({"threshold": -1.0}, "--threshold must be a number >= 0"),
+        ({"min_support": -3}, "--min-support must be >= 0"),
+    ],
+)
+def test_unusable_diff_options_are_refused(store, options, message):
+    with pytest.raises(InputError, match=message):
+        diff_corpora(store, ["A"], ["B"], **options)
+    with pytest.raises(InputError, match=message):
+        paired_diff(store, "A", "B", **options)

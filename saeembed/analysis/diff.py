@@ -12,6 +12,9 @@ McNemar's exact test on the pairs where exactly one side has the concept."""
 
 from __future__ import annotations
 
+import logging
+import math
+
 import numpy as np
 import polars as pl
 
@@ -29,6 +32,8 @@ from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
 
 #: Columns of a diff table, in order (documented in docs/diff.md).
 DIFF_COLUMNS = [
@@ -112,6 +117,18 @@ def sort_score(frame: pl.DataFrame, sort: str) -> np.ndarray:
             "with sort='specific'"
         )
     return np.abs(stats.nearest_zero(low, high))
+
+
+def check_diff_options(alpha: float, threshold: float, min_support: int) -> None:
+    """One-line errors for options no diff can use (before any work)."""
+    if not (0.0 < alpha < 1.0):
+        raise InputError(f"--alpha must be between 0 and 1 (got {alpha}); e.g. 0.05")
+    if not math.isfinite(threshold) or threshold < 0:
+        raise InputError(
+            f"--threshold must be a number >= 0 (got {threshold}); 0 counts any activation"
+        )
+    if min_support < 0:
+        raise InputError(f"--min-support must be >= 0 (got {min_support})")
 
 
 def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.DataFrame:
@@ -201,6 +218,7 @@ def diff_corpora(
     active in fewer than ``min_support`` documents of both sides together are not tested."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
+    check_diff_options(alpha, threshold, min_support)
     _check_sides(store, corpora_a, corpora_b)
     test = check_test(get_measure(measure), test)
     check_sort(sort, get_measure(measure), test)
@@ -403,6 +421,7 @@ def paired_diff(
     Numeric measures: the paired t-test on the per-pair differences, with its interval."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
+    check_diff_options(alpha, threshold, min_support)
     _check_sides(store, [corpus_a], [corpus_b])
     if pair_on not in ("row", "id"):
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
@@ -438,11 +457,20 @@ def paired_diff(
         """,
         params,
     )
-    n_pairs = store.sql(
+    sizes = store.sql(
         f"WITH pa AS ({side.format('a')}), pb AS ({side.format('b')}) "
-        "SELECT count(*) AS n FROM pa JOIN pb USING (k)",
+        "SELECT (SELECT count(*) FROM pa JOIN pb USING (k)) AS n, "
+        "(SELECT count(*) FROM pa) AS n_a, (SELECT count(*) FROM pb) AS n_b",
         {k: v for k, v in params.items() if k != "t"},
-    )["n"][0]
+    ).row(0, named=True)
+    n_pairs = sizes["n"]
+    if n_pairs and (sizes["n_a"] > n_pairs or sizes["n_b"] > n_pairs):
+        log.warning(
+            "paired %s of %s documents of %r with %s of %s of %r (by %s); the others have no "
+            "partner and are left out",
+            f"{n_pairs:,}", f"{sizes['n_a']:,}", corpus_a, f"{n_pairs:,}", f"{sizes['n_b']:,}",
+            corpus_b, "row number" if pair_on == "row" else "id",
+        )  # fmt: skip
     if not n_pairs:
         raise InputError(
             f"no {'row numbers' if pair_on == 'row' else 'ids'} shared by {corpus_a!r} and "

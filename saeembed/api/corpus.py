@@ -294,13 +294,14 @@ def diff(
     significant, the sides and the encoder). ``html``: also write the report page there (every
     tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
     `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table."""
-    from saeembed.analysis.diff import add_examples, diff_corpora, paired_diff
+    from saeembed.analysis.diff import add_examples, check_diff_options, diff_corpora, paired_diff
 
     if html is not None:
         from saeembed.reports.page import check_output
 
         check_output(html)  # before any work
 
+    check_diff_options(alpha, threshold, min_support)  # before anything is encoded
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     if paired and len(sides_b) != 1:
         raise SaeembedError("paired mode compares exactly two corpora; give one B")
