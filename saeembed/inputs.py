@@ -14,6 +14,7 @@ The output frame always has the columns of `DOCUMENT_COLUMNS`:
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import hashlib
 import io
@@ -278,6 +279,7 @@ def _read_delimited(
     like "42" stay text and ids like "007" keep their zeros; other columns get inferred types
     (scanning the whole file, so a late "n/a" cannot break an integer guess)."""
     as_string = {c: pl.String for c in (text_col or "text", id_col) if c is not None}
+    _check_row_widths(raw, separator, source)
     try:
         return pl.read_csv(
             raw, separator=separator, schema_overrides=as_string, infer_schema_length=None
@@ -290,6 +292,25 @@ def _read_delimited(
             f"{source} cannot be parsed as {kind} ({_first_line(e)}); "
             "check its header, delimiter and quoting"
         ) from None
+
+
+def _check_row_widths(raw: bytes, separator: str, source: str) -> None:
+    """Every row has as many fields as the header: a short row would otherwise be padded with
+    nulls (and a cut-off last row stored as a document)."""
+    rows = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=separator)
+    width = None
+    for number, row in enumerate(rows, start=1):
+        if not row:
+            continue  # blank lines are skipped by the parser too
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            kind = "TSV" if separator == "\t" else "CSV"
+            raise InputError(
+                f"{source} row {number} (the header is row 1) has {len(row)} fields, the header "
+                f"{width}; fix the "
+                f"{kind} row (quote fields that contain the delimiter or line breaks)"
+            )
 
 
 def _text_lines(raw: bytes) -> list[str]:

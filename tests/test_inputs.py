@@ -568,8 +568,17 @@ def test_bad_compressed_data(tmp_path):
 
 def test_ragged_csv(tmp_path):
     path = write(tmp_path, "x.csv", b"text,n\na,1\nb,2,3\n")
-    with pytest.raises(InputError, match=r"x\.csv cannot be parsed as CSV"):
+    with pytest.raises(InputError, match=r"x\.csv row 3 \(the header is row 1\) has 3 fields"):
         read_documents(path)
+    path = write(tmp_path, "short.csv", b"text,n\na,1\nb\nc,3\n")  # would be padded with null
+    with pytest.raises(InputError, match=r"short\.csv row 3 .* has 1 fields, the header 2"):
+        read_documents(path)
+    path = write(tmp_path, "cut.tsv", b'text\tn\na\t1\n"quoted\nacross lines"\t2\nc')
+    with pytest.raises(InputError, match=r"cut\.tsv row 4 .* fix the TSV row"):
+        read_documents(path)
+    ok = write(tmp_path, "ok.csv", b'text,n\n"a, with comma",1\n"two\nlines",2\n\nc,3\n')
+    docs, _ = read_documents(ok)
+    assert docs["text"].to_list() == ["a, with comma", "two\nlines", "c"]
 
 
 def test_errors_are_one_line(tmp_path):
