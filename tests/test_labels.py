@@ -266,6 +266,14 @@ def test_reply_parsing():
     )
     assert parse_label('**Label:** "sports"') == ("sports", None)
     assert parse_label("movies and films\n") == ("movies and films", None)
+    for refusal in ("I cannot help with that.", "Sorry, I can't do this.", "LABEL: I'm unable to"):
+        with pytest.raises(LLMError, match="declined to label"):
+            parse_label(refusal)
+    with pytest.raises(LLMError, match="characters long, not a short phrase"):
+        parse_label("LABEL: " + "word " * 400_000)  # a 2 MB reply
+    with pytest.raises(LLMError, match="characters long"):
+        parse_label("word " * 400_000)  # the same, ignoring the format
+    assert parse_label("LABEL: sorrow and grief")[0] == "sorrow and grief"  # not a refusal
     assert parse_detection("2, 5 and 11", 10).tolist() == [
         False, True, False, False, True, False, False, False, False, False,
     ]  # fmt: skip

@@ -227,7 +227,20 @@ def label_prompt(evidence: Evidence, feature: int, config: LLMConfig) -> list[di
     ]
 
 
+#: A label is a short phrase; a longer "label" is a reply that ignored the instructions.
+MAX_LABEL_CHARS = 120
+MAX_DESCRIPTION_CHARS = 1000
+#: Replies that decline instead of labelling ("I cannot help with that.")
+REFUSAL = re.compile(
+    r"^\W*(i\s*(cannot|can't|can not|am unable|'m unable|am not able|won't)|sorry|as an ai|"
+    r"i'm sorry|unfortunately)\b",
+    re.IGNORECASE,
+)
+
+
 def parse_label(reply: str) -> tuple[str, str | None]:
+    """The label (and description) in an LLM's reply; `LLMError` for a reply that is no label:
+    empty, a refusal, or far longer than a label."""
     label = description = None
     for line in reply.splitlines():
         key, _, value = line.partition(":")
@@ -237,9 +250,15 @@ def parse_label(reply: str) -> tuple[str, str | None]:
             description = value.strip()
     if label is None:  # a model that ignored the format: its first non-empty line
         first = next((x.strip() for x in reply.splitlines() if x.strip()), "")
-        label = first.strip("*\"' ")[:80]
+        label = first.strip("*\"' ")
     if not label:
         raise LLMError("the LLM returned an empty label")
+    if REFUSAL.match(label):
+        raise LLMError(f"the LLM declined to label ({label[:60]!r})")
+    if len(label) > MAX_LABEL_CHARS:
+        raise LLMError(f"the LLM's label is {len(label):,} characters long, not a short phrase")
+    if description is not None:
+        description = description[:MAX_DESCRIPTION_CHARS]
     return label, description
 
 
