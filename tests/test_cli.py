@@ -372,3 +372,44 @@ def test_a_mistyped_store_is_not_created(tmp_path):
         assert result.exit_code != 0 and "no store at" in result.stderr, args
         assert "Traceback" not in result.stderr
         assert not missing.exists(), args
+
+
+def _hold(db, *, read_only: bool):
+    """Another process holding ``db`` open (read-only or for writing) until killed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == '1');"
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(db), "1" if read_only else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def test_readers_share_a_store_and_a_busy_store_names_its_holder(encoded_db, corpus_file):
+    reader = _hold(encoded_db, read_only=True)
+    try:
+        for args in (
+            ("info", encoded_db),
+            ("sql", encoded_db, "SELECT count(*) AS n FROM documents"),
+            ("search", encoded_db, "--features", "1"),
+            ("features", "show", encoded_db, "1"),
+        ):
+            run(*args)  # read-only opens: they share the store with the other reader
+    finally:
+        reader.kill()
+        reader.wait()
+    writer = _hold(encoded_db, read_only=False)
+    try:
+        result = run("info", encoded_db, ok=False)
+        assert f"is in use by process {writer.pid} (python" in result.stderr
+        assert "retry when it has finished" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        writer.kill()
+        writer.wait()

@@ -314,7 +314,10 @@ def diff(
         isinstance(ref, pl.DataFrame) or is_dataset_ref(str(ref)) or Path(str(ref)).exists()
         for ref in [a, *sides_b]
     )
-    with Store(db if db is not None else diff_cache_store(), create=creates) as store:
+    # with only stored corpora to compare, a diff reads: other readers may share the store
+    with Store(
+        db if db is not None else diff_cache_store(), create=creates, read_only=not creates
+    ) as store:
         corpus_a, used = _as_corpus(store, a, options)
         corpora_b = []
         for ref in sides_b:

@@ -246,7 +246,8 @@ def search(
     (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
     from saeembed.analysis.retrieve import search_documents
 
-    with Store(db, create=False) as store:
+    # the concepts' search only reads; dense and hybrid cache document embeddings in the store
+    with Store(db, create=False, read_only=mode == "sae") as store:
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,23 @@ _ENCODER_COLUMNS = (
 )
 
 
+def _lock_holder(message: str) -> str:
+    """The process DuckDB names as holding a store's lock, as its command line when it can be
+    read ("another process" otherwise)."""
+    found = re.search(r"\(PID (\d+)\)", message)
+    if not found:
+        return "another process"
+    pid = found.group(1)
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return f"process {pid}"
+    words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
+             for i, a in enumerate(argv) if a]  # fmt: skip
+    command = " ".join(words)
+    return f"process {pid} ({command[:120]})" if command else f"process {pid}"
+
+
 class Store:
     """A saeembed DuckDB database. Opening it applies pending migrations; a read-only open of an
     older store upgrades it first when the file is writable."""
@@ -78,7 +96,8 @@ class Store:
             message = str(exc).splitlines()[0]
             if "lock" in message.lower():
                 raise StoreError(
-                    f"{self.path} is locked by another process (an encode still running?); wait for it or stop it"
+                    f"{self.path} is in use by {_lock_holder(message)}; "
+                    "retry when it has finished (or stop it)"
                 ) from exc
             raise StoreError(f"cannot open {self.path} as a DuckDB store ({message})") from exc
         except duckdb.Error as exc:
