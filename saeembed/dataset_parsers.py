@@ -4,15 +4,14 @@ columns and types."""
 
 from __future__ import annotations
 
-import bz2
 import datetime as dt
-import gzip
 import io
 import json
 
 import polars as pl
 
 from saeembed.errors import InputError
+from saeembed.inputs import decompress
 from saeembed.prefs.hh_rlhf import split_dialogue
 
 HH_RLHF_ENV = "SAEEMBED_HH_RLHF"  # a local copy of HH-RLHF's harmless-base/test.jsonl.gz
@@ -34,7 +33,7 @@ def _r_na(col: str) -> pl.Expr:
 
 
 def parse_rotten_tomatoes(raw: bytes) -> pl.DataFrame:
-    frame = _csv(bz2.decompress(raw))
+    frame = _csv(decompress(raw, ".bz2", "the Rotten Tomatoes download"))
     return frame.with_columns(_bool("has_plot_and_reviews", "True", "False"))
 
 
@@ -45,7 +44,7 @@ def parse_convention(raw: bytes) -> pl.DataFrame:
 def parse_guardian(raw: bytes) -> pl.DataFrame:
     # 239 headlines start with a series label ("Nils Pratley on finance  \n\n\n  Centrica ..."):
     # the label goes to `kicker` and the headline alone to `text`.
-    frame = _csv(bz2.decompress(raw))
+    frame = _csv(decompress(raw, ".bz2", "the Guardian headlines download"))
     parts = pl.col("Text").str.extract_groups(r"(?s)^(?P<kicker>.+?)\s*\n\s*\n\s*(?P<headline>.+)$")
     return frame.select(
         pl.coalesce(parts.struct.field("headline"), pl.col("Text")).alias("text"),
@@ -64,7 +63,7 @@ _DEBATE_DATES = {
 
 
 def parse_debates(raw: bytes) -> pl.DataFrame:
-    frame = _csv(gzip.decompress(raw))
+    frame = _csv(decompress(raw, ".gz", "the debates download"))
     return frame.select(
         pl.col("statement").alias("text"),
         "speaker",
@@ -130,7 +129,7 @@ def parse_commons(raw: bytes) -> pl.DataFrame:
 
 def parse_hh_rlhf(raw: bytes, source: str = "HH-RLHF file") -> pl.DataFrame:
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        raw = decompress(raw, ".gz", source)
     rows: list[tuple[str, str, str, str, str, bool]] = []
     for n, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
         if not line.strip():

@@ -231,16 +231,23 @@ def _read_bytes(path: Path, compression: str | None, source: str) -> bytes:
     """The file's bytes, decompressed; an empty result is an error (nothing to encode)."""
     raw = path.read_bytes()
     if raw and compression:
-        kind, decompress = _COMPRESSIONS[compression]
-        try:
-            raw = decompress(raw)
-        except (OSError, EOFError, ValueError, zstandard.ZstdError) as e:
-            raise InputError(
-                f"{source} is not valid {kind} data ({e}); re-compress it or pass it uncompressed"
-            ) from None
+        raw = decompress(raw, compression, source)
     if not raw:
         raise _empty(source)
     return raw
+
+
+def decompress(raw: bytes, compression: str, source: str) -> bytes:
+    """``raw`` decompressed as ``compression`` (a suffix: .gz, .zst, .zstd, .bz2); damaged or
+    truncated data is a one-line `InputError` naming ``source``. The one decoder of compressed
+    input in saeembed (corpora, pairs, label files)."""
+    kind, decompressor = _COMPRESSIONS[compression]
+    try:
+        return decompressor(raw)
+    except (OSError, EOFError, ValueError, zstandard.ZstdError) as e:
+        raise InputError(
+            f"{source} is not valid {kind} data ({e}); re-compress it or pass it uncompressed"
+        ) from None
 
 
 def _checked_utf8(raw: bytes, source: str) -> bytes:

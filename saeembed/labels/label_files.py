@@ -5,7 +5,6 @@ known format in what this returns. Every problem is a one-line `InputError` nami
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from saeembed.errors import InputError
+from saeembed.inputs import decompress
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -80,12 +80,7 @@ def read_bytes(path: Path) -> bytes:
         raise InputError(f"label file {path} is a directory; pass the label file inside it")
     data = path.read_bytes()
     if data.startswith(_GZIP_MAGIC):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(
-                f"label file {path} is a damaged gzip file ({exc}); download it again"
-            ) from None
+        data = decompress(data, ".gz", f"label file {path}")
     if not data.strip():
         raise InputError(f"label file {path} is empty; download or export it again")
     return data
