@@ -10,8 +10,8 @@ import json
 
 import polars as pl
 
+from saeembed.compression import decompress
 from saeembed.errors import InputError
-from saeembed.inputs import decompress
 from saeembed.prefs.hh_rlhf import split_dialogue
 
 HH_RLHF_ENV = "SAEEMBED_HH_RLHF"  # a local copy of HH-RLHF's harmless-base/test.jsonl.gz

@@ -17,6 +17,24 @@ from pathlib import Path
 PARTIAL_SUFFIX = ".partial"
 
 
+def check_output(path: str | Path) -> Path:
+    """``path`` as a file to write, checked before any work: not a directory, and in a folder
+    that exists (a mistyped folder is an error, not a folder created on the way)."""
+    from saeembed.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory; give a file name inside it, such as {path / 'out'}"
+        )
+    if not path.parent.is_dir():
+        raise InputError(
+            f"output directory {path.parent} does not exist; create it (mkdir -p {path.parent}) "
+            "or choose another path"
+        )
+    return path
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

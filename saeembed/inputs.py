@@ -13,19 +13,18 @@ The output frame always has the columns of `DOCUMENT_COLUMNS`:
 
 from __future__ import annotations
 
-import bz2
 import csv
-import gzip
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import zstandard
 
+from saeembed.compression import COMPRESSIONS, decompress
 from saeembed.errors import InputError
 
 DOCUMENT_COLUMNS = ("row_idx", "doc_id", "ext_id", "text", "meta")
@@ -42,27 +41,6 @@ FORMATS = {
 }
 _TEXT_FORMATS = {"jsonl", "json", "csv", "tsv", "txt"}
 _UTF8_BOM = b"\xef\xbb\xbf"
-
-
-def _zstd_decompress(data: bytes) -> bytes:
-    """Decompress zstd data, frame after frame (frames may omit their size); a stream that ends
-    inside a frame is an error, not a shorter document list."""
-    out, rest = [], data
-    while rest:
-        frame = zstandard.ZstdDecompressor().decompressobj()
-        out.append(frame.decompress(rest))
-        if not frame.eof:
-            raise EOFError("the data ends inside a zstd frame (a truncated file?)")
-        rest = frame.unused_data
-    return b"".join(out)
-
-
-_COMPRESSIONS = {
-    ".gz": ("gzip", gzip.decompress),
-    ".zst": ("zstd", _zstd_decompress),
-    ".zstd": ("zstd", _zstd_decompress),
-    ".bz2": ("bzip2", bz2.decompress),
-}
 _JSON_KINDS = {
     str: "string",
     int: "integer",
@@ -214,7 +192,7 @@ def documents_from_texts(
 def _format_of(path: Path, source: str) -> tuple[str, str | None]:
     """(format, compression suffix or None) from the file name, case-insensitively."""
     name = path.name.lower()
-    compression = next((c for c in _COMPRESSIONS if name.endswith(c)), None)
+    compression = next((c for c in COMPRESSIONS if name.endswith(c)), None)
     if compression:
         name = name[: -len(compression)]
     ext = Path(name).suffix
@@ -222,7 +200,7 @@ def _format_of(path: Path, source: str) -> tuple[str, str | None]:
         shown = repr(ext) if ext else "(none)"
         raise InputError(
             f"cannot read {source}: unsupported file extension {shown}; supported: "
-            f"{', '.join(FORMATS)} (optionally compressed as {', '.join(_COMPRESSIONS)})"
+            f"{', '.join(FORMATS)} (optionally compressed as {', '.join(COMPRESSIONS)})"
         )
     return FORMATS[ext], compression
 
@@ -235,19 +213,6 @@ def _read_bytes(path: Path, compression: str | None, source: str) -> bytes:
     if not raw:
         raise _empty(source)
     return raw
-
-
-def decompress(raw: bytes, compression: str, source: str) -> bytes:
-    """``raw`` decompressed as ``compression`` (a suffix: .gz, .zst, .zstd, .bz2); damaged or
-    truncated data is a one-line `InputError` naming ``source``. The one decoder of compressed
-    input in saeembed (corpora, pairs, label files)."""
-    kind, decompressor = _COMPRESSIONS[compression]
-    try:
-        return decompressor(raw)
-    except (OSError, EOFError, ValueError, zstandard.ZstdError) as e:
-        raise InputError(
-            f"{source} is not valid {kind} data ({e}); re-compress it or pass it uncompressed"
-        ) from None
 
 
 def _checked_utf8(raw: bytes, source: str) -> bytes:
@@ -340,7 +305,7 @@ def _parse_jsonl(raw: bytes, source: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_constant=_no_constant)
+            value = json_value(line, f"line {lineno} of {source}")
         except json.JSONDecodeError as e:
             raise InputError(
                 f"line {lineno} of {source} is not valid JSON ({e.msg} at column {e.colno}); "
@@ -355,10 +320,42 @@ def _parse_jsonl(raw: bytes, source: str) -> list[dict]:
     return records
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_value(text: str, where: str):
+    """``json.loads`` with one-line errors for what the parser itself lets through or dies on:
+    nesting deeper than Python's recursion limit, and escapes of lone surrogates (``\\ud800``),
+    which are not text and cannot be stored."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError(
+            f"{where} nests JSON arrays or objects too deeply to read; flatten the records"
+        ) from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise InputError(
+            f"{where} holds a lone UTF-16 surrogate escape (such as \\ud800), which is not "
+            "text; fix or remove that escape"
+        )
+    return value
+
+
+def _has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        return bool(_LONE_SURROGATE.search(value))
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
 def _parse_json(raw: bytes, source: str) -> list[dict]:
     """A JSON array of objects, or an object holding one such array (e.g. {"data": [...]})."""
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        value = json_value(raw.decode("utf-8"), source)
     except json.JSONDecodeError as e:
         raise InputError(
             f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "

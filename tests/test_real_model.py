@@ -296,7 +296,10 @@ def test_promoted_tokens_are_whole_words(reader):
     )  # fmt: skip
     unembed = reader.model.get_output_embeddings().weight.detach().float()
     gamma = reader.model.model.norm.weight.detach().float()
-    rows = torch.stack([unembed[word[0]] / gamma, unembed[piece] / gamma])
+    # decoder rows whose logit-lens reading is (in least squares) one-hot on the chosen token
+    targets = torch.zeros(unembed.shape[0], 2)
+    targets[word[0], 0] = targets[piece, 1] = 10.0
+    rows = torch.linalg.lstsq(unembed, targets).solution.T / gamma
     sae = SimpleNamespace(W_dec=rows, cfg=SimpleNamespace(d_in=rows.shape[1]))
     promoted = promoted_tokens(sae, reader, n=3)
     assert promoted[0][0] == "cooking"

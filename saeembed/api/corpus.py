@@ -297,7 +297,7 @@ def diff(
     from saeembed.analysis.diff import add_examples, check_diff_options, diff_corpora, paired_diff
 
     if html is not None:
-        from saeembed.reports.page import check_output
+        from saeembed.files import check_output
 
         check_output(html)  # before any work
 

@@ -17,6 +17,7 @@ import polars as pl
 
 from saeembed.analysis.concepts import ConceptChoice, choose_concepts
 from saeembed.errors import InputError
+from saeembed.files import check_output
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,20 @@ def cluster(
     from saeembed.analysis.matrix import load_matrix
     from saeembed.labels.table import label_names
 
+    if map_path is not None:
+        check_output(map_path)
     if map_path is not None and Path(map_path).suffix.lower() not in (".html", ".parquet"):
         raise InputError(
             f"cannot write a map to {Path(map_path).name}: use a .html or .parquet path"
         )
     with Store(db, create=False) as store:
         chosen_encoder = store.resolve_encoder(encoder)
+        wrong = [f for f in color_by if not 0 <= int(f) < chosen_encoder.d_sae]
+        if wrong:  # before anything is clustered or stored
+            raise InputError(
+                f"--color-by {wrong[0]}: encoder {chosen_encoder.name} has concepts 0.."
+                f"{chosen_encoder.d_sae - 1}"
+            )
         if corpus is not None:
             store.require_corpus(corpus)
         choice = _choice(store, chosen_encoder, concepts, features, exclude, exclude_concepts,

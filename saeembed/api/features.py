@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from saeembed.files import check_output
 from saeembed.store import Store
 
 __all__ = [
@@ -58,7 +59,6 @@ def feature_page(
     co-occurs with (`saeembed.reports.write_feature_page`, whose keyword ``options`` these are:
     corpus, examples, progress). Returns the path."""
     from saeembed.reports import write_feature_page
-    from saeembed.reports.page import check_output
 
     check_output(path)  # before any work
     with Store(db, read_only=True) as store:
@@ -109,6 +109,7 @@ def export_labels(
     from saeembed.labels import export_labels as export_file
     from saeembed.labels import read_labels
 
+    check_output(output)
     with Store(db, read_only=True) as store:
         chosen = store.resolve_encoder(encoder)
         frame = read_labels(store, chosen)

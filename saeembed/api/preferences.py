@@ -16,6 +16,7 @@ import polars as pl
 
 from saeembed.data import is_dataset_ref
 from saeembed.errors import InputError
+from saeembed.files import check_output
 from saeembed.labels.table import label_names
 from saeembed.prefs import curate
 from saeembed.prefs.ingest import add_pairs, pair_sets, require_pair_set
@@ -148,8 +149,6 @@ def fit(
     (`saeembed.prefs.report`). ``html``: also write the report page there, ``panels`` concepts
     with example pairs (`saeembed.reports.prefs_report`)."""
     if html is not None:
-        from saeembed.reports.page import check_output
-
         check_output(html)  # before any work
     with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
@@ -207,6 +206,8 @@ def flag(
     directions, and (with ``model``) where an out-of-fold concept model confidently disagrees
     with the label. With ``queue``, also written there as a JSONL relabel queue."""
     wanted = parse_concepts(concepts)
+    if queue is not None:
+        check_output(queue)
     with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
@@ -262,6 +263,7 @@ def export(
 ) -> pl.DataFrame:
     """Write the pair set (with relabelling ``relabel``, dropped pairs left out) to ``path``
     (.jsonl, .parquet or .csv); returns what was written."""
+    check_output(path)
     with Store(db, create=False) as store:
         name = require_pair_set(store, pairs)
         frame = curate.curated_pairs(store, name, relabel)

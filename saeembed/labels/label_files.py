@@ -16,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
+from saeembed.compression import decompress
 from saeembed.errors import InputError
-from saeembed.inputs import decompress
+from saeembed.inputs import json_value
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -120,7 +121,7 @@ def _looks_tab_separated(text: str) -> bool:
 
 def _parse_json(text: str, path: Path) -> Parsed:
     try:
-        value = json.loads(text)
+        value = json_value(text, f"label file {path}")
         kind = "json"
     except json.JSONDecodeError:
         value, kind = _parse_jsonl(text, path), "jsonl"
@@ -150,7 +151,7 @@ def _parse_jsonl(text: str, path: Path) -> list:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(json_value(line, f"label file {path} line {lineno}"))
         except json.JSONDecodeError as exc:
             raise InputError(
                 f"label file {path} line {lineno} is not valid JSON ({exc.msg}); "

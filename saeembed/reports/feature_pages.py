@@ -13,6 +13,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from saeembed.errors import InputError
+from saeembed.files import check_output
 from saeembed.reports import evidence, page
 from saeembed.reports.diff_report import _labels, table_columns
 from saeembed.store import Encoder, Store
@@ -91,7 +92,7 @@ def write_feature_page(
     store: Store, encoder: Encoder, feature: int, path: str | Path, **options
 ) -> Path:
     """Write the page of one feature to ``path``."""
-    path = page.check_output(path)
+    path = check_output(path)
     (payload,) = feature_payloads(store, encoder, [feature], **options)
     return page.write_text(path, page.render(_title(payload), payload))
 

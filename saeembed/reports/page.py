@@ -12,8 +12,7 @@ import math
 from pathlib import Path
 
 from saeembed import templates
-from saeembed.errors import InputError
-from saeembed.files import atomic_path
+from saeembed.files import atomic_path, check_output
 
 DEFAULT_PANELS = 20  # concepts shown up close in a diff or preference report
 
@@ -52,19 +51,6 @@ def render(title: str, payload: dict) -> str:
         "data": script_json(payload),
     }
     return templates.fill(templates.load("report.html"), parts)
-
-
-def check_output(path: str | Path) -> Path:
-    """``path`` as a file to write: its directory must exist."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give a file name such as {path / 'report.html'}")
-    if not path.parent.is_dir():
-        raise InputError(
-            f"output directory {path.parent} does not exist; create it (mkdir -p {path.parent}) "
-            "or choose another path"
-        )
-    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from saeembed.analysis.stats import Z95
+from saeembed.files import check_output
 from saeembed.prefs.ingest import load_pairs
 from saeembed.reports import evidence, page
 from saeembed.reports.diff_report import _labels, table_columns
@@ -115,7 +116,7 @@ def prefs_payload(
 
 def write_prefs_report(store: Store, encoder: Encoder, report, path: str | Path, **options) -> Path:
     """Write the preference report of ``report`` to ``path`` (atomically)."""
-    path = page.check_output(path)
+    path = check_output(path)
     payload = prefs_payload(store, encoder, report, **options)
     title = f"saeembed prefs fit: {payload['meta'].get('pairs', '')}"
     return page.write_text(path, page.render(title, payload))
