@@ -184,6 +184,11 @@ def cases(root: Path, tiny_model: Path, tiny_sae: Path) -> list[tuple[str, tuple
             "no",
         ),  # fmt: skip
         ("export onto a directory", ("features", "export", s, "-o", root / "adir"), "adir"),
+        (
+            "export into an unwritable folder",
+            ("features", "export", s, "-o", "/proc/self/labels.parquet"),
+            "cannot write",
+        ),  # fmt: skip
         ("unknown label method", ("features", "label", s, "--method", "zz"), "zz"),
         ("feature beyond the SAE", ("features", "show", s, 99999), "99999"),
         # sql

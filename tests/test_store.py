@@ -168,3 +168,16 @@ def test_an_older_read_only_file_is_refused_with_the_fix(tmp_path):
         pytest.skip("this user can write read-only files")
     with pytest.raises(StoreError, match="needs a schema upgrade"):
         Store(tmp_path / "old.duckdb", read_only=True)
+
+
+def test_a_failed_write_shows_its_own_error_not_the_rollback(tmp_path):
+    """When the failing write has already ended the transaction (as a full disk does), the
+    error raised is the write's, not "cannot rollback - no transaction is active"."""
+    store = Store(tmp_path / "s.duckdb")
+    failing = pytest.raises(duckdb.IOException, match="No space left on device")
+    with failing, store.transaction() as con:
+        con.execute("CREATE TABLE scratch (x INTEGER)")
+        con.rollback()  # the transaction is gone, as after a failed write
+        raise duckdb.IOException("No space left on device")
+    assert "scratch" not in store.sql("SELECT table_name FROM duckdb_tables()")["table_name"]
+    store.close()

@@ -10,6 +10,7 @@ import functools
 import inspect
 
 import click
+import duckdb
 
 from saeembed.analysis.measures import MEASURE_NAMES
 from saeembed.errors import SaeembedError
@@ -39,6 +40,17 @@ def domain_errors(fn):
             return fn(*args, **kwargs)
         except SaeembedError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # disk full, permission denied, a path that vanished
+            where = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(
+                f"cannot write or read{where}: {exc.strerror or exc}; check free space and "
+                "permissions"
+            ) from exc
+        except duckdb.IOException as exc:
+            raise click.ClickException(
+                f"the store could not be read or written ({str(exc).splitlines()[0]}); check "
+                "free space and permissions of its folder"
+            ) from exc
 
     return wrapper
 

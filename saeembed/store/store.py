@@ -3,6 +3,7 @@ per-batch transactional writes of encoded documents. Analyses read it with plain
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -131,7 +132,10 @@ class Store:
                 yield con
                 con.commit()
             except BaseException:
-                con.rollback()
+                # a failed write (disk full, permission denied) may have ended the transaction
+                # already: the error to show is the write's, not "no transaction is active"
+                with contextlib.suppress(duckdb.Error):
+                    con.rollback()
                 raise
 
     @contextmanager
