@@ -3,7 +3,8 @@
 Every writer in saeembed that replaces a file (caches, exports, checkpoints, extracted models)
 goes through `atomic_path`: it hands out a hidden sibling named ``.NAME.PID-XXXXXXXX.partial``, and
 only when the block finishes without an error renames it over ``NAME`` (a killed process leaves
-at most such a hidden ``.partial`` sibling, never a truncated file under the real name)."""
+at most such a hidden ``.partial`` sibling, never a truncated file under the real name).
+`check_output` checks an output path before any work is done."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from saeembed.errors import InputError
+
 PARTIAL_SUFFIX = ".partial"
 
 
 def check_output(path: str | Path) -> Path:
     """``path`` as a file to write, checked before any work: not a directory, and in a folder
     that exists (a mistyped folder is an error, not a folder created on the way)."""
-    from saeembed.errors import InputError
-
     path = Path(path)
     if path.is_dir():
         raise InputError(

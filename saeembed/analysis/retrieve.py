@@ -31,9 +31,8 @@ RRF_K = 60
 SEARCH_COLUMNS = ["rank", "doc_id", "corpus", "score", "text", "concepts"]
 _FEATURE = re.compile(r"\bfeature:(\d+)\b")
 _META = re.compile(r"\bmeta\.([A-Za-z_][A-Za-z0-9_]*)\b")
-_QUOTED = re.compile(
-    r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")"
-)  # SQL string literals and quoted names
+# SQL string literals and quoted names
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
 
 
 def where_sql(expression: str, encoder: Encoder) -> str:

@@ -242,13 +242,18 @@ def diff_cache_store() -> Path:
     return cache_dir("stores") / "diff.duckdb"
 
 
+def _encodable(ref: str | Path) -> bool:
+    """Whether ``ref`` names something a diff encodes on the way: a file or a named dataset."""
+    return is_dataset_ref(str(ref)) or Path(ref).exists()
+
+
 def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str, object | None]:
     """A corpus already in ``store`` by that name, or the file/dataset ``ref`` encoded into it
     (only what is missing). Returns the corpus name and the encoder used when it encoded."""
     ref = str(ref)
     if ref in store.corpora() and not Path(ref).exists():
         return ref, None
-    if not (is_dataset_ref(ref) or Path(ref).exists()):
+    if not _encodable(ref):
         have = ", ".join(store.corpora()) or "none"
         raise SaeembedError(
             f"{ref!r} is neither a file, a named dataset (data:NAME) nor a corpus in "
@@ -310,10 +315,7 @@ def diff(
     )
     # a store is created only to hold files or datasets encoded on the way; a mistyped --db for
     # corpora already stored is an error, not a new empty store
-    creates = db is None or any(
-        isinstance(ref, pl.DataFrame) or is_dataset_ref(str(ref)) or Path(str(ref)).exists()
-        for ref in [a, *sides_b]
-    )
+    creates = db is None or any(_encodable(ref) for ref in [a, *sides_b])
     # with only stored corpora to compare, a diff reads: other readers may share the store
     with Store(
         db if db is not None else diff_cache_store(), create=creates, read_only=not creates

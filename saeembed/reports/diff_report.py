@@ -59,7 +59,8 @@ def table_columns(table: pl.DataFrame) -> dict:
     return out
 
 
-def _labels(store: Store, encoder: Encoder) -> tuple[dict, dict]:
+def report_labels(store: Store, encoder: Encoder) -> tuple[dict, dict]:
+    """Each feature's label, and its (label source, label score)."""
     names = label_names(store, encoder)
     labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
     meta = store.sql(
@@ -68,6 +69,17 @@ def _labels(store: Store, encoder: Encoder) -> tuple[dict, dict]:
     )
     sources = {r[0]: (r[1], r[2]) for r in meta.iter_rows()}
     return labels, sources
+
+
+def label_fields(labels: dict, sources: dict, feature: int) -> dict:
+    """The label keys of a feature's panel or page."""
+    source, score = sources.get(feature, (None, None))
+    return {
+        "feature": int(feature),
+        "label": labels.get(feature),
+        "label_source": source,
+        "label_score": score,
+    }
 
 
 def diff_command(settings: dict, html_path: str = "report.html") -> str:
@@ -117,7 +129,7 @@ def build_diff_report(
     )
     scope = evidence.scope_table(sides["doc_id"].to_numpy(), sides["side"].to_numpy())
     sizes = [int((sides["side"] == s).sum()) for s in (0, 1)]
-    labels, sources = _labels(store, encoder)
+    labels, sources = report_labels(store, encoder)
     chosen = table.head(panels)["feature"].to_list()
     rows = evidence.activation_rows(store, encoder, chosen, scope)
     cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
@@ -132,13 +144,9 @@ def build_diff_report(
         mine = rows.filter(pl.col("feature") == feature)
         values = [mine.filter(pl.col("side") == s)["value"].to_numpy() for s in (0, 1)]
         top, quantiles = evidence.pick_examples(mine, 2, examples)
-        source, score = sources.get(feature, (None, None))
         details.append(
             {
-                "feature": int(feature),
-                "label": labels.get(feature),
-                "label_source": source,
-                "label_score": score,
+                **label_fields(labels, sources, feature),
                 "row": {k: v for k, v in records[feature].items() if not isinstance(v, list)},
                 "hist": evidence.histogram(values, sizes),
                 "top": [[builder.add(feature, r) for r in side] for side in top],

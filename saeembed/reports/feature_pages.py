@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.reports import evidence, page
-from saeembed.reports.diff_report import _labels, table_columns
+from saeembed.reports.diff_report import label_fields, report_labels, table_columns
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def feature_payloads(
     if corpus is not None:
         store.require_corpus(corpus)
     scope = evidence.encoded_scope(store, encoder, corpus)
-    labels, sources = _labels(store, encoder)
+    labels, sources = report_labels(store, encoder)
     rows = evidence.activation_rows(store, encoder, features, scope)
     cooc = evidence.cooccurring(store, encoder, features, scope, labels)
     if scorer == "auto":
@@ -54,7 +54,6 @@ def feature_payloads(
         mine = rows.filter(pl.col("feature") == feature)
         values = mine["value"].to_numpy()
         top, quantiles = evidence.pick_examples(mine, 1, examples)
-        source, score = sources.get(feature, (None, None))
         promoted, suppressed = output.get(feature, ((), ()))
         command = ["saeembed", "features", "show", str(db or "DB"), str(feature)]
         if corpus:
@@ -62,10 +61,7 @@ def feature_payloads(
         pages.append(
             {
                 "kind": "feature",
-                "feature": int(feature),
-                "label": labels.get(feature),
-                "label_source": source,
-                "label_score": score,
+                **label_fields(labels, sources, feature),
                 "meta": {
                     "encoder": encoder.name,
                     "corpus": corpus,
@@ -144,7 +140,7 @@ def write_feature_pages(
     for payload in tqdm(payloads, desc="writing pages", unit="page", disable=not progress):
         payload["linked"] = [int(f) for f in features]
         page.write_text(out / page_name(payload["feature"]), page.render(_title(payload), payload))
-    labels, sources = _labels(store, encoder)
+    labels, sources = report_labels(store, encoder)
     n_docs = dict(zip(counts["feature"].to_list(), counts["n_docs"].to_list(), strict=True))
     scope_size = payloads[0]["meta"]["n_encoded"]
     index = pl.DataFrame(
@@ -185,7 +181,7 @@ def cluster_feature_pages(
         return {}
     folder.mkdir(parents=True, exist_ok=True)
     write_feature_pages(store, encoder, folder, features=wanted, progress=False)
-    labels, _ = _labels(store, encoder)
+    labels, _ = report_labels(store, encoder)
     return {
         c: [
             {"feature": f, "label": labels.get(f), "href": f"{folder.name}/{page_name(f)}"}

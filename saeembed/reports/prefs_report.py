@@ -15,7 +15,7 @@ from saeembed.analysis.stats import Z95
 from saeembed.files import check_output
 from saeembed.prefs.ingest import load_pairs
 from saeembed.reports import evidence, page
-from saeembed.reports.diff_report import _labels, table_columns
+from saeembed.reports.diff_report import label_fields, report_labels, table_columns
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 
@@ -51,7 +51,7 @@ def prefs_payload(
     docs = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
     scope = evidence.scope_table(docs, np.zeros(len(docs), np.int32))
     rows = evidence.activation_rows(store, encoder, chosen, scope)
-    labels, sources = _labels(store, encoder)
+    labels, sources = report_labels(store, encoder)
     if scorer == "auto":
         scorer = load_scorer(encoder) if chosen else None
     builder = evidence.ExampleBuilder(store, scorer, progress=progress)
@@ -87,13 +87,9 @@ def prefs_payload(
                     "rejected": sides[1],
                 }
             )
-        source, score = sources.get(feature, (None, None))
         details.append(
             {
-                "feature": int(feature),
-                "label": labels.get(feature),
-                "label_source": source,
-                "label_score": score,
+                **label_fields(labels, sources, feature),
                 "row": records[feature],
                 "pairs": shown,
             }

@@ -73,6 +73,7 @@ class Store:
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
         self.path = Path(path)
         self.read_only = read_only
+        self._restricted = False  # set for good by restrict_sql
         if not self.path.exists() and (read_only or not create):
             raise StoreError(
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
@@ -110,7 +111,7 @@ class Store:
         """From now on, SQL on this connection touches the store only: no other file is read or
         written (``read_text``, ``COPY ... TO``, ``ATTACH``), no extension is installed or loaded,
         and no query can undo this. For SQL that comes from a user (``saeembed sql``, ``--where``)."""
-        if getattr(self, "_restricted", False):
+        if self._restricted:
             return
         self._restricted = True
         for setting in (
