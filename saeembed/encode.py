@@ -9,11 +9,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
@@ -88,6 +89,14 @@ class EncodeReport:
     n_truncated: int = 0
     n_activations: int = 0
     seconds: float = 0.0
+
+    def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
+        """Count one written batch; ``seconds`` is the time since the encoding started."""
+        self.n_encoded += len(docs)
+        self.n_tokens += sum(len(d.ids) for d in docs)
+        self.n_truncated += sum(d.truncated for d in docs)
+        self.n_activations += activations.num_rows
+        self.seconds = seconds
 
     @property
     def tokens_per_second(self) -> float:
@@ -207,6 +216,29 @@ def _batch_tables(
     return encoded, activations
 
 
+def encode_texts(
+    reader: Reader,
+    sae: SAE,
+    layer: int,
+    wrapping: Wrapping,
+    chunk: pl.DataFrame,
+    *,
+    max_tokens: int,
+    batch_tokens: int,
+) -> Iterator[tuple[list[Tokenized], pa.Table, pa.Table]]:
+    """The encoding core, shared by the single-file store and the shard engines: tokenise one
+    chunk of documents (``doc_id``, ``text``, ``context``), plan length-sorted batches under the
+    token budget, and yield each batch's documents with its `encoded_documents` and
+    `activations` rows. The same chunk gives the same rows, whoever calls it."""
+    texts, doc_ids = chunk["text"].to_list(), chunk["doc_id"].to_numpy()
+    contexts = chunk["context"].to_list() if "context" in chunk.columns else None
+    tokenized = tokenize_documents(reader.tokenizer, texts, max_tokens, contexts, wrapping)
+    for batch in plan_batches([t.width for t in tokenized], batch_tokens):
+        docs = [tokenized[i] for i in batch]
+        result = encode_batch(reader, sae, layer, docs, wrapping)
+        yield (docs, *_batch_tables(result, docs, doc_ids[batch]))
+
+
 def encode_corpus(
     store: Store,
     corpus: str,
@@ -243,30 +275,15 @@ def encode_corpus(
             chunk = store.pending_documents(encoder.encoder_id, corpus, CHUNK_DOCS)
             if chunk.is_empty():
                 break
-            texts, doc_ids = chunk["text"].to_list(), chunk["doc_id"].to_numpy()
-            tokenized = tokenize_documents(
-                reader.tokenizer, texts, max_tokens, chunk["context"].to_list(), wrapping
-            )
-            for batch in plan_batches([t.width for t in tokenized], budget):
-                docs = [tokenized[i] for i in batch]
-                result = encode_batch(reader, sae, layer, docs, wrapping)
-                encoded, activations = _batch_tables(result, docs, doc_ids[batch])
+            for docs, encoded, activations in encode_texts(
+                reader, sae, layer, wrapping, chunk, max_tokens=max_tokens, batch_tokens=budget
+            ):
                 store.write_encoded(encoder.encoder_id, encoded, activations)
                 n_batches += 1
-                batch_tokens_done = sum(len(d.ids) for d in docs)
-                report.n_encoded += len(docs)
-                report.n_tokens += batch_tokens_done
-                report.n_truncated += sum(d.truncated for d in docs)
-                report.n_activations += activations.num_rows
-                report.seconds = time.perf_counter() - start
+                report.add(docs, activations, time.perf_counter() - start)
                 bar.update(len(docs))
                 bar.set_postfix_str(f"{report.tokens_per_second:,.0f} tok/s", refresh=False)
-                log.debug(
-                    "committed batch %d: %d documents, %d tokens",
-                    n_batches,
-                    len(docs),
-                    batch_tokens_done,
-                )
+                log.debug("committed batch %d: %d documents", n_batches, len(docs))
                 if on_batch is not None:
                     on_batch(n_batches)
     finally:

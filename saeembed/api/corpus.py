@@ -20,6 +20,7 @@ from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import coerce_value, named_queries, run_query
 from saeembed.reports.page import DEFAULT_PANELS
+from saeembed.shards.layout import is_shard_target
 from saeembed.store import Store
 
 if TYPE_CHECKING:
@@ -108,9 +109,20 @@ def encode(
     chunk_tokens: int | None = None,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    engine: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0,
+    shard_docs: int | None = None,
 ) -> EncodeResult:
     """Read ``source`` (a file, a DataFrame, or a list of texts), add its documents to ``corpus``
     in ``db`` and encode every one not yet encoded with this model, SAE and layer.
+
+    A directory ``db`` (an existing shard directory, or a path ending in ``/``) receives Parquet
+    shards instead (`saeembed.shards`, docs/scale.md), encoded in this process (``engine``
+    "local") or on Ray actors (``engine="ray"``: ``address`` of a running cluster or a local
+    one, ``workers`` actors with ``gpus_per_worker`` GPUs each); ``shard_docs`` documents per
+    shard.
 
     With ``chunk_tokens`` N, each document is stored as its consecutive windows of N tokens of the
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
@@ -131,15 +143,33 @@ def encode(
     docs, report, origin = _read(source, text_col, id_col)
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
+    sharded = not isinstance(db, Store) and is_shard_target(db)
+    if not sharded and (engine not in (None, "local") or shard_docs is not None):
+        raise InputError("--engine ray and --shard-docs write shards; pass --out DIR/")
+    if sharded and gpus_per_worker and dtype == "auto":
+        dtype = "bfloat16"  # what the GPU workers choose: the driver's encoder must match
     # everything that can fail on bad arguments happens before the store is touched
     stack = load_encoding_stack(
-        model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
-        batch_tokens=batch_tokens,
+        model, sae, layer, device="cpu" if sharded and engine == "ray" else device,
+        dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens,
     )  # fmt: skip
     if chunk_tokens is not None:
         from saeembed.chunks import chunk_documents
 
         docs = chunk_documents(docs, stack.reader.tokenizer, chunk_tokens)
+    if sharded:
+        from saeembed.shards.encode import encode_to_shards, encoder_args
+
+        args = encoder_args(
+            model=model, sae=None if sae is None else str(sae), layer=layer, device=device,
+            dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
+        )  # fmt: skip
+        added, encoding = encode_to_shards(
+            db, corpus, docs, report, origin, stack, args, engine=engine or "local",
+            address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+            shard_docs=shard_docs, progress=progress,
+        )  # fmt: skip
+        return EncodeResult(corpus, report, added, encoding, chunk_tokens)
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(

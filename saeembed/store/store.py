@@ -74,7 +74,12 @@ class Store:
         self.path = Path(path)
         self.read_only = read_only
         self._restricted = False  # set for good by restrict_sql
-        if not self.path.exists() and (read_only or not create):
+        # a shard directory (saeembed.shards): its analysis file, with views over the shards
+        self.shard_root = self.path if self.path.is_dir() else None
+        self.file = self._file_of(self.path)
+        if self.shard_root is not None and not self.file.exists() and read_only:
+            Store(self.path).close()  # a shard directory's lost analysis file: rebuild it
+        if not self.file.exists() and (read_only or not create) and self.shard_root is None:
             raise StoreError(
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
             )
@@ -82,7 +87,7 @@ class Store:
         if (
             read_only
             and 0 < self.schema_version() < latest_version()
-            and os.access(self.path, os.W_OK)
+            and os.access(self.file, os.W_OK)
         ):
             # an older store opened for reading: upgrade it once (migrations only add), then read
             self.con.close()
@@ -90,10 +95,50 @@ class Store:
             log.info("store %s upgraded to schema v%d", self.path, latest_version())
             self.con = self._connect(read_only)
         self._migrate(read_only)
+        if self.shard_root is not None:
+            self._attach_shards(read_only)
+
+    @staticmethod
+    def _file_of(path: Path) -> Path:
+        """The DuckDB file behind ``path``: itself, or a shard directory's analysis file."""
+        if not path.is_dir():
+            return path
+        from saeembed.shards.layout import is_shard_dir
+        from saeembed.shards.views import analysis_db
+
+        if not is_shard_dir(path):
+            raise StoreError(
+                f"{path} is a directory but not a shard directory (no saeembed-shards.json); "
+                "pass a .duckdb file, or a directory written by `saeembed encode --out DIR`"
+            )
+        return analysis_db(path)
+
+    def _attach_shards(self, read_only: bool) -> None:
+        from saeembed.shards.layout import read_header
+        from saeembed.shards.views import attach_shards, sync_rows
+
+        if not read_only:
+            with self.transaction() as con:
+                sync_rows(con, read_header(self.shard_root))
+        attach_shards(self.con, self.shard_root)
+
+    def refresh_shards(self) -> None:
+        """Re-read a shard directory's manifest (after shards were added)."""
+        if self.shard_root is not None:
+            self._attach_shards(self.read_only)
+
+    def require_single_file(self, action: str) -> None:
+        """Shard directories are written only by the shard encoder: a one-line error otherwise."""
+        if self.shard_root is not None:
+            raise StoreError(
+                f"{self.path} is a shard directory, whose documents are written once by "
+                f"`saeembed encode FILE --out {self.path}`; to {action}, import it first "
+                f"(`saeembed store import {self.path} --db FILE.duckdb`)"
+            )
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
-            return duckdb.connect(str(self.path), read_only=read_only)
+            return duckdb.connect(str(self.file), read_only=read_only)
         except duckdb.IOException as exc:
             message = str(exc).splitlines()[0]
             if "lock" in message.lower():
@@ -114,6 +159,9 @@ class Store:
         if self._restricted:
             return
         self._restricted = True
+        if self.shard_root is not None:  # the shards stay readable
+            root = str(self.shard_root.resolve()).replace("'", "''")
+            self.con.execute(f"SET allowed_directories = ['{root}/']")
         for setting in (
             "enable_external_access = false",
             "autoinstall_known_extensions = false",
@@ -220,6 +268,7 @@ class Store:
         """Insert the documents of ``docs`` (columns of `saeembed.inputs`, and optionally
         ``context``) not yet in ``corpus``; returns how many were new. One transaction: all or
         nothing."""
+        self.require_single_file("add documents")
         with self.transaction(incoming_documents=self.incoming_documents(corpus, docs)) as con:
             return self.insert_documents(con, corpus, source, text_col, id_col)
 
@@ -352,6 +401,7 @@ class Store:
 
         A document already encoded by this encoder (a concurrent or repeated run) makes the whole
         batch roll back instead of duplicating rows."""
+        self.require_single_file("encode into it")
         with self.transaction(batch_encoded=encoded, batch_activations=activations) as con:
             con.execute(
                 "INSERT INTO encoded_documents (encoder_id, doc_id, n_tokens, truncated, n_features) "

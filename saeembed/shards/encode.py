@@ -1,0 +1,254 @@
+"""Encoding a corpus into a shard directory (the driver): check the directory and the encoder
+before anything is written, record the corpus, split its documents into fixed shards in file
+order, write each pending shard's documents file, let an engine (in-process, or Ray actors:
+`saeembed.shards.ray_engine`) encode them, and commit each finished shard with its manifest line.
+A rerun skips the shards the manifest lists; the shards' document ids are the single-file
+store's, and so are their rows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from saeembed import encode as encoding
+from saeembed.encode import (
+    DEFAULT_MAX_TOKENS,
+    EncodeReport,
+    EncodingStack,
+    encoder_spec,
+    ensure_encoder,
+)
+from saeembed.errors import InputError
+from saeembed.shards.layout import (
+    ANALYSIS_DB,
+    HEADER,
+    Shard,
+    ShardFile,
+    append_manifest,
+    check_corpus_name,
+    file_digest,
+    is_shard_dir,
+    read_header,
+    read_manifest,
+    shard_path,
+    write_atomically,
+    write_header,
+)
+from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
+from saeembed.store import Store
+from saeembed.tokens import wrapping_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_DOCS = 4 * encoding.CHUNK_DOCS  # a whole number of the single-file store's chunks
+ENGINES = ("local", "ray")
+_DOCUMENT_COLUMNS = ("doc_id", "row_idx", "ext_id", "text", "meta", "context", "parent_id",
+                     "chunk_idx")  # fmt: skip
+
+
+def check_target(root: Path, fingerprint: str, corpus: str, docs: pl.DataFrame) -> None:
+    """Everything about the directory that can refuse this encode, checked before any write."""
+    check_corpus_name(corpus)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root} is a file; pass a directory (new or a shard directory) to --out")
+    if root.is_dir() and not is_shard_dir(root) and any(root.iterdir()):
+        raise InputError(
+            f"{root} holds other files and is not a shard directory; choose a new or empty --out"
+        )
+    if not is_shard_dir(root):
+        return
+    header = read_header(root)
+    held = header["encoder"]
+    if held["fingerprint"] != fingerprint:
+        raise InputError(
+            f"{root} holds the shards of encoder {held['name']} ({held['fingerprint'][:12]}), "
+            "not of this model, SAE and options; encode into another --out directory"
+        )
+    known = header.get("corpora", {}).get(corpus)
+    if known and known["digest"] != _digest(docs):
+        raise InputError(
+            f"corpus {corpus!r} in {root} was encoded from another input ({known['n_docs']:,} "
+            f"documents, now {docs.height:,}); pass another --corpus name"
+        )
+
+
+def _digest(docs: pl.DataFrame) -> str:
+    """A fingerprint of a corpus's document ids in shard order."""
+    return hashlib.sha256(docs["doc_id"].to_numpy().astype("<i8").tobytes()).hexdigest()
+
+
+def _in_shard_order(docs: pl.DataFrame) -> pl.DataFrame:
+    """Documents in the order the single-file store encodes them (file order, chunks in order)."""
+    frame = docs
+    for name, dtype in (("context", pl.String), ("parent_id", pl.Int64), ("chunk_idx", pl.Int32)):
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype).alias(name))
+    return frame.select(_DOCUMENT_COLUMNS).sort(["row_idx", "chunk_idx", "doc_id"])
+
+
+def _create(root: Path, stack: EncodingStack, spec, shard_docs: int) -> None:
+    """A new shard directory: its analysis file with the encoder row, then the header (the
+    header last: a directory without one is not a shard directory yet)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with Store(root / ANALYSIS_DB) as analysis:
+        encoder = ensure_encoder(analysis, spec, stack.sae)
+        row = analysis.sql("SELECT * FROM encoders WHERE encoder_id = ?", [encoder.encoder_id])
+    record = {k: (json.loads(v) if k == "config" else v) for k, v in row.row(0, named=True).items()}
+    record["config"] = json.dumps(record["config"], sort_keys=True)
+    write_header(root, record, shard_docs)
+
+
+def _record_corpus(root: Path, corpus: str, docs: pl.DataFrame, origin, read) -> None:
+    header = read_header(root)
+    corpora = header.setdefault("corpora", {})
+    if corpus in corpora:
+        return
+    corpora[corpus] = {
+        "source": origin,
+        "text_col": read.text_col,
+        "id_col": read.id_col,
+        "n_docs": docs.height,
+        "digest": _digest(docs),
+    }
+    write_atomically(root / HEADER, (json.dumps(header, indent=2, default=str) + "\n").encode())
+
+
+def encode_to_shards(
+    root: str | Path,
+    corpus: str,
+    docs: pl.DataFrame,
+    read,
+    origin: str,
+    stack: EncodingStack,
+    args: EncoderArgs,
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0,
+    shard_docs: int | None = None,
+    progress: bool = True,
+) -> tuple[int, EncodeReport]:
+    """Encode ``docs`` (the document table of `saeembed.inputs`) as corpus ``corpus`` of the
+    shard directory ``root``; returns (documents new to the directory, the encoding report)."""
+    root = Path(root)
+    chunk_docs = encoding.CHUNK_DOCS  # read now: the single-file encoder's chunk, as it is now
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if shard_docs is not None and (shard_docs < 1 or shard_docs % chunk_docs):
+        raise InputError(
+            f"--shard-docs must be a positive multiple of {chunk_docs:,} (got {shard_docs:,}), "
+            "so that shards batch documents as a single-file encode does"
+        )
+    max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
+    wrapping = wrapping_for(stack.reader.tokenizer, args.chat)
+    spec = encoder_spec(stack.reader, stack.sae, stack.layer, max_tokens, wrapping)
+    docs = _in_shard_order(docs)
+    check_target(root, spec.fingerprint(), corpus, docs)
+    if engine == "ray":
+        from saeembed.shards.ray_engine import check_address
+
+        check_address(address)
+    if not is_shard_dir(root):
+        _create(root, stack, spec, shard_docs or DEFAULT_SHARD_DOCS)
+    size = read_header(root)["shard_docs"]
+    if shard_docs is not None and shard_docs != size:
+        raise InputError(f"{root} uses shards of {size:,} documents; drop --shard-docs or match it")
+    _record_corpus(root, corpus, docs, origin, read)
+
+    with Store(root) as store:  # holds the directory's lock for the whole run
+        encoder = store.resolve_encoder(None)
+        from saeembed.labels import ensure_shipped_labels
+
+        ensure_shipped_labels(store, encoder)
+        done = {(s.corpus, s.index) for s in read_manifest(root)}
+        n_shards = -(-docs.height // size)
+        pending = [i for i in range(n_shards) if (corpus, i) not in done]
+        elsewhere = _encoded_elsewhere(store, corpus, docs, done)
+        report = EncodeReport(encoder)
+        start = time.perf_counter()
+        if not pending:
+            return 0, report
+        tasks = []
+        for index in pending:
+            part = docs.slice(index * size, size)
+            write_parquet(root, shard_path("documents", corpus, index), part.to_arrow())
+            exclude = sorted(elsewhere.intersection(part["doc_id"].to_list()))
+            tasks.append(ShardTask(corpus, index, exclude))
+        n_new = sum(min(size, docs.height - i * size) for i in pending)
+        bar = tqdm(total=n_new, unit="doc", disable=not progress, desc=f"encoding {corpus}")
+        try:
+            results = _run(
+                engine, root, tasks, args, spec.fingerprint(), stack=stack, address=address,
+                workers=workers, gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
+            )  # fmt: skip
+            for result in results:
+                _commit(root, result, spec.fingerprint())
+                report.n_encoded += result.n_encoded
+                report.n_tokens += result.n_tokens
+                report.n_truncated += result.n_truncated
+                report.n_activations += result.n_activations
+                report.seconds = time.perf_counter() - start
+                bar.update(result.files["documents"].rows)
+        finally:
+            bar.close()
+        store.refresh_shards()
+    return n_new, report
+
+
+def _encoded_elsewhere(store: Store, corpus: str, docs: pl.DataFrame, done: set) -> set[int]:
+    """Documents of ``docs`` that completed shards of other corpora encoded already: the
+    single-file store encodes a text once per encoder, whatever corpora hold it."""
+    if not any(c != corpus for c, _ in done):
+        return set()
+    with store.temporary(wanted=docs.select("doc_id").to_arrow()):
+        found = store.sql(
+            "SELECT DISTINCT doc_id FROM encoded_documents WHERE doc_id IN (SELECT doc_id FROM wanted)"
+        )
+    return set(found["doc_id"].to_list())
+
+
+def _commit(root: Path, result: ShardResult, fingerprint: str) -> None:
+    """A finished shard's manifest line (its documents file described as written)."""
+    relative = shard_path("documents", result.corpus, result.index)
+    size, digest = file_digest(root / relative)
+    rows = _parquet_rows(root / relative)
+    documents = ShardFile(relative, rows, size, digest)
+    result.files = {"documents": documents, **result.files}
+    append_manifest(root, Shard(result.corpus, result.index, fingerprint, result.files))
+
+
+def _parquet_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _run(engine, root, tasks, args, fingerprint, *, stack, address, workers, gpus_per_worker,
+         chunk_docs) -> Iterator[ShardResult]:  # fmt: skip
+    if engine == "local":
+        worker = ShardEncoder(root, args, fingerprint, stack=stack, chunk_docs=chunk_docs)
+        for task in tasks:
+            yield worker.encode(task)
+        return
+    from saeembed.shards.ray_engine import run_on_ray
+
+    yield from run_on_ray(
+        root, tasks, args, fingerprint, address=address, workers=workers,
+        gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
+    )  # fmt: skip
+
+
+def encoder_args(**options) -> EncoderArgs:
+    """`EncoderArgs` from the encode options that name them."""
+    names = set(asdict(EncoderArgs()))
+    return EncoderArgs(**{k: v for k, v in options.items() if k in names})
+
+
