@@ -3,7 +3,7 @@
 The Python API (`saeembed.api`), over store paths: `encode`, `diff`, `correlate`, `cluster`,
 `search`, the feature labels (`label_features`, `show_feature`, `search_features`,
 `import_labels`, `export_labels`), the preference analysis (`saeembed.preferences.fit(db)` and
-the rest of `saeembed.api.preferences`), `info`, `sql`, `open_store` and `run_query` (and
+the rest of `saeembed.api.preferences`), `info`, `sql`, `import_shards`, `open_store` and `run_query` (and
 `Store.sql` on an open store). They are imported on first use, so `import saeembed` (and the
 CLI's start) stays light."""
 
@@ -19,6 +19,7 @@ _EXPORTS = {
     "search": "saeembed.api.explore",
     "diff": "saeembed.api.corpus",
     "encode": "saeembed.api.corpus",
+    "import_shards": "saeembed.api.corpus",
     "info": "saeembed.api.corpus",
     "open_store": "saeembed.api.corpus",
     "run_query": "saeembed.api.corpus",

@@ -2,7 +2,7 @@
 and returns polars DataFrames or small result objects; each `saeembed` command is a thin shell
 over one of these functions.
 
-- `corpus`: `encode`, `diff`, `info`, `sql`, `open_store`, `run_query`
+- `corpus`: `encode`, `diff`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
 - `explore`: `cluster`, `search`, `correlate`
 - `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
 - `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
@@ -11,7 +11,16 @@ over one of these functions.
 Store-level functions (taking an open `Store`) live with their subject: `saeembed.analysis`,
 `saeembed.labels`, `saeembed.prefs`."""
 
-from saeembed.api.corpus import EncodeResult, diff, encode, info, open_store, run_query, sql
+from saeembed.api.corpus import (
+    EncodeResult,
+    diff,
+    encode,
+    import_shards,
+    info,
+    open_store,
+    run_query,
+    sql,
+)
 from saeembed.api.explore import Clustering, SearchResult, cluster, correlate, search
 from saeembed.api.features import (
     export_labels,
@@ -31,6 +40,7 @@ __all__ = [
     "encode",
     "export_labels",
     "import_labels",
+    "import_shards",
     "info",
     "label_features",
     "open_store",

@@ -33,6 +33,7 @@ __all__ = [
     "corpus_name_for",
     "diff",
     "encode",
+    "import_shards",
     "info",
     "named_query_table",
     "open_store",
@@ -183,6 +184,14 @@ def encode(
         if not isinstance(db, Store):
             store.close()
     return EncodeResult(corpus, report, added, encoding, chunk_tokens)
+
+
+def import_shards(shards: str | Path, db: str | Path):
+    """Load the shard directory ``shards`` into the single-file store ``db``; returns the
+    `saeembed.shards.imports.ImportReport`."""
+    from saeembed.shards.imports import import_shards as load
+
+    return load(shards, db)
 
 
 def info(db: str | Path) -> dict[str, pl.DataFrame]:

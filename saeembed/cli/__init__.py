@@ -25,6 +25,7 @@ FAMILIES = {
     "info": "saeembed.cli.store",
     "sql": "saeembed.cli.store",
     "queries": "saeembed.cli.store",
+    "store": "saeembed.cli.store",
     "correlate": "saeembed.cli.explore",
     "cluster": "saeembed.cli.explore",
     "search": "saeembed.cli.explore",

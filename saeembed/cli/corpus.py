@@ -32,9 +32,13 @@ from saeembed.render import default_format, join_lists, render, scientific
 @click.argument("input_path", metavar="INPUT")
 @click.option(
     "--db",
-    required=True,
     type=click.Path(path_type=Path),
     help="DuckDB store to write (created if missing).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write Parquet shards into this directory instead of a DuckDB file (docs/scale.md).",
 )
 @click.option("--corpus", help="Corpus name [default: the file name without extensions].")
 @click.option(
@@ -68,10 +72,33 @@ from saeembed.render import default_format, join_lists, render, scientific
     help="Store each document as consecutive chunks of N tokens, each a document with parent_id "
     "and chunk_idx [default: whole documents].",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    help="With --out: encode in this process, or on Ray actors [default: local].",
+)
+@click.option(
+    "--address", help="With --engine ray: a running cluster [default: start a local one]."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="With --engine ray: actors [default: CPUs / 2]."
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="With --engine ray: GPUs per actor (0: CPU actors).",
+)
+@click.option(
+    "--shard-docs",
+    type=click.IntRange(min=1),
+    help="With --out: documents per shard, a multiple of 2,048 [default: 8,192].",
+)
 @click.pass_context
 @domain_errors
-def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max_tokens,
-           batch_tokens, device, dtype, chat, chunk_tokens):  # fmt: skip
+def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer, max_tokens,
+           batch_tokens, device, dtype, chat, chunk_tokens, engine, address, workers,
+           gpus_per_worker, shard_docs):  # fmt: skip
     """Encode a corpus file or a named dataset into the store.
 
     INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
@@ -80,11 +107,23 @@ def encode(ctx, input_path, db, corpus, text_col, id_col, model, sae, layer, max
     Each document becomes its max-pooled sparse SAE vector (with --chunk-tokens N, each chunk of
     N tokens does, stored as a document with parent_id and chunk_idx). Interrupt it at any time:
     running it again finishes the job without duplicating anything; running it twice adds
-    nothing."""
+    nothing.
+
+    With --out DIR the encoding is written as Parquet shards (one process, or Ray actors with
+    --engine ray), which every command reads as it reads a store (pass DIR as the store)."""
+    if (db is None) == (out is None):
+        raise click.UsageError("pass either --db FILE (a DuckDB store) or --out DIR (shards)")
+    if out is not None:
+        db = f"{out}/" if not str(out).endswith("/") else str(out)
+    elif engine or address or workers or gpus_per_worker or shard_docs:
+        raise click.UsageError("--engine, --address, --workers, --gpus-per-worker and "
+                               "--shard-docs write shards: pass --out DIR")  # fmt: skip
     result = api.encode(
         input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, model=model, sae=sae,
         layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
         dtype=dtype, chat=chat, chunk_tokens=chunk_tokens, progress=not ctx.obj["quiet"],
+        engine=engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+        shard_docs=shard_docs,
     )  # fmt: skip
     click.echo(result.summary(), err=True)
 

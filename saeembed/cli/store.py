@@ -58,4 +58,20 @@ def info(db, fmt):
         render(frame, fmt, title=title)
 
 
-COMMANDS = [sql, list_queries, info]
+@click.group()
+def store():
+    """Move data between store kinds."""
+
+
+@store.command("import")
+@click.argument("shards", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--db", required=True, type=click.Path(path_type=Path), help="DuckDB store to fill.")
+@domain_errors
+def import_shards(shards, db):
+    """Load the shard directory SHARDS (written by `encode --out`) into the store DB: corpora,
+    documents, the encoder, its activations and labels, in one transaction. Repeatable: what
+    the store holds already is not added twice."""
+    click.echo(api.import_shards(shards, db).summary(), err=True)
+
+
+COMMANDS = [sql, list_queries, info, store]

@@ -250,5 +250,3 @@ def encoder_args(**options) -> EncoderArgs:
     """`EncoderArgs` from the encode options that name them."""
     names = set(asdict(EncoderArgs()))
     return EncoderArgs(**{k: v for k, v in options.items() if k in names})
-
-

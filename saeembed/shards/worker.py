@@ -126,7 +126,9 @@ class ShardEncoder:
         self.max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
         self.batch_tokens = args.batch_tokens or default_batch_tokens(reader.device)
         self.wrapping = wrapping_for(reader.tokenizer, args.chat)
-        spec = encoder_spec(reader, self.stack.sae, self.stack.layer, self.max_tokens, self.wrapping)
+        spec = encoder_spec(
+            reader, self.stack.sae, self.stack.layer, self.max_tokens, self.wrapping
+        )
         self.fingerprint = spec.fingerprint()
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise StoreError(
