@@ -1,0 +1,282 @@
+"""Shard directories on tiny real components, with the in-process engine: the shards hold
+exactly the single-file store's rows, a kill -9 loses only shards in flight, analyses over the
+shards equal the same analyses on the imported single file, and every damaged or mismatched
+directory is a one-line error before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import saeembed.encode as encoding
+from saeembed.api import correlate, diff, encode, import_shards, open_store, search
+from saeembed.errors import SaeembedError
+from saeembed.shards.layout import MANIFEST, read_manifest
+
+REPO = Path(__file__).resolve().parent.parent
+VOCABULARY = (
+    "the movie was great awful plot boring acting stocks rallied on tuesday love film news "
+    "market fun story bad good very rain cold sun bright dark night"
+)
+WORDS = VOCABULARY.split()
+CHUNK = 16  # the single-file encoder's chunk in these tests; shards are two chunks
+SHARD = 32
+ROWS = "doc_id, feature, value, n_tokens, peak_token, peak_start, peak_end, value_sum"
+
+
+def corpus_file(path: Path, n: int, seed: int, shared: list[str] = ()) -> Path:
+    rng = random.Random(seed)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 30))) for _ in range(n)]
+    texts[5:5] = list(shared)
+    pl.DataFrame({"text": texts, "score": [rng.random() for _ in texts]}).write_csv(path)
+    return path
+
+
+@pytest.fixture()
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
+
+
+@pytest.fixture()
+def corpora(tmp_path):
+    shared = ["a text both corpora hold, encoded once"]
+    return (
+        corpus_file(tmp_path / "a.csv", 110, 1, shared),
+        corpus_file(tmp_path / "b.csv", 90, 2, shared),
+    )
+
+
+def opts(tiny_model, tiny_sae):
+    return dict(model=str(tiny_model), sae=str(tiny_sae), device="cpu", progress=False)
+
+
+def rows(db, query):
+    with open_store(db, read_only=True) as store:
+        return store.sql(query)
+
+
+def same_results(expected: pl.DataFrame, got: pl.DataFrame) -> None:
+    """Equal tables: the same rows in the same order, every count and label exactly; floats to
+    1e-12 (DuckDB sums doubles in the order it scans, which differs between layouts)."""
+    from polars.testing import assert_frame_equal
+
+    assert expected.height > 0
+    assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def same_store_rows(single: Path, shards: Path) -> None:
+    """Documents, encoded documents and activations equal row for row."""
+    for query in (
+        f"SELECT {ROWS} FROM activations ORDER BY ALL",
+        "SELECT doc_id, n_tokens, truncated, n_features FROM encoded_documents ORDER BY ALL",
+        "SELECT corpus, doc_id, row_idx, ext_id, text, meta::VARCHAR AS meta, context, "
+        "parent_id, chunk_idx FROM documents ORDER BY ALL",
+        "SELECT corpus, source, text_col, id_col FROM corpora ORDER BY ALL",
+    ):
+        expected, got = rows(single, query), rows(shards, query)
+        assert expected.height > 0
+        assert got.equals(expected), query
+
+
+def test_shards_hold_the_single_file_rows(tmp_path, corpora, tiny_model, tiny_sae, small_chunks):
+    a, b = corpora
+    for source in (a, b):
+        encode(source, tmp_path / "single.duckdb", **opts(tiny_model, tiny_sae))
+        encode(source, f"{tmp_path}/shards/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+    manifest = read_manifest(tmp_path / "shards")
+    assert [(s.corpus, s.index) for s in manifest] == [("a", i) for i in range(4)] + [
+        ("b", i) for i in range(3)
+    ]
+    # the text both corpora hold is encoded once, in corpus a's shard
+    assert rows(tmp_path / "shards", "SELECT count(*) = count(DISTINCT doc_id) AS once "
+                "FROM encoded_documents")["once"][0]  # fmt: skip
+    # a rerun adds nothing and writes nothing
+    before = (tmp_path / "shards" / MANIFEST).read_bytes()
+    again = encode(b, f"{tmp_path}/shards/", **opts(tiny_model, tiny_sae))
+    assert again.n_new_documents == 0 and again.encoding.n_encoded == 0
+    assert (tmp_path / "shards" / MANIFEST).read_bytes() == before
+
+
+def test_analyses_over_shards_equal_the_imported_file(
+    tmp_path, corpora, tiny_model, tiny_sae, small_chunks
+):
+    a, b = corpora
+    shards = tmp_path / "shards"
+    for source in (a, b):
+        encode(source, f"{shards}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    report = import_shards(shards, tmp_path / "imported.duckdb")
+    assert (report.documents, report.encoded) == (202, 201)
+    assert import_shards(shards, tmp_path / "imported.duckdb").documents == 0  # repeatable
+    same_store_rows(tmp_path / "imported.duckdb", shards)
+    single, sharded = tmp_path / "imported.duckdb", shards
+    for measure in ("presence", "strong", "mean"):
+        expected = diff("a", "b", db=single, measure=measure, min_support=2, progress=False)
+        got = diff("a", "b", db=sharded, measure=measure, min_support=2, progress=False)
+        same_results(expected, got)
+    expected = correlate(single, "score", corpus="a", min_support=2)
+    same_results(expected, correlate(sharded, "score", corpus="a", min_support=2))
+    found = search(single, features=[3], top=10, corpus="b")
+    same_results(found.hits, search(sharded, features=[3], top=10, corpus="b").hits)
+
+
+KILL_SCRIPT = """
+import sys
+import saeembed.encode as encoding
+encoding.CHUNK_DOCS = {chunk}
+from saeembed.api import encode
+encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
+       shard_docs={shard})
+"""
+
+
+def test_kill_9_loses_only_the_shard_in_flight(tmp_path, tiny_model, tiny_sae, small_chunks):
+    source = corpus_file(tmp_path / "c.csv", 400, 3)
+    encode(source, tmp_path / "single.duckdb", **opts(tiny_model, tiny_sae))
+    out = f"{tmp_path}/shards/"
+    script = KILL_SCRIPT.format(
+        chunk=CHUNK, source=str(source), out=out, model=str(tiny_model), sae=str(tiny_sae),
+        shard=SHARD,
+    )  # fmt: skip
+    manifest = tmp_path / "shards" / MANIFEST
+    for wanted in (2, 6):
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if manifest.exists() and manifest.read_bytes().count(b"\n") >= wanted:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        listed = read_manifest(tmp_path / "shards")
+        assert len(listed) >= wanted, "the kill came before the shards it waited for"
+        with open_store(tmp_path / "shards", read_only=True) as store:  # readable between runs
+            n = store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]
+            assert n == sum(s.files["encoded"].rows for s in listed)
+    encode(source, out, **opts(tiny_model, tiny_sae))
+    assert len(read_manifest(tmp_path / "shards")) == 13
+    same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+
+
+@pytest.fixture()
+def encoded_dir(tmp_path, corpora, tiny_model, tiny_sae, small_chunks):
+    encode(corpora[0], f"{tmp_path}/shards/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    return tmp_path / "shards"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix != ".duckdb" and not p.name.endswith(".wal")
+    }
+
+
+def one_line_error(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_missing_or_truncated_shard_is_named(encoded_dir):
+    shard = encoded_dir / "activations" / "corpus=a" / "shard-00001.parquet"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SaeembedError) as excinfo:
+        open_store(encoded_dir, read_only=True)
+    assert "activations/corpus=a/shard-00001.parquet" in one_line_error(excinfo)
+    assert "truncated" in str(excinfo.value)
+    shard.unlink()
+    with pytest.raises(SaeembedError, match="is missing; restore it, or remove its line"):
+        open_store(encoded_dir, read_only=True)
+
+
+def test_two_encoders_mixed_are_refused(encoded_dir):
+    manifest = encoded_dir / MANIFEST
+    lines = manifest.read_text().splitlines()
+    entry = json.loads(lines[-1])
+    entry["encoder"] = "0" * 64
+    manifest.write_text("\n".join([*lines[:-1], json.dumps(entry)]) + "\n")
+    with pytest.raises(SaeembedError, match="mixes two encoders"):
+        open_store(encoded_dir, read_only=True)
+
+
+def test_a_cut_manifest_line_does_not_count(encoded_dir):
+    manifest = encoded_dir / MANIFEST
+    text = manifest.read_text()
+    manifest.write_text(text + text.splitlines()[0][:40])  # a kill in the middle of a line
+    assert len(read_manifest(encoded_dir)) == 4
+    with open_store(encoded_dir, read_only=True) as store:
+        assert store.sql("SELECT count(*) AS n FROM documents")["n"][0] == 111
+
+
+def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_model, tiny_sae):
+    before = snapshot(encoded_dir)
+    other_sae = tmp_path / "other-sae"
+    from tests.fakes import random_sae
+
+    random_sae(seed=5).save(other_sae)
+    cases = [
+        (dict(sae=str(other_sae)), "holds the shards of encoder"),
+        (dict(corpus="a", source=corpora[1]), "was encoded from another input"),
+        (dict(corpus="bad name/x"), "cannot name a shard folder"),
+        (dict(shard_docs=20), "must be a positive multiple"),
+    ]
+    for change, message in cases:
+        options = {**opts(tiny_model, tiny_sae), **change}
+        source = options.pop("source", corpora[0])
+        with pytest.raises(SaeembedError) as excinfo:
+            encode(source, f"{encoded_dir}/", **options)
+        assert message in one_line_error(excinfo)
+        assert snapshot(encoded_dir) == before
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(SaeembedError, match="holds other files and is not a shard directory"):
+        encode(corpora[0], f"{busy}/", **opts(tiny_model, tiny_sae))
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+    with pytest.raises(SaeembedError, match="not a shard directory"):
+        open_store(busy)
+
+
+def test_shards_are_write_once(encoded_dir, tiny_model, tiny_sae):
+    with open_store(encoded_dir) as store, pytest.raises(SaeembedError, match="shard directory"):
+        store.add_documents("x", pl.DataFrame())
+
+
+def test_queries_reach_the_shards_and_nothing_else(encoded_dir):
+    from saeembed.api import sql
+
+    n = sql(encoded_dir, "SELECT count(*) AS n FROM activations")["n"][0]
+    assert n == sum(s.files["activations"].rows for s in read_manifest(encoded_dir))
+    with pytest.raises(SaeembedError, match="disabled by configuration"):
+        sql(encoded_dir, "SELECT * FROM read_text('/etc/hostname')")
+
+
+def test_cli_encode_out_and_import(tmp_path, corpora, tiny_model, tiny_sae):
+    from click.testing import CliRunner
+
+    from saeembed.cli import main
+
+    runner = CliRunner()
+    common = ["--model", str(tiny_model), "--sae", str(tiny_sae), "--device", "cpu"]
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["-q", "encode", str(corpora[0]), "--out", str(out), *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["store", "import", str(out), "--db", str(tmp_path / "s.duckdb")])
+    assert result.exit_code == 0 and "imported 111 documents" in result.output
+    both = runner.invoke(main, ["encode", str(corpora[0]), "--out", str(out), "--db", "x.duckdb"])
+    assert both.exit_code == 2 and "either --db FILE" in both.output
+    ray_alone = runner.invoke(
+        main, ["encode", str(corpora[0]), "--db", "x.duckdb", "--workers", "2"]
+    )
+    assert ray_alone.exit_code == 2 and "pass --out DIR" in ray_alone.output
