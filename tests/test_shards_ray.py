@@ -1,0 +1,104 @@
+"""Shard encoding on a real local Ray cluster (2 CPU actors) with the tiny test model: the
+shards equal the single-process encoding row for row, and a kill -9 of an actor in the middle
+of the run still ends with every document stored exactly once. Slow: each run starts a cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from saeembed.api import encode
+from saeembed.errors import SaeembedError
+from saeembed.shards.layout import MANIFEST, read_manifest
+from tests.test_shards import CHUNK, SHARD, corpus_file, opts, same_store_rows
+
+pytest.importorskip("ray", reason="Ray is a dev dependency: make install brings it")
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+RAY_SCRIPT = """
+import saeembed.encode as encoding
+encoding.CHUNK_DOCS = {chunk}
+from saeembed.api import encode
+encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
+       shard_docs={shard}, engine="ray", workers=2)
+"""
+
+
+def run_on_ray(source, out, tiny_model, tiny_sae) -> subprocess.Popen:
+    script = RAY_SCRIPT.format(
+        chunk=CHUNK, source=str(source), out=out, model=str(tiny_model), sae=str(tiny_sae),
+        shard=SHARD,
+    )  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True)
+
+
+def actor_pids() -> list[int]:
+    """Processes of Ray Data's map actors (their title names the actor class)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"MapWorker" in title and b"_RayShardEncoder" in title:
+                found.append(int(entry.name))
+    return found
+
+
+def test_ray_shards_equal_the_single_process_encoding(tmp_path, tiny_model, tiny_sae, monkeypatch):
+    import saeembed.encode as encoding
+
+    monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
+    source = corpus_file(tmp_path / "c.csv", 300, 4)
+    encode(source, tmp_path / "single.duckdb", **opts(tiny_model, tiny_sae))
+    proc = run_on_ray(source, f"{tmp_path}/shards/", tiny_model, tiny_sae)
+    assert proc.wait(timeout=600) == 0
+    assert len(read_manifest(tmp_path / "shards")) == 10
+    same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+
+
+def test_kill_9_of_an_actor_stores_every_document_once(tmp_path, tiny_model, tiny_sae, monkeypatch):
+    import saeembed.encode as encoding
+
+    monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
+    source = corpus_file(tmp_path / "c.csv", 640, 5)
+    encode(source, tmp_path / "single.duckdb", **opts(tiny_model, tiny_sae))
+    out = f"{tmp_path}/shards/"
+    proc = run_on_ray(source, out, tiny_model, tiny_sae)
+    manifest = tmp_path / "shards" / MANIFEST
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and killed is None:
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 2:
+            pids = actor_pids()
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed = pids[0]
+        time.sleep(0.05)
+    assert killed is not None, "no actor to kill before the run ended"
+    code = proc.wait(timeout=600)
+    if code != 0:  # Ray gave up on the shard: a rerun finishes the job
+        assert run_on_ray(source, out, tiny_model, tiny_sae).wait(timeout=600) == 0
+    listed = read_manifest(tmp_path / "shards")
+    assert sorted(s.index for s in listed) == list(range(20))
+    same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+
+
+def test_an_unreachable_address_is_one_line(tmp_path, tiny_model, tiny_sae):
+    source = corpus_file(tmp_path / "c.csv", 10, 6)
+    with pytest.raises(SaeembedError) as excinfo:
+        encode(
+            source, f"{tmp_path}/shards/", engine="ray", address="127.0.0.1:9",
+            **opts(tiny_model, tiny_sae),
+        )  # fmt: skip
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+    assert not (tmp_path / "shards").exists()
