@@ -8,7 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from saeembed.analysis import stats
-from saeembed.analysis.diff import DIFF_COLUMNS, add_examples, diff_corpora, paired_diff
+from saeembed.analysis.diff import DIFF_COLUMNS, diff_corpora, paired_diff
+from saeembed.analysis.examples import add_examples
 from saeembed.errors import InputError, StoreError
 from tests.count_store import build_count_store
 

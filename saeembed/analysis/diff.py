@@ -29,9 +29,9 @@ from saeembed.analysis.measures import (
     rows_sql,
 )
 from saeembed.errors import InputError
-from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
+from saeembed.store.counts import kept_moments
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,12 @@ def diff_corpora(
     test = check_test(get_measure(measure), test)
     check_sort(sort, get_measure(measure), test)
     m = prepare(store, encoder, measure)
+    kept = None
+    if threshold == 0 and len(corpora_a) == len(corpora_b) == 1:
+        kept = kept_moments(store.con, encoder.encoder_id, corpora_a[0], corpora_b[0], m.name)
+    if kept is not None:  # two whole corpora under a kept measure: the counts, not the rows
+        moments, size_a, size_b = kept
+        return _finish(store, encoder, m, moments, size_a, size_b, min_support, alpha, sort, top)
     sides, size_a, size_b = _side_table(store, encoder, corpora_a, corpora_b)
     # `threshold` additionally requires the maximum to exceed it (0: every active concept)
     rows = f"{rows_sql(m)} AND a.value > $t"
@@ -260,6 +266,15 @@ def diff_corpora(
                 """,
                 {**params, "tested": moments["feature"].to_list()},
             )
+    return _finish(
+        store, encoder, m, moments, size_a, size_b, min_support, alpha, sort, top, test, groups
+    )
+
+
+def _finish(store, encoder, m, moments, size_a, size_b, min_support, alpha, sort, top,
+            test=None, groups=None) -> pl.DataFrame:  # fmt: skip
+    """The diff table from the per-concept moments: tested, labelled, ranked, cut to ``top``."""
+    moments = moments.filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
     features = moments["feature"].to_numpy()
     if m.binary:
         frame = compare_counts(
@@ -537,57 +552,3 @@ def paired_diff(
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
     frame = rank(_with_private(frame, columns_for(m, paired=True)), alpha, sort)
     return frame.head(top) if top else frame
-
-
-def add_examples(
-    store: Store,
-    encoder: Encoder,
-    frame: pl.DataFrame,
-    corpora_a: list[str],
-    corpora_b: list[str],
-    k: int,
-) -> pl.DataFrame:
-    """Add ``examples``: the top ``k`` documents of the richer side for each row's concept, peak
-    token marked «like this»."""
-    if k <= 0 or frame.height == 0:
-        return frame
-    rows = store.sql(
-        """
-        WITH wanted AS (
-            SELECT unnest($features) AS feature, unnest($richer_a) AS richer_a
-        ),
-        ranked AS (
-            SELECT w.feature, d.text, x.peak_start, x.peak_end, x.value,
-                   row_number() OVER (PARTITION BY w.feature ORDER BY x.value DESC, d.doc_id) AS r
-            FROM wanted w
-            JOIN activations x ON x.feature = w.feature AND x.encoder_id = $enc
-            JOIN documents d ON d.doc_id = x.doc_id
-            WHERE CASE WHEN w.richer_a THEN list_contains($a, d.corpus)
-                       ELSE list_contains($b, d.corpus) END
-        )
-        SELECT feature, text, peak_start, peak_end FROM ranked WHERE r <= $k
-        ORDER BY feature, r
-        """,
-        {
-            "features": frame["feature"].to_list(),
-            "richer_a": (frame["diff"] >= 0).to_list(),
-            "enc": encoder.encoder_id,
-            "a": list(corpora_a),
-            "b": list(corpora_b),
-            "k": k,
-        },
-    )
-    snippets = rows.with_columns(
-        pl.struct("text", "peak_start", "peak_end")
-        .map_elements(
-            lambda r: snippet(r["text"], r["peak_start"], r["peak_end"], width=50),
-            return_dtype=pl.Utf8,
-        )
-        .alias("example")
-    )
-    grouped = snippets.group_by("feature", maintain_order=True).agg(
-        pl.col("example").alias("examples")
-    )
-    return frame.join(
-        grouped.with_columns(pl.col("feature").cast(pl.Int64)), on="feature", how="left"
-    )

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from saeembed.errors import InputError
+from saeembed.store.counts import STRONG_FRACTION, recount
 
 if TYPE_CHECKING:
     from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
-STRONG_FRACTION = 0.5  # "strong": maximum above this fraction of the concept's reference p99
 REFERENCE_DOCS = 20_000  # documents (a fixed hash sample) behind the strong thresholds
 
 
@@ -176,6 +176,7 @@ def ensure_thresholds(store: Store, encoder: Encoder) -> None:
                     f"reference_docs) {query}",
                     params,
                 )
+                recount(con, encoder.encoder_id, ("strong",))  # kept strong counts start now
     log.info(
         "strong thresholds: %.0f%% of each concept's p99 over %d reference documents",
         100 * STRONG_FRACTION,

@@ -338,7 +338,8 @@ def diff(
     significant, the sides and the encoder). ``html``: also write the report page there (every
     tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
     `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table."""
-    from saeembed.analysis.diff import add_examples, check_diff_options, diff_corpora, paired_diff
+    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff
+    from saeembed.analysis.examples import add_examples
 
     if html is not None:
         from saeembed.files import check_output

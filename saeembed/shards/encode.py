@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -45,6 +46,7 @@ from saeembed.shards.layout import (
 )
 from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
 from saeembed.store import Store
+from saeembed.store.counts import DOCUMENTS
 from saeembed.tokens import wrapping_for
 
 log = logging.getLogger(__name__)
@@ -183,7 +185,7 @@ def encode_to_shards(
             part = docs.slice(index * size, size)
             write_parquet(root, shard_path("documents", corpus, index), part.to_arrow())
             exclude = sorted(elsewhere.intersection(part["doc_id"].to_list()))
-            tasks.append(ShardTask(corpus, index, exclude))
+            tasks.append(ShardTask(corpus, index, exclude, _presence_counts(store, exclude)))
         n_new = sum(min(size, docs.height - i * size) for i in pending)
         bar = tqdm(total=n_new, unit="doc", disable=not progress, desc=f"encoding {corpus}")
         try:
@@ -215,6 +217,19 @@ def _encoded_elsewhere(store: Store, corpus: str, docs: pl.DataFrame, done: set)
             "SELECT DISTINCT doc_id FROM encoded_documents WHERE doc_id IN (SELECT doc_id FROM wanted)"
         )
     return set(found["doc_id"].to_list())
+
+
+def _presence_counts(store: Store, doc_ids: list[int]) -> list[list[int]]:
+    """[feature, documents] over already encoded documents (feature -1: their number)."""
+    if not doc_ids:
+        return []
+    with store.temporary(wanted={"doc_id": pa.array(doc_ids, pa.int64())}):
+        counts = store.sql(
+            f"SELECT feature, count(*) AS n FROM activations SEMI JOIN wanted USING (doc_id) "
+            f"WHERE value > 0 GROUP BY feature UNION ALL SELECT {DOCUMENTS}, count(*) "
+            "FROM encoded_documents SEMI JOIN wanted USING (doc_id)"
+        )
+    return [[int(f), int(n)] for f, n in counts.iter_rows()]
 
 
 def _commit(root: Path, result: ShardResult, fingerprint: str) -> None:

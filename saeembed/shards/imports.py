@@ -1,7 +1,7 @@
 """Loading a shard directory into a single-file store (`saeembed store import DIR --db FILE`):
 corpora, documents, the encoder (under the target's own id), its encoded documents and
 activations, and the per-feature results analyses kept (labels, strong-presence thresholds,
-evidence embeddings), in one transaction. Documents and encodings the target already holds
+evidence embeddings), in one transaction, with the encoder's kept counts recounted. Documents and encodings the target already holds
 are not added again, so an import can be repeated."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from saeembed.errors import StoreError
 from saeembed.shards.layout import check_shards, is_shard_dir, read_header, read_manifest
 from saeembed.shards.views import analysis_db
 from saeembed.store import Store
+from saeembed.store.counts import KEPT_MEASURES, has_thresholds, recount
 
 # per-feature tables the analysis file keeps for its encoder, carried over with the encoder id
 FEATURE_TABLES = ("features", "feature_thresholds", "feature_evidence")
@@ -86,6 +87,8 @@ def import_shards(root: str | Path, db: str | Path) -> ImportReport:
                     )
             finally:
                 con.execute("DETACH shard_analysis")
+            strong = has_thresholds(con, new_id)
+            recount(con, new_id, KEPT_MEASURES if strong else ("presence",))
         after = target.sql(
             "SELECT (SELECT count(*) FROM documents) AS d, (SELECT count(*) FROM activations) AS a, "
             "(SELECT count(*) FROM encoded_documents) AS e"

@@ -8,6 +8,8 @@ A shard directory holds::
     documents/corpus=NAME/shard-00000.parquet  the shard's documents
     encoded/corpus=NAME/shard-00000.parquet    encoded_documents rows of the shard's new documents
     activations/corpus=NAME/shard-00000.parquet  (doc_id, feature, value, ...) rows
+    counts/corpus=NAME/shard-00000.parquet     (feature, n_docs): the shard's documents per
+                                               concept (feature -1: documents counted)
     analysis.duckdb                            what analyses write (labels, clusterings, ...)
 
 A shard's files are each written under a temporary name and renamed; the shard exists for
@@ -30,7 +32,7 @@ FORMAT_VERSION = 1
 HEADER = "saeembed-shards.json"
 MANIFEST = "manifest.jsonl"
 ANALYSIS_DB = "analysis.duckdb"
-TABLES = ("documents", "encoded", "activations")
+TABLES = ("documents", "encoded", "activations", "counts")
 _CORPUS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 

@@ -12,6 +12,7 @@ import duckdb
 
 from saeembed.errors import StoreError
 from saeembed.shards.layout import ANALYSIS_DB, check_shards, read_header, read_manifest
+from saeembed.store.counts import own_table
 
 _COLUMNS = {
     "documents": "corpus, doc_id, row_idx, ext_id, text, meta::JSON AS meta, context, parent_id, "
@@ -20,8 +21,17 @@ _COLUMNS = {
     "encoded_at",
     "activations": "{encoder_id}::INTEGER AS encoder_id, doc_id, feature, value, n_tokens, "
     "peak_token, peak_start, peak_end, value_sum",
+    # the shards' presence counts summed per corpus, beside the file's own (strong) counts
+    "counts": "{encoder_id}::INTEGER AS encoder_id, corpus, 'presence' AS measure, feature, "
+    "sum(n_docs)::BIGINT AS n_docs",
 }
-_VIEWS = {"documents": "documents", "encoded": "encoded_documents", "activations": "activations"}
+_TAILS = {"counts": " GROUP BY ALL UNION ALL SELECT * FROM {own} WHERE measure <> 'presence'"}
+_VIEWS = {
+    "documents": "documents",
+    "encoded": "encoded_documents",
+    "activations": "activations",
+    "counts": "concept_counts",
+}
 
 
 def analysis_db(root: Path) -> Path:
@@ -77,5 +87,6 @@ def attach_shards(con: duckdb.DuckDBPyConnection, root: Path) -> dict:
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns} FROM read_parquet([{listed}], "
             "hive_partitioning = true, hive_types = {'corpus': VARCHAR})"
+            + _TAILS.get(table, "").format(own=own_table(con, "concept_counts"))
         )
     return header

@@ -29,6 +29,7 @@ from saeembed.encode import (
 )
 from saeembed.errors import StoreError
 from saeembed.shards.layout import ShardFile, file_digest, shard_path
+from saeembed.store.counts import DOCUMENTS
 from saeembed.tokens import wrapping_for
 
 
@@ -55,6 +56,9 @@ class ShardTask:
     corpus: str
     index: int
     exclude: list[int] = field(default_factory=list)
+    # presence counts of the excluded documents, [feature, n] (feature -1: their number), which
+    # the shard's counts include: they are documents of its corpus
+    exclude_counts: list[list[int]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -160,13 +164,14 @@ class ShardEncoder:
             "encoded_at", pa.array([stamp] * encoded_table.num_rows, pa.timestamp("us"))
         )
         activations_table = _concat(activations, _ACTIVATIONS_SCHEMA)
+        tables = {
+            "encoded": encoded_table,
+            "activations": activations_table,
+            "counts": shard_counts(activations_table, encoded_table.num_rows, task.exclude_counts),
+        }
         files = {
-            "encoded": write_parquet(
-                self.root, shard_path("encoded", task.corpus, task.index), encoded_table
-            ),
-            "activations": write_parquet(
-                self.root, shard_path("activations", task.corpus, task.index), activations_table
-            ),
+            name: write_parquet(self.root, shard_path(name, task.corpus, task.index), table)
+            for name, table in tables.items()
         }
         return ShardResult(
             task.corpus, task.index, files, encoded_table.num_rows, n_tokens, n_truncated,
@@ -183,6 +188,28 @@ _ACTIVATIONS_SCHEMA = pa.schema(
      ("n_tokens", pa.int32()), ("peak_token", pa.int32()), ("peak_start", pa.int32()),
      ("peak_end", pa.int32()), ("value_sum", pa.float32())]
 )  # fmt: skip
+
+
+def shard_counts(activations: pa.Table, n_encoded: int, extra: list[list[int]]) -> pa.Table:
+    """The shard's kept presence counts (`saeembed.store.counts`): documents per concept, and
+    under feature -1 the documents counted."""
+    present = pl.from_arrow(activations).filter(pl.col("value") > 0)
+    counts = present.group_by("feature").agg(pl.len().cast(pl.Int64).alias("n_docs"))
+    rows = pl.concat(
+        [
+            counts.with_columns(pl.col("feature").cast(pl.Int32)),
+            pl.DataFrame({"feature": [DOCUMENTS], "n_docs": [n_encoded]}, schema=_COUNT_SCHEMA),
+            pl.DataFrame(
+                {"feature": [f for f, _ in extra], "n_docs": [n for _, n in extra]},
+                schema=_COUNT_SCHEMA,
+            ),
+        ]
+    )
+    summed = rows.group_by("feature").agg(pl.col("n_docs").sum()).sort("feature")
+    return summed.to_arrow()
+
+
+_COUNT_SCHEMA = {"feature": pl.Int32, "n_docs": pl.Int64}
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -262,5 +262,28 @@ def _feature_evidence(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(9, "kept concept counts")
+def _concept_counts(con: duckdb.DuckDBPyConnection) -> None:
+    # Per encoder, corpus and binary measure, the documents having each concept (feature -1:
+    # the corpus's encoded documents), kept up to date by the writes (saeembed.store.counts).
+    from saeembed.store.counts import KEPT_MEASURES, has_thresholds, recount
+
+    con.execute(
+        """
+        CREATE TABLE concept_counts (
+            encoder_id  INTEGER NOT NULL,
+            corpus      VARCHAR NOT NULL,
+            measure     VARCHAR NOT NULL,
+            feature     INTEGER NOT NULL,
+            n_docs      BIGINT  NOT NULL,
+            PRIMARY KEY (encoder_id, corpus, measure, feature)
+        );
+        """
+    )
+    for (encoder_id,) in con.execute("SELECT encoder_id FROM encoders").fetchall():
+        measures = KEPT_MEASURES if has_thresholds(con, encoder_id) else ("presence",)
+        recount(con, encoder_id, measures)
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from saeembed.errors import StoreError
+from saeembed.store import counts
 from saeembed.store.migrations import MIGRATIONS, latest_version
 
 log = logging.getLogger(__name__)
@@ -298,17 +299,27 @@ class Store:
             "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [corpus, source, text_col, id_col],
         )
-        return con.execute(
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE new_corpus_docs AS SELECT DISTINCT n.doc_id
+            FROM incoming_documents n
+            WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
+            """,
+            [corpus],
+        )
+        inserted = con.execute(
             """
             INSERT INTO documents
                 (corpus, doc_id, row_idx, ext_id, text, meta, context, parent_id, chunk_idx)
             SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta, n.context, n.parent_id,
                 n.chunk_idx
-            FROM incoming_documents n
-            WHERE NOT EXISTS (SELECT 1 FROM documents d WHERE d.corpus = ? AND d.doc_id = n.doc_id)
+            FROM incoming_documents n SEMI JOIN new_corpus_docs k ON k.doc_id = n.doc_id
             """,
-            [corpus, corpus],
+            [corpus],
         ).fetchall()[0][0]  # DuckDB returns the inserted row count
+        counts.add_documents(con, corpus, "new_corpus_docs")  # encoded while in other corpora
+        con.execute("DROP TABLE temp.new_corpus_docs")
+        return inserted
 
     def count_documents(self, corpus: str) -> int:
         return self.con.execute(
@@ -414,6 +425,7 @@ class Store:
                 "peak_token, peak_start, peak_end, value_sum FROM batch_activations",
                 [encoder_id],
             )
+            counts.add_batch(con, encoder_id)  # in the same transaction as the rows
 
     # ---- reading ---------------------------------------------------------------------------
     def encoded_doc_ids(
