@@ -229,7 +229,7 @@ def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_mo
         (dict(sae=str(other_sae)), "holds the shards of encoder"),
         (dict(corpus="a", source=corpora[1]), "was encoded from another input"),
         (dict(corpus="bad name/x"), "cannot name a shard folder"),
-        (dict(shard_docs=20), "must be a positive multiple"),
+        (dict(shard_docs=0), "--shard-docs must be at least 1"),
     ]
     for change, message in cases:
         options = {**opts(tiny_model, tiny_sae), **change}

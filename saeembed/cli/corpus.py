@@ -92,7 +92,8 @@ from saeembed.render import default_format, join_lists, render, scientific
 @click.option(
     "--shard-docs",
     type=click.IntRange(min=1),
-    help="With --out: documents per shard, a multiple of 2,048 [default: 8,192].",
+    help="With --out: documents per shard [default: 8,192; multiples of 2,048 give values "
+    "bit-identical to a --db encode].",
 )
 @click.pass_context
 @domain_errors
