@@ -89,6 +89,7 @@ class EncodeReport:
     n_truncated: int = 0
     n_activations: int = 0
     seconds: float = 0.0
+    worker_seconds: float = 0.0  # sharded encodes: the workers' time encoding, summed
 
     def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
         """Count one written batch; ``seconds`` is the time since the encoding started."""

@@ -205,6 +205,7 @@ def encode_to_shards(
                 report.n_truncated += result.n_truncated
                 report.n_activations += result.n_activations
                 report.seconds = time.perf_counter() - start
+                report.worker_seconds += result.seconds
                 bar.update(result.files["documents"].rows)
         finally:
             bar.close()
