@@ -4,7 +4,10 @@ This module owns everything between a user's file and the encoder: choosing the 
 extension (after an optional .gz/.zst/.zstd/.bz2 suffix), decompressing, checking UTF-8, finding
 the text and id columns, skipping empty and repeated texts, packing the remaining columns into a
 JSON `meta` string, and giving each document a content-derived `doc_id`. Every problem with the
-input becomes a one-line `InputError` that names the file and the fix.
+input becomes a one-line `InputError` that names the file and the fix. Files are decompressed as
+a stream (`saeembed.compression`); TXT and JSONL are read line by line with repeated texts
+dropped as they arrive (`saeembed.input_lines`), so their memory follows the distinct texts, not
+the size of the file. The other formats are read whole.
 
 The output frame always has the columns of `DOCUMENT_COLUMNS`:
 `row_idx` (position in the input), `doc_id`, `ext_id` (the id column as strings, or null),
@@ -17,15 +20,23 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from saeembed.compression import COMPRESSIONS, decompress
+from saeembed.compression import COMPRESSIONS, open_decompressed
 from saeembed.errors import InputError
+from saeembed.input_lines import (
+    UTF8_BOM,
+    StreamedRows,
+    json_kind,
+    json_value,
+    read_jsonl,
+    read_txt,
+    utf8_error,
+)
 
 DOCUMENT_COLUMNS = ("row_idx", "doc_id", "ext_id", "text", "meta")
 
@@ -40,15 +51,6 @@ FORMATS = {
     ".txt": "txt",
 }
 _TEXT_FORMATS = {"jsonl", "json", "csv", "tsv", "txt"}
-_UTF8_BOM = b"\xef\xbb\xbf"
-_JSON_KINDS = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    list: "array",
-    dict: "object",
-}
 
 
 @dataclass
@@ -109,7 +111,12 @@ def read_documents(
 ) -> tuple[pl.DataFrame, ReadReport]:
     """Read a corpus file into the document table; see the module docstring for its columns."""
     source = str(path)
-    loaded = _load_input(path, "pass a single corpus file", text_col, id_col)
+    fold = text_col or "text"  # repeats of a text are folded as lines stream in
+    loaded = _load_input(path, "pass a single corpus file", text_col, id_col, fold)
+    if isinstance(loaded, StreamedRows) and loaded.fmt == "txt":
+        return _frame_documents(loaded.rows, text_col, id_col, source, loaded)
+    if isinstance(loaded, StreamedRows):
+        return _documents_from_records(loaded.rows, text_col, id_col, source, loaded)
     if isinstance(loaded, list):
         return _documents_from_records(loaded, text_col, id_col, source)
     return documents_from_frame(loaded, text_col=text_col, id_col=id_col, source=source)
@@ -118,7 +125,9 @@ def read_documents(
 def read_table(path: str | Path) -> pl.DataFrame:
     """Any input file (the formats `read_documents` reads) as a plain polars frame, every column
     kept: for inputs that are not one document per row, such as preference pairs."""
-    loaded = _load_input(path, "pass a single file", None, None)
+    loaded = _load_input(path, "pass a single file", None, None, None)
+    if isinstance(loaded, StreamedRows):
+        loaded = loaded.rows
     if isinstance(loaded, list):
         if not loaded:
             raise _empty(str(path))
@@ -127,9 +136,15 @@ def read_table(path: str | Path) -> pl.DataFrame:
 
 
 def _load_input(
-    path: str | Path, directory_hint: str, text_col: str | None, id_col: str | None
-) -> list[dict] | pl.DataFrame:
-    """A file's records (JSON, JSONL) or table (everything else), decompressed and UTF-8 checked."""
+    path: str | Path,
+    directory_hint: str,
+    text_col: str | None,
+    id_col: str | None,
+    fold: str | None,
+) -> StreamedRows | list[dict] | pl.DataFrame:
+    """A file's rows, decompressed as they stream and UTF-8 checked: TXT and JSONL as
+    `StreamedRows` (repeated texts folded when ``fold`` names the text key), JSON as records,
+    everything else as a table (read whole)."""
     source = str(path)
     path = Path(path)
     if not path.exists():
@@ -137,11 +152,18 @@ def _load_input(
     if path.is_dir():
         raise InputError(f"{source} is a directory; {directory_hint}")
     fmt, compression = _format_of(path, source)
-    raw = _read_bytes(path, compression, source)
+    with open_decompressed(path, compression, source) as stream:
+        if fmt in ("txt", "jsonl") and stream.peek(1):
+            if fmt == "txt":
+                return read_txt(stream, source, fold=fold is not None)
+            return read_jsonl(stream, source, fold)
+        raw = stream.read()
+    if not raw:
+        raise _empty(source)  # nothing to encode
     if fmt in _TEXT_FORMATS:
         raw = _checked_utf8(raw, source)
-    if fmt in ("json", "jsonl"):
-        return _parse_json(raw, source) if fmt == "json" else _parse_jsonl(raw, source)
+    if fmt == "json":
+        return _parse_json(raw, source)
     return _read_table(raw, fmt, source, text_col, id_col)
 
 
@@ -153,6 +175,17 @@ def documents_from_frame(
     source: str = "<frame>",
 ) -> tuple[pl.DataFrame, ReadReport]:
     """The document table of an in-memory frame; `source` names it in errors and the report."""
+    return _frame_documents(frame, text_col, id_col, source)
+
+
+def _frame_documents(
+    frame: pl.DataFrame,
+    text_col: str | None,
+    id_col: str | None,
+    source: str,
+    folded: StreamedRows | None = None,
+) -> tuple[pl.DataFrame, ReadReport]:
+    """`documents_from_frame`, for a frame whose rows may stand for repeats `folded` away."""
     if frame.height == 0:
         raise _empty(source)
     labels = {name: _dtype_label(dtype) for name, dtype in frame.schema.items()}
@@ -161,7 +194,7 @@ def documents_from_frame(
     ids = _frame_ids(frame, id_col, labels, source) if id_col is not None else None
     others = frame.drop([c for c in (text_col, id_col) if c is not None])
     texts = frame[text_col].cast(pl.String)
-    return _assemble(texts, ids, _meta_json(others), source, text_col, id_col)
+    return _assemble(texts, ids, _meta_json(others), source, text_col, id_col, folded)
 
 
 def documents_from_texts(
@@ -205,34 +238,19 @@ def _format_of(path: Path, source: str) -> tuple[str, str | None]:
     return FORMATS[ext], compression
 
 
-def _read_bytes(path: Path, compression: str | None, source: str) -> bytes:
-    """The file's bytes, decompressed; an empty result is an error (nothing to encode)."""
-    raw = path.read_bytes()
-    if raw and compression:
-        raw = decompress(raw, compression, source)
-    if not raw:
-        raise _empty(source)
-    return raw
-
-
 def _checked_utf8(raw: bytes, source: str) -> bytes:
     """`raw` without a UTF-8 byte-order mark, after checking it decodes (to report the offset)."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(
-            f"{source} is not valid UTF-8 (first bad byte at offset {e.start}); "
-            "re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8"
-        ) from None
-    return raw[len(_UTF8_BOM) :] if raw.startswith(_UTF8_BOM) else raw
+        raise utf8_error(source, e.start) from None
+    return raw[len(UTF8_BOM) :] if raw.startswith(UTF8_BOM) else raw
 
 
 def _read_table(
     raw: bytes, fmt: str, source: str, text_col: str | None, id_col: str | None
 ) -> pl.DataFrame:
-    """A polars frame from CSV/TSV/Parquet/TXT bytes."""
-    if fmt == "txt":
-        return pl.DataFrame({"text": _text_lines(raw)}, schema={"text": pl.String})
+    """A polars frame from CSV/TSV/Parquet bytes."""
     if fmt == "parquet":
         try:
             return pl.read_parquet(io.BytesIO(raw))
@@ -285,71 +303,7 @@ def _check_row_widths(raw: bytes, separator: str, source: str) -> None:
             )
 
 
-def _text_lines(raw: bytes) -> list[str]:
-    """One document per line; a final newline ends the last line rather than starting a new
-    (empty) one, and a CR before each LF is treated as part of the line ending."""
-    text = raw.decode("utf-8")
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 # ------------------------------------------------------------------------------------- JSON
-
-
-def _parse_jsonl(raw: bytes, source: str) -> list[dict]:
-    """One JSON object per line; blank lines are ignored (they are not records)."""
-    records = []
-    for lineno, line in enumerate(raw.decode("utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json_value(line, f"line {lineno} of {source}")
-        except json.JSONDecodeError as e:
-            raise InputError(
-                f"line {lineno} of {source} is not valid JSON ({e.msg} at column {e.colno}); "
-                "fix or remove that line"
-            ) from None
-        if not isinstance(value, dict):
-            raise InputError(
-                f"line {lineno} of {source} is a JSON {_json_kind(value)}, not an object; "
-                'each line must be one object such as {"text": "..."}'
-            )
-        records.append(value)
-    return records
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def json_value(text: str, where: str):
-    """``json.loads`` with one-line errors for what the parser itself lets through or dies on:
-    nesting deeper than Python's recursion limit, and escapes of lone surrogates (``\\ud800``),
-    which are not text and cannot be stored."""
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except RecursionError:
-        raise InputError(
-            f"{where} nests JSON arrays or objects too deeply to read; flatten the records"
-        ) from None
-    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
-        raise InputError(
-            f"{where} holds a lone UTF-16 surrogate escape (such as \\ud800), which is not "
-            "text; fix or remove that escape"
-        )
-    return value
-
-
-def _has_lone_surrogate(value) -> bool:
-    if isinstance(value, str):
-        return bool(_LONE_SURROGATE.search(value))
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(v) for v in value)
-    return False
 
 
 def _parse_json(raw: bytes, source: str) -> list[dict]:
@@ -365,13 +319,13 @@ def _parse_json(raw: bytes, source: str) -> list[dict]:
         value = _wrapped_records(value, source)
     if not isinstance(value, list):
         raise InputError(
-            f"{source} holds a JSON {_json_kind(value)}; expected an array of objects "
+            f"{source} holds a JSON {json_kind(value)}; expected an array of objects "
             'or an object with one list of records such as {"data": [...]}'
         )
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise InputError(
-                f"item {i} of the records in {source} is a JSON {_json_kind(item)}, "
+                f"item {i} of the records in {source} is a JSON {json_kind(item)}, "
                 'not an object; each record must be an object such as {"text": "..."}'
             )
     return value
@@ -392,24 +346,19 @@ def _wrapped_records(obj: dict, source: str) -> list:
     return next(iter(candidates.values()))
 
 
-def _no_constant(name: str) -> None:
-    """NaN/Infinity are not JSON; Python accepts them, so read them as null (as polars does)."""
-    return None
-
-
-def _json_kind(value: object) -> str:
-    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
-
-
 def _documents_from_records(
-    records: list[dict], text_col: str | None, id_col: str | None, source: str
+    records: list[dict],
+    text_col: str | None,
+    id_col: str | None,
+    source: str,
+    folded: StreamedRows | None = None,
 ) -> tuple[pl.DataFrame, ReadReport]:
     """Documents from parsed JSON records. Meta is serialised here with `json.dumps` rather than
     through polars so nested values come back exactly (polars would union the keys of nested
     objects across rows and fill the gaps with nulls); keys a record lacks are left out."""
     if not records:
         raise _empty(source)
-    labels = _record_labels(records)
+    labels = _record_labels(records, folded.kinds if folded else None)
     text_col = _choose_text_col(labels, text_col, source)
     _check_id_col(labels, id_col, source)
     texts = pl.Series("text", [r.get(text_col) for r in records], dtype=pl.String)
@@ -422,18 +371,20 @@ def _documents_from_records(
         [_compact_json({k: v for k, v in r.items() if k not in skip}) for r in records],
         dtype=pl.String,
     )
-    return _assemble(texts, ids, meta, source, text_col, id_col)
+    return _assemble(texts, ids, meta, source, text_col, id_col, folded)
 
 
-def _record_labels(records: list[dict]) -> dict[str, str]:
-    """Column name -> type label for JSON records, keys in first-seen order. "String" means
-    every non-null value is a string and "Null" means all are null, matching `_dtype_label`."""
-    kinds: dict[str, set[str]] = {}
-    for record in records:
-        for key, value in record.items():
-            seen = kinds.setdefault(key, set())
-            if value is not None:
-                seen.add(_json_kind(value))
+def _record_labels(records: list[dict], kinds: dict[str, set[str]] | None) -> dict[str, str]:
+    """Column name -> type label for JSON records (or for the ``kinds`` their keys were seen
+    with), keys in first-seen order. "String" means every non-null value is a string and "Null"
+    means all are null, matching `_dtype_label`."""
+    if kinds is None:
+        kinds = {}
+        for record in records:
+            for key, value in record.items():
+                seen = kinds.setdefault(key, set())
+                if value is not None:
+                    seen.add(json_kind(value))
     return {
         key: "Null" if not s else "String" if s == {"string"} else "/".join(sorted(s))
         for key, s in kinds.items()
@@ -536,19 +487,23 @@ def _assemble(
     source: str,
     text_col: str,
     id_col: str | None,
+    folded: StreamedRows | None = None,
 ) -> tuple[pl.DataFrame, ReadReport]:
-    """Skip empty texts, then repeated texts (keeping the first), check ids, add doc_id."""
-    n_rows = len(texts)
+    """Skip empty texts, then repeated texts (keeping the first), check ids, add doc_id. Rows
+    `folded` while streaming stand for their later repeats too, which count as skipped here."""
+    n = len(texts)
+    row_idx = pl.int_range(0, n, dtype=pl.Int64, eager=True)
+    weight = pl.repeat(1, n, dtype=pl.Int64, eager=True)
+    if folded is not None and folded.row_idx is not None:
+        row_idx = folded.row_idx
+    if folded is not None and folded.weights is not None:
+        weight = folded.weights
     if ids is None:
-        ids = pl.repeat(None, n_rows, dtype=pl.String, eager=True)
+        ids = pl.repeat(None, n, dtype=pl.String, eager=True)
     table = pl.DataFrame(
-        {
-            "row_idx": pl.int_range(0, n_rows, dtype=pl.Int64, eager=True),
-            "ext_id": ids,
-            "text": texts,
-            "meta": meta,
-        }
+        {"row_idx": row_idx, "ext_id": ids, "text": texts, "meta": meta, "weight": weight}
     )
+    n_rows = int(weight.sum())
     kept = table.filter(pl.col("text").str.strip_chars().fill_null("") != "")
     if kept.height == 0:
         raise InputError(
@@ -562,8 +517,8 @@ def _assemble(
     report = ReadReport(
         path=source,
         n_rows=n_rows,
-        n_empty=n_rows - kept.height,
-        n_duplicate_text=kept.height - unique.height,
+        n_empty=n_rows - int(kept["weight"].sum()),
+        n_duplicate_text=int(kept["weight"].sum()) - unique.height,
         text_col=text_col,
         id_col=id_col,
     )

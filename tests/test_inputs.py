@@ -7,6 +7,9 @@ import datetime as dt
 import gzip
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -625,3 +628,124 @@ def test_truncated_compressed_input_is_an_error(tmp_path, compression, fmt):
         path = write(tmp_path, f"t.{fmt}{compression}", whole[: len(whole) // 2])
         with pytest.raises(InputError, match=rf"t\.{fmt}\{compression} is not valid {kind} data"):
             read_documents(path)
+
+
+# ----------------------------------------------------------- streaming and bounded memory
+
+
+def test_repeats_folded_while_streaming_count_as_before(tmp_path):
+    """JSONL repeats are dropped as they stream; the table and report are as if read whole:
+    repeats of a blank or null text count as empty, the first occurrence keeps its row."""
+    rows = [
+        {"text": "a", "id": "1", "n": 1},
+        {"text": "a", "id": "9", "n": 2},
+        {"text": " "},
+        {"text": " ", "id": "2"},
+        {"text": None},
+        {"text": None, "n": 3},
+        {"n": 4},
+        {"text": "b", "id": "3"},
+        {"text": "a"},
+    ]
+    path = write(tmp_path, "c.jsonl.zst", COMPRESS[".zst"](encode("jsonl", rows)))
+    docs, report = read_documents(path, id_col="id")
+    assert docs["row_idx"].to_list() == [0, 7]
+    assert docs["ext_id"].to_list() == ["1", "3"]
+    assert docs["meta"].to_list() == ['{"n":1}', "{}"]
+    assert report == ReadReport(str(path), 9, 5, 2, "text", "id")
+
+
+def test_a_dropped_repeat_still_counts_for_the_columns(tmp_path):
+    """The id column appears only on a repeat, dropped as it streams: it is still a column (the
+    kept row lacks an id), as when the whole file was read."""
+    path = write(tmp_path, "c.jsonl", b'{"text": "a"}\n{"text": "a", "id": "x"}\n')
+    with pytest.raises(
+        InputError,
+        match=r"1 rows of .*c\.jsonl have no value in id column 'id' \(first at row_idx 0",
+    ):
+        read_documents(path, id_col="id")
+
+
+def test_lines_across_read_blocks(tmp_path, monkeypatch):
+    """Lines, CRLF endings, multi-byte characters, a BOM and the offset of a bad byte come out
+    the same when every read is a few bytes (as they cross block boundaries in large files)."""
+    import saeembed.compression
+    import saeembed.input_lines
+
+    data = "\ufeffcafé one\r\nnaïve ✓ two\r\ncafé one\r\n\r\nlast ✓".encode()
+    names = {".txt": data, ".jsonl": encode("jsonl", [{"text": t} for t in ["é ✓", "b", "é ✓"]])}
+    expected = {}
+    for size in (1 << 20, 3, 1):
+        monkeypatch.setattr(saeembed.input_lines, "_BLOCK", size)
+        monkeypatch.setattr(saeembed.compression, "_ZSTD_STEP", size)
+        for suffix, plain in names.items():
+            for compression in ("", ".zst", ".gz"):
+                raw = COMPRESS[compression](plain) if compression else plain
+                path = write(tmp_path, f"c{suffix}{compression}", raw)
+                got = read_documents(path)
+                assert_frame_equal(got[0], expected.setdefault(suffix, got)[0])
+                assert got[1].n_duplicate_text == 1
+        bad = write(tmp_path, "bad.txt", "✓ fine\n".encode() * 5 + b"caf\xe9\n")
+        with pytest.raises(InputError, match=r"first bad byte at offset 48\)"):
+            read_documents(bad)
+    assert expected[".txt"][0]["text"].to_list() == ["café one", "naïve ✓ two", "last ✓"]
+    assert expected[".txt"][1] == ReadReport(str(tmp_path / "c.txt"), 5, 1, 1, "text", None)
+
+
+def test_damaged_compression_is_reported_before_a_bad_line(tmp_path):
+    """As when the file was read whole: a truncated archive is named, not a bad line before the
+    cut (nor bad UTF-8)."""
+    lines = [json.dumps({"text": f"document {i}"}) for i in range(3000)]
+    lines[1] = "{oops"
+    lines[2] = '{"text": "caf\xe9"}'
+    for compression, kind in ((".gz", "gzip"), (".zst", "zstd"), (".bz2", "bzip2")):
+        for plain in ("\n".join(lines).encode(), "\n".join(lines).encode("latin-1")):
+            whole = COMPRESS[compression](plain)
+            path = write(tmp_path, f"t.jsonl{compression}", whole[: len(whole) // 2])
+            with pytest.raises(InputError, match=rf"is not valid {kind} data"):
+                read_documents(path)
+    path = write(tmp_path, "t.jsonl", "\n".join(lines).encode("latin-1"))
+    with pytest.raises(InputError, match="is not valid UTF-8"):
+        read_documents(path)  # bad UTF-8 anywhere comes before a bad line
+
+
+def test_corrupt_deflate_data_is_an_input_error(tmp_path):
+    whole = gzip.compress(b"some text\n" * 100)
+    path = write(tmp_path, "x.txt.gz", whole[:10] + b"\xff" * 20 + whole[30:])
+    with pytest.raises(InputError, match=r"x\.txt\.gz is not valid gzip data"):
+        read_documents(path)
+
+
+BOMB_LINE = b"the same sentence over and over\n"  # 32 bytes
+BOMB_LINES = 12 * 2**20  # 384 MiB once decompressed
+
+
+def test_a_decompression_bomb_stays_in_bounded_memory(tmp_path):
+    """A .txt.gz of under a megabyte that expands to 384 MiB of one repeated line is read in a
+    few hundred megabytes at most (it took 2 GB when the file was read whole): the peak RSS of a
+    fresh process that reads it, interpreter and polars included, stays under 1 GB."""
+    path = tmp_path / "bomb.txt.gz"
+    block = BOMB_LINE * 2**15  # 1 MiB, so the test itself stays small
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        for _ in range(BOMB_LINES // 2**15):
+            out.write(block)
+    assert path.stat().st_size < 4 * 2**20
+    script = (
+        "import resource, sys\n"
+        "from saeembed.inputs import read_documents\n"
+        "docs, report = read_documents(sys.argv[1])\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"  # KiB (bytes on macOS)
+        "peak = peak if sys.platform == 'darwin' else peak * 1024\n"
+        "print(docs.height, docs['text'][0], report.n_rows, report.n_duplicate_text, peak)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    *words, n_rows, n_repeats, peak = done.stdout.split()
+    assert " ".join(words) == "1 " + BOMB_LINE.decode().strip()
+    assert (int(n_rows), int(n_repeats)) == (BOMB_LINES, BOMB_LINES - 1)
+    assert int(peak) < 2**30, f"peak RSS {int(peak) / 2**20:.0f} MiB"
