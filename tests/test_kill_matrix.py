@@ -1,0 +1,172 @@
+"""Kill -9 at random moments (seeded), several trials each, for the writing commands that
+`test_encode`, `test_real_model`, `test_chunks`, `test_shards` and `test_llm_server` do not
+cover: `prefs encode`, offline `features label` and `cluster` (with its map). After every kill
+the store opens and holds no half-written result; after a final run to completion it equals,
+row for row, a run that was never interrupted. Each command runs as `python -m saeembed` in its
+own process with the tiny test model."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from saeembed.api import encode
+from saeembed.store import Store
+from tests.test_shards import corpus_file, opts
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+TRIALS = 4
+
+
+def saeembed(*args: str) -> list[str]:
+    return [sys.executable, "-m", "saeembed", "-q", *map(str, args)]
+
+
+def timed_run(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def kill_at_random_moments(command, seconds: float, seed: int, after_kill) -> int:
+    """Run ``command`` ``TRIALS`` times, each killed with SIGKILL at a random moment within
+    ``seconds`` (a run that finishes first is left alone), calling ``after_kill()`` after each.
+    Returns how many runs were killed."""
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(TRIALS):
+        proc = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            proc.wait(timeout=rng.uniform(0.3, 0.9 * seconds))
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed += 1
+        after_kill()
+    return killed
+
+
+def table(db: Path, query: str) -> pl.DataFrame:
+    with Store(db, read_only=True) as store:
+        return store.sql(query)
+
+
+PAIR_TABLES = (
+    "SELECT pairs, corpus, source, context FROM pair_sets ORDER BY ALL",
+    "SELECT * FROM pairs ORDER BY ALL",
+    "SELECT corpus, doc_id, row_idx, text, context FROM documents ORDER BY ALL",
+    "SELECT encoder_id, doc_id, n_tokens, truncated, n_features FROM encoded_documents "
+    "ORDER BY ALL",
+    "SELECT * FROM activations ORDER BY ALL",
+    "SELECT * FROM concept_counts ORDER BY ALL",
+)
+
+
+def test_prefs_encode(tmp_path, tiny_model, tiny_sae):
+    rng = random.Random(0)
+    words = ["yes", "no", "maybe", "sure", "never", "always", "the", "a", "plan", "help", "lock", "door", "key"]
+    rows = [
+        {
+            "prompt": " ".join(rng.choice(words) for _ in range(rng.randint(2, 12))),
+            "chosen": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
+            "rejected": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
+        }
+        for _ in range(1500)
+    ]
+    source = tmp_path / "pairs.jsonl"
+    pl.DataFrame(rows).write_ndjson(source)
+    model = ["--model", tiny_model, "--sae", tiny_sae, "--device", "cpu", "--batch-tokens", "96"]
+    clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
+    seconds = timed_run(saeembed("prefs", "encode", source, "--db", clean, "--context", *model))
+    command = saeembed("prefs", "encode", source, "--db", killed, "--context", *model)
+
+    def consistent():
+        if killed.exists():
+            (pairs,) = table(killed, "SELECT count(*) FROM pairs").row(0)
+            assert pairs in (0, 1500)  # the pair set is stored whole or not at all
+            (n,) = table(killed, "SELECT count(*) FROM encoded_documents e "
+                         "ANTI JOIN activations a USING (doc_id) WHERE e.n_features > 0").row(0)  # fmt: skip
+            assert n == 0  # no encoded document without its activations
+
+    assert kill_at_random_moments(command, seconds, 1, consistent) >= 2
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    for query in PAIR_TABLES:
+        assert table(killed, query).equals(table(clean, query)), query
+
+
+@pytest.fixture()
+def encoded_store(tmp_path, tiny_model, tiny_sae) -> Path:
+    db = tmp_path / "encoded.duckdb"
+    encode(corpus_file(tmp_path / "c.csv", 600, 7), db, corpus="c", **opts(tiny_model, tiny_sae))
+    return db
+
+
+LABEL_QUERY = (
+    "SELECT encoder_id, feature, label, description, label_source, label_score, density, n_docs, "
+    "examples FROM features ORDER BY feature"
+)
+
+
+def test_features_label(tmp_path, encoded_store):
+    clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
+    shutil.copy(encoded_store, clean)
+    shutil.copy(encoded_store, killed)
+    seconds = timed_run(saeembed("features", "label", clean))
+    command = saeembed("features", "label", killed)
+
+    def consistent():
+        labels = table(killed, "SELECT count(*) AS n, count(label) AS l FROM features").row(0)
+        assert labels[0] == labels[1]  # no feature row without its label
+
+    assert kill_at_random_moments(command, seconds, 2, consistent) >= 2
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    assert table(killed, LABEL_QUERY).height > 0
+    assert table(killed, LABEL_QUERY).equals(table(clean, LABEL_QUERY))
+
+
+MEMBERS = (
+    "SELECT m.doc_id, m.cluster, m.assigned, m.x, m.y FROM cluster_members m "
+    "JOIN clusterings c USING (clustering_id) WHERE c.clustering_id = "
+    "(SELECT max(clustering_id) FROM clusterings) ORDER BY m.doc_id"
+)
+
+
+def test_cluster_with_map(tmp_path, encoded_store):
+    clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
+    shutil.copy(encoded_store, clean)
+    shutil.copy(encoded_store, killed)
+    options = ["--corpus", "c", "--method", "kmeans", "--k", "4", "--examples", "0"]
+    seconds = timed_run(saeembed("cluster", clean, *options, "--map", tmp_path / "clean.html"))
+    page = tmp_path / "killed.html"
+    command = saeembed("cluster", killed, *options, "--map", page)
+
+    def consistent():
+        whole = table(
+            killed,
+            "SELECT c.clustering_id, c.n_clusters, (SELECT count(*) FROM clusters k WHERE "
+            "k.clustering_id = c.clustering_id) AS clusters, (SELECT count(*) FROM "
+            "cluster_members m WHERE m.clustering_id = c.clustering_id) AS members "
+            "FROM clusterings c",
+        )
+        for row in whole.iter_rows(named=True):  # every stored clustering is whole
+            assert row["clusters"] == row["n_clusters"] and row["members"] == 600
+        if page.exists():  # the page is there whole, or not at all
+            assert page.read_text().rstrip().endswith("</html>")
+        assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+    assert kill_at_random_moments(command, seconds, 3, consistent) >= 2
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    assert table(killed, MEMBERS).equals(table(clean, MEMBERS))
+    assert page.read_text().rstrip().endswith("</html>")
