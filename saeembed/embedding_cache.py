@@ -39,6 +39,9 @@ def document_embeddings(
     missing = frame.filter(~pl.col("doc_id").is_in(known["doc_id"].implode()))
     if missing.height:
         log.info("embedding %d documents with %s", missing.height, key)
+        if store.read_only:
+            log.info("the store is read-only: these embeddings are not kept for the next run")
+    computed = []
     for start in range(0, missing.height, BATCH):
         part = missing.slice(start, BATCH)
         vectors = model.embed(part["text"].to_list())
@@ -46,6 +49,9 @@ def document_embeddings(
             "doc_id": pa.array(part["doc_id"].to_numpy()),
             "vector": pa.array(list(vectors), pa.list_(pa.float32())),
         })  # fmt: skip
+        if store.read_only:  # a reader embeds what it needs and keeps it in memory
+            computed.append(pl.from_arrow(table))
+            continue
         with store.transaction(incoming_embeddings=table) as con:
             con.execute(
                 "INSERT INTO text_embeddings SELECT ?, doc_id, vector FROM incoming_embeddings "
@@ -53,6 +59,8 @@ def document_embeddings(
                 [key],
             )
     stored = _stored(store, key, frame["doc_id"])
+    if computed:
+        stored = pl.concat([stored, *computed], how="vertical_relaxed")
     matrix = np.stack(stored["vector"].to_list()).astype(np.float32)
     row = {d: i for i, d in enumerate(stored["doc_id"].to_list())}
     return matrix[[row[int(d)] for d in np.asarray(doc_ids)]]

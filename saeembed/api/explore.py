@@ -256,7 +256,9 @@ def search(
     from saeembed.analysis.retrieve import search_documents
 
     # the concepts' search only reads; dense and hybrid cache document embeddings in the store
-    with Store(db, create=False, read_only=mode == "sae") as store:
+    # when it is writable (a read-only store is read, its embeddings computed in memory)
+    read_only = mode == "sae" or not Store.can_write(db)
+    with Store(db, create=False, read_only=read_only) as store:
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)

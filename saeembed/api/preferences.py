@@ -150,7 +150,8 @@ def fit(
     with example pairs (`saeembed.reports.prefs_report`)."""
     if html is not None:
         check_output(html)  # before any work
-    with Store(db, create=False) as store:
+    # a fit only caches (embeddings, thresholds): a store it cannot write is read
+    with Store(db, create=False, read_only=not Store.can_write(db)) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
         report = fit_preferences(

@@ -123,6 +123,15 @@ class Store:
                 sync_rows(con, read_header(self.shard_root))
         attach_shards(self.con, self.shard_root)
 
+    @staticmethod
+    def can_write(path: str | Path) -> bool:
+        """Whether the store at ``path`` could be opened for writing (its file, or a shard
+        directory's analysis file, is writable): commands that only cache (embeddings) read a
+        store they cannot write instead of failing."""
+        path = Path(path)
+        file = Store._file_of(path) if path.is_dir() else path
+        return os.access(file if file.exists() else file.parent, os.W_OK)
+
     def refresh_shards(self) -> None:
         """Re-read a shard directory's manifest (after shards were added)."""
         if self.shard_root is not None:
