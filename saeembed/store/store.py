@@ -141,9 +141,9 @@ class Store:
         """Shard directories are written only by the shard encoder: a one-line error otherwise."""
         if self.shard_root is not None:
             raise StoreError(
-                f"{self.path} is a shard directory, whose documents are written once by "
-                f"`saeembed encode FILE --out {self.path}`; to {action}, import it first "
-                f"(`saeembed store import {self.path} --db FILE.duckdb`)"
+                f"cannot {action}: {self.path} is a shard directory, written only by "
+                f"`saeembed encode FILE --out {self.path}` (encode the file there first), or "
+                f"import it into a single file (`saeembed store import {self.path} --db FILE`)"
             )
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
