@@ -37,6 +37,7 @@ from saeembed.input_lines import (
     read_txt,
     utf8_error,
 )
+from saeembed.remote import is_url, local_copy
 
 DOCUMENT_COLUMNS = ("row_idx", "doc_id", "ext_id", "text", "meta")
 
@@ -141,11 +142,16 @@ def _load_input(
     text_col: str | None,
     id_col: str | None,
     fold: str | None,
+    source: str | None = None,
 ) -> StreamedRows | list[dict] | pl.DataFrame:
     """A file's rows, decompressed as they stream and UTF-8 checked: TXT and JSONL as
     `StreamedRows` (repeated texts folded when ``fold`` names the text key), JSON as records,
-    everything else as a table (read whole)."""
-    source = str(path)
+    everything else as a table (read whole). A URL (``s3://``, ``hf://``...) is read from a
+    local copy (`saeembed.remote`), with errors naming the URL."""
+    if is_url(path):
+        with local_copy(path) as local:
+            return _load_input(local, directory_hint, text_col, id_col, fold, source=path)
+    source = source or str(path)
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {source}")

@@ -749,3 +749,30 @@ def test_a_decompression_bomb_stays_in_bounded_memory(tmp_path):
     assert " ".join(words) == "1 " + BOMB_LINE.decode().strip()
     assert (int(n_rows), int(n_repeats)) == (BOMB_LINES, BOMB_LINES - 1)
     assert int(peak) < 2**30, f"peak RSS {int(peak) / 2**20:.0f} MiB"
+
+
+# ------------------------------------------------------------------- inputs named by URL
+
+
+def test_a_url_is_read_through_fsspec(tmp_path):
+    """fsspec's in-memory file system stands in for s3:// or hf://: the same document table
+    as the local file, errors that name the URL, and no copy left behind."""
+    import fsspec
+
+    data = gzip.compress(b'{"text": "first"}\n{"text": "second"}\n{"text": "first"}\n')
+    local = write(tmp_path, "c.jsonl.gz", data)
+    with fsspec.open("memory://bucket/c.jsonl.gz", "wb") as f:
+        f.write(data)
+    docs, report = read_documents("memory://bucket/c.jsonl.gz")
+    expected, expected_report = read_documents(local)
+    assert_frame_equal(docs, expected)
+    assert report.n_duplicate_text == expected_report.n_duplicate_text == 1
+    assert report.path == "memory://bucket/c.jsonl.gz"
+    with pytest.raises(InputError, match=r"^no such file: memory://bucket/none\.jsonl$"):
+        read_documents("memory://bucket/none.jsonl")
+    with fsspec.open("memory://bucket/bad.jsonl", "wb") as f:
+        f.write(b'{"text": "ok"}\n{"text": \n')
+    with pytest.raises(InputError, match=r"^line 2 of memory://bucket/bad\.jsonl is not valid"):
+        read_documents("memory://bucket/bad.jsonl")
+    with pytest.raises(InputError, match=r"needs s3fs; install it \(pip install s3fs\)"):
+        read_documents("s3://bucket/c.jsonl")

@@ -19,6 +19,7 @@ from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
 from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import coerce_value, named_queries, run_query
+from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.shards.layout import is_shard_target
 from saeembed.store import Store
@@ -87,7 +88,7 @@ def _read(source, text_col, id_col) -> tuple[pl.DataFrame, ReadReport, str]:
         return docs, report, source
     if isinstance(source, (str, Path)):
         docs, report = read_documents(source, text_col=text_col, id_col=id_col)
-        return docs, report, str(Path(source).resolve())
+        return docs, report, source if is_url(source) else str(Path(source).resolve())
     docs, report = documents_from_texts(list(source))
     return docs, report, "<texts>"
 
@@ -282,8 +283,9 @@ def diff_cache_store() -> Path:
 
 
 def _encodable(ref: str | Path) -> bool:
-    """Whether ``ref`` names something a diff encodes on the way: a file or a named dataset."""
-    return is_dataset_ref(str(ref)) or Path(ref).exists()
+    """Whether ``ref`` names something a diff encodes on the way: a file (or URL) or a named
+    dataset."""
+    return is_dataset_ref(str(ref)) or is_url(str(ref)) or Path(ref).exists()
 
 
 def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str, object | None]:

@@ -29,6 +29,7 @@ from saeembed.prefs.report import (
     fit_preferences,
     preference_data,
 )
+from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 
@@ -82,7 +83,8 @@ def encode_pairs(
         table, origin = pairs_from_frame(source, seed=seed, source="<dataframe>"), "<dataframe>"
     else:
         table = read_pairs(source, seed=seed)
-        origin = str(source) if is_dataset_ref(str(source)) else str(Path(source).resolve())
+        remote = is_dataset_ref(str(source)) or is_url(str(source))
+        origin = str(source) if remote else str(Path(source).resolve())
     name = pairs or corpus_name_for(source)
     stack = load_encoding_stack(
         model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
