@@ -74,7 +74,7 @@ ENCODE_TABLES = (
 
 
 def test_encode(tmp_path, tiny_model, tiny_sae):
-    source = corpus_file(tmp_path / "c.csv", 3000, 9)
+    source = corpus_file(tmp_path / "c.csv", 2000, 9)
     model = ["--model", tiny_model, "--sae", tiny_sae, "--device", "cpu", "--batch-tokens", "96"]
     clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
     seconds = timed_run(saeembed("encode", source, "--db", clean, *model))
@@ -141,7 +141,7 @@ def test_prefs_encode(tmp_path, tiny_model, tiny_sae):
             "chosen": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
             "rejected": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
         }
-        for _ in range(1500)
+        for _ in range(1000)
     ]
     source = tmp_path / "pairs.jsonl"
     pl.DataFrame(rows).write_ndjson(source)
@@ -153,7 +153,7 @@ def test_prefs_encode(tmp_path, tiny_model, tiny_sae):
     def consistent():
         if killed.exists():
             (pairs,) = table(killed, "SELECT count(*) FROM pairs").row(0)
-            assert pairs in (0, 1500)  # the pair set is stored whole or not at all
+            assert pairs in (0, 1000)  # the pair set is stored whole or not at all
             (n,) = table(killed, "SELECT count(*) FROM encoded_documents e "
                          "ANTI JOIN activations a USING (doc_id) WHERE e.n_features > 0").row(0)  # fmt: skip
             assert n == 0  # no encoded document without its activations
