@@ -280,3 +280,43 @@ def test_cli_encode_out_and_import(tmp_path, corpora, tiny_model, tiny_sae):
         main, ["encode", str(corpora[0]), "--db", "x.duckdb", "--workers", "2"]
     )
     assert ray_alone.exit_code == 2 and "pass --out DIR" in ray_alone.output
+
+
+def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, small_chunks):
+    from saeembed.api import preferences
+
+    rng = random.Random(8)
+    pair_rows = [
+        {
+            "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 8))),
+            "chosen": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
+            "rejected": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
+        }
+        for _ in range(60)
+    ]
+    source = tmp_path / "pairs.jsonl"
+    pl.DataFrame(pair_rows).write_ndjson(source)
+    common = dict(context=True, **opts(tiny_model, tiny_sae))
+    shards = tmp_path / "shards"
+    single = preferences.encode_pairs(source, tmp_path / "single.duckdb", **common)
+    sharded = preferences.encode_pairs(source, f"{shards}/", **common)
+    assert (single.n_new_pairs, sharded.n_new_pairs) == (60, 60)
+    again = preferences.encode_pairs(source, f"{tmp_path}/shards/", **common)
+    assert again.n_new_pairs == 0 and again.encoding.n_encoded == 0
+    same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+    for query in ("SELECT * FROM pairs ORDER BY ALL",
+                  "SELECT pairs, corpus, source, context FROM pair_sets"):  # fmt: skip
+        assert rows(tmp_path / "shards", query).equals(rows(tmp_path / "single.duckdb", query))
+    import_shards(tmp_path / "shards", tmp_path / "imported.duckdb")
+    query = "SELECT * FROM pairs ORDER BY ALL"
+    assert rows(tmp_path / "imported.duckdb", query).equals(rows(tmp_path / "shards", query))
+    fits = [
+        preferences.fit(db, dense=False, ks=(2,)) for db in (tmp_path / "imported.duckdb", shards)
+    ]
+    same_results(fits[0].features, fits[1].features)
+    assert fits[0].metrics == pytest.approx(fits[1].metrics)
+    other = [dict(r, chosen=r["rejected"], rejected=r["chosen"]) for r in pair_rows]
+    pl.DataFrame(other).write_ndjson(tmp_path / "other.jsonl")
+    with pytest.raises(SaeembedError, match="holds different pairs"):
+        preferences.encode_pairs(tmp_path / "other.jsonl", f"{tmp_path}/shards/", pairs="pairs",
+                                 **common)  # fmt: skip

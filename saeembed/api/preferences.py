@@ -31,6 +31,7 @@ from saeembed.prefs.report import (
 )
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
+from saeembed.shards.layout import is_shard_target
 from saeembed.store import Encoder, Store
 
 if TYPE_CHECKING:
@@ -90,6 +91,15 @@ def encode_pairs(
         model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
         batch_tokens=batch_tokens,
     )  # fmt: skip
+    if is_shard_target(db):
+        from saeembed.shards.pairs import encode_pairs_to_shards
+
+        options = dict(model=model, sae=sae, layer=layer, device=device, dtype=dtype,
+                       max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat)  # fmt: skip
+        added, encoding = encode_pairs_to_shards(
+            db, name, table, origin, stack, options, context=context, progress=progress
+        )
+        return PairEncodeResult(name, table.height, added, encoding)
     with Store(db) as store:
         added = add_pairs(store, name, table, context=context, source=origin)
         encoding = encode_stored_corpus(

@@ -52,9 +52,25 @@ def add_pairs(
 ) -> int:
     """Store ``pairs`` (a `saeembed.prefs.pairs` table) as pair set ``name`` and its responses as
     corpus ``name``; returns how many pairs were new (0 when exactly these pairs are there)."""
+    docs, linked = response_documents(pairs, context=context)
+    if pair_set_stored(store, name, linked, context=context):
+        return 0
+    with store.transaction(
+        incoming_documents=Store.incoming_documents(name, docs), incoming_pairs=linked
+    ) as con:
+        store.insert_documents(con, name, source, RESPONSE_COLUMNS, None)
+        insert_pair_rows(con, name, source, context)
+    return linked.height
+
+
+RESPONSE_COLUMNS = "response_a/response_b"  # what `corpora.text_col` says of a pair set
+
+
+def pair_set_stored(store: Store, name: str, linked: pl.DataFrame, *, context: bool) -> bool:
+    """Whether pair set ``name`` holds exactly these pairs already; an error when it holds
+    others, or when ``name`` is a corpus that is not a pair set."""
     if not name or not name.strip():
         raise InputError("a pair set needs a name; pass --pairs NAME")
-    docs, linked = response_documents(pairs, context=context)
     known = store.sql("SELECT context FROM pair_sets WHERE pairs = ?", [name])
     if known.height:
         stored = store.sql(
@@ -67,25 +83,25 @@ def add_pairs(
                 f"pair set {name!r} in {store.path} holds different pairs (or was encoded "
                 f"{'with' if known['context'][0] else 'without'} context); choose another --pairs name"
             )
-        return 0
+        return True
     if name in store.corpora():
         raise StoreError(
             f"{store.path} already has a corpus {name!r} that is not a pair set; "
             "choose another --pairs name"
         )
-    with store.transaction(
-        incoming_documents=Store.incoming_documents(name, docs), incoming_pairs=linked
-    ) as con:
-        store.insert_documents(con, name, source, "response_a/response_b", None)
-        con.execute(
-            "INSERT INTO pair_sets (pairs, corpus, source, context) VALUES (?, ?, ?, ?)",
-            [name, name, source, context],
-        )
-        con.execute(
-            f"INSERT INTO pairs SELECT ?, {', '.join(STORED_PAIR_COLUMNS)} FROM incoming_pairs",
-            [name],
-        )
-    return linked.height
+    return False
+
+
+def insert_pair_rows(con, name: str, source: str | None, context: bool) -> None:
+    """Inside a transaction with ``incoming_pairs`` registered: the pair set's rows."""
+    con.execute(
+        "INSERT INTO pair_sets (pairs, corpus, source, context) VALUES (?, ?, ?, ?)",
+        [name, name, source, context],
+    )
+    con.execute(
+        f"INSERT INTO pairs SELECT ?, {', '.join(STORED_PAIR_COLUMNS)} FROM incoming_pairs",
+        [name],
+    )
 
 
 def pair_sets(store: Store) -> pl.DataFrame:

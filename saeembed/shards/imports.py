@@ -1,6 +1,6 @@
 """Loading a shard directory into a single-file store (`saeembed store import DIR --db FILE`):
 corpora, documents, the encoder (under the target's own id), its encoded documents and
-activations, and the per-feature results analyses kept (labels, strong-presence thresholds,
+activations, the pair sets, and the per-feature results analyses kept (labels, strong-presence thresholds,
 evidence embeddings), in one transaction, with the encoder's kept counts recounted. Documents and encodings the target already holds
 are not added again, so an import can be repeated."""
 
@@ -18,6 +18,12 @@ from saeembed.store.counts import KEPT_MEASURES, has_thresholds, recount
 
 # per-feature tables the analysis file keeps for its encoder, carried over with the encoder id
 FEATURE_TABLES = ("features", "feature_thresholds", "feature_evidence")
+# pair sets recorded in the analysis file, by their keys
+PAIR_TABLES = {
+    "pair_sets": ("pairs",),
+    "pairs": ("pairs", "pair_id"),
+    "pair_labels": ("pairs", "pair_id", "relabel"),
+}
 
 
 @dataclass
@@ -84,6 +90,12 @@ def import_shards(root: str | Path, db: str | Path) -> ImportReport:
                         f"FROM shard_analysis.{table} s WHERE s.encoder_id = {int(old_id)} AND "
                         f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.encoder_id = {new_id} "
                         "AND t.feature = s.feature)"
+                    )
+                for table, key in PAIR_TABLES.items():
+                    match = " AND ".join(f"t.{k} = s.{k}" for k in key)
+                    con.execute(
+                        f"INSERT INTO {table} BY NAME SELECT * FROM shard_analysis.{table} s "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})"
                     )
             finally:
                 con.execute("DETACH shard_analysis")
