@@ -22,7 +22,7 @@ import pytest
 
 from saeembed.api import encode
 from saeembed.store import Store
-from tests.test_shards import corpus_file, opts
+from tests.test_shards import corpus_file, opts, pairs_file
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -82,13 +82,18 @@ def test_encode(tmp_path, tiny_model, tiny_sae):
 
     def consistent():
         if killed.exists():
-            (n,) = table(killed, "SELECT count(*) FROM encoded_documents e "
-                         "ANTI JOIN activations a USING (doc_id) WHERE e.n_features > 0").row(0)  # fmt: skip
-            assert n == 0  # no encoded document without its activations
+            every_encoding_whole(killed)
 
     assert kill_at_random_moments(command, seconds, 4, consistent) >= 2
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     same_tables(killed, clean, ENCODE_TABLES)
+
+
+def every_encoding_whole(db: Path) -> None:
+    """No encoded document lacks its activations."""
+    (n,) = table(db, "SELECT count(*) FROM encoded_documents e ANTI JOIN activations a "
+                 "USING (doc_id) WHERE e.n_features > 0").row(0)  # fmt: skip
+    assert n == 0
 
 
 def same_tables(killed: Path, clean: Path, queries) -> None:
@@ -119,32 +124,7 @@ PAIR_TABLES = (
 
 
 def test_prefs_encode(tmp_path, tiny_model, tiny_sae):
-    rng = random.Random(0)
-    words = [
-        "yes",
-        "no",
-        "maybe",
-        "sure",
-        "never",
-        "always",
-        "the",
-        "a",
-        "plan",
-        "help",
-        "lock",
-        "door",
-        "key",
-    ]
-    rows = [
-        {
-            "prompt": " ".join(rng.choice(words) for _ in range(rng.randint(2, 12))),
-            "chosen": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
-            "rejected": " ".join(rng.choice(words) for _ in range(rng.randint(2, 30))),
-        }
-        for _ in range(1000)
-    ]
-    source = tmp_path / "pairs.jsonl"
-    pl.DataFrame(rows).write_ndjson(source)
+    source = pairs_file(tmp_path / "pairs.jsonl", 1000, 0, longest=30)
     model = ["--model", tiny_model, "--sae", tiny_sae, "--device", "cpu", "--batch-tokens", "96"]
     clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
     seconds = timed_run(saeembed("prefs", "encode", source, "--db", clean, "--context", *model))
@@ -154,9 +134,7 @@ def test_prefs_encode(tmp_path, tiny_model, tiny_sae):
         if killed.exists():
             (pairs,) = table(killed, "SELECT count(*) FROM pairs").row(0)
             assert pairs in (0, 1000)  # the pair set is stored whole or not at all
-            (n,) = table(killed, "SELECT count(*) FROM encoded_documents e "
-                         "ANTI JOIN activations a USING (doc_id) WHERE e.n_features > 0").row(0)  # fmt: skip
-            assert n == 0  # no encoded document without its activations
+            every_encoding_whole(killed)
 
     assert kill_at_random_moments(command, seconds, 1, consistent) >= 2
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
@@ -176,10 +154,16 @@ LABEL_QUERY = (
 )
 
 
+def two_copies(store: Path, folder: Path) -> tuple[Path, Path]:
+    """The encoded store copied twice: for the clean run and for the killed one."""
+    clean, killed = folder / "clean.duckdb", folder / "killed.duckdb"
+    shutil.copy(store, clean)
+    shutil.copy(store, killed)
+    return clean, killed
+
+
 def test_features_label(tmp_path, encoded_store):
-    clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
-    shutil.copy(encoded_store, clean)
-    shutil.copy(encoded_store, killed)
+    clean, killed = two_copies(encoded_store, tmp_path)
     seconds = timed_run(saeembed("features", "label", clean))
     command = saeembed("features", "label", killed)
 
@@ -201,9 +185,7 @@ MEMBERS = (
 
 
 def test_cluster_with_map(tmp_path, encoded_store):
-    clean, killed = tmp_path / "clean.duckdb", tmp_path / "killed.duckdb"
-    shutil.copy(encoded_store, clean)
-    shutil.copy(encoded_store, killed)
+    clean, killed = two_copies(encoded_store, tmp_path)
     options = ["--corpus", "c", "--method", "kmeans", "--k", "4", "--examples", "0"]
     seconds = timed_run(saeembed("cluster", clean, *options, "--map", tmp_path / "clean.html"))
     page = tmp_path / "killed.html"

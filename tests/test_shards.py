@@ -41,6 +41,19 @@ def corpus_file(path: Path, n: int, seed: int, shared: list[str] = ()) -> Path:
     return path
 
 
+def pairs_file(path: Path, n: int, seed: int, words=WORDS, longest: int = 20) -> Path:
+    """``n`` preference pairs of random words (prompt, chosen, rejected) as JSONL."""
+    rng = random.Random(seed)
+
+    def text(most: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(rng.randint(2, most)))
+
+    rows = [{"prompt": text(8), "chosen": text(longest), "rejected": text(longest)}
+            for _ in range(n)]  # fmt: skip
+    pl.DataFrame(rows).write_ndjson(path)
+    return path
+
+
 @pytest.fixture()
 def small_chunks(monkeypatch):
     monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
@@ -285,17 +298,7 @@ def test_cli_encode_out_and_import(tmp_path, corpora, tiny_model, tiny_sae):
 def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, small_chunks):
     from saeembed.api import preferences
 
-    rng = random.Random(8)
-    pair_rows = [
-        {
-            "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 8))),
-            "chosen": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
-            "rejected": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 20))),
-        }
-        for _ in range(60)
-    ]
-    source = tmp_path / "pairs.jsonl"
-    pl.DataFrame(pair_rows).write_ndjson(source)
+    source = pairs_file(tmp_path / "pairs.jsonl", 60, 8)
     common = dict(context=True, **opts(tiny_model, tiny_sae))
     shards = tmp_path / "shards"
     single = preferences.encode_pairs(source, tmp_path / "single.duckdb", **common)
@@ -315,8 +318,8 @@ def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, sma
     ]
     same_results(fits[0].features, fits[1].features)
     assert fits[0].metrics == pytest.approx(fits[1].metrics)
-    other = [dict(r, chosen=r["rejected"], rejected=r["chosen"]) for r in pair_rows]
-    pl.DataFrame(other).write_ndjson(tmp_path / "other.jsonl")
+    swapped = pl.read_ndjson(source).rename({"chosen": "rejected", "rejected": "chosen"})
+    swapped.write_ndjson(tmp_path / "other.jsonl")
     with pytest.raises(SaeembedError, match="holds different pairs"):
         preferences.encode_pairs(tmp_path / "other.jsonl", f"{tmp_path}/shards/", pairs="pairs",
                                  **common)  # fmt: skip
