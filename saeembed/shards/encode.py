@@ -170,9 +170,9 @@ def encode_to_shards(
     size = read_header(root)["shard_docs"]
     if shard_docs is not None and shard_docs != size:
         raise InputError(f"{root} uses shards of {size:,} documents; drop --shard-docs or match it")
-    _record_corpus(root, corpus, docs, origin, read)
-
     with Store(root) as store:  # holds the directory's lock for the whole run
+        _record_corpus(root, corpus, docs, origin, read)
+        store.refresh_shards()  # the corpus row, from the header
         encoder = store.resolve_encoder(None)
         from saeembed.labels import ensure_shipped_labels
 
