@@ -343,8 +343,11 @@ def correlate_metadata(
     effect = "diff" if kind == "categorical" else "rho"
     frame = frame.with_columns(
         (pl.col("q") < alpha).alias("_sig"), pl.col(effect).abs().alias("_abs")
-    ).sort(["_sig", "_abs", "p"], descending=[True, True, False])
+    )
     first = ["category"] if kind == "categorical" else []
+    # ties broken by feature (and category): polars' sort does not keep the input order
+    keys = ["_sig", "_abs", "p", "feature", *first]
+    frame = frame.sort(keys, descending=[True, True, False, False, False][: len(keys)])
     rest = [c for c in frame.columns if c not in (*first, "feature", "label", "_sig", "_abs")]
     return frame.select([*first, "feature", "label", *rest]).head(top)
 

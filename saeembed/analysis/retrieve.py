@@ -120,7 +120,7 @@ def sae_scores(
         (
             pl.col("scaled") * pl.col("feature").replace_strict(weights, return_dtype=pl.Float64)
         ).alias("contribution")
-    ).sort("contribution", descending=True)
+    ).sort(["contribution", "feature"], descending=[True, False])  # ties: by feature
     row = {d: i for i, d in enumerate(docs["doc_id"].to_list())}
     scores = np.zeros(docs.height)
     reasons: list[list[str]] = [[] for _ in range(docs.height)]

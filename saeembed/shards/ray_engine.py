@@ -94,6 +94,10 @@ def run_on_ray(
         ray.init(**options)
         started = True
     try:
+        # Ray Data logs each dataset's plan and timing at INFO; saeembed's -v shows them
+        quiet = not logging.getLogger("saeembed").isEnabledFor(logging.DEBUG)
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         dataset = ray.data.from_items(
