@@ -94,10 +94,16 @@ def run_on_ray(
         ray.init(**options)
         started = True
     try:
-        # Ray Data logs each dataset's plan and timing at INFO; saeembed's -v shows them
-        quiet = not logging.getLogger("saeembed").isEnabledFor(logging.DEBUG)
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+        # Ray Data logs each dataset's plan and timing: shown with -vv; -q leaves errors only
+        ours = logging.getLogger("saeembed")
+        if ours.isEnabledFor(logging.DEBUG):
+            levels = (logging.INFO, logging.INFO)
+        elif ours.isEnabledFor(logging.WARNING):
+            levels = (logging.WARNING, logging.ERROR)
+        else:
+            levels = (logging.ERROR, logging.ERROR)
+        logging.getLogger("ray").setLevel(levels[0])
+        logging.getLogger("ray.data").setLevel(levels[1])
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         dataset = ray.data.from_items(
