@@ -17,7 +17,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from saeembed import encode as encoding
@@ -36,7 +35,6 @@ from saeembed.shards.layout import (
     ShardFile,
     append_manifest,
     check_corpus_name,
-    file_digest,
     is_shard_dir,
     read_header,
     read_manifest,
@@ -185,10 +183,11 @@ def encode_to_shards(
         start = time.perf_counter()
         if not pending:
             return 0, report
-        tasks = []
+        tasks, documents = [], {}
         for index in pending:
             part = docs.slice(index * size, size)
-            write_parquet(root, shard_path("documents", corpus, index), part.to_arrow())
+            written = write_parquet(root, shard_path("documents", corpus, index), part.to_arrow())
+            documents[index] = written
             exclude = sorted(elsewhere.intersection(part["doc_id"].to_list()))
             tasks.append(ShardTask(corpus, index, exclude, _presence_counts(store, exclude)))
         n_new = sum(min(size, docs.height - i * size) for i in pending)
@@ -199,7 +198,7 @@ def encode_to_shards(
                 workers=workers, gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
             )  # fmt: skip
             for result in results:
-                _commit(root, result, spec.fingerprint())
+                _commit(root, result, documents[result.index], spec.fingerprint())
                 report.n_encoded += result.n_encoded
                 report.n_tokens += result.n_tokens
                 report.n_truncated += result.n_truncated
@@ -238,18 +237,10 @@ def _presence_counts(store: Store, doc_ids: list[int]) -> list[list[int]]:
     return [[int(f), int(n)] for f, n in counts.iter_rows()]
 
 
-def _commit(root: Path, result: ShardResult, fingerprint: str) -> None:
-    """A finished shard's manifest line (its documents file described as written)."""
-    relative = shard_path("documents", result.corpus, result.index)
-    size, digest = file_digest(root / relative)
-    rows = _parquet_rows(root / relative)
-    documents = ShardFile(relative, rows, size, digest)
+def _commit(root: Path, result: ShardResult, documents: ShardFile, fingerprint: str) -> None:
+    """A finished shard's manifest line, with its documents file as the driver wrote it."""
     result.files = {"documents": documents, **result.files}
     append_manifest(root, Shard(result.corpus, result.index, fingerprint, result.files))
-
-
-def _parquet_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
 
 
 def _run(engine, root, tasks, args, fingerprint, *, stack, address, workers, gpus_per_worker,
