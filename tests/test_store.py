@@ -181,3 +181,14 @@ def test_a_failed_write_shows_its_own_error_not_the_rollback(tmp_path):
         raise duckdb.IOException("No space left on device")
     assert "scratch" not in store.sql("SELECT table_name FROM duckdb_tables()")["table_name"]
     store.close()
+
+
+def test_a_store_killed_while_being_created_opens_for_reading(tmp_path):
+    """A kill between creating the file and its first migration leaves an empty DuckDB file
+    (schema v0): a reader builds it, as a writer would, rather than refusing it."""
+
+    path = tmp_path / "s.duckdb"
+    duckdb.connect(str(path)).close()
+    with Store(path, read_only=True) as store:
+        assert store.schema_version() == latest_version()
+        assert store.corpora() == []

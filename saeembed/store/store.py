@@ -85,9 +85,11 @@ class Store:
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
             )
         self.con = self._connect(read_only)
+        version = self.schema_version() if read_only else None
         if (
             read_only
-            and 0 < self.schema_version() < latest_version()
+            and (version > 0 or not self._has_foreign_tables())  # (v0, empty: a killed create)
+            and version < latest_version()
             and os.access(self.file, os.W_OK)
         ):
             # an older store opened for reading: upgrade it once (migrations only add), then read
