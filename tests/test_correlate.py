@@ -56,6 +56,25 @@ def test_same_peak_pairs_are_trivial(store):
     assert marked["trivial"].all() and (marked["same_peak"] == 1.0).all()
 
 
+def test_same_peak_is_measured_on_the_sampled_documents(store):
+    # outside a 60-document sample, feature 4 peaks elsewhere: only the sample may count
+    sample = store.encoded_doc_ids(store.resolve_encoder(None), max_docs=60)
+    with store.temporary(sampled={"doc_id": sample}):
+        store.con.execute(
+            "UPDATE activations SET peak_token = 1 WHERE feature = 4 "
+            "AND doc_id NOT IN (SELECT doc_id FROM sampled)"
+        )
+    kept = correlate_concepts(store, show_trivial=True, max_docs=60, min_support=2)
+    assert kept.filter(feature_a=1, feature_b=4)["same_peak"].to_list() == [1.0]
+    whole = correlate_concepts(store, show_trivial=True, max_docs=None, min_support=2)
+    assert whole.filter(feature_a=1, feature_b=4)["same_peak"].item() < 1.0
+
+
+def test_a_binary_measure_has_r_equal_to_phi(store):
+    pairs = correlate_concepts(store, same_peak=1.01, max_cosine=1.01, top=10)
+    assert pairs["r"].to_numpy() == pytest.approx(pairs["phi"].to_numpy())
+
+
 def test_blocks_give_the_same_pairs(store):
     matrix = load_matrix(store, store.resolve_encoder(None))
     whole = cooccurrence_pairs(matrix, min_support=5, block=512)

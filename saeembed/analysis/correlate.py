@@ -72,13 +72,15 @@ def cooccurrence_pairs(
     live = np.flatnonzero((counts >= min_support) & (numeric | (counts <= n - min_support)))
     if len(live) < 2:
         return pl.DataFrame(schema={c: pl.Float64 for c in PAIR_COLUMNS[:0]})
-    xl = x[:, live].tocsc()
-    xr = xl.T.tocsr()
+    # CSR both sides: scipy multiplies CSR by CSR without converting either operand per block
+    xl = x[:, live].tocsr()  # [docs, live]
+    xr = xl.T.tocsr()  # [live, docs]
     n_live = counts[live].astype(np.float64)
-    vl = matrix.values[:, live].astype(np.float64).tocsc()
-    vr = vl.T.tocsr()
-    mean = np.asarray(vl.mean(axis=0)).ravel()
-    sd = np.sqrt(np.maximum(np.asarray(vl.multiply(vl).mean(axis=0)).ravel() - mean**2, 0))
+    if numeric:
+        vl = matrix.values[:, live].astype(np.float64).tocsr()
+        vr = vl.T.tocsr()
+        mean = np.asarray(vl.mean(axis=0)).ravel()
+        sd = np.sqrt(np.maximum(np.asarray(vl.multiply(vl).mean(axis=0)).ravel() - mean**2, 0))
     best: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(live), block):
         stop = min(start + block, len(live))
@@ -88,10 +90,15 @@ def cooccurrence_pairs(
         i_idx, j_idx = i_idx[keep], j_idx[keep]
         n_ab = co[i_idx, j_idx]
         n_a, n_b = n_live[i_idx + start], n_live[j_idx]
-        products = (vr[start:stop] @ vl).toarray()[i_idx, j_idx] / n
         with np.errstate(invalid="ignore", divide="ignore"):
             npmi = np.log(n_ab * n / (n_a * n_b)) / -np.log(n_ab / n)
-            r = (products - mean[i_idx + start] * mean[j_idx]) / (sd[i_idx + start] * sd[j_idx])
+            if numeric:
+                products = (vr[start:stop] @ vl).toarray()[i_idx, j_idx] / n
+                r = (products - mean[i_idx + start] * mean[j_idx]) / (
+                    sd[i_idx + start] * sd[j_idx]
+                )
+            else:  # a binary measure's Pearson correlation is phi
+                r = (n * n_ab - n_a * n_b) / np.sqrt(n_a * n_b * (n - n_a) * (n - n_b))
         r = np.nan_to_num(r)
         score = r if numeric else npmi
         if len(score) > top:
@@ -142,19 +149,33 @@ def decoder_cosines(encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray | None:
     return (a * b).sum(dim=1).numpy()
 
 
-def same_peak_share(store: Store, encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray:
-    """Per pair: share of the documents having both where both peak on the same token."""
+def same_peak_share(
+    store: Store, encoder: Encoder, pairs: pl.DataFrame, doc_ids: np.ndarray
+) -> np.ndarray:
+    """Per pair: share of the documents having both (among ``doc_ids``, the matrix's documents)
+    where both peak on the same token."""
     if pairs.height == 0:
         return np.empty(0)
-    with store.temporary(pairs_in=pairs.select("feature_a", "feature_b").to_arrow()):
+    tables = {
+        "pairs_in": pairs.select("feature_a", "feature_b").to_arrow(),
+        "peak_docs": {"doc_id": doc_ids},
+    }
+    with store.temporary(**tables):
+        # the peaks of the pairs' concepts in the sampled documents first: one pass over the
+        # activations (a shard directory's Parquet files) instead of a self-join over all rows
         shares = store.sql(
             """
+            WITH peaks AS MATERIALIZED (
+                SELECT a.doc_id, a.feature, a.peak_token FROM activations a
+                SEMI JOIN peak_docs d ON d.doc_id = a.doc_id
+                WHERE a.encoder_id = $enc AND a.feature IN (
+                    SELECT feature_a FROM pairs_in UNION SELECT feature_b FROM pairs_in)
+            )
             SELECT p.feature_a, p.feature_b,
                    avg(CASE WHEN x.peak_token = y.peak_token THEN 1.0 ELSE 0.0 END) AS share
             FROM pairs_in p
-            JOIN activations x ON x.feature = p.feature_a AND x.encoder_id = $enc
-            JOIN activations y ON y.feature = p.feature_b AND y.encoder_id = $enc
-                              AND y.doc_id = x.doc_id
+            JOIN peaks x ON x.feature = p.feature_a
+            JOIN peaks y ON y.feature = p.feature_b AND y.doc_id = x.doc_id
             GROUP BY ALL
             """,
             {"enc": encoder.encoder_id},
@@ -191,7 +212,8 @@ def correlate_concepts(
     pairs = pairs.with_columns(
         pl.Series("decoder_cosine", cosine if cosine is not None else [None] * pairs.height,
                   dtype=pl.Float64),
-        pl.Series("same_peak", same_peak_share(store, encoder, pairs), dtype=pl.Float64),
+        pl.Series("same_peak", same_peak_share(store, encoder, pairs, matrix.doc_ids),
+                  dtype=pl.Float64),
     )  # fmt: skip
     pairs = pairs.with_columns(
         (
