@@ -94,9 +94,7 @@ def cooccurrence_pairs(
             npmi = np.log(n_ab * n / (n_a * n_b)) / -np.log(n_ab / n)
             if numeric:
                 products = (vr[start:stop] @ vl).toarray()[i_idx, j_idx] / n
-                r = (products - mean[i_idx + start] * mean[j_idx]) / (
-                    sd[i_idx + start] * sd[j_idx]
-                )
+                r = (products - mean[i_idx + start] * mean[j_idx]) / (sd[i_idx + start] * sd[j_idx])
             else:  # a binary measure's Pearson correlation is phi
                 r = (n * n_ab - n_a * n_b) / np.sqrt(n_a * n_b * (n - n_a) * (n - n_b))
         r = np.nan_to_num(r)
