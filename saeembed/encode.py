@@ -353,16 +353,18 @@ def load_encoding_stack(
     dtype: str = "auto",
     max_tokens: int | None = None,
     batch_tokens: int | None = None,
+    weights: bool = True,
 ) -> EncodingStack:
     """Load and check the reader and SAE an encode needs, and the token limits it will use
-    (fails before any store is touched)."""
+    (fails before any store is touched). ``weights=False``: the reader without its weights
+    (`load_reader`), for a driver that only fingerprints the encoder and tokenises."""
     from saeembed.reader import load_reader
 
     if batch_tokens is not None and batch_tokens < 1:
         raise InputError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
     if max_tokens is not None and max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1 (got {max_tokens})")
-    reader = load_reader(model, device=device, dtype=dtype)
+    reader = load_reader(model, device=device, dtype=dtype, weights=weights)
     limit = getattr(reader.model.config, "max_position_embeddings", None)
     if max_tokens is not None and limit and max_tokens > limit:
         raise InputError(

