@@ -19,6 +19,7 @@ TopK SAE (8,192 latents, k=32) stands in when no trained SAE is given or shipped
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import resource
 import tempfile
@@ -39,35 +40,54 @@ from saeembed.store import Store
 from saeembed.tokens import tokenize_documents, wrapping_for
 
 
-def matmul_peak_gflops(size: int = 2048, reps: int = 10, trials: int = 3) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_rate(fn, flops: float, device: torch.device, reps: int, trials: int = 3) -> float:
+    fn()
+    _sync(device)
     best = 0.0
     for _ in range(trials):
         start = time.perf_counter()
         for _ in range(reps):
-            a @ b
-        best = max(best, 2 * size**3 * reps / (time.perf_counter() - start) / 1e9)
+            fn()
+        _sync(device)
+        best = max(best, flops * reps / (time.perf_counter() - start) / 1e9)
     return best
 
 
-def model_matmul_peak_gflops(reader, sae: SAE, rows: int = 1024, seconds: float = 0.5) -> float:
-    """Best rate of the products the encoder runs: a batch of ``rows`` tokens through each
-    distinct Linear shape of the reader and through the SAE encoder (each trial runs about
-    ``seconds``, so short products are not timed on a burst)."""
+def matmul_peak_gflops(device: torch.device | None = None, dtype=torch.float32) -> float:
+    """The square product's rate: 2048^3 on the CPU, 8192^3 on a GPU."""
+    device = device or torch.device("cpu")
+    size = 2048 if device.type == "cpu" else 8192
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return _best_rate(lambda: a @ b, 2 * size**3, device, reps=10 if device.type == "cpu" else 50)
+
+
+def model_matmul_peak_gflops(
+    reader, sae: SAE, rows: int | None = None, seconds: float = 0.5
+) -> float:
+    """Best rate of the products the encoder runs, in the reader's dtype on its device: a batch
+    of ``rows`` tokens (1,024 on the CPU, 65,536 on a GPU) through each distinct Linear shape of
+    the reader and through the SAE encoder (each trial runs about ``seconds``, so short
+    products are not timed on a burst)."""
+    device, dtype = reader.device, reader.dtype
+    rows = rows or (1024 if device.type == "cpu" else 65_536)
+    expected = 150e9 if device.type == "cpu" else 500e12  # FLOP/s, to size the trials
     shapes = {(m.in_features, m.out_features) for m in reader.model.modules()
               if isinstance(m, torch.nn.Linear) and m.out_features < 20_000}  # fmt: skip
     shapes.add((sae.cfg.d_in, sae.cfg.d_sae))
     best = 0.0
     for k, n in sorted(shapes):
-        a, w = torch.randn(rows, k), torch.randn(n, k)
-        torch.nn.functional.linear(a, w)
-        reps = max(10, int(seconds * 150e9 / (2 * rows * k * n)))
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(reps):
-                torch.nn.functional.linear(a, w)
-            best = max(best, 2 * rows * k * n * reps / (time.perf_counter() - start) / 1e9)
+        a = torch.randn(rows, k, device=device, dtype=dtype)
+        w = torch.randn(n, k, device=device, dtype=dtype)
+        flops = 2 * rows * k * n
+        reps = max(10, int(seconds * expected / flops))
+        product = functools.partial(torch.nn.functional.linear, a, w)
+        best = max(best, _best_rate(product, flops, device, reps))
     return best
 
 
@@ -186,14 +206,15 @@ def naive_encode(
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
         hidden = reader.model(
-            input_ids=ids, attention_mask=mask, output_hidden_states=True
-        ).hidden_states[layer + 1]
-        flat = hidden.reshape(-1, hidden.shape[-1])
+            input_ids=ids.to(reader.device), attention_mask=mask.to(reader.device),
+            output_hidden_states=True,
+        ).hidden_states[layer + 1]  # fmt: skip
+        flat = hidden.reshape(-1, hidden.shape[-1]).to(sae.W_enc.dtype)
         pre = sae.pre_activations(flat)
         values, indices = pre.topk(sae.cfg.k, dim=-1)
         dense = torch.zeros_like(pre).scatter_(1, indices, values.clamp(min=0))
         dense[~sae.typical(flat)] = 0  # massive-norm tokens are not pooled (encoding v3)
-        dense = dense.reshape(len(batch), width, -1).numpy()  # tokens x features, on the host
+        dense = dense.reshape(len(batch), width, -1).float().cpu().numpy()  # on the host
         for row, doc in enumerate(batch):
             own = dense[row, len(wrap.prefix) : len(wrap.prefix) + len(doc.ids)].max(axis=0)
             pooled.append({int(f): float(own[f]) for f in np.nonzero(own)[0]})
@@ -204,7 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--workload", choices=("mixed", "long"), default="mixed")
-    parser.add_argument("--profile", action="store_true", help="time per operator group")
+    parser.add_argument("--profile", action="store_true", help="time per operator group (CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, or auto [default: cpu]")
+    parser.add_argument("--dtype", default="auto", help="[default: fp32 on CPU, bf16 on GPU]")
     parser.add_argument("--layer", type=int, default=15)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--batch-tokens", type=int, default=None)
@@ -216,7 +239,7 @@ def main() -> None:
     args = parser.parse_args()
 
     texts = benchmark_texts(args.docs, workload=args.workload)
-    reader = load_reader("default", device="cpu")
+    reader = load_reader("default", device=args.device, dtype=args.dtype)
     try:
         sae = resolve_sae(args.sae, reader.model_id)
         sae_name = sae.cfg.source
@@ -224,21 +247,24 @@ def main() -> None:
         sae = random_topk_sae(reader.d_model, args.layer, reader.model_id)
         sae_name = "random TopK (8192 latents, k=32)"
     layer = sae.cfg.layer if sae.cfg.layer is not None else args.layer
+    sae = sae.to(reader.device)
     lengths = [len(d.ids) for d in tokenize_documents(reader.tokenizer, texts, args.max_tokens)]
     n_tokens = sum(lengths)
     flops = useful_flops(reader, sae, layer, lengths, prefix=1)
-    square = matmul_peak_gflops()
+    square = matmul_peak_gflops(reader.device, reader.dtype)
     shaped = model_matmul_peak_gflops(reader, sae)
     peak = max(square, shaped)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    where = (
+        torch.cuda.get_device_name(reader.device) if reader.device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )  # fmt: skip
+    print(f"machine: {where}, {reader.dtype}, torch {torch.__version__}")
     print(
         f"texts: {len(texts)} documents, {n_tokens:,} tokens (mean {n_tokens / len(texts):.0f}, max {max(lengths)})"
     )
     print(f"model: {reader.model_id} to layer {layer}; SAE: {sae_name}")
     print(
-        f"fp32 matmul peak: {peak:,.0f} GFLOP/s (2048^3 {square:,.0f}, best model shape "
+        f"matmul peak: {peak:,.0f} GFLOP/s (2048^3 {square:,.0f}, best model shape "
         f"{shaped:,.0f}); useful work {flops / n_tokens / 1e6:.1f} MFLOP/token "
         f"-> bound {peak * 1e9 / (flops / n_tokens):,.0f} tokens/s"
     )
@@ -281,7 +307,7 @@ def main() -> None:
         f"speed-up over naive: {naive_s / fast_s:.2f}x; same active features in {agreement:.1%} of documents"
     )
     print(f"max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
-    if args.profile:
+    if args.profile and reader.device.type == "cpu":
         _print_profile(reader, sae, layer, texts, args, flops, peak)
 
 
