@@ -175,15 +175,30 @@ def encode_batch(
     peak = torch.full((len(keys),), tokens.shape[0], dtype=torch.long, device=key.device)
     peak.scatter_reduce_(0, group[at_peak], token_of[at_peak], reduce="amin", include_self=True)
 
-    doc_index = (keys // sae.cfg.d_sae).cpu().numpy()
+    # only the sparse (document, feature) rows leave the device, in two copies
+    ints, floats = to_host(torch.stack([keys, counts, peak]), torch.stack([pooled.float(), sums]))
+    keys, counts, peak = ints.numpy()
+    doc_index = keys // sae.cfg.d_sae
     return BatchResult(
         doc_index=doc_index,
-        feature=(keys % sae.cfg.d_sae).cpu().numpy().astype(np.int32),
-        value=pooled.float().cpu().numpy(),
-        value_sum=sums.cpu().numpy(),
-        n_tokens=counts.cpu().numpy().astype(np.int32),
-        peak_token=(peak.cpu().numpy() - first_token.numpy()[doc_index]).astype(np.int32),
+        feature=(keys % sae.cfg.d_sae).astype(np.int32),
+        value=floats[0].numpy(),
+        value_sum=floats[1].numpy(),
+        n_tokens=counts.astype(np.int32),
+        peak_token=(peak - first_token.numpy()[doc_index]).astype(np.int32),
     )
+
+
+def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors on the host. From a GPU: copied into pinned (page-locked) memory without
+    blocking, one synchronisation for all; CPU tensors are returned as they are."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for host, tensor in zip(hosts, tensors, strict=True):
+        host.copy_(tensor, non_blocking=True)
+    torch.cuda.synchronize(tensors[0].device)
+    return hosts
 
 
 def _batch_tables(

@@ -192,4 +192,6 @@ def assemble_batch(
         ids[row, start + n : start + n + suf] = torch.tensor(wrapping.suffix, dtype=torch.long)
     positions = torch.arange(width)
     own = (positions >= pre.unsqueeze(1)) & (positions < (pre + lengths).unsqueeze(1))
+    if torch.device(device).type == "cuda":  # from page-locked memory, without blocking
+        return ids.pin_memory().to(device, non_blocking=True), own.to(device, non_blocking=True)
     return ids.to(device), own.to(device)
