@@ -11,6 +11,7 @@ from saeembed.analysis.correlate import (
     cooccurrence_pairs,
     correlate_concepts,
     correlate_metadata,
+    metadata_column,
 )
 from saeembed.analysis.diff import diff_corpora
 from saeembed.analysis.matrix import load_matrix
@@ -93,6 +94,30 @@ def test_numeric_column_is_spearman(store):
     row = table.filter(feature=1).row(0, named=True)
     assert row["rho"] == pytest.approx(rho) and row["p"] == pytest.approx(p, rel=1e-6)
     assert row["rho"] < 0  # feature 1 is in the first documents of A and B
+
+
+def test_a_concept_in_every_document_has_rho_zero(store):
+    # feature 5 is in all 120 documents: its ranks are constant, rho is 0 (not +-inf) and p is 1
+    table = correlate_metadata(store, "score", top=100, min_support=2)
+    row = table.filter(feature=5).row(0, named=True)
+    assert (row["rho"], row["p"]) == (0.0, 1.0)
+    assert table["rho"].abs().max() <= 1.0
+
+
+def test_a_text_in_two_corpora_takes_the_asked_corpus_metadata(store):
+    # the first document of A also sits in C with other metadata: --corpus A reads A's row,
+    # and without a corpus the first corpus by name decides (never the scan order)
+    first = store.sql("SELECT doc_id, text FROM documents WHERE corpus = 'A' AND row_idx = 0")
+    store.con.execute(
+        "INSERT INTO documents (corpus, doc_id, row_idx, text, meta) "
+        "VALUES ('C', ?, 999, ?, json_object('score', 10000))",
+        [int(first["doc_id"][0]), first["text"][0]],
+    )
+    matrix = load_matrix(store, store.resolve_encoder(None), corpus="A")
+    at = int(np.searchsorted(matrix.doc_ids, first["doc_id"][0]))
+    assert metadata_column(store, matrix, "score", "A")[at] == 0
+    assert metadata_column(store, matrix, "score", "C")[at] == 10000
+    assert metadata_column(store, matrix, "score")[at] == 0  # A before C
 
 
 def test_categorical_column_is_one_vs_rest_enrichment(store):

@@ -229,16 +229,25 @@ def correlate_concepts(
 
 
 # ---- concept x metadata -------------------------------------------------------------------------
-def metadata_column(store: Store, matrix: ConceptMatrix, column: str) -> pl.Series:
-    """The values of ``meta.column`` for the matrix's documents (in its order)."""
+def metadata_column(
+    store: Store, matrix: ConceptMatrix, column: str, corpus: str | None = None
+) -> pl.Series:
+    """The values of ``meta.column`` for the matrix's documents (in its order). A text held by
+    several corpora has a row (and metadata) in each: ``corpus``'s row when given, else the
+    first corpus by name that has the column, so the value never depends on scan order."""
     with store.temporary(meta_docs={"doc_id": matrix.doc_ids}):
         frame = store.sql(
             """
-            SELECT m.doc_id, any_value(json_extract(d.meta, '$.' || $col)) AS v
-            FROM meta_docs m JOIN documents d ON d.doc_id = m.doc_id
+            SELECT m.doc_id, arg_min(x.v, x.corpus) AS v
+            FROM meta_docs m LEFT JOIN (
+                SELECT d.doc_id, d.corpus, json_extract(d.meta, '$.' || $col) AS v
+                FROM documents d
+                WHERE ($corpus IS NULL OR d.corpus = $corpus)
+                  AND json_extract(d.meta, '$.' || $col) IS NOT NULL
+            ) x ON x.doc_id = m.doc_id
             GROUP BY m.doc_id ORDER BY m.doc_id
             """,
-            {"col": column},
+            {"col": column, "corpus": corpus},
         )
     values = [None if v is None else json.loads(v) for v in frame["v"].to_list()]
     if all(v is None for v in values):
@@ -294,10 +303,11 @@ def _rank_correlation(x, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = (r - r.mean()) / r.std()
     ranks, var = column_ranks(x)
     cov = np.asarray(ranks.T @ r).ravel() / n  # mean(rank_x * r), r centred
+    constant = var <= 1e-12 * n**2  # a concept in every document: no correlation to measure
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = cov / np.sqrt(var)
+        rho = np.where(constant, 0.0, cov / np.sqrt(var))
         t = rho * np.sqrt((n - 2) / np.maximum(1 - rho**2, 1e-12))
-    rho = np.nan_to_num(rho)
+    rho = np.clip(np.nan_to_num(rho), -1.0, 1.0)
     return rho, 2 * sps.t.sf(np.abs(np.nan_to_num(t)), n - 2)
 
 
@@ -324,7 +334,7 @@ def correlate_metadata(
     matrix = load_matrix(
         store, encoder, corpus=corpus, threshold=threshold, max_docs=max_docs, measure=measure
     )
-    values = metadata_column(store, matrix, column)
+    values = metadata_column(store, matrix, column, corpus)
     kind = detect_kind(values) if kind == "auto" else kind
     if kind not in ("numeric", "categorical", "date"):
         raise InputError(f"unknown column kind {kind!r}; use numeric, categorical or date")
