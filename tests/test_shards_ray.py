@@ -102,3 +102,18 @@ def test_an_unreachable_address_is_one_line(tmp_path, tiny_model, tiny_sae):
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
     assert not (tmp_path / "shards").exists()
+
+
+def test_fewer_shards_than_workers_is_said(tmp_path, tiny_model, tiny_sae):
+    # 20 documents make one shard of SHARD (32): the second actor has nothing to do, and the user
+    # hears how to split the corpus across the workers
+    source = corpus_file(tmp_path / "c.csv", 20, 4)
+    script = RAY_SCRIPT.format(
+        chunk=CHUNK, source=str(source), out=f"{tmp_path}/shards/", model=str(tiny_model),
+        sae=str(tiny_sae), shard=SHARD,
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 shard(s) to encode for 2 workers: 1 worker(s) will idle" in done.stderr
+    assert len(read_manifest(tmp_path / "shards")) == 1

@@ -84,6 +84,12 @@ def run_on_ray(
     ray = _ray()
     workers = workers or (1 if gpus_per_worker else max(1, (os.cpu_count() or 2) // 2))
     threads = args.threads or (None if gpus_per_worker else 1)
+    if len(tasks) < workers:  # one shard is one actor's work
+        log.warning(
+            "%d shard(s) to encode for %d workers: %d worker(s) will idle; a smaller "
+            "--shard-docs (in a new directory) splits the corpus across them",
+            len(tasks), workers, workers - len(tasks),
+        )  # fmt: skip
     started = False
     if not ray.is_initialized():
         options = {"include_dashboard": False, "logging_level": logging.WARNING}
