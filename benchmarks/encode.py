@@ -112,6 +112,7 @@ def benchmark_texts(n_docs: int, seed: int = 0, workload: str = "mixed") -> list
     return mixed
 
 
+ELEMENTWISE = "element-wise (norms, rotary, SiLU, residual adds, casts)"
 #: torch.profiler operator names by group, for ``--profile``
 OP_GROUPS = {
     "matrix products (reader)": ("aten::mm",),
@@ -119,7 +120,7 @@ OP_GROUPS = {
     "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",
                   "aten::_scaled_dot_product_efficient_attention",
                   "aten::_scaled_dot_product_flash_attention"),
-    "element-wise (norms, rotary, SiLU, residual adds, casts)": (
+    ELEMENTWISE: (
         "aten::mul", "aten::add", "aten::silu", "aten::pow", "aten::cat", "aten::copy_",
         "aten::neg", "aten::sum", "aten::mean", "aten::rsqrt", "aten::div_", "aten::_to_copy",
         "aten::add_", "aten::sub"),
@@ -328,7 +329,7 @@ def _print_profile(reader, sae: SAE, layer: int, texts: list[str], args, flops, 
     print(f"\nper operator group (torch.profiler, self CPU time of {total:.1f} s):")
     for group, secs in seconds.items():
         print(f"  {group:<58}{secs:>7.1f} s {secs / total:>6.1%}")
-    free = total - seconds["element-wise (norms, rotary, SiLU, residual adds, casts)"]
+    free = total - seconds[ELEMENTWISE]
     print(f"with element-wise work free: {flops / free / 1e9 / peak:.0%} of the bound")
 
 

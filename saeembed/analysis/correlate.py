@@ -238,12 +238,10 @@ def metadata_column(
     with store.temporary(meta_docs={"doc_id": matrix.doc_ids}):
         frame = store.sql(
             """
-            SELECT m.doc_id, arg_min(x.v, x.corpus) AS v
+            SELECT m.doc_id, arg_min(x.v, x.corpus) FILTER (WHERE x.v IS NOT NULL) AS v
             FROM meta_docs m LEFT JOIN (
                 SELECT d.doc_id, d.corpus, json_extract(d.meta, '$.' || $col) AS v
-                FROM documents d
-                WHERE ($corpus IS NULL OR d.corpus = $corpus)
-                  AND json_extract(d.meta, '$.' || $col) IS NOT NULL
+                FROM documents d WHERE $corpus IS NULL OR d.corpus = $corpus
             ) x ON x.doc_id = m.doc_id
             GROUP BY m.doc_id ORDER BY m.doc_id
             """,

@@ -186,8 +186,9 @@ def encode_to_shards(
         tasks, documents = [], {}
         for index in pending:
             part = docs.slice(index * size, size)
-            written = write_parquet(root, shard_path("documents", corpus, index), part.to_arrow())
-            documents[index] = written
+            documents[index] = write_parquet(
+                root, shard_path("documents", corpus, index), part.to_arrow()
+            )
             exclude = sorted(elsewhere.intersection(part["doc_id"].to_list()))
             tasks.append(ShardTask(corpus, index, exclude, _presence_counts(store, exclude)))
         n_new = sum(min(size, docs.height - i * size) for i in pending)
