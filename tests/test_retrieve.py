@@ -138,3 +138,53 @@ def test_where_leaves_quoted_text_alone_and_reads_no_files(topics, tmp_path):
             where=f"(SELECT count(*) FROM read_text('{secret}')) > 0",
             top=5,
         )
+
+
+EVIDENCE = {  # what each topic store concept "fires on", in words its label does not use
+    0: "the striker scored in the final minute of the cup tie",
+    1: "the referee blew the whistle and the team celebrated",
+    2: "a director's new picture opened in cinemas this weekend",
+    3: "the star gave a moving performance on screen",
+    4: "mix the flour and eggs, then season to taste",
+    5: "bake the bread until golden in a hot kitchen",
+    6: "a delightful, brilliant experience that I loved",
+    7: "a dreadful, disappointing mess that I hated",
+    8: "and so on",
+}
+
+
+def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_home):
+    from saeembed.analysis.retrieve import meaning_scores
+    from saeembed.embedder import load_embedder
+    from saeembed.labels.table import write_evidence
+
+    store, encoder, truth = build_topic_store(tmp_path / "t.duckdb")
+    embedder = load_embedder("default")
+    docs = store.sql("SELECT doc_id FROM documents ORDER BY doc_id")
+    assert meaning_scores(store, encoder, docs, "hated it", embedder=embedder) is None
+    vectors = embedder.embed(list(EVIDENCE.values()))
+    write_evidence(store, encoder, np.array(list(EVIDENCE)), vectors, embedder.model_id)
+    tone = dict(zip(truth["doc_id"].to_list(), truth["tone"].to_list(), strict=True))
+    topic = dict(zip(truth["doc_id"].to_list(), truth["topic"].to_list(), strict=True))
+    # no label shares a word with these phrases: the evidence carries them
+    hated = search_documents(store, encoder, query="I hated it, a letdown",
+                             choice=choose_concepts(store, encoder, phrase="I hated it, a letdown"),
+                             top=30)  # fmt: skip
+    assert [tone[d] for d in hated["doc_id"]] == ["negative"] * 30
+    assert "terrible / awful" in hated["concepts"][0][0]
+    kitchen = search_documents(store, encoder, query="cooking dinner at home",
+                               choice=choose_concepts(store, encoder, phrase="cooking dinner at home"),
+                               top=30)  # fmt: skip
+    assert [topic[d] for d in kitchen["doc_id"]] == ["cooking"] * 30
+    scores, reasons = meaning_scores(
+        store, encoder, docs, "cooking dinner at home", embedder=embedder
+    )
+    cooking = np.array([topic[d] == "cooking" for d in docs["doc_id"]])
+    separation = np.mean(scores[cooking][:, None] > scores[~cooking][None, :])
+    assert separation > 0.95  # AUC of cooking documents against the rest
+    assert len(reasons) == docs.height
+    # explicit ids keep the chosen concepts' own scoring
+    by_ids = search_documents(store, encoder, query="cooking dinner at home",
+                              choice=choose_concepts(store, encoder, features=[7]), top=5)  # fmt: skip
+    assert all(tone[d] == "negative" for d in by_ids["doc_id"])
+    store.close()

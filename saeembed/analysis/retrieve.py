@@ -1,8 +1,15 @@
 """Property-based retrieval: documents that have a property, ranked.
 
-- ``sae`` (default): the chosen concepts' activations, each divided by its 99th percentile in the
-  corpus and capped at 1 (so one concept's scale cannot dominate), weighted by how well the
-  concept matches (`saeembed.analysis.concepts`), summed per document.
+- ``sae`` (default): for a phrase alone, and when the encoder's features have evidence
+  embeddings (the mean MiniLM embedding of the contexts each peaks in, centred on their mean
+  over features): each document's concepts are read as a point in the sentence-embedding space,
+  the sum of their evidence embeddings weighted by their activations, and documents are ranked
+  by its cosine with the phrase's embedding (`meaning_scores`). Every concept counts, in
+  proportion to what it fires on and how strongly; the reasons shown are the concepts that add
+  most. Otherwise (feature ids, examples, or no evidence): the chosen concepts' activations,
+  each divided by its 99th percentile in the corpus and capped at 1 (so one concept's scale
+  cannot dominate), weighted by how well the concept matches (`saeembed.analysis.concepts`),
+  summed per document.
 - ``dense``: cosine similarity of the query's MiniLM embedding with each document's (the
   baseline; embeddings are stored in `text_embeddings` after the first run).
 - ``hybrid``: reciprocal-rank fusion of the two rankings (1 / (60 + rank), summed).
@@ -132,6 +139,71 @@ def sae_scores(
     return scores, reasons
 
 
+def scaled_matrix(store: Store, encoder: Encoder, docs: pl.DataFrame, measure: str = "max"):
+    """The candidates' documents x concepts matrix (CSR) of ``measure``, each concept divided by
+    its 99th percentile among the candidates and capped at 1."""
+    from saeembed.analysis.matrix import load_matrix
+
+    matrix = load_matrix(store, encoder, measure=measure)
+    rows = np.searchsorted(matrix.doc_ids, docs["doc_id"].to_numpy())
+    values = matrix.values.tocsr()[rows].tocsc()
+    p99 = np.ones(encoder.d_sae)
+    for feature in np.flatnonzero(np.diff(values.indptr)):
+        column = values.data[values.indptr[feature] : values.indptr[feature + 1]]
+        p99[feature] = np.quantile(column, 0.99) or 1.0
+    scaled = values.multiply(1.0 / p99).tocsr()
+    scaled.data = np.minimum(scaled.data, 1.0)
+    return scaled
+
+
+def meaning_scores(
+    store: Store,
+    encoder: Encoder,
+    docs: pl.DataFrame,
+    query: str,
+    measure: str = "max",
+    embedder=None,
+) -> tuple[np.ndarray, list[list[str]]] | None:
+    """Per candidate: the cosine of the phrase's embedding with the document's concepts read in
+    the embedding space (the sum of each concept's centred evidence embedding times its scaled
+    activation), and the three concepts that add most; None when the encoder's features have no
+    evidence embeddings for this embedder."""
+    from saeembed.labels.table import label_names, read_evidence
+
+    if embedder is None:
+        from saeembed.embedder import load_embedder
+
+        embedder = load_embedder("default")
+    have, vectors = read_evidence(store, encoder, embedder.model_id)
+    if not len(have):
+        return None
+    meaning = np.zeros((encoder.d_sae, vectors.shape[1]), np.float32)
+    meaning[have] = vectors - vectors.mean(axis=0)  # what sets each concept apart
+    scaled = scaled_matrix(store, encoder, docs, measure)
+    points = scaled @ meaning
+    norms = np.linalg.norm(points, axis=1)
+    norms[norms == 0] = 1.0
+    query_vector = embedder.embed([query])[0]
+    relevance = meaning @ query_vector  # each concept's pull towards the phrase
+    scores = (points @ query_vector) / norms
+    names = label_names(store, encoder)
+    label_of = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
+    reasons = []
+    for i in range(scaled.shape[0]):
+        start, stop = scaled.indptr[i], scaled.indptr[i + 1]
+        features = scaled.indices[start:stop]
+        adds = scaled.data[start:stop] * relevance[features] / norms[i]
+        top = np.argsort(-adds, kind="stable")[:3]
+        reasons.append(
+            [
+                f"{features[j]} {label_of.get(int(features[j]))!r} ({adds[j]:.2f})"
+                for j in top
+                if adds[j] > 0
+            ]
+        )
+    return scores, reasons
+
+
 def dense_scores(store: Store, docs: pl.DataFrame, query: str, embedder="default") -> np.ndarray:
     """Cosine similarity of each candidate's sentence embedding with the query's."""
     from saeembed.embedder import load_embedder
@@ -228,7 +300,15 @@ def search_documents(
         if mode == "dense":
             scores = dense_scores(store, docs, query)
         else:
-            scores, reasons = sae_scores(store, encoder, docs, choice, measure)
+            by_meaning = (
+                meaning_scores(store, encoder, docs, query, measure)
+                if query and _phrase_only(choice)
+                else None
+            )
+            if by_meaning is not None:
+                scores, reasons = by_meaning
+            else:
+                scores, reasons = sae_scores(store, encoder, docs, choice, measure)
             if mode == "hybrid":
                 scores = rank_fusion(scores, dense_scores(store, docs, query))
     order = np.argsort(-scores, kind="stable")[:top]
@@ -244,6 +324,11 @@ def search_documents(
         },
         schema_overrides={"concepts": pl.List(pl.String)},
     )
+
+
+def _phrase_only(choice: ConceptChoice) -> bool:
+    """Whether every concept was chosen by the phrase (no ids, no examples)."""
+    return set(choice.table["reason"].to_list()) <= {"substring", "semantic"}
 
 
 def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):
