@@ -1,12 +1,14 @@
 """Property-based retrieval: documents that have a property, ranked.
 
-- ``sae`` (default): for a phrase alone, and when the encoder's features have evidence
+- ``sae`` (default): for a phrase that describes a property (no label contains it), and when
+  the encoder's features have evidence
   embeddings (the mean MiniLM embedding of the contexts each peaks in, centred on their mean
   over features): each document's concepts are read as a point in the sentence-embedding space,
   the sum of their evidence embeddings weighted by their activations, and documents are ranked
   by its cosine with the phrase's embedding (`meaning_scores`). Every concept counts, in
   proportion to what it fires on and how strongly; the reasons shown are the concepts that add
-  most. Otherwise (feature ids, examples, or no evidence): the chosen concepts' activations,
+  most. Otherwise (a phrase that is part of a label, such as "film", names those concepts;
+  feature ids, examples, or no evidence): the chosen concepts' activations,
   each divided by its 99th percentile in the corpus and capped at 1 (so one concept's scale
   cannot dominate), weighted by how well the concept matches (`saeembed.analysis.concepts`),
   summed per document.
@@ -302,7 +304,7 @@ def search_documents(
         else:
             by_meaning = (
                 meaning_scores(store, encoder, docs, query, measure)
-                if query and _phrase_only(choice)
+                if query and _described_only(choice)
                 else None
             )
             if by_meaning is not None:
@@ -326,9 +328,10 @@ def search_documents(
     )
 
 
-def _phrase_only(choice: ConceptChoice) -> bool:
-    """Whether every concept was chosen by the phrase (no ids, no examples)."""
-    return set(choice.table["reason"].to_list()) <= {"substring", "semantic"}
+def _described_only(choice: ConceptChoice) -> bool:
+    """Whether the phrase describes a property rather than names concepts: every concept was
+    chosen by meaning (no label contains the phrase, no ids, no examples)."""
+    return set(choice.table["reason"].to_list()) <= {"semantic"}
 
 
 def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):
