@@ -237,7 +237,8 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
         n = store.sql("SELECT count(*) AS n FROM feature_evidence")["n"][0]
     assert n == 8189
     described = search(db, "negative review of a bad movie", corpus="rt", top=120)
-    assert set(described.choice.table["reason"]) == {"semantic"}
+    assert set(described.choice.table["reason"]) == {"semantic"} and described.by_meaning
+    assert not found.by_meaning  # "film" is in labels: it names those concepts
     assert described.hits.height == 120 and described.hits["score"].is_sorted(descending=True)
     assert all(len(c) == 3 for c in described.hits["concepts"].head(10))
     # (on these 120 reviews alone it does not separate rotten from fresh: AP 0.41 against a

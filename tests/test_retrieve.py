@@ -188,3 +188,15 @@ def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_
                               choice=choose_concepts(store, encoder, features=[7]), top=5)  # fmt: skip
     assert all(tone[d] == "negative" for d in by_ids["doc_id"])
     store.close()
+    # the command says which way it read the phrase
+    from click.testing import CliRunner
+
+    from saeembed.cli import main
+
+    def stderr(*args):
+        result = CliRunner().invoke(main, ["search", str(tmp_path / "t.duckdb"), *args])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert stderr("I hated it, a letdown").startswith("reading every concept through its evidence")
+    assert stderr("terrible").startswith("using ")  # a label contains it: it names concepts

@@ -198,7 +198,7 @@ def meaning_scores(
         top = np.argsort(-adds, kind="stable")[:3]
         reasons.append(
             [
-                f"{features[j]} {label_of.get(int(features[j]))!r} ({adds[j]:.2f})"
+                f"{features[j]} {label_of.get(int(features[j]))!r} ({adds[j]:.3f})"
                 for j in top
                 if adds[j] > 0
             ]
@@ -304,7 +304,7 @@ def search_documents(
         else:
             by_meaning = (
                 meaning_scores(store, encoder, docs, query, measure)
-                if query and _described_only(choice)
+                if reads_by_meaning(store, encoder, query, choice)
                 else None
             )
             if by_meaning is not None:
@@ -328,10 +328,18 @@ def search_documents(
     )
 
 
-def _described_only(choice: ConceptChoice) -> bool:
-    """Whether the phrase describes a property rather than names concepts: every concept was
-    chosen by meaning (no label contains the phrase, no ids, no examples)."""
-    return set(choice.table["reason"].to_list()) <= {"semantic"}
+def reads_by_meaning(
+    store: Store, encoder: Encoder, query: str | None, choice: ConceptChoice | None
+) -> bool:
+    """Whether SAE search scores ``query`` by `meaning_scores`: the phrase describes a property
+    rather than names concepts (every concept was chosen by meaning: no label contains it, no
+    ids, no examples) and the encoder's features have evidence embeddings."""
+    if not query or choice is None or not set(choice.table["reason"]) <= {"semantic"}:
+        return False
+    found = store.sql(
+        "SELECT count(*) AS n FROM feature_evidence WHERE encoder_id = ?", [encoder.encoder_id]
+    )
+    return bool(found["n"][0])
 
 
 def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):

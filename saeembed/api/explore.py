@@ -232,6 +232,7 @@ class SearchResult:
     hits: pl.DataFrame
     choice: ConceptChoice | None
     encoder: Encoder
+    by_meaning: bool = False  # every concept read through its evidence (`meaning_scores`)
 
 
 def search(
@@ -253,7 +254,7 @@ def search(
     """Documents with a property: ``query`` (a phrase) and/or ``features``/``positives`` choose
     the concepts; ``like`` finds documents similar to one; ``mode`` is ``sae``, ``dense``
     (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
-    from saeembed.analysis.retrieve import search_documents
+    from saeembed.analysis.retrieve import reads_by_meaning, search_documents
 
     # the concepts' search only reads; dense and hybrid cache document embeddings in the store
     # when it is writable (a read-only store is read, its embeddings computed in memory)
@@ -272,7 +273,10 @@ def search(
             store, chosen, query=query, choice=choice, like=like, mode=mode, corpus=corpus,
             where=where, top=top, measure=measure,
         )  # fmt: skip
-    return SearchResult(hits, choice, chosen)
+        by_meaning = (
+            mode != "dense" and like is None and reads_by_meaning(store, chosen, query, choice)
+        )
+    return SearchResult(hits, choice, chosen, by_meaning)
 
 
 def correlate(

@@ -175,7 +175,11 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
         n_concepts=n_concepts, top=top, measure=measure,
     )  # fmt: skip
     if result.choice is not None:
-        click.echo(f"using {result.choice.describe()}", err=True)
+        if result.by_meaning:
+            click.echo("reading every concept through its evidence; closest in meaning: "
+                       + result.choice.describe(), err=True)  # fmt: skip
+        else:
+            click.echo(f"using {result.choice.describe()}", err=True)
     fmt = fmt or default_format()
     hits = result.hits
     if fmt in ("table", "csv"):
