@@ -110,6 +110,20 @@ def test_shipped_labels_apply_to_a_matching_encoder(labelled, tmp_path, monkeypa
     assert (
         read_labels(store, encoder)["label"].to_list() == frame.sort("feature")["label"].to_list()
     )
+    # shipped evidence embeddings reach an encoder that has labels but no evidence
+    from saeembed.labels.table import read_evidence, save_shipped_evidence
+
+    vectors = np.eye(4, 8, dtype=np.float32)
+    save_shipped_evidence(sae_dir / "evidence.safetensors", np.arange(4), vectors, "m", "other")
+    store.con.execute("DELETE FROM feature_evidence").fetchall()
+    ensure_shipped_labels(store, encoder)
+    assert len(read_evidence(store, encoder, "m")[0]) == 0  # made for another SAE: refused
+    save_shipped_evidence(
+        sae_dir / "evidence.safetensors", np.arange(4), vectors, "m", encoder.sae_sha256
+    )
+    assert ensure_shipped_labels(store, encoder) == 0  # no labels written: it has them
+    features, stored = read_evidence(store, encoder, "m")
+    assert features.tolist() == [0, 1, 2, 3] and np.array_equal(stored, vectors)
 
 
 def test_feature_report_numbers(labelled):

@@ -161,15 +161,18 @@ def shipped_labels_for(sae_sha256: str) -> Path | None:
 
 
 def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
-    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any.
-    Returns how many were written."""
+    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any, and
+    one with no evidence embeddings the shipped ones (they describe the SAE's features whatever
+    their labels: a store made before they shipped gets them at its next encode). Returns how
+    many labels were written."""
     has = store.con.execute(
         "SELECT count(*) FROM features WHERE encoder_id = ?", [encoder.encoder_id]
     ).fetchall()[0][0]
-    if has:
-        return 0
     path = shipped_labels_for(encoder.sae_sha256)
     if path is None:
+        return 0
+    if has:
+        ensure_shipped_evidence(store, encoder, path.parent / SHIPPED_EVIDENCE)
         return 0
     written = write_labels(store, encoder, read_saeembed_labels(path))
     log.info(
