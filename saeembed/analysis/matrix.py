@@ -39,12 +39,17 @@ def load_matrix(
     threshold: float = 0.0,
     max_docs: int | None = None,
     measure: str | Measure = "max",
+    doc_ids: np.ndarray | None = None,
 ) -> ConceptMatrix:
     """Documents encoded by ``encoder`` (of ``corpus``, if given; at most ``max_docs``, a sample
-    fixed by document id) and the ``measure`` of their concepts whose maximum activation
-    exceeds ``threshold`` (`saeembed.analysis.measures`)."""
+    fixed by document id; or exactly the encoded ones of ``doc_ids``) and the ``measure`` of
+    their concepts whose maximum activation exceeds ``threshold``
+    (`saeembed.analysis.measures`)."""
     m = prepare(store, encoder, measure)
-    doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
+    if doc_ids is None:
+        doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
+    else:
+        doc_ids = np.unique(np.asarray(doc_ids, dtype=np.int64))
     with store.temporary(matrix_docs={"doc_id": doc_ids}) as con:
         acts = con.sql(
             f"""

@@ -146,8 +146,9 @@ def scaled_matrix(store: Store, encoder: Encoder, docs: pl.DataFrame, measure: s
     its 99th percentile among the candidates and capped at 1."""
     from saeembed.analysis.matrix import load_matrix
 
-    matrix = load_matrix(store, encoder, measure=measure)
-    rows = np.searchsorted(matrix.doc_ids, docs["doc_id"].to_numpy())
+    wanted = docs["doc_id"].to_numpy()
+    matrix = load_matrix(store, encoder, measure=measure, doc_ids=wanted)
+    rows = np.searchsorted(matrix.doc_ids, wanted)
     values = matrix.values.tocsr()[rows].tocsc()
     p99 = np.ones(encoder.d_sae)
     for feature in np.flatnonzero(np.diff(values.indptr)):
@@ -165,11 +166,13 @@ def meaning_scores(
     query: str,
     measure: str = "max",
     embedder=None,
+    explain: int | None = None,
 ) -> tuple[np.ndarray, list[list[str]]] | None:
     """Per candidate: the cosine of the phrase's embedding with the document's concepts read in
     the embedding space (the sum of each concept's centred evidence embedding times its scaled
-    activation), and the three concepts that add most; None when the encoder's features have no
-    evidence embeddings for this embedder."""
+    activation), and the three concepts that add most (for the ``explain`` best documents only,
+    when given; the others get none); None when the encoder's features have no evidence
+    embeddings for this embedder."""
     from saeembed.labels.table import label_names, read_evidence
 
     if embedder is None:
@@ -190,19 +193,18 @@ def meaning_scores(
     scores = (points @ query_vector) / norms
     names = label_names(store, encoder)
     label_of = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
-    reasons = []
-    for i in range(scaled.shape[0]):
+    reasons: list[list[str]] = [[] for _ in range(scaled.shape[0])]
+    shown = np.argsort(-scores, kind="stable")[:explain] if explain else range(len(scores))
+    for i in shown:
         start, stop = scaled.indptr[i], scaled.indptr[i + 1]
         features = scaled.indices[start:stop]
         adds = scaled.data[start:stop] * relevance[features] / norms[i]
         top = np.argsort(-adds, kind="stable")[:3]
-        reasons.append(
-            [
-                f"{features[j]} {label_of.get(int(features[j]))!r} ({adds[j]:.3f})"
-                for j in top
-                if adds[j] > 0
-            ]
-        )
+        reasons[i] = [
+            f"{features[j]} {label_of.get(int(features[j]))!r} ({adds[j]:.3f})"
+            for j in top
+            if adds[j] > 0
+        ]
     return scores, reasons
 
 
@@ -303,7 +305,9 @@ def search_documents(
             scores = dense_scores(store, docs, query)
         else:
             by_meaning = (
-                meaning_scores(store, encoder, docs, query, measure)
+                meaning_scores(
+                    store, encoder, docs, query, measure, explain=top if mode == "sae" else None
+                )
                 if reads_by_meaning(store, encoder, query, choice)
                 else None
             )
