@@ -5,7 +5,8 @@ features relabelled offline on these documents).
 Two kinds of query, each with a real label as ground truth:
 - a phrase (`saeembed search DB "phrase"`): SAE = the documents' concepts read in the sentence
   embedding space through the features' evidence embeddings, by cosine with the phrase (as
-  `search` does; without evidence, the concepts whose labels match the phrase); dense = cosine to the phrase's MiniLM embedding; hybrid = rank fusion;
+  `search` does; without evidence, the concepts whose labels match the phrase); dense = cosine
+  to the phrase's MiniLM embedding; hybrid = rank fusion;
 - examples (`--positive`): 20 documents of an outlet (tweets) or a party (Commons speeches);
   SAE = the concepts that separate them from the rest; dense = cosine to the mean embedding of
   the examples; scored on the other documents.

@@ -154,7 +154,7 @@ EVIDENCE = {  # what each topic store concept "fires on", in words its label doe
 
 
 def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_home):
-    from saeembed.analysis.retrieve import meaning_scores
+    from saeembed.analysis.retrieve import meaning_scores, reads_by_meaning
     from saeembed.embedder import load_embedder
     from saeembed.labels.table import write_evidence
 
@@ -163,6 +163,11 @@ def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_
     docs = store.sql("SELECT doc_id FROM documents ORDER BY doc_id")
     assert meaning_scores(store, encoder, docs, "hated it", embedder=embedder) is None
     vectors = embedder.embed(list(EVIDENCE.values()))
+    # evidence made with another embedder cannot be compared with MiniLM's phrase embedding
+    write_evidence(store, encoder, np.array(list(EVIDENCE)), vectors, "another-embedder")
+    dreadful = choose_concepts(store, encoder, phrase="dreadful and awful")  # by label meaning
+    assert set(dreadful.table["reason"]) == {"semantic"}
+    assert not reads_by_meaning(store, encoder, "dreadful and awful", dreadful)
     write_evidence(store, encoder, np.array(list(EVIDENCE)), vectors, embedder.model_id)
     tone = dict(zip(truth["doc_id"].to_list(), truth["tone"].to_list(), strict=True))
     topic = dict(zip(truth["doc_id"].to_list(), truth["topic"].to_list(), strict=True))
@@ -171,6 +176,7 @@ def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_
                              choice=choose_concepts(store, encoder, phrase="I hated it, a letdown"),
                              top=30)  # fmt: skip
     assert [tone[d] for d in hated["doc_id"]] == ["negative"] * 30
+    assert reads_by_meaning(store, encoder, "dreadful and awful", dreadful)
     assert "terrible / awful" in hated["concepts"][0][0]
     kitchen = search_documents(store, encoder, query="cooking dinner at home",
                                choice=choose_concepts(store, encoder, phrase="cooking dinner at home"),

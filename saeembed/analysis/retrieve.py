@@ -304,15 +304,11 @@ def search_documents(
         if mode == "dense":
             scores = dense_scores(store, docs, query)
         else:
-            by_meaning = (
-                meaning_scores(
-                    store, encoder, docs, query, measure, explain=top if mode == "sae" else None
+            if reads_by_meaning(store, encoder, query, choice):
+                explain = top if mode == "sae" else None
+                scores, reasons = meaning_scores(
+                    store, encoder, docs, query, measure, explain=explain
                 )
-                if reads_by_meaning(store, encoder, query, choice)
-                else None
-            )
-            if by_meaning is not None:
-                scores, reasons = by_meaning
             else:
                 scores, reasons = sae_scores(store, encoder, docs, choice, measure)
             if mode == "hybrid":
@@ -337,11 +333,15 @@ def reads_by_meaning(
 ) -> bool:
     """Whether SAE search scores ``query`` by `meaning_scores`: the phrase describes a property
     rather than names concepts (every concept was chosen by meaning: no label contains it, no
-    ids, no examples) and the encoder's features have evidence embeddings."""
+    ids, no examples) and the encoder's features have evidence embeddings made with the embedder
+    search uses (the default MiniLM)."""
+    from saeembed.embedder import DEFAULT_EMBEDDER_NAME
+
     if not query or choice is None or not set(choice.table["reason"]) <= {"semantic"}:
         return False
     found = store.sql(
-        "SELECT count(*) AS n FROM feature_evidence WHERE encoder_id = ?", [encoder.encoder_id]
+        "SELECT count(*) AS n FROM feature_evidence WHERE encoder_id = ? AND model = ?",
+        [encoder.encoder_id, DEFAULT_EMBEDDER_NAME],
     )
     return bool(found["n"][0])
 
