@@ -7,6 +7,10 @@ articles (not only paragraphs), and whole datasets from outside the training mix
 that never fire on the group's tokens, and loss recovered per group.
 
     .venv/bin/python benchmarks/sae_quality.py [--docs 300] [--sae DIR] [--groups a,b]
+        [--extras DIR]
+
+``--extras DIR`` adds the code and dialogue files of `recipes/build_training_extras.py` (in the
+second default SAE's mix) as two more in-mix groups.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ def main() -> None:
         help="count massive-norm tokens too (FVU) and replace them too (loss recovered)",
     )
     parser.add_argument("--groups", default=None, help="comma-separated substrings of group names")
+    parser.add_argument(
+        "--extras", type=Path, help="folder written by recipes/build_training_extras.py"
+    )
     args = parser.parse_args()
     sae = load_sae(args.sae)
     reader = load_reader("default", device="auto")
@@ -67,6 +74,9 @@ def main() -> None:
         ),
         **{f"left out: {name}": (name, "none") for name in LEFT_OUT},
     }
+    if args.extras:
+        groups["in mix: code (Django, Sphinx, …)"] = (f"{args.extras / 'code.parquet'}#1600", "none")
+        groups["in mix: dialogue (HH-RLHF)"] = (f"{args.extras / 'dialogue.parquet'}#1500", "none")
     if args.groups:
         wanted = args.groups.split(",")
         groups = {k: v for k, v in groups.items() if any(w in k for w in wanted)}

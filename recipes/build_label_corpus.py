@@ -1,7 +1,9 @@
 """Build the corpus the default SAE's shipped labels are computed on: a seeded sample of every
-named dataset (long documents split into paragraphs), HH-RLHF responses included as plain text.
+named dataset (long documents split into paragraphs), HH-RLHF responses included as plain text,
+and, when given the folder of `recipes/build_training_extras.py`, code blocks and conversations
+(seeded samples drawn apart from the SAE's own, seed 1 against its 0).
 
-    python recipes/build_label_corpus.py OUT.parquet
+    python recipes/build_label_corpus.py OUT.parquet [EXTRAS_DIR]
 
 Each document is later encoded with `--max-tokens 128`: labels describe passage-sized units.
 """
@@ -33,11 +35,15 @@ SOURCES = [
 ]
 
 
-def main(out: str) -> None:
+EXTRAS = ["code.parquet#2000", "dialogue.parquet#800"]
+
+
+def main(out: str, extras: str | None = None) -> None:
     frames = []
-    for ref in SOURCES:
+    refs = SOURCES + [str(Path(extras) / ref) for ref in EXTRAS] if extras else SOURCES
+    for ref in refs:
         texts = source_texts(SourceSpec.parse(ref), passages="paragraph", seed=1)
-        name = ref.removeprefix("data:").partition("#")[0]
+        name = Path(ref.removeprefix("data:").partition("#")[0]).stem
         frames.append(pl.DataFrame({"text": texts, "source": [name] * len(texts)}))
         print(f"{name}: {len(texts):,} documents", file=sys.stderr)
     corpus = pl.concat(frames).unique("text", keep="first", maintain_order=True)
@@ -46,4 +52,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
