@@ -25,7 +25,6 @@ from pathlib import Path
 
 import polars as pl
 
-from saeembed.train.recipe import SourceSpec, source_texts
 from saeembed.wheels import fetch_wheel
 
 _SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
