@@ -75,11 +75,11 @@ def main() -> None:
         **{f"left out: {name}": (name, "none") for name in LEFT_OUT},
     }
     if args.extras:
-        groups["in mix: code (Django, Sphinx, …)"] = (
+        groups["extras: code (Django, Sphinx, …)"] = (
             f"{args.extras / 'code.parquet'}#1600",
             "none",
         )
-        groups["in mix: dialogue (HH-RLHF)"] = (f"{args.extras / 'dialogue.parquet'}#1500", "none")
+        groups["extras: dialogue (HH-RLHF)"] = (f"{args.extras / 'dialogue.parquet'}#1500", "none")
     if args.groups:
         wanted = args.groups.split(",")
         groups = {k: v for k, v in groups.items() if any(w in k for w in wanted)}
