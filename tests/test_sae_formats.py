@@ -214,6 +214,11 @@ def test_saeembed_round_trip(tmp_path):
     assert (loaded.cfg.layer, loaded.cfg.model, loaded.cfg.input_scale) == (4, "my/model", 0.5)
     assert loaded.cfg.source == f"saeembed:{tmp_path / 'mine'}"
     assert loaded.content_hash() == original.content_hash()
+    # a trained SAE records "saeembed:trained"; loaded from disk it names its directory, so an
+    # encoder made with it can reload it (the labeller's output-side tokens do)
+    trained = SAE(SAEConfig(**{**cfg.__dict__, "source": "saeembed:trained"}), w)
+    trained.save(tmp_path / "trained")
+    assert load_sae(tmp_path / "trained").cfg.source == f"saeembed:{tmp_path / 'trained'}"
     x = inputs()
     torch.testing.assert_close(loaded.encode(x), original.encode(x))
     # a file inside the directory stands for the directory

@@ -32,6 +32,7 @@ from saeembed.sae.sparsify import load_sparsify
 FORMATS: tuple[str, ...] = ("saeembed", "saelens", "sparsify", "goodfire")
 
 _HUB_PREFIX = "hf://"
+TRAINED_SOURCE = "saeembed:trained"
 _HUB_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_RE = re.compile(rf"^{_HUB_PART}/{_HUB_PART}(/[^\s\\]+)?$")
 
@@ -54,7 +55,9 @@ def load_sae(spec: str | os.PathLike) -> SAE:
     fmt = detect_format(path)
     if fmt == "saeembed":
         sae = _load_saeembed(path)
-        if sae.cfg.source in (None, f"saeembed:{path}"):
+        # a freshly trained SAE records only that it was trained ("saeembed:trained"): loaded
+        # from its directory, that directory is where it comes from (and where to reload it)
+        if sae.cfg.source in (None, TRAINED_SOURCE, f"saeembed:{path}"):
             sae.cfg.source = f"saeembed:{where}"
         return sae
     sae = _LOADERS[fmt](path)

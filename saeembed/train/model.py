@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saeembed.sae import SAE, SAEConfig
+from saeembed.sae.formats import TRAINED_SOURCE
 
 if TYPE_CHECKING:
     from saeembed.train.trainer import TrainConfig
@@ -232,7 +233,7 @@ class TrainableSAE(nn.Module):
             model=model,
             layer=layer,
             input_scale=self.input_scale,
-            source="saeembed:trained",
+            source=TRAINED_SOURCE,
             extra=extra,
         )
         return SAE(cfg, weights)
