@@ -9,8 +9,8 @@ that never fire on the group's tokens, and loss recovered per group.
     .venv/bin/python benchmarks/sae_quality.py [--docs 300] [--sae DIR] [--groups a,b]
         [--extras DIR]
 
-``--extras DIR`` adds the code and dialogue files of `recipes/build_training_extras.py` (in the
-second default SAE's mix) as two more in-mix groups.
+``--extras DIR`` adds two groups: the unseen documents of the code and dialogue files of
+`recipes/build_training_extras.py` (in the candidate SAE's mix, outside the shipped one's).
 """
 
 from __future__ import annotations

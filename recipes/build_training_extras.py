@@ -66,7 +66,7 @@ def code_documents() -> pl.DataFrame:
                 if hashlib.sha256(raw).hexdigest() in stdlib:
                     continue
                 text = raw.decode("utf-8", errors="replace")
-                if not text.strip() or max(map(len, text.splitlines()), default=0) > LONGEST_LINE:
+                if max(map(len, text.splitlines()), default=0) > LONGEST_LINE:
                     continue
                 for block in _blocks(text):
                     rows.append({"text": block, "source": requirement, "file": name})
