@@ -211,6 +211,60 @@ def test_sae_info_and_convert(tmp_path, tiny_sae):
     assert json.loads(run("sae", "info", tmp_path / "copy").stdout)["d_sae"] == 64
 
 
+def test_labels_exported_for_an_fp16_copy_apply_to_its_stores(
+    encoded_db, tmp_path, corpus_file, tiny_model, tiny_sae
+):
+    """Labels made with an SAE can be published for its fp16 copy (which hashes differently),
+    and only for a copy: a different SAE is refused by name."""
+    from saeembed.labels.table import parquet_sae_sha
+    from saeembed.sae import load_sae
+    from tests.fakes import random_sae
+
+    run("-q", "features", "label", encoded_db)
+    half = tmp_path / "half"
+    run("sae", "convert", tiny_sae, half, "--dtype", "float16")
+    plain, for_half = tmp_path / "plain.parquet", tmp_path / "half.parquet"
+    run("features", "export", encoded_db, "-o", plain)
+    run("features", "export", encoded_db, "-o", for_half, "--for-sae", half)
+    assert parquet_sae_sha(plain) == load_sae(tiny_sae).content_hash()
+    assert parquet_sae_sha(for_half) == load_sae(half).content_hash() != parquet_sae_sha(plain)
+
+    half_db = tmp_path / "half.duckdb"
+    run(
+        "-q",
+        "encode",
+        corpus_file,
+        "--db",
+        half_db,
+        "--id-col",
+        "id",
+        "--model",
+        tiny_model,
+        "--sae",
+        half,
+    )
+    refused = run("features", "import", half_db, plain, ok=False)
+    assert "labels the SAE with hash" in refused.stderr
+    run("features", "import", half_db, for_half)
+    assert run("features", "export", half_db, "-o", tmp_path / "again.parquet").exit_code == 0
+    assert len(pl_labels(for_half)) > 5
+    assert pl_labels(tmp_path / "again.parquet") == pl_labels(for_half)
+
+    other = tmp_path / "other"
+    random_sae(seed=5).save(other)
+    out = run(
+        "features", "export", encoded_db, "-o", tmp_path / "x.parquet", "--for-sae", other, ok=False
+    )
+    assert out.stderr.startswith(f"Error: {other} is not a copy of ")
+    assert "W_enc differs by " in out.stderr and not (tmp_path / "x.parquet").exists()
+
+
+def pl_labels(path: Path) -> list[tuple[int, str]]:
+    import polars as pl
+
+    return pl.read_parquet(path).select("feature", "label").sort("feature").rows()
+
+
 def _commands(group: click.Group, prefix: str = "") -> list[str]:
     names = []
     for name, command in group.commands.items():

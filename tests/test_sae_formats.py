@@ -218,7 +218,10 @@ def test_saeembed_round_trip(tmp_path):
     # encoder made with it can reload it (the labeller's output-side tokens do)
     trained = SAE(SAEConfig(**{**cfg.__dict__, "source": "saeembed:trained"}), w)
     trained.save(tmp_path / "trained")
-    assert load_sae(tmp_path / "trained").cfg.source == f"saeembed:{tmp_path / 'trained'}"
+    reloaded = load_sae(tmp_path / "trained")
+    assert reloaded.cfg.source == f"saeembed:{tmp_path / 'trained'}"
+    # ... and the source it records (what a store's encoder keeps) loads it again
+    assert load_sae(reloaded.cfg.source).content_hash() == trained.content_hash()
     x = inputs()
     torch.testing.assert_close(loaded.encode(x), original.encode(x))
     # a file inside the directory stands for the directory
@@ -230,6 +233,13 @@ def test_saeembed_fp16_copy_loads(tmp_path):
     original.save(tmp_path / "half", dtype=torch.float16)
     loaded = load_sae(tmp_path / "half")
     torch.testing.assert_close(loaded.W_enc, original.W_enc, atol=2e-3, rtol=2e-3)
+    # the fp16 copy is the same SAE up to rounding; a retrained one is not
+    assert loaded.content_hash() != original.content_hash()
+    assert original.rounding_mismatch(loaded) is None
+    other = SAE(original.cfg, {**base_weights(), "W_dec": rand(D_SAE, D_IN, seed=99)})
+    assert original.rounding_mismatch(other).startswith("W_dec differs by ")
+    wider = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, activation="topk", k=8), base_weights())
+    assert original.rounding_mismatch(wider) == "k differs (4 vs 8)"
     assert loaded.W_enc.dtype == torch.float32
 
 

@@ -102,16 +102,24 @@ def import_labels(
 
 
 def export_labels(
-    db: str | Path, output: str | Path, *, encoder: str | int | None = None
+    db: str | Path,
+    output: str | Path,
+    *,
+    encoder: str | int | None = None,
+    for_sae: str | Path | None = None,
 ) -> pl.DataFrame:
     """Write an encoder's labels to a Parquet file at ``output`` that records the SAE's hash
-    (so saeembed can apply it to any store encoded with that SAE); returns the labels."""
+    (so saeembed can apply it to any store encoded with that SAE); returns the labels.
+    ``for_sae`` records instead the hash of a copy of that SAE at another precision (checked
+    tensor by tensor), for publishing labels beside an fp16 copy."""
     from saeembed.labels import export_labels as export_file
     from saeembed.labels import read_labels
+    from saeembed.labels.table import hash_of_rounded_copy
 
     check_output(output)
     with Store(db, read_only=True) as store:
         chosen = store.resolve_encoder(encoder)
         frame = read_labels(store, chosen)
-    export_file(frame, output, sae_sha256=chosen.sae_sha256)
+    sae_sha256 = chosen.sae_sha256 if for_sae is None else hash_of_rounded_copy(chosen, for_sae)
+    export_file(frame, output, sae_sha256=sae_sha256)
     return frame

@@ -234,11 +234,17 @@ def features_import(db, label_file, encoder, label_format, sae_id):
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @encoder_option()
+@click.option(
+    "--for-sae",
+    metavar="SPEC",
+    help="Record the hash of this copy of the encoder's SAE at another precision (e.g. the "
+    "output of `sae convert --dtype float16`), checked tensor by tensor.",
+)
 @domain_errors
-def features_export(db, output, encoder):
+def features_export(db, output, encoder, for_sae):
     """Write an encoder's labels to a Parquet file (it records the SAE's hash, so saeembed can
     apply it to any store encoded with that SAE)."""
-    frame = api.export_labels(db, output, encoder=encoder)
+    frame = api.export_labels(db, output, encoder=encoder, for_sae=for_sae)
     click.echo(f"wrote {frame.height:,} labels to {output}", err=True)
 
 

@@ -132,6 +132,29 @@ def labelled_features(store: Store, encoder: Encoder, source: str) -> set[int]:
     return {r[0] for r in rows}
 
 
+def hash_of_rounded_copy(encoder: Encoder, spec: str | Path) -> str:
+    """The content hash of the SAE at ``spec`` once it is shown to be ``encoder``'s SAE stored at
+    another precision (as `saeembed sae convert --dtype float16` writes it), so that labels and
+    evidence made with the encoder can be published for the copy. Refuses anything else."""
+    from saeembed.errors import SAEError
+    from saeembed.sae import load_sae
+
+    original = load_sae(encoder.sae)
+    if original.content_hash() != encoder.sae_sha256:
+        raise SAEError(
+            f"the SAE at {encoder.sae} is no longer the one encoder {encoder.name} was made "
+            "with (its weights hash differently); point the encoder at the original SAE"
+        )
+    copy = load_sae(spec)
+    why = original.rounding_mismatch(copy)
+    if why is not None:
+        raise SAEError(
+            f"{spec} is not a copy of {encoder.name}'s SAE at another precision: {why}; "
+            "labels describe only the SAE they were made with"
+        )
+    return copy.content_hash()
+
+
 def export_labels(frame: pl.DataFrame, path: str | Path, *, sae_sha256: str | None) -> Path:
     """Write a label frame to Parquet, recording which SAE (content hash) it labels."""
     path = Path(path)

@@ -81,24 +81,13 @@ class TokenScorer:
         return {f: self.output[f] for f in features if f in self.output}
 
 
-def sae_spec(source: str) -> str:
-    """What `load_sae` takes for an encoder's recorded SAE source (``FORMAT:WHERE``, or a
-    shipped SAE's ``saeembed:pretrained/NAME``)."""
-    from saeembed.sae.formats import _LOADERS
-
-    if source.startswith("saeembed:pretrained/"):
-        return source
-    fmt, found, where = source.partition(":")
-    return where if found and (fmt == "saeembed" or fmt in _LOADERS) else source
-
-
 def load_scorer(encoder: Encoder) -> TokenScorer | None:
     """The encoder's reader and SAE on the CPU, or None when they cannot be loaded here."""
     from saeembed.reader import load_reader
     from saeembed.sae import load_sae
 
     try:
-        sae = load_sae(sae_spec(encoder.sae))
+        sae = load_sae(encoder.sae)
         if sae.content_hash() != encoder.sae_sha256:
             raise ValueError(f"the SAE at {encoder.sae} is not the one this encoder used")
         reader = load_reader(encoder.model, device="cpu")

@@ -40,8 +40,9 @@ _HUB_RE = re.compile(rf"^{_HUB_PART}/{_HUB_PART}(/[^\s\\]+)?$")
 # ---- public API ---------------------------------------------------------------------------
 def load_sae(spec: str | os.PathLike) -> SAE:
     """Load an SAE from a local directory or checkpoint file, or a Hub id
-    ``owner/repo[/folder]`` (optionally prefixed with ``hf://``), in any supported format, or a
-    shipped SAE by the source it records (``saeembed:pretrained/NAME``)."""
+    ``owner/repo[/folder]`` (optionally prefixed with ``hf://``), in any supported format, or by
+    the source an SAE records (``FORMAT:WHERE``, as a store's encoder keeps it; a shipped SAE's is
+    ``saeembed:pretrained/NAME``)."""
     shipped = "saeembed:pretrained/"
     if str(spec).startswith(shipped):
         from saeembed.pretrained import shipped_saes
@@ -50,6 +51,10 @@ def load_sae(spec: str | os.PathLike) -> SAE:
         if name not in shipped_saes():
             raise SAEError(f"no shipped SAE {name!r}; see `saeembed sae list`")
         spec = shipped_saes()[name]
+    else:
+        recorded_format, found, recorded_where = str(spec).partition(":")
+        if found and recorded_format in FORMATS:
+            spec = recorded_where
     path, where = _resolve(spec)
     path = _sae_root(path)
     fmt = detect_format(path)

@@ -174,6 +174,26 @@ class SAE(nn.Module):
             h.update(t.numpy().tobytes())
         return h.hexdigest()
 
+    def rounding_mismatch(self, other: SAE, *, tolerance: float = 1e-2) -> str | None:
+        """Why ``other`` is not this SAE stored at another precision (fp16, bf16), or None if
+        it is: same shape, activation, k and input scale, and every tensor within ``tolerance``
+        relative (Frobenius) error of this one's. Labels made with one describe the other."""
+        mine, theirs = self.cfg, other.cfg
+        for name in ("d_in", "d_sae", "activation", "k"):
+            if getattr(mine, name) != getattr(theirs, name):
+                return f"{name} differs ({getattr(mine, name)} vs {getattr(theirs, name)})"
+        if abs(mine.input_scale - theirs.input_scale) > tolerance * abs(mine.input_scale):
+            return f"input_scale differs ({mine.input_scale:g} vs {theirs.input_scale:g})"
+        theirs_state = other.canonical_state()
+        for name, tensor in self.canonical_state().items():
+            if name not in theirs_state:
+                return f"it has no {name}"
+            scale = float(tensor.norm())
+            error = float((tensor - theirs_state[name].to(tensor.dtype)).norm())
+            if error > tolerance * max(scale, 1e-12):
+                return f"{name} differs by {error / max(scale, 1e-12):.1%} (more than rounding)"
+        return None
+
     # ---- forward -------------------------------------------------------------------------
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         if self.cfg.input_scale != 1.0:
