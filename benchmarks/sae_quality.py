@@ -7,10 +7,12 @@ articles (not only paragraphs), and whole datasets from outside the training mix
 that never fire on the group's tokens, and loss recovered per group.
 
     .venv/bin/python benchmarks/sae_quality.py [--docs 300] [--sae DIR] [--groups a,b]
-        [--extras DIR]
+        [--extras DIR] [--tokens 100000]
 
 ``--extras DIR`` adds two groups: the unseen documents of the code and dialogue files of
-`recipes/build_training_extras.py` (in the candidate SAE's mix, outside the shipped one's).
+`recipes/build_training_extras.py` (in the default SAE's mix since 2026-12-03; pass the folder
+that script wrote). ``--tokens N`` takes documents until each group has N tokens and skips loss
+recovered (one pass through the reader): the share of latents that never fire in N tokens.
 """
 
 from __future__ import annotations
@@ -48,9 +50,23 @@ def unseen_texts(spec: str, n: int, seed: int = 1) -> list[str]:
     return [rest[i] for i in sorted(picked)]
 
 
+def first_tokens(texts: list[str], tokenizer, n_tokens: int, max_tokens: int = 256) -> list[str]:
+    """The leading texts that together hold ``n_tokens`` tokens (each cut to ``max_tokens``)."""
+    taken, total = [], 0
+    for text in texts:
+        if total >= n_tokens:
+            break
+        taken.append(text)
+        total += min(len(tokenizer(text, add_special_tokens=False)["input_ids"]), max_tokens)
+    return taken
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=300, help="documents per group")
+    parser.add_argument("--docs", type=int, default=None, help="documents per group (300)")
+    parser.add_argument(
+        "--tokens", type=int, help="documents until this many tokens per group; no loss recovered"
+    )
     parser.add_argument("--sae", default=str(DEFAULT))
     parser.add_argument(
         "--all-tokens",
@@ -62,6 +78,7 @@ def main() -> None:
         "--extras", type=Path, help="folder written by recipes/build_training_extras.py"
     )
     args = parser.parse_args()
+    n_docs = args.docs or (100_000 if args.tokens else 300)
     sae = load_sae(args.sae)
     reader = load_reader("default", device="auto")
     groups = {
@@ -90,15 +107,19 @@ def main() -> None:
     results = {}
     for name, (spec, chat) in groups.items():
         if spec in LEFT_OUT:
-            texts = LEFT_OUT[spec](args.docs)
+            texts = LEFT_OUT[spec](n_docs)
         elif spec.startswith("whole:"):
             from saeembed.data import load_dataset
 
             articles = load_dataset(spec.removeprefix("whole:data:"))["text"].to_list()
-            picked = np.random.default_rng(1).choice(len(articles), args.docs, replace=False)
+            picked = np.random.default_rng(1).choice(
+                len(articles), min(n_docs, len(articles)), replace=False
+            )
             texts = [articles[i] for i in sorted(picked)]
         else:
-            texts = unseen_texts(spec, args.docs)
+            texts = unseen_texts(spec, n_docs)
+        if args.tokens:
+            texts = first_tokens(texts, reader.tokenizer, args.tokens)
         start = time.perf_counter()
         fig = evaluate_sae(
             sae,
@@ -109,12 +130,13 @@ def main() -> None:
             chat=chat,
             max_norm_ratio=None if args.all_tokens else 10.0,
             pooled_only=not args.all_tokens,
+            with_loss=not args.tokens,
         )
         secs = time.perf_counter() - start
         results[name] = fig
         print(
             f"{name:<42}{len(texts):>6}{fig['n_tokens']:>8}{fig['fvu']:>7.3f}{fig['l0']:>6.1f}"
-            f"{fig['dead_fraction']:>7.1%}{fig['n_outliers']:>8}{fig['loss_recovered']:>10.3f}{secs:>6.0f}"
+            f"{fig['dead_fraction']:>7.1%}{fig['n_outliers']:>8}{fig.get('loss_recovered', np.nan):>10.3f}{secs:>6.0f}"
         )
     print(json.dumps(results, default=float))
 

@@ -231,11 +231,17 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     assert dense.hits.height == 5 and dense.choice is None
     # the shipped evidence embeddings came with the labels, and a phrase that describes a
     # property (no label contains it) is read through them
-    from saeembed.api import open_store
+    from safetensors import safe_open
 
+    from saeembed.api import open_store
+    from saeembed.pretrained import default_sae_for
+    from saeembed.reader import DEFAULT_MODEL_NAME
+
+    with safe_open(default_sae_for(DEFAULT_MODEL_NAME) / "evidence.safetensors", "numpy") as f:
+        shipped = f.get_slice("feature").get_shape()[0]
     with open_store(db, read_only=True) as store:
         n = store.sql("SELECT count(*) AS n FROM feature_evidence")["n"][0]
-    assert n == 8189
+    assert n == shipped > 8000
     described = search(db, "negative review of a bad movie", corpus="rt", top=120)
     assert set(described.choice.table["reason"]) == {"semantic"} and described.by_meaning
     assert not found.by_meaning  # "film" is in labels: it names those concepts

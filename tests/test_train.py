@@ -342,6 +342,12 @@ def test_evaluate_sae_on_texts_and_activations(reader, sources, tmp_path):
     assert on_texts["l0"] <= 4 and 0 <= on_texts["dead_fraction"] <= 1
     assert on_texts["fvu"] > 0 and np.isfinite(on_texts["loss_recovered"])
     assert on_texts["dead_fraction_training"] == 0.1
+    # without loss recovered: the same tokens and activation figures from one clean pass
+    quick = evaluate_sae(sae, reader, texts=make_texts(40, seed=2), with_loss=False)
+    assert "loss_recovered" not in quick
+    for key in ("n_tokens", "n_outliers", "l0", "dead_fraction"):
+        assert quick[key] == on_texts[key]
+    assert quick["fvu"] == pytest.approx(on_texts["fvu"], rel=1e-9)
     on_val = evaluate_sae(sae, activations_dir=tmp_path)
     assert on_val["n_tokens"] == load_manifest(tmp_path)["val_tokens"]
     cut = load_reader(str(reader.model_id), device="cpu")

@@ -183,6 +183,7 @@ def evaluate_sae(
     max_norm_ratio: float | None = 10.0,
     train_dead_fraction: float | None = None,
     pooled_only: bool = True,
+    with_loss: bool = True,
 ) -> dict:
     """Standard quality figures of ``sae`` on held-out data.
 
@@ -193,7 +194,8 @@ def evaluate_sae(
     and ``texts`` (the full reader, not one cut by ``drop_layers_after``), loss recovered is added
     (``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered``), replacing exactly the document
     tokens the encoder pools (massive-norm ones are kept as they are; zero-ablation zeroes all);
-    ``pooled_only=False`` replaces every document token instead.
+    ``pooled_only=False`` replaces every document token instead; ``with_loss=False`` skips loss
+    recovered (one clean pass through the reader instead of three).
     ``train_dead_fraction`` (dead during the trainer's last window) is passed through as
     ``dead_fraction_training``. The SAE is moved to the reader's device."""
     if activations_dir is None and (reader is None or texts is None):
@@ -212,18 +214,23 @@ def evaluate_sae(
         if layer is None:
             raise SaeembedError("the SAE's cfg names no layer; pass layer=")
         stats.sae = sae = sae.to(reader.device)
-        losses = loss_recovered(
-            reader,
-            layer,
-            texts,
-            reconstruct_typical(sae) if pooled_only else lambda h: sae.decode(sae.encode(h)),
-            max_tokens=max_tokens,
-            batch_tokens=batch_tokens,
-            chat=chat,
-            capture=stats.add if activations_dir is None else None,
-        )
-        losses["ce_sae"] = losses.pop("ce_replaced")
-        result.update(losses)
+        capture = stats.add if activations_dir is None else None
+        if with_loss:
+            losses = loss_recovered(
+                reader,
+                layer,
+                texts,
+                reconstruct_typical(sae) if pooled_only else lambda h: sae.decode(sae.encode(h)),
+                max_tokens=max_tokens,
+                batch_tokens=batch_tokens,
+                chat=chat,
+                capture=capture,
+            )
+            losses["ce_sae"] = losses.pop("ce_replaced")
+            result.update(losses)
+        else:
+            for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
+                _cross_entropy(reader, layer, ids, own, None, capture)
     result.update(stats.result())
     if train_dead_fraction is not None:
         result["dead_fraction_training"] = train_dead_fraction
