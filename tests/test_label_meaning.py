@@ -205,6 +205,17 @@ def test_context_words_near_peaks_are_specific_content_words(meaning_store):
     assert not single & set(FILLER)
 
 
+def test_promoted_function_words_are_not_proposed(meaning_store):
+    """A token the decoder promotes is a candidate only if it is a content word: "and" or
+    "because" would match nearly every long document."""
+    store, encoder = meaning_store
+    evidence = load_evidence(store, encoder)
+    output = ("and", "because", "xylophone", "of")
+    candidates, _, _ = candidate_terms(evidence, 2, OfflineConfig(), patterns=True, output=output)
+    assert "xylophone" in candidates
+    assert not {"and", "because", "of"} & set(candidates)
+
+
 def test_offline_labels_do_not_depend_on_the_hash_seed(tmp_path):
     """Two processes with different hash seeds label copies of one store identically."""
     import shutil

@@ -319,7 +319,10 @@ def candidate_terms(
 ) -> tuple[list[str], Counter[str], np.ndarray]:
     """The terms proposed for ``feature`` (peak words and patterns seen at two or more of its top
     labelling documents' peaks; with ``patterns``, also the content words seen near several of
-    those peaks; then the tokens it promotes), the peak counts, and the top rows."""
+    those peaks; then the content words it promotes), the peak counts, and the top rows.
+    A promoted function word ("and", "because") is not proposed: it is in nearly every long
+    document, and strongly active documents tend to be the long ones, so it would "detect" a
+    feature by length alone."""
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
     top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
@@ -331,7 +334,7 @@ def candidate_terms(
         candidates += [
             t for t in specific_context_words(evidence, top, config) if t not in candidates
         ]
-    candidates += [t for t in output if t not in candidates]
+    candidates += [t for t in output if is_content_word(t) and t not in candidates]
     return candidates, peaks, top
 
 
