@@ -105,6 +105,30 @@ def _cross_entropy(
     return float(loss), int(predicts.sum())
 
 
+class _Captured(Exception):
+    """Raised by the capture hook once the layer's residuals are read: nothing after it runs."""
+
+
+@torch.inference_mode()
+def _residuals(reader, layer: int, ids, own, capture: Callable[[torch.Tensor], None] | None):
+    """Hand the documents' own residuals after block ``layer`` to ``capture``, running the
+    reader only up to that block."""
+
+    def hook(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if capture is not None:
+            capture(hidden[own])
+        raise _Captured
+
+    handle = reader.layers[layer].register_forward_hook(hook)
+    try:
+        reader.model(input_ids=ids, use_cache=False)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+
+
 def _batches(
     reader, texts: Sequence[str], max_tokens: int, batch_tokens: int | None, chat: ChatMode
 ):
@@ -195,7 +219,7 @@ def evaluate_sae(
     (``ce_clean``, ``ce_sae``, ``ce_zero``, ``loss_recovered``), replacing exactly the document
     tokens the encoder pools (massive-norm ones are kept as they are; zero-ablation zeroes all);
     ``pooled_only=False`` replaces every document token instead; ``with_loss=False`` skips loss
-    recovered (one clean pass through the reader instead of three).
+    recovered (one pass through the reader up to ``layer`` instead of three whole ones).
     ``train_dead_fraction`` (dead during the trainer's last window) is passed through as
     ``dead_fraction_training``. The SAE is moved to the reader's device."""
     if activations_dir is None and (reader is None or texts is None):
@@ -230,7 +254,7 @@ def evaluate_sae(
             result.update(losses)
         else:
             for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
-                _cross_entropy(reader, layer, ids, own, None, capture)
+                _residuals(reader, layer, ids, own, capture)
     result.update(stats.result())
     if train_dead_fraction is not None:
         result["dead_fraction_training"] = train_dead_fraction
