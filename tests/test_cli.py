@@ -259,6 +259,32 @@ def test_labels_exported_for_an_fp16_copy_apply_to_its_stores(
     assert "W_enc differs by " in out.stderr and not (tmp_path / "x.parquet").exists()
 
 
+def test_output_side_tokens_only_from_the_encoders_own_sae(
+    tmp_path, corpus_file, tiny_model, monkeypatch
+):
+    """The labeller reads the tokens a feature promotes from the encoder's SAE; when the SAE at
+    the recorded place is no longer that one (a replaced shipped SAE), it proposes none."""
+    from saeembed.labels import _promoted
+    from saeembed.store import Store
+    from tests.fakes import random_sae
+
+    read = []
+    monkeypatch.setattr(
+        "saeembed.labels.output.promoted_tokens",
+        lambda sae, reader: read.append(sae.content_hash()) or {0: ("word",)},
+    )
+    sae_dir = tmp_path / "sae"
+    random_sae().save(sae_dir)
+    db = tmp_path / "s.duckdb"
+    run("-q", "encode", corpus_file, "--db", db, "--id-col", "id", "--model", tiny_model,
+        "--sae", sae_dir)  # fmt: skip
+    with Store(db, read_only=True) as store:
+        encoder = store.resolve_encoder(None)
+    assert _promoted(encoder) == {0: ("word",)} and read == [encoder.sae_sha256]
+    random_sae(seed=5).save(sae_dir)  # another SAE where the encoder's was
+    assert _promoted(encoder) == {} and len(read) == 1
+
+
 def pl_labels(path: Path) -> list[tuple[int, str]]:
     import polars as pl
 

@@ -48,6 +48,9 @@ def _promoted(encoder: Encoder) -> dict[int, tuple[str, ...]]:
 
     try:
         sae = load_sae(encoder.sae)
+        if sae.content_hash() != encoder.sae_sha256:
+            # e.g. a store made with a shipped SAE that a later saeembed replaced
+            raise ValueError(f"the SAE at {encoder.sae} is not the one this encoder used")
         reader = load_reader(encoder.model, device="cpu")
     except Exception as error:  # noqa: BLE001 - output tokens are an optional extra
         log.info("no output-side tokens for %s: %s", encoder.name, error)
