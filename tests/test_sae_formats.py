@@ -222,6 +222,10 @@ def test_saeembed_round_trip(tmp_path):
     assert reloaded.cfg.source == f"saeembed:{tmp_path / 'trained'}"
     # ... and the source it records (what a store's encoder keeps) loads it again
     assert load_sae(reloaded.cfg.source).content_hash() == trained.content_hash()
+    # with the hash an encoder recorded, a changed SAE at that place is refused
+    assert load_sae(reloaded.cfg.source, sha256=trained.content_hash()).cfg.d_sae == D_SAE
+    with pytest.raises(SAEError, match="is not the one with hash 0000000000"):
+        load_sae(reloaded.cfg.source, sha256="0" * 64)
     x = inputs()
     torch.testing.assert_close(loaded.encode(x), original.encode(x))
     # a file inside the directory stands for the directory

@@ -133,12 +133,9 @@ def decoder_cosines(encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray | None:
     from saeembed.sae import load_sae
 
     try:
-        sae = load_sae(encoder.sae)
+        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
     except (SaeembedError, OSError) as exc:
         log.warning("decoder cosines skipped: cannot load SAE %s (%s)", encoder.sae, exc)
-        return None
-    if sae.content_hash() != encoder.sae_sha256:
-        log.warning("decoder cosines skipped: %s is not the SAE this encoder used", encoder.sae)
         return None
     w = sae.W_dec.float()
     w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -47,10 +47,8 @@ def _promoted(encoder: Encoder) -> dict[int, tuple[str, ...]]:
     from saeembed.sae import load_sae
 
     try:
-        sae = load_sae(encoder.sae)
-        if sae.content_hash() != encoder.sae_sha256:
-            # e.g. a store made with a shipped SAE that a later saeembed replaced
-            raise ValueError(f"the SAE at {encoder.sae} is not the one this encoder used")
+        # refused when it is no longer that SAE, e.g. a shipped one a later saeembed replaced
+        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
         reader = load_reader(encoder.model, device="cpu")
     except Exception as error:  # noqa: BLE001 - output tokens are an optional extra
         log.info("no output-side tokens for %s: %s", encoder.name, error)

@@ -139,12 +139,7 @@ def hash_of_rounded_copy(encoder: Encoder, spec: str | Path) -> str:
     from saeembed.errors import SAEError
     from saeembed.sae import load_sae
 
-    original = load_sae(encoder.sae)
-    if original.content_hash() != encoder.sae_sha256:
-        raise SAEError(
-            f"the SAE at {encoder.sae} is no longer the one encoder {encoder.name} was made "
-            "with (its weights hash differently); point the encoder at the original SAE"
-        )
+    original = load_sae(encoder.sae, sha256=encoder.sae_sha256)
     copy = load_sae(spec)
     why = original.rounding_mismatch(copy)
     if why is not None:

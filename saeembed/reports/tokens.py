@@ -87,9 +87,7 @@ def load_scorer(encoder: Encoder) -> TokenScorer | None:
     from saeembed.sae import load_sae
 
     try:
-        sae = load_sae(encoder.sae)
-        if sae.content_hash() != encoder.sae_sha256:
-            raise ValueError(f"the SAE at {encoder.sae} is not the one this encoder used")
+        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
         reader = load_reader(encoder.model, device="cpu")
     except Exception as error:  # noqa: BLE001 - token shading is an extra; peaks are the fallback
         log.warning(

@@ -38,11 +38,22 @@ _HUB_RE = re.compile(rf"^{_HUB_PART}/{_HUB_PART}(/[^\s\\]+)?$")
 
 
 # ---- public API ---------------------------------------------------------------------------
-def load_sae(spec: str | os.PathLike) -> SAE:
+def load_sae(spec: str | os.PathLike, *, sha256: str | None = None) -> SAE:
     """Load an SAE from a local directory or checkpoint file, or a Hub id
     ``owner/repo[/folder]`` (optionally prefixed with ``hf://``), in any supported format, or by
     the source an SAE records (``FORMAT:WHERE``, as a store's encoder keeps it; a shipped SAE's is
-    ``saeembed:pretrained/NAME``)."""
+    ``saeembed:pretrained/NAME``). With ``sha256`` (an encoder's ``sae_sha256``), an SAE whose
+    content hash differs (replaced or retrained since) is refused."""
+    sae = _load(spec)
+    if sha256 is not None and sae.content_hash() != sha256:
+        raise SAEError(
+            f"the SAE at {spec} is not the one with hash {sha256[:12]} (its weights changed "
+            "since); point to the original SAE"
+        )
+    return sae
+
+
+def _load(spec: str | os.PathLike) -> SAE:
     shipped = "saeembed:pretrained/"
     if str(spec).startswith(shipped):
         from saeembed.pretrained import shipped_saes

@@ -114,10 +114,10 @@ def _residuals(reader, layer: int, ids, own, capture: Callable[[torch.Tensor], N
     """Hand the documents' own residuals after block ``layer`` to ``capture``, running the
     reader only up to that block."""
 
-    def hook(_module, _inputs, output):
-        hidden = output[0] if isinstance(output, tuple) else output
-        if capture is not None:
-            capture(hidden[own])
+    read = _hook(own, None, capture)
+
+    def hook(module, inputs, output):
+        read(module, inputs, output)
         raise _Captured
 
     handle = reader.layers[layer].register_forward_hook(hook)
