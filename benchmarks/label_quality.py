@@ -10,7 +10,10 @@ already has (for a store of the default encoder: the shipped labels) and a contr
 - control: each feature scored with another feature's label (a seeded derangement).
 
     .venv/bin/python benchmarks/label_quality.py STORE [--encoder E] [--sample 2000] [--seed 0]
-        [--words-only] [--save-labels OUT.parquet]
+        [--words-only] [--save-labels OUT.parquet] [--documents-of OTHER.duckdb]
+
+``--documents-of`` keeps only the documents another store also holds (document ids are hashes
+of the text): labels of two SAEs scored on the same held-out documents.
 
 Prints markdown tables to stdout; progress on stderr.
 """
@@ -76,12 +79,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--words-only", action="store_true", help="label by words only (v1)")
     parser.add_argument("--save-labels", default=None)
+    parser.add_argument(
+        "--documents-of", default=None, help="score on the documents this other store also has"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
+    only = None
+    if args.documents_of:
+        with Store(args.documents_of, read_only=True) as other:
+            only = other.sql("SELECT DISTINCT doc_id FROM documents")["doc_id"].to_numpy()
     with Store(args.store, read_only=True) as store:
         encoder = store.resolve_encoder(args.encoder)
-        evidence = load_evidence(store, encoder)
+        evidence = load_evidence(store, encoder, only=only)
         existing = read_labels(store, encoder)
     if existing.height == 0:  # a store made before its encoder got the shipped labels
         from saeembed.labels.table import read_saeembed_labels, shipped_labels_for

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,14 +34,13 @@ from pathlib import Path
 import polars as pl
 
 from saeembed.api import preferences as api
+from saeembed.data import prefer_local_hh_rlhf
 from saeembed.home import cache_dir
 from saeembed.labels import label_features
 from saeembed.store import Store
 
-# the shared HH-RLHF copy beside the checkout, found through the variable the library reads
-_SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
-if _SHARED_HH_RLHF.is_dir():
-    os.environ.setdefault("SAEEMBED_HH_RLHF", str(_SHARED_HH_RLHF))
+# the shared HH-RLHF copy beside the checkout
+prefer_local_hh_rlhf(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf")
 
 PAIRS = "hh-rlhf-harmless"
 

@@ -11,7 +11,8 @@ Two kinds of query, each with a real label as ground truth:
   SAE = the concepts that separate them from the rest; dense = cosine to the mean embedding of
   the examples; scored on the other documents.
 Average precision over all documents of the corpus and precision at 10 and 50, per query and
-averaged.
+averaged: over the 5 original phrase queries (`PHRASES`), the 10 added ones (`MORE_PHRASES`),
+all 15, the queries by example, and everything.
 
     .venv/bin/python benchmarks/retrieval.py [--measures max,strong,count,share,mean]
 
@@ -53,6 +54,20 @@ PHRASES = [  # (corpus, query, metadata column, relevant value)
     ("debates", "a moderator asking the candidates a question", "party", "Moderator"),
     ("commons", "Labour party speech attacking the Conservative government", "party", "Lab"),
 ]
+# Ten more, written down (2026-12-03) before any method was measured on them: five queries are
+# too few to tell a method's gain from the draw of queries. Reported as their own set.
+MORE_PHRASES = [
+    ("rt", "the critic disliked this movie", "category", "rotten"),
+    ("rt", "an enthusiastic recommendation of a great film", "category", "fresh"),
+    ("rt", "synopsis describing the characters and what happens to them", "category", "plot"),
+    ("debates", "Republican candidate criticising Hillary Clinton", "party", "Republican"),
+    ("debates", "Democrat attacking Donald Trump", "party", "Democratic"),
+    ("debates", "the moderator introduces the debate and its rules", "party", "Moderator"),
+    ("commons", "Conservative minister defending the government's record", "party", "Con"),
+    ("commons", "Labour MP criticising the government", "party", "Lab"),
+    ("tweets", "BBC news about the NHS in Britain", "outlet", "bbchealth"),
+    ("tweets", "tips for healthy eating and losing weight", "outlet", "goodhealth"),
+]
 N_EXAMPLES = 20
 MATCHES = ("label", "evidence", "both")  # how a phrase is matched to concepts (--match)
 EXAMPLE_QUERIES = [("tweets", "outlet", OUTLETS), ("commons", "party", ["Lab", "Con"])]
@@ -84,16 +99,17 @@ def main() -> None:
     measures = args.measures.split(",")
     only = args.only.split(",") if args.only else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    by_measure: list[tuple[str, dict[str, float]]] = []
-    by_match: list[tuple[str, dict[str, float]]] = []
+    by_measure: list[tuple[str, str, dict[str, float]]] = []  # (query, kind, AP by measure)
+    by_match: list[tuple[str, str, dict[str, float]]] = []
     path = bench_store(only, relabel=args.relabel)
     minilm = load_embedder("default")
     rows, chosen_shown = [], []
     with Store(path) as store:
         encoder = store.resolve_encoder(None)
-        for corpus, query, column, value in PHRASES:
-            if value is None or (only and corpus not in only):
+        for corpus, query, column, value in PHRASES + MORE_PHRASES:
+            if only and corpus not in only:
                 continue
+            kind = "phrase" if (corpus, query, column, value) in PHRASES else "added phrase"
             docs = candidates(store, encoder, corpus, None)
             meta = store.sql(
                 f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
@@ -112,10 +128,10 @@ def main() -> None:
 
             sae = phrase_sae(measures[0])
             sae_seconds = time.perf_counter() - started
-            by_measure.append((f'{corpus}: "{query}"', {
+            by_measure.append((f'{corpus}: "{query}"', kind, {
                 m: average_precision_score(relevant, phrase_sae(m)) for m in measures
             }))  # fmt: skip
-            by_match.append((f'{corpus}: "{query}"', {
+            by_match.append((f'{corpus}: "{query}"', kind, {
                 m: average_precision_score(relevant, sae_scores(
                     store, encoder, docs, choose_concepts(store, encoder, phrase=query, top=10,
                                                           match=m), measures[0])[0])
@@ -124,7 +140,7 @@ def main() -> None:
             dense = dense_scores(store, docs, query, minilm)
             scores = {"sae": sae, "dense": dense, "hybrid": rank_fusion(sae, dense)}
             rows.append((f"{corpus}: \"{query}\" → {column} = {value}", relevant.mean(),
-                         evaluate(relevant, scores), sae_seconds))  # fmt: skip
+                         evaluate(relevant, scores), sae_seconds, kind))  # fmt: skip
             chosen_shown.append((query, choice.table.head(5)))
         for corpus, column, values in EXAMPLE_QUERIES:
             if only and corpus not in only:
@@ -157,7 +173,7 @@ def main() -> None:
                 centroid = vectors[examples].mean(axis=0)
                 dense = vectors @ (centroid / np.linalg.norm(centroid))
                 relevant = docs["v"].to_numpy()[rest] == value
-                by_measure.append((f"{corpus}: examples of {value}", {
+                by_measure.append((f"{corpus}: examples of {value}", "example", {
                     m: average_precision_score(relevant, sae_of[m][rest]) for m in measures
                 }))  # fmt: skip
                 scores = {
@@ -166,52 +182,64 @@ def main() -> None:
                     "hybrid": rank_fusion(sae[rest], dense[rest]),
                 }
                 rows.append((f"{corpus}: {N_EXAMPLES} examples → {column} = {value}",
-                             relevant.mean(), evaluate(relevant, scores), sae_seconds))  # fmt: skip
+                             relevant.mean(), evaluate(relevant, scores), sae_seconds,
+                             "example"))  # fmt: skip
                 if choice is not None:
                     chosen_shown.append((f"examples of {value}", choice.table.head(5)))
 
     print("| query → relevant | base rate | AP sae | AP dense | AP hybrid | P@10 sae / dense / hybrid | P@50 sae / dense / hybrid |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for name, base, result, _ in rows:
+    for name, base, result, _, _ in rows:
         ap = {m: v[0] for m, v in result.items()}
         p10 = " / ".join(f"{result[m][1]:.2f}" for m in ("sae", "dense", "hybrid"))
         p50 = " / ".join(f"{result[m][2]:.2f}" for m in ("sae", "dense", "hybrid"))
         print(f"| {name} | {base:.2f} | {ap['sae']:.3f} | {ap['dense']:.3f} | {ap['hybrid']:.3f} | {p10} | {p50} |")  # fmt: skip
-    means = {m: np.mean([r[2][m][0] for r in rows]) for m in ("sae", "dense", "hybrid")}
-    phrase_means = {m: np.mean([r[2][m][0] for r in rows if "examples" not in r[0]]) for m in means}
-    example_means = {m: np.mean([r[2][m][0] for r in rows if "examples" in r[0]]) for m in means}
-    print(f"\nmean AP over {len(rows)} queries: sae {means['sae']:.3f}, dense {means['dense']:.3f}, "
-          f"hybrid {means['hybrid']:.3f}")  # fmt: skip
-    print(f"phrase queries: sae {phrase_means['sae']:.3f}, dense {phrase_means['dense']:.3f}, "
-          f"hybrid {phrase_means['hybrid']:.3f}; example queries: sae {example_means['sae']:.3f}, "
-          f"dense {example_means['dense']:.3f}, hybrid {example_means['hybrid']:.3f}")  # fmt: skip
+    modes = ("sae", "dense", "hybrid")
+    print()
+    for kind, keep in KINDS:
+        chosen = [r for r in rows if keep(r[4])]
+        if chosen:
+            means = ", ".join(f"{m} {np.mean([r[2][m][0] for r in chosen]):.3f}" for m in modes)
+            print(f"mean AP, {kind} ({len(chosen)}): {means}")
     print(
         f"\nSAE average precision by measure (`search --measure`; the main table: {measures[0]}):\n"
     )
     print("| query | " + " | ".join(measures) + " |")
     print("|---|" + "---|" * len(measures))
-    for name, aps in by_measure:
+    for name, _, aps in by_measure:
         print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in measures) + " |")
-    for kind, keep in (
-        ("phrase", lambda n: "examples" not in n),
-        ("example", lambda n: "examples" in n),
-    ):
-        means = {m: np.mean([aps[m] for n, aps in by_measure if keep(n)]) for m in measures}
-        print(f"| mean, {kind} queries | " + " | ".join(f"{means[m]:.3f}" for m in measures) + " |")
+    for kind, keep in KINDS:
+        chosen = [aps for _, k, aps in by_measure if keep(k)]
+        if chosen:
+            means = {m: np.mean([aps[m] for aps in chosen]) for m in measures}
+            print(f"| mean, {kind} | " + " | ".join(f"{means[m]:.3f}" for m in measures) + " |")
     print("\nSAE average precision of phrase queries scored on the 10 chosen concepts only "
           "(`sae_scores`), by how the phrase meets them (label, evidence embedding, both):\n")  # fmt: skip
     print("| query | " + " | ".join(MATCHES) + " |")
     print("|---|" + "---|" * len(MATCHES))
-    for name, aps in by_match:
+    for name, _, aps in by_match:
         print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in MATCHES) + " |")
-    means = {m: np.mean([aps[m] for _, aps in by_match]) for m in MATCHES}
-    print("| mean | " + " | ".join(f"{means[m]:.3f}" for m in MATCHES) + " |")
+    for kind, keep in KINDS[:3]:
+        chosen = [aps for _, k, aps in by_match if keep(k)]
+        if chosen:
+            means = {m: np.mean([aps[m] for aps in chosen]) for m in MATCHES}
+            print(f"| mean, {kind} | " + " | ".join(f"{means[m]:.3f}" for m in MATCHES) + " |")
     print("\nConcepts chosen (first 5 per query):\n")
     for query, table in chosen_shown:
         shown = "; ".join(f"{r['feature']} {r['label']!r} ({r['reason']}, {r['weight']:.2f})"
                           for r in table.iter_rows(named=True))  # fmt: skip
         print(f"- {query}: {shown}")
     print(f"\nSAE scoring time per query: {np.mean([r[3] for r in rows]):.2f} s", file=sys.stderr)
+
+
+# the sets the means are taken over: (name, which row kinds belong to it)
+KINDS = [
+    ("phrase queries", lambda k: k == "phrase"),
+    ("added phrase queries", lambda k: k == "added phrase"),
+    ("all phrase queries", lambda k: k != "example"),
+    ("example queries", lambda k: k == "example"),
+    ("all queries", lambda k: True),
+]
 
 
 if __name__ == "__main__":

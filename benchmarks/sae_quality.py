@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from leftout_text import LEFT_OUT
 
+from saeembed.data import prefer_local_hh_rlhf
 from saeembed.pretrained import PRETRAINED_DIR
 from saeembed.reader import load_reader
 from saeembed.sae import load_sae
 from saeembed.train import evaluate_sae
 from saeembed.train.recipe import SourceSpec, source_texts
 
-# the shared HH-RLHF copy beside the checkout, found through the variable the library reads
-_SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
-if _SHARED_HH_RLHF.is_dir():
-    os.environ.setdefault("SAEEMBED_HH_RLHF", str(_SHARED_HH_RLHF))
+# the shared HH-RLHF copy beside the checkout
+prefer_local_hh_rlhf(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf")
 
 DEFAULT = PRETRAINED_DIR / "smollm2-135m-instruct-l15-8k"
 

@@ -10,18 +10,16 @@ Each document is later encoded with `--max-tokens 128`: labels describe passage-
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import polars as pl
 
+from saeembed.data import prefer_local_hh_rlhf
 from saeembed.train.recipe import SourceSpec, source_texts
 
-# the shared HH-RLHF copy beside the checkout, found through the variable the library reads
-_SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
-if _SHARED_HH_RLHF.is_dir():
-    os.environ.setdefault("SAEEMBED_HH_RLHF", str(_SHARED_HH_RLHF))
+# the shared HH-RLHF copy beside the checkout
+prefer_local_hh_rlhf(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf")
 
 SOURCES = [
     "data:rotten-tomatoes#8000",

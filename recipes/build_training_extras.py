@@ -17,7 +17,6 @@ conversations. Code files identical to a standard-library file are dropped all t
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import sysconfig
 import zipfile
@@ -25,11 +24,11 @@ from pathlib import Path
 
 import polars as pl
 
+from saeembed.data import prefer_local_hh_rlhf
 from saeembed.wheels import fetch_wheel
 
-_SHARED_HH_RLHF = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf"
-if _SHARED_HH_RLHF.is_dir():
-    os.environ.setdefault("SAEEMBED_HH_RLHF", str(_SHARED_HH_RLHF))
+# the shared HH-RLHF copy beside the checkout
+prefer_local_hh_rlhf(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf")
 
 CODE_WHEELS = ["django==5.1.4", "sphinx==8.1.3", "rich==13.9.4", "httpx==0.28.1"]
 BLOCK_CHARS = 1000

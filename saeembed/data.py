@@ -60,6 +60,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "parse_dataset_ref",
+    "prefer_local_hh_rlhf",
     "ref_name",
     "dataset_card",
     "is_dataset_ref",
@@ -333,6 +334,13 @@ def _load_from_wheel(card: DatasetCard) -> pl.DataFrame:
     frame = _finish(frame, card, spec.describe())
     _write_parquet_cache(frame, cached_path)
     return frame
+
+
+def prefer_local_hh_rlhf(folder: Path) -> None:
+    """Read HH-RLHF from the local copy in ``folder`` unless `$SAEEMBED_HH_RLHF` already names
+    one; a folder that does not exist changes nothing (scripts run beside a copy of the data)."""
+    if folder.is_dir():
+        os.environ.setdefault(HH_RLHF_ENV, str(folder))
 
 
 def _local_hh_rlhf() -> Path | None:

@@ -23,6 +23,7 @@ from saeembed.data import (
     list_datasets,
     load_dataset,
     parse_dataset_ref,
+    prefer_local_hh_rlhf,
 )
 from saeembed.errors import InputError, SaeembedError
 from saeembed.frames import filter_frame, split_into_passages, write_dataset
@@ -302,6 +303,17 @@ def test_hh_rlhf_env_pointing_nowhere(tmp_path, monkeypatch):
         InputError, match=f"^{HH_RLHF_ENV}=.*missing.jsonl.gz is not the HH-RLHF file"
     ):
         load_dataset("hh-rlhf-harmless")
+
+
+def test_prefer_local_hh_rlhf_fills_only_an_unset_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(HH_RLHF_ENV, raising=False)
+    prefer_local_hh_rlhf(tmp_path / "absent")
+    assert HH_RLHF_ENV not in os.environ  # no such folder: nothing changes
+    prefer_local_hh_rlhf(tmp_path)
+    assert os.environ[HH_RLHF_ENV] == str(tmp_path)
+    monkeypatch.setenv(HH_RLHF_ENV, "/elsewhere/hh-rlhf")
+    prefer_local_hh_rlhf(tmp_path)
+    assert os.environ[HH_RLHF_ENV] == "/elsewhere/hh-rlhf"  # the user's choice is kept
 
 
 def test_hh_rlhf_offline_hub_names_the_env_var(tmp_path, monkeypatch):

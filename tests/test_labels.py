@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from saeembed.errors import InputError
+from saeembed.errors import InputError, StoreError
 from saeembed.labels import export_labels, import_labels, label_features, read_labels
 from saeembed.labels.evidence import load_evidence, snippet
 from saeembed.labels.inspect import feature_report, render_report
@@ -42,6 +42,20 @@ def test_evidence_splits_documents_by_id(labelled):
     assert evidence.n_active(3) == 0
     values = evidence.act_value[evidence.rows(0)]
     assert (np.diff(values) <= 0).all()  # strongest first
+
+
+def test_evidence_of_given_documents_only(labelled):
+    store, texts = labelled
+    encoder = store.resolve_encoder(None)
+    everything = load_evidence(store, encoder)
+    kept = everything.doc_ids[::3]
+    part = load_evidence(store, encoder, only=np.concatenate([kept, [12345]]))  # one unknown id
+    np.testing.assert_array_equal(part.doc_ids, kept)
+    np.testing.assert_array_equal(part.heldout, kept % 5 == 0)
+    film = set(everything.doc_ids[everything.act_doc[everything.rows(0)]].tolist())
+    assert part.n_active(0) == len(film & set(kept.tolist()))
+    with pytest.raises(StoreError, match="none of the 1 given documents is encoded"):
+        load_evidence(store, encoder, only=np.array([12345]))
 
 
 def test_offline_labels_name_the_trigger_words(labelled):

@@ -13,6 +13,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from saeembed.errors import StoreError
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -174,11 +175,23 @@ class TermIndex:
 
 
 def load_evidence(
-    store: Store, encoder: Encoder, *, corpus: str | None = None, max_docs: int | None = None
+    store: Store,
+    encoder: Encoder,
+    *,
+    corpus: str | None = None,
+    max_docs: int | None = None,
+    only: np.ndarray | None = None,
 ) -> Evidence:
     """Read the documents encoded by ``encoder`` (optionally of one corpus; at most ``max_docs``
-    of them, a sample fixed by document id) and all their activations."""
+    of them, a sample fixed by document id; only those among the ids ``only``, if given) and all
+    their activations."""
     doc_ids = store.encoded_doc_ids(encoder, corpus, max_docs)
+    if only is not None:
+        doc_ids = np.intersect1d(doc_ids, np.asarray(only, dtype=doc_ids.dtype))
+        if not len(doc_ids):
+            raise StoreError(
+                f"none of the {len(only):,} given documents is encoded by {encoder.name}"
+            )
     docs = store.texts(doc_ids).sort("doc_id")
     with store.temporary(evidence_docs={"doc_id": doc_ids}) as con:
         acts = con.sql(
