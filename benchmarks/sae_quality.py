@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,16 @@ from saeembed.train.recipe import SourceSpec, source_texts
 prefer_local_hh_rlhf(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hh-rlhf")
 
 DEFAULT = PRETRAINED_DIR / "smollm2-135m-instruct-l15-8k"
+
+
+def trained_caps(sae) -> dict[str, int | None]:
+    """The document cap of each source the SAE was trained on, as the training recipe recorded
+    it in the config (`recipe.py` writes ``extra.evaluation.sources``), by dataset name or file
+    name: the in-mix groups take the documents beyond it."""
+    sources = sae.cfg.extra.get("evaluation", {}).get("sources")
+    if not sources:
+        sys.exit(f"{sae.cfg.source} has no training record; its in-mix groups are unknown")
+    return {Path(s["ref"].removeprefix("data:")).name: s["max_docs"] for s in sources}
 
 
 def unseen_texts(spec: str, n: int, seed: int = 1) -> list[str]:
@@ -79,22 +90,26 @@ def main() -> None:
     n_docs = args.docs or (100_000 if args.tokens else 300)
     sae = load_sae(args.sae)
     reader = load_reader("default", device="auto")
+    cap = trained_caps(sae)
     groups = {
-        "in mix: rotten-tomatoes": ("data:rotten-tomatoes#8000", "none"),
-        "in mix: news paragraphs": ("data:news-articles#3000", "none"),
+        "in mix: rotten-tomatoes": (f"data:rotten-tomatoes#{cap['rotten-tomatoes']}", "none"),
+        "in mix: news paragraphs": (f"data:news-articles#{cap['news-articles']}", "none"),
         "in mix: whole news articles": ("whole:data:news-articles", "none"),
         "in mix: hh-rlhf responses (assistant)": (
-            "assistant:data:hh-rlhf-harmless#2000",
+            f"assistant:data:hh-rlhf-harmless#{cap['hh-rlhf-harmless']}",
             "assistant",
         ),
         **{f"left out: {name}": (name, "none") for name in LEFT_OUT},
     }
     if args.extras:
         groups["extras: code (Django, Sphinx, …)"] = (
-            f"{args.extras / 'code.parquet'}#1600",
+            f"{args.extras / 'code.parquet'}#{cap['code.parquet']}",
             "none",
         )
-        groups["extras: dialogue (HH-RLHF)"] = (f"{args.extras / 'dialogue.parquet'}#1500", "none")
+        groups["extras: dialogue (HH-RLHF)"] = (
+            f"{args.extras / 'dialogue.parquet'}#{cap['dialogue.parquet']}",
+            "none",
+        )
     if args.groups:
         wanted = args.groups.split(",")
         groups = {k: v for k, v in groups.items() if any(w in k for w in wanted)}
