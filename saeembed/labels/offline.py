@@ -322,7 +322,9 @@ def candidate_terms(
     those peaks; then the content words it promotes), the peak counts, and the top rows.
     A promoted function word ("and", "because") is not proposed: it is in nearly every long
     document, and strongly active documents tend to be the long ones, so it would "detect" a
-    feature by length alone."""
+    feature by length alone. Nor is a promoted word that is in fewer than two of the top
+    documents: the reader's vocabulary holds words of every domain (``tqdm`` for a feature that
+    fires on *sticks* in film reviews), and a label names what the documents show."""
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
     top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
@@ -334,7 +336,14 @@ def candidate_terms(
         candidates += [
             t for t in specific_context_words(evidence, top, config) if t not in candidates
         ]
-    candidates += [t for t in output if is_content_word(t) and t not in candidates]
+    top_docs = evidence.act_doc[top]
+    candidates += [
+        t
+        for t in output
+        if is_content_word(t)
+        and t not in candidates
+        and np.isin(evidence.terms.docs_with(t), top_docs).sum() >= 2
+    ]
     return candidates, peaks, top
 
 
