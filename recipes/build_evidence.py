@@ -4,8 +4,9 @@ documents of the labelling store (`recipes/build_label_corpus.py`, encoded as th
 
     python recipes/build_evidence.py labels.duckdb OUT.safetensors [--contexts 24] [--for-sae DIR]
 
-`saeembed features label` stores evidence from 6 windows per feature, which is enough to choose
-label words; shipped evidence is read by every phrase search of every store, so it takes more.
+`saeembed features label` stores evidence from its 12 strongest windows per feature, which is
+enough to choose label words; shipped evidence is read by every phrase search of every store, so
+it takes more (a random sample of the strong windows, as the embedding scorer takes).
 """
 
 from __future__ import annotations

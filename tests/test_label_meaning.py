@@ -16,7 +16,7 @@ from saeembed.inputs import documents_from_texts
 from saeembed.labels import label_features, read_labels
 from saeembed.labels.evidence import load_evidence
 from saeembed.labels.offline import OfflineConfig, candidate_terms
-from saeembed.labels.scoring import auc, context_window, embedding_scores
+from saeembed.labels.scoring import ContextBank, auc, context_window, embedding_scores
 from saeembed.labels.search import search_features
 from saeembed.labels.table import read_evidence, write_labels
 from saeembed.store import Store
@@ -250,3 +250,25 @@ def test_offline_labels_do_not_depend_on_the_hash_seed(tmp_path):
         )
         runs.append(done.stdout.strip())
     assert runs[0] == runs[1] and runs[0].count("|") == 2
+
+
+def test_context_bank_takes_the_strongest_peaks_when_asked(meaning_store):
+    """The labeller's meaning criterion reads a feature's strongest labelling contexts; the
+    scorer keeps a seeded random sample of the strong ones."""
+    store, encoder = meaning_store
+    evidence = load_evidence(store, encoder)
+    rows = np.arange(evidence.rows(2).start, evidence.rows(2).stop)
+    rows = rows[~evidence.heldout[evidence.act_doc[rows]]]  # labelling part, strongest first
+    assert (np.diff(evidence.act_value[rows]) <= 0).all()
+
+    def window(row):
+        text = evidence.texts[int(evidence.act_doc[row])]
+        return context_window(text, int(evidence.act_start[row]), int(evidence.act_end[row]))
+
+    strongest = ContextBank(evidence, heldout=False, n_positive=3, strongest=True)
+    strongest.add([2])
+    assert [strongest.texts[i] for i in strongest.positives[2]] == [window(r) for r in rows[:3]]
+    sampled = ContextBank(evidence, heldout=False, n_positive=3)
+    sampled.add([2])
+    picked = [sampled.texts[i] for i in sampled.positives[2]]
+    assert set(picked) <= {window(r) for r in rows} and picked != [window(r) for r in rows[:3]]

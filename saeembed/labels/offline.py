@@ -49,7 +49,7 @@ class OfflineConfig:
     min_heldout: int = 3  # held-out documents needed on each side to score
     strong_fraction: float = 0.5  # strong = value >= this x the feature's 99th-percentile value
     n_output_tokens: int = 3  # decoder-promoted tokens proposed as terms (when known)
-    semantic_positive: int = 6  # peak contexts per feature for the meaning criterion
+    semantic_positive: int = 12  # strongest peak contexts per feature for the meaning criterion
     semantic_negative: int = 30  # inactive contexts per feature for the meaning criterion
     semantic_pool: int = 1000  # labelling documents whose random windows are the inactive ones
     context_radius: int = 8  # words either side of a peak whose content words are candidates
@@ -412,6 +412,7 @@ def build_meaning(
         n_negative=config.semantic_negative,
         pool_size=config.semantic_pool,
         strong_fraction=config.strong_fraction,
+        strongest=True,  # what the label should name: where it fires most
     )
     bank.add(features)
     log.info("embedding %d labelling contexts", len(bank.texts))

@@ -57,6 +57,7 @@ class ContextBank:
     seed: int = 0
     strong_fraction: float = 0.5
     min_each: int = 3
+    strongest: bool = False  # the strongest contexts, not a random sample of the strong ones
     texts: list[str] = field(default_factory=list)
     positives: dict[int, np.ndarray] = field(default_factory=dict)  # feature -> context rows
     negatives: dict[int, np.ndarray] = field(default_factory=dict)
@@ -96,7 +97,10 @@ class ContextBank:
             negative = np.flatnonzero(classes[pool_docs] == NEGATIVE)
             if len(strong) < self.min_each or len(negative) < self.min_each:
                 continue
-            strong = rng.choice(strong, min(self.n_positive, len(strong)), replace=False)
+            if self.strongest:  # rows are in descending order of activation
+                strong = strong[: self.n_positive]
+            else:
+                strong = rng.choice(strong, min(self.n_positive, len(strong)), replace=False)
             negative = rng.choice(negative, min(self.n_negative, len(negative)), replace=False)
             first = len(self.texts)
             for row in strong:
