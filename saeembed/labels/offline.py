@@ -324,7 +324,7 @@ def candidate_terms(
     document, and strongly active documents tend to be the long ones, so it would "detect" a
     feature by length alone. Nor is a promoted word that is in fewer than two of the top
     documents: the reader's vocabulary holds words of every domain (``tqdm`` for a feature that
-    fires on *sticks* in film reviews), and a label names what the documents show."""
+    fires on *dull* and *boring* in film reviews), and a label names what the documents show."""
     rows = np.arange(evidence.rows(feature).start, evidence.rows(feature).stop)
     train_rows = rows[~evidence.heldout[evidence.act_doc[rows]]]
     top = train_rows[: config.top_docs] if len(train_rows) else rows[: config.top_docs]
