@@ -106,10 +106,10 @@ def main() -> None:
     rows, chosen_shown = [], []
     with Store(path) as store:
         encoder = store.resolve_encoder(None)
-        for corpus, query, column, value in PHRASES + MORE_PHRASES:
+        phrases = [(q, "phrase") for q in PHRASES] + [(q, "added phrase") for q in MORE_PHRASES]
+        for (corpus, query, column, value), kind in phrases:
             if only and corpus not in only:
                 continue
-            kind = "phrase" if (corpus, query, column, value) in PHRASES else "added phrase"
             docs = candidates(store, encoder, corpus, None)
             meta = store.sql(
                 f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
@@ -194,13 +194,10 @@ def main() -> None:
         p10 = " / ".join(f"{result[m][1]:.2f}" for m in ("sae", "dense", "hybrid"))
         p50 = " / ".join(f"{result[m][2]:.2f}" for m in ("sae", "dense", "hybrid"))
         print(f"| {name} | {base:.2f} | {ap['sae']:.3f} | {ap['dense']:.3f} | {ap['hybrid']:.3f} | {p10} | {p50} |")  # fmt: skip
-    modes = ("sae", "dense", "hybrid")
     print()
-    for kind, keep in KINDS:
-        chosen = [r for r in rows if keep(r[4])]
-        if chosen:
-            means = ", ".join(f"{m} {np.mean([r[2][m][0] for r in chosen]):.3f}" for m in modes)
-            print(f"mean AP, {kind} ({len(chosen)}): {means}")
+    average_precisions = [(r[4], {m: v[0] for m, v in r[2].items()}) for r in rows]
+    for name, n, means in set_means(average_precisions, ("sae", "dense", "hybrid"), KINDS):
+        print(f"mean AP, {name} ({n}): " + ", ".join(f"{m} {v:.3f}" for m, v in means.items()))
     print(
         f"\nSAE average precision by measure (`search --measure`; the main table: {measures[0]}):\n"
     )
@@ -208,22 +205,16 @@ def main() -> None:
     print("|---|" + "---|" * len(measures))
     for name, _, aps in by_measure:
         print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in measures) + " |")
-    for kind, keep in KINDS:
-        chosen = [aps for _, k, aps in by_measure if keep(k)]
-        if chosen:
-            means = {m: np.mean([aps[m] for aps in chosen]) for m in measures}
-            print(f"| mean, {kind} | " + " | ".join(f"{means[m]:.3f}" for m in measures) + " |")
+    for name, _, means in set_means([(k, aps) for _, k, aps in by_measure], measures, KINDS):
+        print(f"| mean, {name} | " + " | ".join(f"{v:.3f}" for v in means.values()) + " |")
     print("\nSAE average precision of phrase queries scored on the 10 chosen concepts only "
           "(`sae_scores`), by how the phrase meets them (label, evidence embedding, both):\n")  # fmt: skip
     print("| query | " + " | ".join(MATCHES) + " |")
     print("|---|" + "---|" * len(MATCHES))
     for name, _, aps in by_match:
         print(f"| {name} | " + " | ".join(f"{aps[m]:.3f}" for m in MATCHES) + " |")
-    for kind, keep in KINDS[:3]:
-        chosen = [aps for _, k, aps in by_match if keep(k)]
-        if chosen:
-            means = {m: np.mean([aps[m] for aps in chosen]) for m in MATCHES}
-            print(f"| mean, {kind} | " + " | ".join(f"{means[m]:.3f}" for m in MATCHES) + " |")
+    for name, _, means in set_means([(k, aps) for _, k, aps in by_match], MATCHES, PHRASE_SETS):
+        print(f"| mean, {name} | " + " | ".join(f"{v:.3f}" for v in means.values()) + " |")
     print("\nConcepts chosen (first 5 per query):\n")
     for query, table in chosen_shown:
         shown = "; ".join(f"{r['feature']} {r['label']!r} ({r['reason']}, {r['weight']:.2f})"
@@ -232,14 +223,30 @@ def main() -> None:
     print(f"\nSAE scoring time per query: {np.mean([r[3] for r in rows]):.2f} s", file=sys.stderr)
 
 
-# the sets the means are taken over: (name, which row kinds belong to it)
-KINDS = [
+# the sets the means are taken over: (name, which query kinds belong to it)
+PHRASE_SETS = [
     ("phrase queries", lambda k: k == "phrase"),
     ("added phrase queries", lambda k: k == "added phrase"),
     ("all phrase queries", lambda k: k != "example"),
+]
+KINDS = [
+    *PHRASE_SETS,
     ("example queries", lambda k: k == "example"),
     ("all queries", lambda k: True),
 ]
+
+
+def set_means(entries, keys, sets) -> list[tuple[str, int, dict[str, float]]]:
+    """For each set of ``sets`` that holds some of ``entries`` (query kind, value by key): its
+    name, how many entries it holds, and their mean value for each of ``keys``."""
+    out = []
+    for name, keep in sets:
+        chosen = [values for kind, values in entries if keep(kind)]
+        if chosen:
+            out.append(
+                (name, len(chosen), {m: float(np.mean([v[m] for v in chosen])) for m in keys})
+            )
+    return out
 
 
 if __name__ == "__main__":
