@@ -17,7 +17,7 @@ __all__ = ["PASSAGE_MODES", "check_split", "filter_frame", "split_into_passages"
 
 PASSAGE_MODES = ("paragraph", "window")
 _BLANK_LINE = re.compile(r"\n\s*\n")
-_WRITE_FORMATS = (".jsonl.gz", ".jsonl", ".parquet", ".csv")
+_WRITE_FORMATS = (".jsonl.gz", ".jsonl", ".ndjson", ".parquet", ".csv")
 
 
 # ---------------------------------------------------------------------------------- filtering
@@ -133,7 +133,7 @@ def split_into_passages(frame: pl.DataFrame, mode: str, *, max_tokens: int = 256
 
 def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write `frame` to `path` in the format its extension names (.jsonl, .jsonl.gz, .parquet,
-    .csv), creating folders and replacing the file atomically; returns the path."""
+    .csv; .ndjson is JSONL too), creating folders and replacing the file atomically; returns the path."""
     path = Path(path)
     suffix = next((s for s in _WRITE_FORMATS if path.name.lower().endswith(s)), None)
     if suffix is None:
@@ -142,7 +142,7 @@ def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
         )
     try:
         with atomic_path(path) as tmp:
-            if suffix == ".jsonl":
+            if suffix in (".jsonl", ".ndjson"):
                 frame.write_ndjson(tmp)
             elif suffix == ".jsonl.gz":
                 with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:

@@ -18,6 +18,7 @@ from sklearn.preprocessing import normalize
 
 from saeembed import templates
 from saeembed.errors import InputError
+from saeembed.files import atomic_path
 
 REQUIRED_COLUMNS = ("doc_id", "x", "y", "cluster")
 FEATURE_PREFIX = "feature:"
@@ -182,8 +183,8 @@ def write_map_parquet(points: pl.DataFrame, path: str | Path) -> Path:
     columns) to Parquet at ``path``; returns the path."""
     _check_columns(points, REQUIRED_COLUMNS)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    points.write_parquet(path)
+    with atomic_path(path) as tmp:
+        points.write_parquet(tmp)
     return path
 
 
@@ -221,8 +222,8 @@ def write_map_html(
         },
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    with atomic_path(path) as tmp:  # a killed run leaves no half-written page
+        tmp.write_text(page, encoding="utf-8")
     return path
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -199,3 +200,22 @@ def test_html_in_headless_browser(tmp_path):
     assert "cluster: cats" in report["tooltip"]
     assert "First document, </script><script>alert(1)" in report["tooltip"]
     assert report["colorModes"] == ["cluster", "feature:123"]
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_page_whole(tmp_path, monkeypatch):
+    """The page goes to a hidden sibling first: a run killed while writing leaves the previous
+    page (or none), never a truncated one (a CI kill test once found an empty map.html)."""
+    page = write_page(tmp_path, points_frame(20))
+    before = page.read_text()
+    real_write_text = Path.write_text
+
+    def half_then_die(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        write_page(tmp_path, points_frame(30))
+    monkeypatch.undo()
+    assert page.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html"]

@@ -3,6 +3,7 @@ the per-concept report, held-out metrics, flagging, the relabel round trip and t
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -162,6 +163,14 @@ def test_relabel_round_trip(planted, tmp_path):
     frame = api.export(path, out, pairs="planted", relabel="reviewed")
     written = pl.read_parquet(out)
     assert written.equals(frame) and written.height == table.height - 1
+    for name in ("curated.ndjson", "curated.jsonl.gz"):  # every format write_dataset knows
+        api.export(path, tmp_path / name, pairs="planted", relabel="reviewed")
+        lines = gzip.open(tmp_path / name, "rt") if name.endswith(".gz") else open(tmp_path / name)
+        with lines:
+            assert [json.loads(row)["pair_id"] for row in lines] == written["pair_id"].to_list()
+    with pytest.raises(InputError, match=r"cannot tell the format of .*curated\.xlsx"):
+        api.export(path, tmp_path / "curated.xlsx", pairs="planted", relabel="reviewed")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert second not in written["pair_id"].to_list()
     row = written.filter(pl.col("pair_id") == first).row(0, named=True)
     assert row["new_label"] == 1 - original[first] and row["label"] == original[first]

@@ -25,6 +25,8 @@ import polars as pl
 from scipy.special import expit
 
 from saeembed.errors import InputError
+from saeembed.files import atomic_path
+from saeembed.frames import write_dataset
 from saeembed.prefs.ingest import load_pairs
 from saeembed.prefs.report import PreferenceData
 from saeembed.prefs.sparse import out_of_fold
@@ -145,7 +147,7 @@ def write_queue(flagged: pl.DataFrame, path: str | Path) -> Path:
     """A JSONL relabel queue: one object per flagged pair (`QUEUE_FIELDS`), ``decision`` and
     ``new_label`` left empty for the reviewer."""
     path = Path(path)
-    with path.open("w", encoding="utf-8") as out:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as out:
         for row in flagged.iter_rows(named=True):
             item = {
                 "pair_id": row["pair_id"],
@@ -273,15 +275,6 @@ def curated_pairs(store: Store, pairs_name: str, relabel: str | None = None) -> 
 
 
 def export_pairs(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write a `curated_pairs` frame as JSONL, Parquet or CSV (by the file's extension)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.write_parquet(path)
-    elif suffix in (".jsonl", ".ndjson"):
-        frame.write_ndjson(path)
-    elif suffix == ".csv":
-        frame.write_csv(path)
-    else:
-        raise InputError(f"cannot export to {path.name}: use a .jsonl, .parquet or .csv path")
-    return path
+    """Write a `curated_pairs` frame as JSONL, Parquet or CSV (by the file's extension),
+    atomically."""
+    return write_dataset(frame, path)
