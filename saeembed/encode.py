@@ -90,6 +90,7 @@ class EncodeReport:
     n_activations: int = 0
     seconds: float = 0.0
     worker_seconds: float = 0.0  # sharded encodes: the workers' time encoding, summed
+    shipped_labels: int = 0  # labels the encoder took from its SAE's label file (a new encoder)
 
     def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
         """Count one written batch; ``seconds`` is the time since the encoding started."""
@@ -413,5 +414,5 @@ def encode_stored_corpus(
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens, chat=chat,
         progress=progress, on_batch=on_batch,
     )  # fmt: skip
-    ensure_shipped_labels(store, encoding.encoder)
+    encoding.shipped_labels = ensure_shipped_labels(store, encoding.encoder)
     return encoding

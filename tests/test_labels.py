@@ -121,9 +121,13 @@ def test_shipped_labels_apply_to_a_matching_encoder(labelled, tmp_path, monkeypa
     assert ensure_shipped_labels(store, encoder) == 0  # it already has labels
     store.con.execute("DELETE FROM features").fetchall()
     assert ensure_shipped_labels(store, encoder) == frame.height
-    assert (
-        read_labels(store, encoder)["label"].to_list() == frame.sort("feature")["label"].to_list()
-    )
+    taken = read_labels(store, encoder)
+    assert taken["label"].to_list() == frame.sort("feature")["label"].to_list()
+    assert taken["label_source"].unique().to_list() == ["shipped:offline"]  # says where from
+    from saeembed.labels.inspect import feature_report, render_report
+
+    shown = render_report(feature_report(store, encoder, 1, top=1))
+    assert "(shipped:offline, detection score" in shown and "`saeembed features label`" in shown
     # shipped evidence embeddings reach an encoder that has labels but no evidence
     from saeembed.labels.table import read_evidence, save_shipped_evidence
 

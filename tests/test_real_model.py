@@ -165,10 +165,19 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
         shipped = read_labels(store, encoder)
         assert shipped.height == pl.read_parquet(real_sae / "labels.parquet").height > 8000
         assert shipped["label"].null_count() == 0
+        assert shipped["label_source"].unique().to_list() == ["shipped:offline"]
+        assert f"\n{shipped.height:,} feature labels came with the SAE" in result.summary()
         own = label_features(store, progress=False)
         active = store.sql("SELECT count(DISTINCT feature) AS n FROM activations")["n"][0]
         assert own.height == active
-        assert read_labels(store, encoder).height == shipped.height  # replaced, plus unchanged
+        after = read_labels(store, encoder)
+        assert after.height == shipped.height  # replaced, plus unchanged
+        assert after["label_source"].value_counts().sort("label_source").rows() == [
+            ("offline", active),
+            ("shipped:offline", shipped.height - active),
+        ]
+    again = encode(str(reviews), db, sae=str(real_sae), device="cpu", progress=False)
+    assert again.encoding.n_encoded == 0 and "labels came with" not in again.summary()
 
 
 def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, real_sae, tmp_path):
@@ -343,3 +352,24 @@ def test_promoted_tokens_are_whole_words(reader):
     spelled_piece = tok.convert_tokens_to_string([tok.convert_ids_to_tokens(piece)]).lower()
     assert spelled_piece not in promoted[1]
     assert all(w.isascii() and len(w) >= 3 for w in promoted[1])
+
+
+def test_a_diff_that_encodes_says_its_labels_are_the_shipped_ones(reviews, real_sae, tmp_path):
+    """A diff of two files builds a store with the shipped labels; stderr says so once, with the
+    command that makes labels from the store's own documents."""
+    from click.testing import CliRunner
+
+    from saeembed.cli import main
+
+    frame = pl.read_parquet(reviews).head(24)
+    frame.head(12).write_parquet(tmp_path / "a.parquet")
+    frame.tail(12).write_parquet(tmp_path / "b.parquet")
+    db = tmp_path / "d.duckdb"
+    args = ["diff", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--db", str(db),
+            "--sae", str(real_sae), "--min-support", "1", "--format", "csv"]  # fmt: skip
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert first.stderr.count("feature labels came with the SAE") == 1
+    assert "`saeembed features label` on this store" in first.stderr
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "came with the SAE" not in again.stderr

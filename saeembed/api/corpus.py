@@ -64,7 +64,19 @@ class EncodeResult:
                 f"{self.n_new_documents:,} new chunks of up to {self.chunk_tokens:,} tokens "
                 f"(from {self.read.n_documents:,} documents)"
             )
-        return f"corpus {self.corpus!r}: {added}; " + self.encoding.describe()
+        line = f"corpus {self.corpus!r}: {added}; " + self.encoding.describe()
+        return line + (f"\n{self.labels_note}" if self.labels_note else "")
+
+    @property
+    def labels_note(self) -> str | None:
+        """What to know about the labels, when this call gave the encoder the shipped ones."""
+        if not self.encoding.shipped_labels:
+            return None
+        return (
+            f"{self.encoding.shipped_labels:,} feature labels came with the SAE (made on its own "
+            "labelling corpus); `saeembed features label` on this store names the features "
+            "from these documents instead (docs/labels.md)"
+        )
 
 
 def corpus_name_for(path: str | Path) -> str:
@@ -302,6 +314,8 @@ def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str
             f"{store.path} (corpora: {have})"
         )
     result = encode(ref, store, **encode_options)
+    if result.labels_note:
+        log.warning(result.labels_note)
     return result.corpus, result.encoding.encoder
 
 

@@ -142,6 +142,11 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
     if report.label is not None:
         score = "" if report.label_score is None else f", detection score {report.label_score:.2f}"
         lines.append(f"label: {report.label}  ({report.label_source}{score})")
+        if (report.label_source or "").startswith("shipped:"):
+            lines.append(
+                "  (shipped with the SAE, made on its labelling corpus; `saeembed features label` "
+                "names features from this store's documents)"
+            )
     else:
         lines.append("label: none yet (run `saeembed features label`)")
     if report.description:

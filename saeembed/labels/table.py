@@ -33,6 +33,7 @@ LABEL_SCHEMA = {
     "examples": pl.List(pl.Utf8),
 }
 SHIPPED_LABELS = "labels.parquet"
+SHIPPED_PREFIX = "shipped:"  # label_source of labels a store took from its SAE's label file
 SHIPPED_EVIDENCE = "evidence.safetensors"
 SAE_SHA_KEY = b"saeembed.sae_sha256"
 
@@ -179,7 +180,9 @@ def shipped_labels_for(sae_sha256: str) -> Path | None:
 
 
 def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
-    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any, and
+    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any (their
+    ``label_source`` becomes ``shipped:<source>``: made on the SAE's labelling corpus, not on this
+    store's documents), and
     one with no evidence embeddings the shipped ones (they describe the SAE's features whatever
     their labels: a store made before they shipped gets them at its next encode). Returns how
     many labels were written."""
@@ -192,7 +195,13 @@ def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
     if has:
         ensure_shipped_evidence(store, encoder, path.parent / SHIPPED_EVIDENCE)
         return 0
-    written = write_labels(store, encoder, read_saeembed_labels(path))
+    labels = read_saeembed_labels(path).with_columns(
+        pl.when(pl.col("label_source").str.starts_with(SHIPPED_PREFIX))
+        .then(pl.col("label_source"))
+        .otherwise(SHIPPED_PREFIX + pl.col("label_source").fill_null("unknown"))
+        .alias("label_source")
+    )
+    written = write_labels(store, encoder, labels)
     log.info(
         "encoder %s: %d shipped feature labels from %s", encoder.name, written, path.parent.name
     )

@@ -174,12 +174,12 @@ def encode_to_shards(
         encoder = store.resolve_encoder(None)
         from saeembed.labels import ensure_shipped_labels
 
-        ensure_shipped_labels(store, encoder)
+        shipped = ensure_shipped_labels(store, encoder)
         done = {(s.corpus, s.index) for s in read_manifest(root)}
         n_shards = -(-docs.height // size)
         pending = [i for i in range(n_shards) if (corpus, i) not in done]
         elsewhere = _encoded_elsewhere(store, corpus, docs, done)
-        report = EncodeReport(encoder)
+        report = EncodeReport(encoder, shipped_labels=shipped)
         start = time.perf_counter()
         if not pending:
             return 0, report
