@@ -370,6 +370,6 @@ def test_a_diff_that_encodes_says_its_labels_are_the_shipped_ones(reviews, real_
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert first.stderr.count("feature labels came with the SAE") == 1
-    assert "`saeembed features label` on this store" in first.stderr
+    assert f"`saeembed features label {db}` names the features" in first.stderr
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "came with the SAE" not in again.stderr

@@ -55,6 +55,7 @@ class EncodeResult:
     n_new_documents: int  # new rows of `documents`: chunks, when chunk_tokens was given
     encoding: EncodeReport
     chunk_tokens: int | None = None
+    store_path: Path | None = None  # where it was encoded, for the commands the summary suggests
 
     def summary(self) -> str:
         if self.chunk_tokens is None:
@@ -72,10 +73,11 @@ class EncodeResult:
         """What to know about the labels, when this call gave the encoder the shipped ones."""
         if not self.encoding.shipped_labels:
             return None
+        command = "saeembed features label" + (f" {self.store_path}" if self.store_path else "")
         return (
             f"{self.encoding.shipped_labels:,} feature labels came with the SAE (made on its own "
-            "labelling corpus); `saeembed features label` on this store names the features "
-            "from these documents instead (docs/labels.md)"
+            f"labelling corpus); `{command}` names the features from this store's documents "
+            "instead (docs/labels.md)"
         )
 
 
@@ -184,7 +186,7 @@ def encode(
             address=address, workers=workers, gpus_per_worker=gpus_per_worker,
             shard_docs=shard_docs, progress=progress,
         )  # fmt: skip
-        return EncodeResult(corpus, report, added, encoding, chunk_tokens)
+        return EncodeResult(corpus, report, added, encoding, chunk_tokens, Path(db))
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(
@@ -197,7 +199,7 @@ def encode(
     finally:
         if not isinstance(db, Store):
             store.close()
-    return EncodeResult(corpus, report, added, encoding, chunk_tokens)
+    return EncodeResult(corpus, report, added, encoding, chunk_tokens, store.path)
 
 
 def import_shards(shards: str | Path, db: str | Path):
