@@ -3,11 +3,13 @@
 Every writer in saeembed that replaces a file (caches, exports, checkpoints, extracted models)
 goes through `atomic_path`: it hands out a hidden sibling named ``.NAME.PID-XXXXXXXX.partial``, and
 only when the block finishes without an error renames it over ``NAME`` (a killed process leaves
-at most such a hidden ``.partial`` sibling, never a truncated file under the real name).
+at most such a hidden ``.partial`` sibling, never a truncated file under the real name; the next
+write of ``NAME`` removes the siblings of processes that are gone).
 `check_output` checks an output path before any work is done."""
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import shutil
@@ -43,6 +45,29 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> int:
+    """Delete the hidden ``.partial`` siblings of ``path`` left by processes that no longer run
+    (a killed writer's leftovers); a live writer's is kept. Returns how many were removed."""
+    prefix = f".{path.name}."
+    removed = 0
+    for sibling in path.parent.glob(f"{glob.escape(prefix)}*{PARTIAL_SUFFIX}"):
+        pid = sibling.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _remove(sibling)
+            removed += 1
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary sibling of ``path`` to write (a name not yet taken, or with
@@ -51,6 +76,7 @@ def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
     folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
     if directory:
         tmp.mkdir()
