@@ -132,8 +132,8 @@ def split_into_passages(frame: pl.DataFrame, mode: str, *, max_tokens: int = 256
 
 
 def write_dataset(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write `frame` to `path` in the format its extension names (.jsonl, .jsonl.gz, .parquet,
-    .csv; .ndjson is JSONL too), creating folders and replacing the file atomically; returns the path."""
+    """Write `frame` to `path` in the format its extension names (.jsonl or .ndjson, .jsonl.gz,
+    .parquet, .csv), creating folders and replacing the file atomically; returns the path."""
     path = Path(path)
     suffix = next((s for s in _WRITE_FORMATS if path.name.lower().endswith(s)), None)
     if suffix is None:

@@ -180,12 +180,11 @@ def shipped_labels_for(sae_sha256: str) -> Path | None:
 
 
 def ensure_shipped_labels(store: Store, encoder: Encoder) -> int:
-    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any (their
-    ``label_source`` becomes ``shipped:<source>``: made on the SAE's labelling corpus, not on this
-    store's documents), and
-    one with no evidence embeddings the shipped ones (they describe the SAE's features whatever
-    their labels: a store made before they shipped gets them at its next encode). Returns how
-    many labels were written."""
+    """Give an encoder with no labels yet the labels shipped with its SAE, if there are any
+    (their ``label_source`` becomes ``shipped:<source>``: made on the SAE's labelling corpus, not
+    on this store's documents), and one with no evidence embeddings the shipped ones (they
+    describe the SAE's features whatever their labels: a store made before they shipped gets
+    them at its next encode). Returns how many labels were written."""
     has = store.con.execute(
         "SELECT count(*) FROM features WHERE encoder_id = ?", [encoder.encoder_id]
     ).fetchall()[0][0]
