@@ -282,7 +282,7 @@ def prefs_apply(db, decisions, relabel, pairs_name):
 @prefs.command("export")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="A .jsonl, .parquet or .csv file.")  # fmt: skip
+              help="A .jsonl (or .jsonl.gz), .parquet or .csv file.")  # fmt: skip
 @pairs_option
 @relabel_option
 @domain_errors
