@@ -5,7 +5,8 @@ goes through `atomic_path`: it hands out a hidden sibling named ``.NAME.PID-XXXX
 only when the block finishes without an error renames it over ``NAME`` (a killed process leaves
 at most such a hidden ``.partial`` sibling, never a truncated file under the real name; the next
 write of ``NAME`` removes the siblings of processes that are gone).
-`check_output` checks an output path before any work is done."""
+`write_text_atomic` is the one-call form for a text file; `check_output` checks an output path
+before any work is done."""
 
 from __future__ import annotations
 
@@ -88,3 +89,11 @@ def atomic_path(path: str | Path, *, directory: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through `atomic_path`; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

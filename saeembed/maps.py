@@ -18,7 +18,7 @@ from sklearn.preprocessing import normalize
 
 from saeembed import templates
 from saeembed.errors import InputError
-from saeembed.files import atomic_path
+from saeembed.files import atomic_path, write_text_atomic
 
 REQUIRED_COLUMNS = ("doc_id", "x", "y", "cluster")
 FEATURE_PREFIX = "feature:"
@@ -221,10 +221,7 @@ def write_map_html(
             "js": templates.load("map.js"),
         },
     )
-    path = Path(path)
-    with atomic_path(path) as tmp:  # a killed run leaves no half-written page
-        tmp.write_text(page, encoding="utf-8")
-    return path
+    return write_text_atomic(path, page)  # a killed run leaves no half-written page
 
 
 def _check_columns(points: pl.DataFrame, required: tuple[str, ...]) -> None:

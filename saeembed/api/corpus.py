@@ -66,7 +66,8 @@ class EncodeResult:
                 f"(from {self.read.n_documents:,} documents)"
             )
         line = f"corpus {self.corpus!r}: {added}; " + self.encoding.describe()
-        return line + (f"\n{self.labels_note}" if self.labels_note else "")
+        note = self.labels_note
+        return line + (f"\n{note}" if note else "")
 
     @property
     def labels_note(self) -> str | None:

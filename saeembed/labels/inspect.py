@@ -12,6 +12,7 @@ import polars as pl
 
 from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
+from saeembed.labels.table import SHIPPED_PREFIX
 from saeembed.store import Encoder, Store
 
 
@@ -142,7 +143,7 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
     if report.label is not None:
         score = "" if report.label_score is None else f", detection score {report.label_score:.2f}"
         lines.append(f"label: {report.label}  ({report.label_source}{score})")
-        if (report.label_source or "").startswith("shipped:"):
+        if (report.label_source or "").startswith(SHIPPED_PREFIX):
             lines.append(
                 "  (shipped with the SAE, made on its labelling corpus; `saeembed features label` "
                 "names features from this store's documents)"

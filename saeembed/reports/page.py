@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from saeembed import templates
-from saeembed.files import atomic_path, check_output
+from saeembed.files import check_output, write_text_atomic
 
 DEFAULT_PANELS = 20  # concepts shown up close in a diff or preference report
 
@@ -54,11 +54,8 @@ def render(title: str, payload: dict) -> str:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    path = check_output(path)
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8")
-    return path
+    """Write ``text`` to ``path`` atomically, in a folder that must exist."""
+    return write_text_atomic(check_output(path), text)
 
 
 def iframe(page: str, height: int = 800) -> str:
