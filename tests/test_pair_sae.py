@@ -64,12 +64,16 @@ def subset_fvu(sae, x, latents):
 @pytest.fixture(scope="module")
 def recovered():
     """A Matryoshka pair SAE trained on pairs made of 1-3 of 8 planted orthonormal directions
-    (2 on average, = k)."""
+    (2 on average, = k). Trained on one torch thread; the suite's thread count is restored."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    dirs = orthonormal_directions(8, D, seed=1)
-    x = planted(1500, dirs, seed=2, active=(1, 3))
-    config = PairSAEConfig(d_in=D, n_latents=8, k=2, prefixes=(2, 4, 8), epochs=150)
-    return dirs, x, train_pair_sae(x, config)
+    try:
+        dirs = orthonormal_directions(8, D, seed=1)
+        x = planted(1500, dirs, seed=2, active=(1, 3))
+        config = PairSAEConfig(d_in=D, n_latents=8, k=2, prefixes=(2, 4, 8), epochs=150)
+        return dirs, x, train_pair_sae(x, config)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_matryoshka_sae_recovers_planted_signed_directions(recovered):
