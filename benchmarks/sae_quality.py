@@ -9,10 +9,11 @@ that never fire on the group's tokens, and loss recovered per group.
     .venv/bin/python benchmarks/sae_quality.py [--docs 300] [--sae DIR] [--groups a,b]
         [--extras DIR] [--tokens 100000]
 
-``--extras DIR`` adds two groups: the unseen documents of the code and dialogue files of
-`recipes/build_training_extras.py` (in the default SAE's mix since 2026-12-03; pass the folder
-that script wrote). ``--tokens N`` takes documents until each group has N tokens and skips loss
-recovered (one pass through the reader): the share of latents that never fire in N tokens.
+``--extras DIR`` adds a group per file of `recipes/build_training_extras.py` that the SAE was
+trained on (code and dialogue for the default SAE since 2026-12-03; pass the folder that script
+wrote): the documents of that file its recipe's sample did not take. ``--tokens N`` takes
+documents until each group has N tokens and skips loss recovered (one pass through the reader):
+the share of latents that never fire in N tokens.
 """
 
 from __future__ import annotations
@@ -47,6 +48,40 @@ def trained_caps(sae) -> dict[str, int | None]:
     if not sources:
         sys.exit(f"{sae.cfg.source} has no training record; its in-mix groups are unknown")
     return {Path(s["ref"].removeprefix("data:")).name: s["max_docs"] for s in sources}
+
+
+def candidate_groups(extras: Path | None) -> dict[str, tuple[str, str, str | None]]:
+    """Each group's source (``{}`` stands for the document cap the SAE's recipe gave that source),
+    its chat wrapping, and the name of the source whose cap it takes (None: no cap needed)."""
+    groups = {
+        "in mix: rotten-tomatoes": ("data:rotten-tomatoes#{}", "none", "rotten-tomatoes"),
+        "in mix: news paragraphs": ("data:news-articles#{}", "none", "news-articles"),
+        "in mix: whole news articles": ("whole:data:news-articles", "none", None),
+        "in mix: hh-rlhf responses (assistant)": (
+            "assistant:data:hh-rlhf-harmless#{}",
+            "assistant",
+            "hh-rlhf-harmless",
+        ),
+        **{f"left out: {name}": (name, "none", None) for name in LEFT_OUT},
+    }
+    for path in sorted(extras.glob("*.parquet")) if extras else []:
+        groups[f"extras: {path.stem}"] = (f"{path}#{{}}", "none", path.name)
+    return groups
+
+
+def with_training_caps(
+    groups: dict[str, tuple[str, str, str | None]], sae
+) -> dict[str, tuple[str, str]]:
+    """The groups' sources with the SAE's training caps filled in; the training record is read
+    only when a group needs it, and an extras file the SAE was not trained on is skipped."""
+    caps = trained_caps(sae) if any(key for _, _, key in groups.values()) else {}
+    ready = {}
+    for name, (spec, chat, key) in groups.items():
+        if key is not None and key not in caps:
+            print(f"skipping {name}: {key} is not in this SAE's training mix", file=sys.stderr)
+            continue
+        ready[name] = (spec.format(caps[key]) if key else spec, chat)
+    return ready
 
 
 def unseen_texts(spec: str, n: int, seed: int = 1) -> list[str]:
@@ -90,29 +125,11 @@ def main() -> None:
     n_docs = args.docs or (100_000 if args.tokens else 300)
     sae = load_sae(args.sae)
     reader = load_reader("default", device="auto")
-    cap = trained_caps(sae)
-    groups = {
-        "in mix: rotten-tomatoes": (f"data:rotten-tomatoes#{cap['rotten-tomatoes']}", "none"),
-        "in mix: news paragraphs": (f"data:news-articles#{cap['news-articles']}", "none"),
-        "in mix: whole news articles": ("whole:data:news-articles", "none"),
-        "in mix: hh-rlhf responses (assistant)": (
-            f"assistant:data:hh-rlhf-harmless#{cap['hh-rlhf-harmless']}",
-            "assistant",
-        ),
-        **{f"left out: {name}": (name, "none") for name in LEFT_OUT},
-    }
-    if args.extras:
-        groups["extras: code (Django, Sphinx, …)"] = (
-            f"{args.extras / 'code.parquet'}#{cap['code.parquet']}",
-            "none",
-        )
-        groups["extras: dialogue (HH-RLHF)"] = (
-            f"{args.extras / 'dialogue.parquet'}#{cap['dialogue.parquet']}",
-            "none",
-        )
+    groups = candidate_groups(args.extras)
     if args.groups:
         wanted = args.groups.split(",")
         groups = {k: v for k, v in groups.items() if any(w in k for w in wanted)}
+    groups = with_training_caps(groups, sae)
     print(f"SAE {sae.cfg.source} (layer {sae.cfg.layer}, {sae.cfg.d_sae} latents, k={sae.cfg.k})")
     print(
         f"{'group':<42}{'docs':>6}{'tokens':>8}{'FVU':>7}{'L0':>6}{'unused':>7}{'massive':>8}{'loss rec.':>10}{'s':>6}"
