@@ -208,7 +208,13 @@ def test_sae_info_and_convert(tmp_path, tiny_sae):
         1,
     )
     run("sae", "convert", tiny_sae, tmp_path / "copy", "--dtype", "float16")
-    assert json.loads(run("sae", "info", tmp_path / "copy").stdout)["d_sae"] == 64
+    copy = json.loads(run("sae", "info", tmp_path / "copy").stdout)
+    assert copy["d_sae"] == 64
+    # the copy is its own source (a store encoded with it reloads the copy, not the original)
+    from saeembed.sae import load_sae
+
+    assert load_sae(tmp_path / "copy").cfg.source == f"saeembed:{tmp_path / 'copy'}"
+    assert load_sae(tmp_path / "copy").cfg.extra["converted_from"] == f"saeembed:{tiny_sae}"
 
 
 def test_labels_exported_for_an_fp16_copy_apply_to_its_stores(

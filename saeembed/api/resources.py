@@ -110,8 +110,14 @@ def convert_sae(spec: str | Path, dest: str | Path, *, dtype: str = "float32") -
     import torch
 
     from saeembed.sae import load_sae
+    from saeembed.sae.formats import TRAINED_SOURCE
 
-    return load_sae(spec).save(dest, dtype=getattr(torch, dtype))
+    sae = load_sae(spec)
+    # the copy is reloaded from its own directory (a store encoded with it must not point at the
+    # original, whose weights hash differently); where it came from stays in the record
+    sae.cfg.extra = {**sae.cfg.extra, "converted_from": sae.cfg.source}
+    sae.cfg.source = TRAINED_SOURCE
+    return sae.save(dest, dtype=getattr(torch, dtype))
 
 
 def train_sae_from_sources(

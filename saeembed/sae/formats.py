@@ -71,7 +71,7 @@ def _load(spec: str | os.PathLike) -> SAE:
     fmt = detect_format(path)
     if fmt == "saeembed":
         sae = _load_saeembed(path)
-        # a freshly trained SAE records only that it was trained ("saeembed:trained"): loaded
+        # a freshly trained SAE, or a converted copy, records only "saeembed:trained": loaded
         # from its directory, that directory is where it comes from (and where to reload it)
         if sae.cfg.source in (None, TRAINED_SOURCE, f"saeembed:{path}"):
             sae.cfg.source = f"saeembed:{where}"
