@@ -211,9 +211,9 @@ def test_sae_info_and_convert(tmp_path, tiny_sae):
     copy = json.loads(run("sae", "info", tmp_path / "copy").stdout)
     assert copy["d_sae"] == 64
     # the copy is its own source (a store encoded with it reloads the copy, not the original)
+    assert copy["source"] == f"saeembed:{tmp_path / 'copy'}"
     from saeembed.sae import load_sae
 
-    assert load_sae(tmp_path / "copy").cfg.source == f"saeembed:{tmp_path / 'copy'}"
     assert load_sae(tmp_path / "copy").cfg.extra["converted_from"] == f"saeembed:{tiny_sae}"
 
 
