@@ -1,7 +1,8 @@
 """Build the corpus the default SAE's shipped labels are computed on: a seeded sample of every
 named dataset (long documents split into paragraphs), HH-RLHF responses included as plain text,
-and, when given the folder of `recipes/build_training_extras.py`, code blocks and conversations
-(seeded samples drawn apart from the SAE's own, seed 1 against its 0).
+and, when given the folder of `recipes/build_training_extras.py`, code blocks, conversations and,
+from a `--broad` folder, technical prose (seeded samples drawn apart from the SAE's own, seed 1
+against its 0).
 
     python recipes/build_label_corpus.py OUT.parquet [EXTRAS_DIR]
 
@@ -33,12 +34,16 @@ SOURCES = [
 ]
 
 
-EXTRAS = ["code.parquet#2000", "dialogue.parquet#800"]
+EXTRAS = ["code.parquet#2000", "dialogue.parquet#800", "prose.parquet#1200"]
 
 
 def main(out: str, extras: str | None = None) -> None:
     frames = []
-    refs = SOURCES + [str(Path(extras) / ref) for ref in EXTRAS] if extras else SOURCES
+    refs = list(SOURCES)
+    if extras:
+        # prose.parquet exists only in a --broad folder
+        present = [ref for ref in EXTRAS if (Path(extras) / ref.partition("#")[0]).exists()]
+        refs += [str(Path(extras) / ref) for ref in present]
     for ref in refs:
         texts = source_texts(SourceSpec.parse(ref), passages="paragraph", seed=1)
         name = Path(ref.removeprefix("data:").partition("#")[0]).stem

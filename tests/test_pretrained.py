@@ -27,6 +27,32 @@ def test_default_sae_loads_with_its_documented_shape():
     assert (sae.W_dec.norm(dim=1) - 1).abs().max() < 1e-2  # unit-norm decoder rows (fp16 storage)
 
 
+def test_a_shipped_sae_records_its_name_however_it_is_reached(monkeypatch, tmp_path):
+    import shutil
+
+    import saeembed.pretrained as pretrained
+
+    by_path = load_sae(PRETRAINED_DIR / NAME)
+    by_name = load_sae(f"saeembed:pretrained/{NAME}")
+    assert by_path.cfg.source == by_name.cfg.source == f"saeembed:pretrained/{NAME}"
+    # a copy written by `sae convert` records "saeembed:trained"; once it is a shipped SAE it is
+    # still reloaded by name, never by the installed path (which differs between machines)
+    fake_dir = tmp_path / "pretrained"
+    shutil.copytree(
+        PRETRAINED_DIR / NAME,
+        fake_dir / "copy",
+        ignore=shutil.ignore_patterns("*.parquet", "evidence*"),
+    )
+    cfg = json.loads((fake_dir / "copy" / "cfg.json").read_text())
+    cfg["source"] = "saeembed:trained"
+    (fake_dir / "copy" / "cfg.json").write_text(json.dumps(cfg))
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", fake_dir.resolve())
+    assert load_sae(fake_dir / "copy").cfg.source == "saeembed:pretrained/copy"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(fake_dir / "copy", elsewhere)
+    assert load_sae(elsewhere).cfg.source == f"saeembed:{elsewhere}"
+
+
 def test_recorded_figures_meet_the_targets():
     cfg = json.loads((PRETRAINED_DIR / NAME / "cfg.json").read_text())
     assert cfg["extra"]["fvu"] <= 0.20

@@ -71,14 +71,29 @@ def _load(spec: str | os.PathLike) -> SAE:
     fmt = detect_format(path)
     if fmt == "saeembed":
         sae = _load_saeembed(path)
+        shipped_name = _shipped_name(path)
+        if shipped_name is not None:
+            # however it was reached (its name, the installed path), a shipped SAE is reloaded by
+            # name: the installed path differs between machines and environments
+            sae.cfg.source = f"{shipped}{shipped_name}"
         # a freshly trained SAE, or a converted copy, records only "saeembed:trained": loaded
         # from its directory, that directory is where it comes from (and where to reload it)
-        if sae.cfg.source in (None, TRAINED_SOURCE, f"saeembed:{path}"):
+        elif sae.cfg.source in (None, TRAINED_SOURCE, f"saeembed:{path}"):
             sae.cfg.source = f"saeembed:{where}"
         return sae
     sae = _LOADERS[fmt](path)
     sae.cfg.source = f"{fmt}:{where}"
     return sae
+
+
+def _shipped_name(path: Path) -> str | None:
+    """The name of the shipped SAE whose directory ``path`` is, or None."""
+    from saeembed.pretrained import PRETRAINED_DIR
+
+    path = path.resolve()
+    if path.parent == PRETRAINED_DIR and (path / CFG_FILE).is_file():
+        return path.name
+    return None
 
 
 def detect_format(path: Path) -> str:
