@@ -1,4 +1,4 @@
-"""Build the two kinds of text the default SAE's first training mix lacked, as document files for
+"""Build the kinds of text the default SAE's first training mix lacked, as document files for
 `saeembed sae train --source FILE#N`:
 
 - ``code.parquet``: source code of pinned pure-Python wheels from PyPI (Django, Sphinx, Rich, HTTPX:
@@ -7,8 +7,8 @@
 - ``dialogue.parquet``: the HH-RLHF harmless-base conversations as plain transcripts
   ("Human: … Assistant: …"), the chosen conversation of each pair.
 
-With ``--broad`` (a candidate mix, docs/benchmarks.md "More varied training text"), code comes from
-twelve more wheels, and two more kinds are written:
+With ``--broad`` (the default SAE's mix since 2026-12-04, docs/benchmarks.md "More varied
+training text"), code comes from twelve more wheels, and two more kinds are written:
 
 - ``prose.parquet``: technical prose, the long descriptions (READMEs) of pinned wheels and the
   prose paragraphs of their docstrings (doctests and section rules dropped), gathered into
@@ -183,7 +183,9 @@ def turns_documents() -> pl.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--broad", action="store_true", help="the broader candidate mix")
+    parser.add_argument(
+        "--broad", action="store_true", help="the broader mix of the default SAE since 2026-12-04"
+    )
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     kinds = {"dialogue": dialogue_documents}
