@@ -600,8 +600,11 @@ def test_hub_id_offline(tmp_path, monkeypatch):
         SAEError, match=r"could not be reached for hf://no-such-owner-x/no-such-sae/layers.3"
     ) as info:
         load_sae("no-such-owner-x/no-such-sae/layers.3")
-    assert "local" in str(info.value)
+    assert "no local path no-such-owner-x/no-such-sae/layers.3 either" in str(info.value)
     assert "\n" not in str(info.value)
+    with pytest.raises(SAEError, match="could not be reached") as info:
+        load_sae("hf://no-such-owner-x/no-such-sae")  # a Hub id by its prefix: no path to mention
+    assert "no local path" not in str(info.value) and "local directory" in str(info.value)
 
 
 def test_hub_folder_is_downloaded_with_allow_patterns(tmp_path, monkeypatch):

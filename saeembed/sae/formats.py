@@ -169,7 +169,7 @@ def _resolve(spec: str | os.PathLike) -> tuple[Path, str]:
     if path.exists():
         return path, str(path)
     if isinstance(spec, str) and _looks_like_hub_id(text):
-        return _from_hub(text)
+        return _from_hub(text, also_a_path=True)
     raise SAEError(
         f"no SAE at {text}: give a directory, a checkpoint file, or a Hub id owner/repo[/folder]"
     )
@@ -193,7 +193,9 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _from_hub(ref: str) -> tuple[Path, str]:
+def _from_hub(ref: str, also_a_path: bool = False) -> tuple[Path, str]:
+    """Download ``ref`` (owner/repo[/folder]); ``also_a_path`` when it was given without hf://
+    and could have been meant as a relative path (none exists), which the error then says."""
     parts = [p for p in ref.strip("/").split("/") if p]
     if len(parts) < 2:
         raise SAEError(f"{ref!r} is not a Hub id: use owner/repo or owner/repo/folder")
@@ -207,16 +209,18 @@ def _from_hub(ref: str) -> tuple[Path, str]:
             local_files_only=_env_flag("HF_HUB_OFFLINE"),
         )
     except Exception as exc:  # huggingface_hub raises many types; all become one message
-        raise _hub_error(repo_id, label, exc) from exc
+        raise _hub_error(repo_id, label, exc, ref if also_a_path else None) from exc
     target = Path(root) / sub if sub else Path(root)
     if not target.exists():
         raise SAEError(f"Hub repo {repo_id} has no {sub!r}; check the folder name on its page")
     return target, label
 
 
-def _hub_error(repo_id: str, label: str, exc: Exception) -> SAEError:
+def _hub_error(repo_id: str, label: str, exc: Exception, missing_path: str | None) -> SAEError:
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     local = "give a local directory or checkpoint path instead"
+    if missing_path is not None:
+        local = f"there is no local path {missing_path} either: check it, or {local}"
     if "GatedRepoError" in kinds:
         why = f"Hub repo {repo_id} is gated: accept its terms on the Hub and set HF_TOKEN"
     elif "RepositoryNotFoundError" in kinds:
