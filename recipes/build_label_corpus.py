@@ -34,16 +34,16 @@ SOURCES = [
 ]
 
 
-EXTRAS = ["code.parquet#2000", "dialogue.parquet#800", "prose.parquet#1200"]
+EXTRAS = ["code.parquet#2000", "dialogue.parquet#800"]
+BROAD_EXTRAS = ["prose.parquet#1200"]  # only a --broad folder has them
 
 
 def main(out: str, extras: str | None = None) -> None:
     frames = []
     refs = list(SOURCES)
     if extras:
-        # prose.parquet exists only in a --broad folder
-        present = [ref for ref in EXTRAS if (Path(extras) / ref.partition("#")[0]).exists()]
-        refs += [str(Path(extras) / ref) for ref in present]
+        broad = [r for r in BROAD_EXTRAS if (Path(extras) / r.partition("#")[0]).exists()]
+        refs += [str(Path(extras) / ref) for ref in EXTRAS + broad]
     for ref in refs:
         texts = source_texts(SourceSpec.parse(ref), passages="paragraph", seed=1)
         name = Path(ref.removeprefix("data:").partition("#")[0]).stem

@@ -88,12 +88,10 @@ def _load(spec: str | os.PathLike) -> SAE:
 
 def _shipped_name(path: Path) -> str | None:
     """The name of the shipped SAE whose directory ``path`` is, or None."""
-    from saeembed.pretrained import PRETRAINED_DIR
+    from saeembed.pretrained import shipped_saes
 
     path = path.resolve()
-    if path.parent == PRETRAINED_DIR and (path / CFG_FILE).is_file():
-        return path.name
-    return None
+    return next((name for name, d in shipped_saes().items() if d.resolve() == path), None)
 
 
 def detect_format(path: Path) -> str:
@@ -169,7 +167,7 @@ def _resolve(spec: str | os.PathLike) -> tuple[Path, str]:
     if path.exists():
         return path, str(path)
     if isinstance(spec, str) and _looks_like_hub_id(text):
-        return _from_hub(text, also_a_path=True)
+        return _from_hub(text, missing_path=text)
     raise SAEError(
         f"no SAE at {text}: give a directory, a checkpoint file, or a Hub id owner/repo[/folder]"
     )
@@ -193,9 +191,9 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _from_hub(ref: str, also_a_path: bool = False) -> tuple[Path, str]:
-    """Download ``ref`` (owner/repo[/folder]); ``also_a_path`` when it was given without hf://
-    and could have been meant as a relative path (none exists), which the error then says."""
+def _from_hub(ref: str, missing_path: str | None = None) -> tuple[Path, str]:
+    """Download ``ref`` (owner/repo[/folder]); ``missing_path`` when it was given without hf://
+    and could have been meant as that relative path (none exists), which the error then says."""
     parts = [p for p in ref.strip("/").split("/") if p]
     if len(parts) < 2:
         raise SAEError(f"{ref!r} is not a Hub id: use owner/repo or owner/repo/folder")
@@ -209,7 +207,7 @@ def _from_hub(ref: str, also_a_path: bool = False) -> tuple[Path, str]:
             local_files_only=_env_flag("HF_HUB_OFFLINE"),
         )
     except Exception as exc:  # huggingface_hub raises many types; all become one message
-        raise _hub_error(repo_id, label, exc, ref if also_a_path else None) from exc
+        raise _hub_error(repo_id, label, exc, missing_path) from exc
     target = Path(root) / sub if sub else Path(root)
     if not target.exists():
         raise SAEError(f"Hub repo {repo_id} has no {sub!r}; check the folder name on its page")
