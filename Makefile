@@ -7,6 +7,12 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned, so pip never swaps in a different build (a CUDA build on a
 # GPU machine is fine: set TORCH_SPEC to what you want).
 TORCH_SPEC ?= torch==2.13.0
+# The shared real data (HH-RLHF) sits beside the main checkout; a clone made elsewhere finds it
+# through the variable the library reads (a value already in the environment wins).
+SAEEMBED_HH_RLHF ?= $(firstword $(wildcard $(abspath ../shared/datasets/hh-rlhf) /work/shared/datasets/hh-rlhf))
+ifneq ($(SAEEMBED_HH_RLHF),)
+export SAEEMBED_HH_RLHF
+endif
 
 .PHONY: install demo test lint format bench clean
 

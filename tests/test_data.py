@@ -306,7 +306,11 @@ def test_hh_rlhf_env_pointing_nowhere(tmp_path, monkeypatch):
 
 
 def test_prefer_local_hh_rlhf_fills_only_an_unset_variable(tmp_path, monkeypatch):
-    monkeypatch.delenv(HH_RLHF_ENV, raising=False)
+    # set, then deleted: monkeypatch records the variable either way, so whatever the test
+    # writes into it is undone (a bare delenv of an unset variable records nothing, and the
+    # value prefer_local_hh_rlhf sets would leak into later tests)
+    monkeypatch.setenv(HH_RLHF_ENV, "")
+    monkeypatch.delenv(HH_RLHF_ENV)
     prefer_local_hh_rlhf(tmp_path / "absent")
     assert HH_RLHF_ENV not in os.environ  # no such folder: nothing changes
     prefer_local_hh_rlhf(tmp_path)
