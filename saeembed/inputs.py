@@ -75,7 +75,8 @@ class ReadReport:
         rows = "row" if self.n_rows == 1 else "rows"
         return (
             f"read {self.n_rows:,} {rows} from {self.path}; "
-            f"skipped {self.n_empty:,} empty, {self.n_duplicate_text:,} duplicate texts"
+            f"skipped {self.n_empty:,} with no text (null, empty or blank), "
+            f"{self.n_duplicate_text:,} repeating an earlier text"
         )
 
 

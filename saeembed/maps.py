@@ -19,6 +19,7 @@ from sklearn.preprocessing import normalize
 from saeembed import templates
 from saeembed.errors import InputError
 from saeembed.files import atomic_path, write_text_atomic
+from saeembed.links import safe_href
 
 REQUIRED_COLUMNS = ("doc_id", "x", "y", "cluster")
 FEATURE_PREFIX = "feature:"
@@ -203,7 +204,10 @@ def write_map_html(
     Colour modes are "cluster" plus ``color_columns`` (default: every numeric ``feature:N``
     column). Texts are cut to ``max_text_chars``. doc_ids are embedded as strings.
     ``cluster_concepts``: per cluster, its concepts (``feature``, ``label``, ``href`` of the
-    feature's page), listed when the cluster is clicked in the legend.
+    feature's page), listed when the cluster is clicked in the legend. An ``href`` must be a
+    plain relative path to a file, percent-encoded (`saeembed.links.relative_href`); any other
+    (a scheme such as ``javascript:``, an absolute path, ``..``) is dropped and the concept is
+    listed without a link.
     """
     _check_columns(points, REQUIRED_COLUMNS)
     _check_types(points)
@@ -211,7 +215,9 @@ def write_map_html(
         raise InputError(f"max_text_chars must be at least 1, got {max_text_chars}; raise it")
     columns = _color_columns(points, color_columns)
     payload = _payload(points, cluster_names or {}, columns, max_text_chars)
-    payload["cluster_concepts"] = {str(k): v for k, v in (cluster_concepts or {}).items()}
+    payload["cluster_concepts"] = {
+        str(k): [_concept(c) for c in v] for k, v in (cluster_concepts or {}).items()
+    }
     page = templates.fill(
         templates.load("map.html"),
         {
@@ -222,6 +228,14 @@ def write_map_html(
         },
     )
     return write_text_atomic(path, page)  # a killed run leaves no half-written page
+
+
+def _concept(concept: dict) -> dict:
+    """A cluster's concept for the page: its ``href`` kept only when it is a plain relative link
+    to a file (`saeembed.links.safe_href`)."""
+    kept = {k: v for k, v in concept.items() if k != "href"}
+    href = safe_href(concept.get("href"))
+    return (kept | {"href": href}) if href else kept
 
 
 def _check_columns(points: pl.DataFrame, required: tuple[str, ...]) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import json
 import pickle
 from pathlib import Path
 
+import duckdb
 import pytest
 import torch
 import zstandard
@@ -58,6 +60,12 @@ def world(tmp_path_factory, tiny_model, tiny_sae):
     (root / "binary.sql").write_bytes(b"\xff\xfe\x00\x01")
     (root / "labels.json.gz").write_bytes(gzip.compress(b'[{"index": 1, "label": "x"}]')[:20])
     (root / "queue.jsonl").write_text('{"pair_id": 1, "decision": "maybe"}\n')
+    with duckdb.connect(str(root / "app.duckdb")) as con:  # another program's database
+        con.execute("CREATE TABLE schema_migrations (version INTEGER, name VARCHAR)")
+    (root / "ids1.jsonl").write_text('{"id": "k0", "text": "one"}\n{"id": "k1", "text": "two"}\n')
+    (root / "ids2.jsonl").write_text('{"id": "k0", "text": "one"}\n{"id": "k1", "text": "2"}\n')
+    ids = ("encode", root / "ids1.jsonl", "--db", root / "s.duckdb", "--corpus", "ids")
+    assert invoke("-q", *ids, "--id-col", "id", *model).exit_code == 0
 
     nan = random_sae()
     nan.W_enc.data[0, 0] = float("nan")
@@ -198,7 +206,39 @@ def cases(root: Path, tiny_model: Path, tiny_sae: Path) -> list[tuple[str, tuple
         (
             "COPY TO a file",
             ("sql", s, f"COPY (SELECT 1) TO '{root / 'x.csv'}'"),
-            "file system operations are disabled",
+            "COPY statements are refused",
+        ),  # fmt: skip
+        (
+            "EXPLAIN ANALYZE COPY",
+            ("sql", s, f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{root / 'x.csv'}'"),
+            "COPY statements are refused",
+        ),  # fmt: skip
+        ("two statements", ("sql", s, "SELECT 1; SELECT 2"), "one statement at a time"),
+        ("a write", ("sql", s, "DELETE FROM documents"), "DELETE statements are refused"),
+        ("SET", ("sql", s, "SET threads = 1"), "refused"),
+        ("nextval", ("sql", s, "SELECT nextval('encoder_id_seq')"), "read-only"),
+        ("read_text", ("sql", s, "SELECT * FROM read_text('/etc/hostname')"), "disabled"),
+        ("--timeout below 0", ("sql", s, "SELECT 1", "--timeout", -1), "--timeout"),
+        (
+            "--where moves a sequence",
+            ("search", s, "--features", 1, "--where", "nextval('encoder_id_seq') > 0"),
+            "read-only",
+        ),  # fmt: skip
+        (
+            "sql on another program's file",
+            ("sql", root / "app.duckdb", "SELECT 1"),
+            "not a saeembed",
+        ),
+        ("info on another program's file", ("info", root / "app.duckdb"), "not a saeembed store"),
+        (
+            "encode into another program's file",
+            (*enc, root / "a.txt", "--db", root / "app.duckdb", *model),
+            "not a saeembed store",
+        ),  # fmt: skip
+        (
+            "an id that names another text",
+            (*enc, root / "ids2.jsonl", "--db", s, "--corpus", "ids", "--id-col", "id", *model),
+            "ids2.jsonl line 2: id 'k1' already names another text",
         ),  # fmt: skip
         ("SQL syntax", ("sql", s, "SELEC 1"), "syntax"),
         # preferences
@@ -231,6 +271,7 @@ def test_every_bad_input_is_one_line_and_changes_nothing(world, tiny_model, tiny
     assert len(table) >= 40
     stores = [world / "s.duckdb", world / "pairs.duckdb"]
     before = {s: snapshot(s) for s in stores}
+    foreign = hashlib.sha256((world / "app.duckdb").read_bytes()).hexdigest()
     failures = []
     for name, args, message in table:
         result = invoke(*args)
@@ -249,6 +290,7 @@ def test_every_bad_input_is_one_line_and_changes_nothing(world, tiny_model, tiny
             failures.append(f"{name}: {'; '.join(problems)}")
     assert not failures, "\n".join(failures)
     assert {s: snapshot(s) for s in stores} == before
+    assert hashlib.sha256((world / "app.duckdb").read_bytes()).hexdigest() == foreign
     assert not (world / "typo.duckdb").exists() and not (world / "x.csv").exists()
     assert not list((world / "adir").iterdir())  # nothing written into the directory
     assert not list(world.glob(".*.partial")) and not list(world.glob("*.tmp"))

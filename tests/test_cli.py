@@ -88,7 +88,7 @@ def test_encode_reports_skipped_rows_and_is_idempotent(tmp_path, corpus_file, ti
     first = run("-q", *args)
     assert "3 new documents; encoded 3" in first.stderr
     second = run(*args)
-    assert "skipped 1 empty" in second.stderr
+    assert "skipped 1 with no text" in second.stderr
     assert "0 new documents; encoded 0" in second.stderr
 
 
@@ -419,10 +419,15 @@ def test_sql_reaches_no_other_file_unless_allowed(encoded_db, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("password")
     copy = f"COPY (SELECT doc_id FROM documents) TO '{out}'"
-    for query in (copy, f"SELECT content FROM read_text('{secret}')", "INSTALL httpfs"):
+    refusals = {
+        copy: "COPY statements are refused",
+        f"SELECT content FROM read_text('{secret}')": "file system operations are disabled",
+        "INSTALL httpfs": "LOAD statements are refused",
+    }
+    for query, message in refusals.items():
         result = run("sql", encoded_db, query, ok=False)
         assert result.exit_code != 0 and "Traceback" not in result.stderr
-        assert "file system operations are disabled" in result.stderr
+        assert message in result.stderr
     assert not out.exists()
     run("sql", encoded_db, copy, "--allow-files")
     assert out.read_text().splitlines()[0] == "doc_id"

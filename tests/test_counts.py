@@ -130,6 +130,7 @@ def test_migration_backfills_the_counts(tmp_path, tiny_model, tiny_sae):
     encode(corpus_file(tmp_path / "a.csv", 40, 1), db, **opts(tiny_model, tiny_sae))
     with Store(db) as store:  # back to schema v8: no kept counts
         store.con.execute("DROP TABLE concept_counts")
+        store.con.execute("DROP TABLE saeembed_store; DROP TABLE corpus_sources")  # (v10)
         store.con.execute("DELETE FROM schema_migrations WHERE version >= 9")
     kept_equal_recount(db)  # the read-only open upgrades the writable file first
 

@@ -201,12 +201,18 @@ def test_report_counts_and_summary(tmp_path):
     assert report.n_empty == 2
     assert report.n_duplicate_text == 1
     assert report.n_documents == 3
-    assert report.summary() == f"read 6 rows from {path}; skipped 2 empty, 1 duplicate texts"
+    assert (
+        report.summary()
+        == f"read 6 rows from {path}; skipped 2 with no text (null, empty or blank), 1 repeating an earlier text"
+    )
 
 
 def test_summary_uses_thousands_separators():
     report = ReadReport("x.csv", 1000, 3, 2, "text", None)
-    assert report.summary() == "read 1,000 rows from x.csv; skipped 3 empty, 2 duplicate texts"
+    assert (
+        report.summary()
+        == "read 1,000 rows from x.csv; skipped 3 with no text (null, empty or blank), 2 repeating an earlier text"
+    )
 
 
 def test_null_and_whitespace_only_texts_are_empty_but_nul_is_kept():

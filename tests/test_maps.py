@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from sklearn.metrics import silhouette_score
 
 from saeembed.errors import InputError
+from saeembed.links import safe_href
 from saeembed.maps import umap_coordinates, write_map_html, write_map_parquet
 
 EMBEDDED = re.compile(r'<script type="application/json" id="map-data">(.*?)</script>', re.S)
@@ -166,6 +167,59 @@ def test_html_validates_columns(tmp_path):
     as_text = points_frame(5).with_columns(pl.col("cluster").cast(pl.String))
     with pytest.raises(InputError, match="'cluster' is not integer"):
         write_page(tmp_path, as_text)
+
+
+# concept links a map is given: kept (re-encoded) when a plain relative path to a file, else None
+HREFS = {
+    "map-features/feature-1.html": "map-features/feature-1.html",
+    "./a%20b/feature-2.html": "a%20b/feature-2.html",
+    "JAVASCRIPT%3Aalert(1)": "JAVASCRIPT%3Aalert%281%29",  # an encoded ':' is part of a name
+    "javascript:alert(1)//x-features/feature-1.html": None,
+    "javascript:alert(1)": None,
+    " javascript:alert(1)": None,
+    "java%0Ascript:x": None,
+    "data:text/html,<script>alert(1)</script>": None,
+    "https://example.com/x.html": None,
+    "//example.com/x.html": None,
+    "/etc/passwd": None,
+    "../outside.html": None,
+    "a/%2E%2E/b.html": None,
+    "a%2Fb.html": None,
+    "a\\b.html": None,
+    "a?b.html": None,
+    "a#b": None,
+    "a b.html": None,
+    "a//b.html": None,
+    "": None,
+}
+
+
+def test_concept_links_are_plain_relative_paths_or_dropped(tmp_path):
+    concepts = {0: [{"feature": i, "label": "x", "href": h} for i, h in enumerate(HREFS)]}
+    page = write_map_html(
+        points_frame(5), tmp_path / "m.html", title="t", cluster_concepts=concepts
+    )
+    data = json.loads(EMBEDDED.search(page.read_text(encoding="utf-8")).group(1))
+    written = [c.get("href") for c in data["cluster_concepts"]["0"]]
+    assert written == list(HREFS.values())
+    assert [c["feature"] for c in data["cluster_concepts"]["0"]] == list(range(len(HREFS)))
+
+
+def test_the_maps_script_checks_links_by_the_same_rule(tmp_path):
+    """map.js re-checks each link (a page's data could come from elsewhere): its `safeHref`,
+    run in node, gives what `saeembed.links.safe_href` gives."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node on PATH")
+    script = (Path(__file__).parent.parent / "saeembed" / "templates" / "map.js").read_text()
+    start = script.index("  const SEGMENT")
+    body = script[start : script.index("\n  }\n", start) + 4]
+    cases = [*HREFS, None, 3, "javascript%3Aalert%281%29%23x%3Fy%27z%20q-features/f.html"]
+    probe = tmp_path / "probe.js"
+    probe.write_text(f"{body}\nconsole.log(JSON.stringify({json.dumps(cases)}.map(safeHref)));\n")
+    result = subprocess.run([node, str(probe)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [safe_href(c) for c in cases]
 
 
 def find_chromium() -> str | None:

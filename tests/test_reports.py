@@ -9,6 +9,7 @@ import json
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import polars as pl
@@ -30,6 +31,7 @@ PLAIN = HOSTILE.index("plain")  # feature 1 peaks on "plain" in document 0 of "l
 PEAK_VALUE = 7.5
 LABELS = {1: "left thing <b>bold</b>", 2: "right thing", 3: "common", 4: "rare"}
 JSON_BLOCK = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+MAP_BLOCK = re.compile(r'<script type="application/json" id="map-data">(.*?)</script>', re.S)
 
 
 def build_diff_store(path: Path, n: int = 40, seed: int = 0) -> Store:
@@ -426,6 +428,26 @@ def test_cluster_map_lists_concepts_linked_to_feature_pages(diff_db, tmp_path, b
     assert links and all(link.startswith("map-features/feature-") for link in links)
     assert all((tmp_path / link).exists() for link in links)
     shoot(browser, path, "cluster-map")
+
+
+def test_cluster_map_links_stay_relative_whatever_the_map_is_called(diff_db, tmp_path):
+    """A map file named like a URL (``javascript:``, ``#``, ``?``, quotes, a space) links its
+    concepts by relative, percent-encoded paths to pages that exist, never by a scheme."""
+    from saeembed.api.explore import cluster
+
+    path = tmp_path / "javascript:alert(1)#x?y'z \"q.html"
+    cluster(diff_db, method="kmeans", k=3, map_path=path, name="hostile", top=3, map_pages=True)
+    page = path.read_text(encoding="utf-8")
+    data = json.loads(MAP_BLOCK.search(page).group(1))
+    hrefs = [c["href"] for concepts in data["cluster_concepts"].values() for c in concepts]
+    assert hrefs and len(hrefs) == sum(len(c) for c in data["cluster_concepts"].values())
+    for href in hrefs:
+        assert not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", href), href  # no scheme
+        assert not href.startswith("/") and "\\" not in href, href
+        assert not any(c in href for c in ":#?'\" "), href  # all percent-encoded
+        assert href.startswith("javascript%3Aalert%281%29%23x%3Fy%27z%20%22q-features/feature-")
+        assert (tmp_path / unquote(href)).is_file(), href
+    assert 'href="javascript' not in page
 
 
 # ---- the real default model ----------------------------------------------------------------------

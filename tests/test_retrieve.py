@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import polars as pl
 import pytest
 
 from saeembed.analysis.concepts import choose_concepts
 from saeembed.analysis.retrieve import rank_fusion, search_documents, where_sql
-from saeembed.errors import InputError
+from saeembed.errors import InputError, StoreError
+from saeembed.store import Store
 from tests.topic_store import build_topic_store
 
 
@@ -17,6 +20,17 @@ def topics(tmp_path_factory):
     store, encoder, truth = build_topic_store(tmp_path_factory.mktemp("topics") / "t.duckdb")
     yield store, encoder, truth
     store.close()
+
+
+@pytest.fixture(scope="module")
+def reader(topics, tmp_path_factory):
+    """A read-only copy of the topic store: `--where` filters run only on read-only stores."""
+    store, encoder, truth = topics
+    store.con.execute("CHECKPOINT")
+    copy = tmp_path_factory.mktemp("reader") / "t.duckdb"
+    shutil.copy(store.file, copy)
+    with Store(copy, read_only=True) as opened:
+        yield opened, opened.resolve_encoder(encoder.encoder_id), truth
 
 
 def test_phrase_chooses_by_substring_then_meaning(topics, saeembed_home):
@@ -72,8 +86,8 @@ def test_sae_search_finds_the_property(topics):
     assert all("film" in t and "terrible" in t for t in both["text"])
 
 
-def test_where_filters_on_concepts_and_metadata(topics):
-    store, encoder, truth = topics
+def test_where_filters_on_concepts_and_metadata(topics, reader):
+    store, encoder, truth = reader
     choice = choose_concepts(store, encoder, features=[6])
     found = search_documents(store, encoder, choice=choice, where="feature:4 > 0", top=500)
     assert all("recipe" in t for t in found["text"])
@@ -85,6 +99,12 @@ def test_where_filters_on_concepts_and_metadata(topics):
         where_sql("feature:99 > 0", encoder)
     with pytest.raises(InputError, match="cannot use --where"):
         search_documents(store, encoder, choice=choice, where="nonsense ===")
+    with pytest.raises(InputError, match="one statement at a time"):
+        search_documents(store, encoder, choice=choice, top=5,
+                         where="true) GROUP BY d.doc_id; SELECT 1 FROM documents d WHERE (true")  # fmt: skip
+    writable, writable_encoder, _ = topics
+    with pytest.raises(StoreError, match="read-only store"):
+        search_documents(writable, writable_encoder, choice=choice, where="true")
 
 
 def test_like_finds_documents_with_the_same_concepts(topics):
@@ -122,8 +142,8 @@ def test_rank_fusion_is_reciprocal_rank():
     assert fused == pytest.approx([1 / 61 + 1 / 63, 2 / 62, 1 / 63 + 1 / 61])
 
 
-def test_where_leaves_quoted_text_alone_and_reads_no_files(topics, tmp_path):
-    store, encoder, _ = topics
+def test_where_leaves_quoted_text_alone_and_reads_no_files(reader, tmp_path):
+    store, encoder, _ = reader
     sql = where_sql("meta.topic = 'feature:3 and meta.x' OR feature:3 > 0", encoder)
     assert "'feature:3 and meta.x'" in sql and "x.feature = 3" in sql
     assert "(d.meta->>'topic')" in sql

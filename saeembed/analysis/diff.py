@@ -451,6 +451,20 @@ def paired_diff(
         SELECT {key} AS k, d.doc_id FROM documents d
         SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $enc
         WHERE d.corpus = ${{}} AND {key} IS NOT NULL"""
+    keys = {k: v for k, v in params.items() if k != "t"}
+    for letter, name in (("a", corpus_a), ("b", corpus_b)):
+        repeated = store.sql(
+            f"SELECT k, count(*) AS n FROM ({side.format(letter)}) GROUP BY k HAVING n > 1 "
+            "ORDER BY n DESC, k LIMIT 1",
+            {"enc": encoder.encoder_id, letter: name},
+        )
+        if repeated.height:
+            what = "row number" if pair_on == "row" else "id"
+            raise InputError(
+                f"{repeated['n'][0]} documents of corpus {name!r} share the {what} "
+                f"{repeated['k'][0]!r}; pairing needs one document per {what} on each side: "
+                "give each document its own id (--id-col) and pair on it"
+            )
     rows = f"{rows_sql(m)} AND a.value > $t"
     counts = store.sql(
         f"""
@@ -476,7 +490,7 @@ def paired_diff(
         f"WITH pa AS ({side.format('a')}), pb AS ({side.format('b')}) "
         "SELECT (SELECT count(*) FROM pa JOIN pb USING (k)) AS n, "
         "(SELECT count(*) FROM pa) AS n_a, (SELECT count(*) FROM pb) AS n_b",
-        {k: v for k, v in params.items() if k != "t"},
+        keys,
     ).row(0, named=True)
     n_pairs = sizes["n"]
     if n_pairs and (sizes["n_a"] > n_pairs or sizes["n_b"] > n_pairs):

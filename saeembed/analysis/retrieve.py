@@ -34,6 +34,7 @@ from saeembed.analysis.concepts import ConceptChoice
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.store import Encoder, Store
+from saeembed.store.user_sql import check_statements
 
 MODES = ("sae", "dense", "hybrid")
 RRF_K = 60
@@ -72,22 +73,26 @@ def candidates(
 ) -> pl.DataFrame:
     """``doc_id, corpus, text`` of the encoded documents (of ``corpus``) passing ``where``. A
     ``where`` restricts the store's connection to the store from then on (`Store.restrict_sql`):
-    it is SQL from a user."""
+    it is SQL from a user, so it runs only on a store opened read-only."""
     condition = where_sql(where, encoder) if where else "true"
-    if where:
-        store.restrict_sql()
-    try:
-        return store.sql(
-            f"""
+    query = f"""
             SELECT d.doc_id, any_value(d.corpus) AS corpus, any_value(d.text) AS text
             FROM documents d
             WHERE ($corpus IS NULL OR d.corpus = $corpus)
               AND d.doc_id IN (SELECT doc_id FROM encoded_documents WHERE encoder_id = $enc)
               AND ({condition})
             GROUP BY d.doc_id ORDER BY d.doc_id
-            """,
-            {"corpus": corpus, "enc": encoder.encoder_id},
+            """
+    if where and not store.read_only:
+        raise StoreError(
+            "a --where filter runs only on a read-only store (`saeembed.store.user_sql`); "
+            "filter the candidates first (`saeembed.api.explore.search` does)"
         )
+    try:
+        if where:
+            store.restrict_sql()
+            check_statements(query)  # one SELECT: the filter cannot end it and start another
+        return store.sql(query, {"corpus": corpus, "enc": encoder.encoder_id})
     except StoreError as exc:
         raise InputError(f"cannot use --where {where!r} ({exc}); write it as SQL, e.g. "
                          "\"feature:12 > 0 AND meta.party = 'D'\"") from exc  # fmt: skip
@@ -272,6 +277,7 @@ def search_documents(
     store: Store,
     encoder: Encoder,
     *,
+    docs: pl.DataFrame | None = None,
     query: str | None = None,
     choice: ConceptChoice | None = None,
     like: int | None = None,
@@ -283,10 +289,12 @@ def search_documents(
     measure: str = "max",
 ) -> pl.DataFrame:
     """The ``top`` documents for a property (``query`` / ``choice``) or like document ``like``,
-    among those passing ``where`` (`SEARCH_COLUMNS`), scoring concepts by ``measure``."""
+    among those passing ``where`` (`SEARCH_COLUMNS`), scoring concepts by ``measure``; ``docs``:
+    the `candidates` already chosen (on a read-only store, when ``store`` is writable)."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    docs = candidates(store, encoder, corpus, where)
+    if docs is None:
+        docs = candidates(store, encoder, corpus, where)
     if docs.is_empty():
         raise InputError("no encoded document passes the filters; loosen --where or --corpus")
     reasons: list[list[str]] = [[] for _ in range(docs.height)]

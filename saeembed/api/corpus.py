@@ -16,13 +16,14 @@ import polars as pl
 
 from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
-from saeembed.errors import InputError, SaeembedError
+from saeembed.errors import InputError, SaeembedError, StoreError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
-from saeembed.queries import coerce_value, named_queries, run_query
+from saeembed.queries import bind_params, coerce_value, get_query, named_queries, run_query
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.shards.layout import is_shard_target
 from saeembed.store import Store
+from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
 
 if TYPE_CHECKING:
     from saeembed.encode import EncodeReport
@@ -223,20 +224,30 @@ def sql(
     params: dict[str, str] | None = None,
     *,
     allow_files: bool = False,
-) -> pl.DataFrame:
+    timeout: float | None = DEFAULT_TIMEOUT,
+    max_rows: int | None = None,
+    result: bool = False,
+) -> pl.DataFrame | QueryResult:
     """Run ``query`` on the store at ``db`` (read-only): the name of a named query, ``@FILE``
     (SQL read from FILE), or SQL text. ``params`` are bound, never pasted into the SQL: to a
     named query's parameters as it declares them, to SQL's ``$name`` as numbers when they read
-    as numbers (`saeembed.queries.coerce_value`). The query sees the store only (no other file,
-    no extension: `Store.restrict_sql`) unless ``allow_files``."""
+    as numbers (`saeembed.queries.coerce_value`). The query reads the store only and writes
+    nothing (`saeembed.store.user_sql`) unless ``allow_files``; it is stopped after ``timeout``
+    seconds (None: never), and at most ``max_rows`` rows are returned (None: all). Returns the
+    rows, or with ``result`` the `QueryResult` that also says whether rows were left out."""
     given = dict(params or {})
     text = _query_file(Path(query[1:])) if query.startswith("@") else query
-    with Store(db, read_only=True) as store:
-        if not allow_files:
-            store.restrict_sql()
+    with open_user_store(db, allow_files=allow_files) as store:
         if query in named_queries():
-            return run_query(store, query, **given)
-        return store.sql(text, {k: coerce_value(v) for k, v in given.items()} or None)
+            named = get_query(query)
+            text, bound = named.sql, bind_params(store, named, given)
+        else:
+            bound = {k: coerce_value(v) for k, v in given.items()}
+        found = run_user_query(
+            store, text, bound or None, allow_files=allow_files, timeout=timeout,
+            max_rows=max_rows,
+        )  # fmt: skip
+    return found if result else found.frame
 
 
 def _query_file(path: Path) -> str:
@@ -291,11 +302,24 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
     return {"corpora": corpora, "encoders": encoders}
 
 
-def diff_cache_store() -> Path:
-    """Where `diff` encodes inputs when no store is given: one cache store under $SAEEMBED_HOME."""
+def diff_cache_store(refs: Sequence[str | Path] = ()) -> Path:
+    """Where `diff` encodes its inputs when no store is given: a cache store under
+    $SAEEMBED_HOME for exactly these inputs (their paths, sizes and modification times, or
+    names), so two diffs of other inputs never share one and an edited file is encoded afresh."""
+    import hashlib
+
     from saeembed.home import cache_dir
 
-    return cache_dir("stores") / "diff.duckdb"
+    digest = hashlib.blake2b(digest_size=8)
+    for ref in refs:
+        path = Path(str(ref))
+        if not is_url(str(ref)) and path.exists():
+            stat = path.stat()
+            key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        else:
+            key = str(ref)
+        digest.update(key.encode() + b"\1")
+    return cache_dir("stores") / f"diff-{digest.hexdigest()}.duckdb"
 
 
 def _encodable(ref: str | Path) -> bool:
@@ -377,9 +401,20 @@ def diff(
     # corpora already stored is an error, not a new empty store
     creates = db is None or any(_encodable(ref) for ref in [a, *sides_b])
     # with only stored corpora to compare, a diff reads: other readers may share the store
-    with Store(
-        db if db is not None else diff_cache_store(), create=creates, read_only=not creates
-    ) as store:
+    try:
+        opened = Store(
+            db if db is not None else diff_cache_store([a, *sides_b]), create=creates,
+            read_only=not creates,
+        )  # fmt: skip
+    except StoreError as exc:
+        if db is None and " is in use by " in str(exc):
+            holder = str(exc).split(" is in use by ", 1)[1].split(";")[0]
+            raise StoreError(
+                f"another diff of these same inputs is running ({holder}); retry when it "
+                "has finished, or pass --db FILE to encode into a store of your own"
+            ) from exc
+        raise
+    with opened as store:
         corpus_a, used = _as_corpus(store, a, options)
         corpora_b = []
         for ref in sides_b:

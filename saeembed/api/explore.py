@@ -259,6 +259,14 @@ def search(
     # the concepts' search only reads; dense and hybrid cache document embeddings in the store
     # when it is writable (a read-only store is read, its embeddings computed in memory)
     read_only = mode == "sae" or not Store.can_write(db)
+    docs = None
+    if where and not read_only:
+        # the user's filter runs on its own read-only, restricted connection, never on the
+        # writable one that caches embeddings
+        from saeembed.analysis.retrieve import candidates
+
+        with Store(db, read_only=True) as reader:
+            docs = candidates(reader, reader.resolve_encoder(encoder), corpus, where)
     with Store(db, create=False, read_only=read_only) as store:
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
@@ -270,8 +278,8 @@ def search(
                 positives=positives, corpus=corpus, top=n_concepts,
             )  # fmt: skip
         hits = search_documents(
-            store, chosen, query=query, choice=choice, like=like, mode=mode, corpus=corpus,
-            where=where, top=top, measure=measure,
+            store, chosen, docs=docs, query=query, choice=choice, like=like, mode=mode,
+            corpus=corpus, where=where, top=top, measure=measure,
         )  # fmt: skip
         by_meaning = (
             mode != "dense" and like is None and reads_by_meaning(store, chosen, query, choice)

@@ -60,6 +60,15 @@ class FamilyGroup(click.Group):
         commands = {c.name: c for c in importlib.import_module(module).COMMANDS}
         return commands[name]
 
+    def invoke(self, ctx: click.Context):
+        """Ctrl-C ends any command with one line and exit code 130 (what writes did commit is
+        whole: every write is a transaction or an atomic rename)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted (Ctrl-C)", err=True)
+            ctx.exit(130)
+
 
 @click.group(cls=FamilyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="saeembed")

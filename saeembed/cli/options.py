@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
 
 import click
 import duckdb
@@ -46,13 +47,33 @@ def domain_errors(fn):
                 f"cannot write or read{where}: {exc.strerror or exc}; check free space and "
                 "permissions"
             ) from exc
-        except duckdb.IOException as exc:
-            raise click.ClickException(
-                f"the store could not be read or written ({str(exc).splitlines()[0]}); check "
-                "free space and permissions of its folder"
-            ) from exc
+        except duckdb.Error as exc:  # a full disk ends a write as an IO or a commit error
+            raise click.ClickException(_duckdb_line(exc)) from exc
 
     return wrapper
+
+
+_SYSTEM = ("no space left", "permission denied", "read-only file system", "disk quota",
+           "could not write", "could not read", "i/o error", "input/output error")  # fmt: skip
+
+
+def _duckdb_line(exc: duckdb.Error) -> str:
+    """One line for a DuckDB error that reached the command: the operating system's cause and
+    its fix when it is one (a full disk, a denied permission), else the error as DuckDB gave it
+    (the full traceback is logged with -vv)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    logging.getLogger("saeembed").debug("DuckDB error", exc_info=exc)
+    lowered = message.lower()
+    if isinstance(exc, duckdb.IOException) or any(s in lowered for s in _SYSTEM):
+        cause = next((s for s in _SYSTEM[:5] if s in lowered), None)
+        fix = {
+            "no space left": "free some space (or write elsewhere) and rerun; what was "
+            "committed before is kept",
+            "disk quota": "free some space (or write elsewhere) and rerun; what was committed "
+            "before is kept",
+        }.get(cause, "check free space and permissions of its folder")
+        return f"the store could not be read or written ({message}); {fix}"
+    return f"DuckDB failed: {message} (rerun with -vv for the details)"
 
 
 def measure_option(default: str | None, what: str = "concept", default_note: str = ""):

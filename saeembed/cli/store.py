@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
 from saeembed.api import corpus as api
 from saeembed.cli.options import domain_errors, format_option
-from saeembed.render import render
+from saeembed.render import default_format, render
+from saeembed.store.user_sql import DEFAULT_TIMEOUT
+
+TERMINAL_ROWS = 1_000  # rows `sql` prints as a table unless --max-rows says otherwise
+PIPED_ROWS = 1_000_000  # ... and as csv, json or jsonl
 
 
 @click.command()
@@ -27,17 +33,54 @@ from saeembed.render import render
 @click.option(
     "--allow-files",
     is_flag=True,
-    help="Let the query read and write other files and load extensions (off: the store only).",
+    help="Let the query read and write other files, load extensions and run several "
+    "statements (off: it reads the store only).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Stop the query after this many seconds (0: never).",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"Print at most this many rows (0: all) [default: {TERMINAL_ROWS:,} as a table, "
+    f"{PIPED_ROWS:,} otherwise].",
 )
 @format_option
 @domain_errors
-def sql(db, query, params, allow_files, fmt):
+def sql(db, query, params, allow_files, timeout, max_rows, fmt):
     """Run QUERY against the store DB and print the rows.
 
     QUERY is SQL text, `@file.sql`, or the name of a named query (see `saeembed queries`).
     Parameters are bound, never pasted into the SQL: `-p feature 12` binds $feature. The query
-    sees the store only (no other file, no extension) unless --allow-files."""
-    render(api.sql(db, query, dict(params), allow_files=allow_files), fmt)
+    reads the store only: one SELECT (or EXPLAIN, DESCRIBE, PRAGMA), no other file, no
+    extension, no writes, unless --allow-files. Ctrl-C stops it at once."""
+    fmt = fmt or default_format()
+    if max_rows is None:
+        max_rows = TERMINAL_ROWS if fmt == "table" else PIPED_ROWS
+    try:
+        found = api.sql(
+            db, query, dict(params), allow_files=allow_files, timeout=timeout or None,
+            max_rows=max_rows, result=True,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        # the query is read-only: nothing to clean up, so leave at once even if DuckDB is slow
+        # to notice the interrupt
+        click.echo("Error: interrupted (Ctrl-C); the query was stopped", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    render(found.frame, fmt)
+    if found.truncated:
+        click.echo(
+            f"saeembed: showing the first {found.max_rows:,} rows; more matched (--max-rows 0 "
+            "prints them all; add LIMIT or narrow the query)",
+            err=True,
+        )
 
 
 @click.command("queries")

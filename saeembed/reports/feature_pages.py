@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from saeembed.errors import InputError
 from saeembed.files import check_output
+from saeembed.links import relative_href
 from saeembed.reports import evidence, page
 from saeembed.reports.diff_report import label_fields, report_labels, table_columns
 from saeembed.store import Encoder, Store
@@ -167,7 +168,8 @@ def cluster_feature_pages(
 ) -> dict[int, list[dict]]:
     """Feature pages of each cluster's ``top`` concepts (``summary``'s ``top_features``) in the
     directory ``MAP-features`` beside map ``map_path``; returns per cluster its concepts with the
-    relative link to their page (for `saeembed.maps.write_map_html`)."""
+    relative link to their page, percent-encoded (`saeembed.links.relative_href`; for
+    `saeembed.maps.write_map_html`)."""
     map_path = Path(map_path)
     folder = map_path.with_name(f"{map_path.stem}-features")
     per_cluster = {
@@ -182,9 +184,12 @@ def cluster_feature_pages(
     folder.mkdir(parents=True, exist_ok=True)
     write_feature_pages(store, encoder, folder, features=wanted, progress=False)
     labels, _ = report_labels(store, encoder)
+    # the link is the page's path relative to the map's folder, each segment percent-encoded:
+    # the folder is named after the map's file, whose name may hold ':', '#', '?' or quotes
+    hrefs = {f: relative_href(folder / page_name(f), map_path.parent) for f in wanted}
     return {
         c: [
-            {"feature": f, "label": labels.get(f), "href": f"{folder.name}/{page_name(f)}"}
+            {"feature": f, "label": labels.get(f)} | ({"href": hrefs[f]} if hrefs[f] else {})
             for f in features
         ]
         for c, features in per_cluster.items()

@@ -285,5 +285,41 @@ def _concept_counts(con: duckdb.DuckDBPyConnection) -> None:
         recount(con, encoder_id, measures)
 
 
+# What marks a DuckDB file as a saeembed store: the one row of `saeembed_store`. A file without it
+# is recognised as saeembed's only when its `schema_migrations` rows are saeembed's own (stores
+# made before the marker); anything else is not a saeembed store and is never written.
+STORE_FORMAT = "saeembed-store"
+
+
+@migration(10, "store marker and corpus sources")
+def _marker_and_sources(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE saeembed_store (
+            format      VARCHAR NOT NULL,
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+        );
+        CREATE TABLE corpus_sources (
+            corpus      VARCHAR NOT NULL,
+            source      VARCHAR NOT NULL,
+            first_row   BIGINT  NOT NULL,
+            n_documents BIGINT  NOT NULL,
+            added_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (corpus, source)
+        );
+        """
+    )
+    con.execute("INSERT INTO saeembed_store (format) VALUES (?)", [STORE_FORMAT])
+    # every corpus so far came from the one source its `corpora` row names
+    con.execute(
+        """
+        INSERT INTO corpus_sources (corpus, source, first_row, n_documents)
+        SELECT c.corpus, coalesce(c.source, '<unknown>'), 0,
+            (SELECT count(*) FROM documents d WHERE d.corpus = c.corpus)
+        FROM corpora c
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

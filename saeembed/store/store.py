@@ -18,9 +18,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from saeembed.errors import StoreError
+from saeembed.errors import InputError, StoreError
 from saeembed.store import counts
-from saeembed.store.migrations import MIGRATIONS, latest_version
+from saeembed.store.migrations import MIGRATIONS, STORE_FORMAT, latest_version
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ _OPTIONAL_DOCUMENT_COLUMNS = {"context": pl.String, "parent_id": pl.Int64, "chun
 _ENCODER_COLUMNS = (
     "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
 )
+
+
+def _row_of(source: str, row_idx: int) -> str:
+    """Where row ``row_idx`` (0-based, among the data rows) of ``source`` is, as a person finds
+    it: the line of a JSON-lines or text file, the data row of a table."""
+    lines = re.search(r"\.(jsonl|ndjson|txt)(\.(gz|bz2|zst|xz))?$", source)
+    return f"{source} {'line' if lines else 'row'} {row_idx + 1}"
 
 
 def _lock_holder(message: str) -> str:
@@ -84,14 +91,24 @@ class Store:
             raise StoreError(
                 f"no store at {self.path}; create one with `saeembed encode FILE --db {self.path}`"
             )
-        self.con = self._connect(read_only)
+        if self.file.exists():
+            # recognised on a read-only connection first: another program's file is never written
+            self.con = self._connect(read_only=True)
+            kind = self._kind()
+            if kind == "foreign":
+                self.con.close()
+                raise StoreError(
+                    f"{self.path} is a DuckDB file but not a saeembed store (it has no saeembed "
+                    "marker); pass the path of a saeembed store, or a new path to create one"
+                )
+            if not read_only:
+                self.con.close()
+                self.con = self._connect(read_only)
+        else:
+            kind = "empty"
+            self.con = self._connect(read_only)
         version = self.schema_version() if read_only else None
-        if (
-            read_only
-            and (version > 0 or not self._has_foreign_tables())  # (v0, empty: a killed create)
-            and version < latest_version()
-            and os.access(self.file, os.W_OK)
-        ):
+        if read_only and version < latest_version() and os.access(self.file, os.W_OK):
             # an older store opened for reading: upgrade it once (migrations only add), then read
             self.con.close()
             Store(self.path).close()
@@ -167,13 +184,23 @@ class Store:
     def restrict_sql(self) -> None:
         """From now on, SQL on this connection touches the store only: no other file is read or
         written (``read_text``, ``COPY ... TO``, ``ATTACH``), no extension is installed or loaded,
-        and no query can undo this. For SQL that comes from a user (``saeembed sql``, ``--where``)."""
+        and no query can undo this. For SQL that comes from a user (``saeembed sql``, ``--where``),
+        which also passes `saeembed.store.user_sql.check_statements`."""
         if self._restricted:
             return
         self._restricted = True
-        if self.shard_root is not None:  # the shards stay readable
-            root = str(self.shard_root.resolve()).replace("'", "''")
-            self.con.execute(f"SET allowed_directories = ['{root}/']")
+        if self.shard_root is not None:
+            # the listed shards stay readable, file by file: a directory in the allowed list
+            # could be written too (COPY ... TO 'DIR/manifest.jsonl')
+            from saeembed.shards.layout import read_manifest
+
+            base = self.shard_root.resolve()
+            files = sorted(
+                str(base / f.path) for s in read_manifest(self.shard_root) for f in s.files.values()
+            )
+            if files:
+                listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                self.con.execute(f"SET allowed_paths = [{listed}]")
         for setting in (
             "enable_external_access = false",
             "autoinstall_known_extensions = false",
@@ -244,10 +271,6 @@ class Store:
                 f"{self.path} needs a schema upgrade (v{current} -> v{latest_version()}) but cannot "
                 "be written; make it writable (chmod u+w) or work on a copy"
             )
-        if current == 0 and self._has_foreign_tables():
-            raise StoreError(
-                f"{self.path} is a DuckDB file but not a saeembed store; choose another --db path"
-            )
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
@@ -262,10 +285,34 @@ class Store:
                 )
             log.info("store %s migrated to schema v%d (%s)", self.path, version, name)
 
-    def _has_foreign_tables(self) -> bool:
-        return bool(
-            self.con.execute("SELECT count(*) FROM information_schema.tables").fetchall()[0][0]
-        )
+    def _kind(self) -> str:
+        """What the open file is: ``empty`` (no tables: new, or a create that was killed),
+        ``saeembed`` (it has the `saeembed_store` marker, or, made before the marker, its
+        `schema_migrations` rows are saeembed's own migrations), or ``foreign``."""
+        tables = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = current_database() AND table_schema = 'main'"
+            ).fetchall()
+        }
+        if not tables:
+            return "empty"
+        try:
+            if "saeembed_store" in tables:
+                marked = self.con.execute(
+                    "SELECT count(*) FROM saeembed_store WHERE format = ?", [STORE_FORMAT]
+                ).fetchall()[0][0]
+                return "saeembed" if marked == 1 else "foreign"
+            if "schema_migrations" not in tables:
+                return "foreign"
+            applied = self.con.execute(
+                "SELECT version, name FROM schema_migrations ORDER BY version"
+            ).fetchall()
+        except duckdb.Error:  # same names, other columns
+            return "foreign"
+        ours = [(v, name) for v, name, _ in MIGRATIONS[: len(applied)]]
+        return "saeembed" if applied and applied == ours and "documents" in tables else "foreign"
 
     # ---- corpora and documents -------------------------------------------------------------
     def add_documents(
@@ -305,11 +352,35 @@ class Store:
         id_col: str | None,
     ) -> int:
         """Inside a `transaction` with `incoming_documents` registered: add the corpus row and
-        the documents not yet in it; returns how many were new."""
+        the documents not yet in it; returns how many were new.
+
+        A corpus may grow from several sources: each is recorded in `corpus_sources`, and the
+        rows of a source new to the corpus are numbered after the corpus's last row, so
+        ``row_idx`` stays unique within a corpus (the same source again keeps its numbers). An
+        id (``ext_id``) already given to another text of the corpus is an error naming the
+        source and row: ids name one text per corpus, or pairing by id would count twice."""
+        source = source or "<unknown>"
         con.execute(
             "INSERT INTO corpora (corpus, source, text_col, id_col) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [corpus, source, text_col, id_col],
         )
+        clash = con.execute(
+            """
+            SELECT n.ext_id, n.row_idx FROM incoming_documents n
+            JOIN documents d ON d.corpus = ? AND d.ext_id = n.ext_id
+                -- the chunks of one document share its id
+                AND coalesce(d.parent_id, d.doc_id) <> coalesce(n.parent_id, n.doc_id)
+            ORDER BY n.row_idx LIMIT 1
+            """,
+            [corpus],
+        ).fetchall()
+        if clash:
+            ext_id, row_idx = clash[0]
+            raise InputError(
+                f"{_row_of(source, row_idx)}: id {ext_id!r} already names another text in corpus "
+                f"{corpus!r}; ids must be unique within a corpus: fix the id, or encode this "
+                "file into another --corpus"
+            )
         con.execute(
             """
             CREATE OR REPLACE TEMP TABLE new_corpus_docs AS SELECT DISTINCT n.doc_id
@@ -318,16 +389,36 @@ class Store:
             """,
             [corpus],
         )
+        known = con.execute(
+            "SELECT first_row FROM corpus_sources WHERE corpus = ? AND source = ?",
+            [corpus, source],
+        ).fetchall()
+        first_row = (
+            known[0][0]
+            if known and not source.startswith("<")  # a DataFrame or list: new every call
+            else con.execute(
+                "SELECT coalesce(max(row_idx) + 1, 0) FROM documents WHERE corpus = ?", [corpus]
+            ).fetchall()[0][0]
+        )
         inserted = con.execute(
             """
             INSERT INTO documents
                 (corpus, doc_id, row_idx, ext_id, text, meta, context, parent_id, chunk_idx)
-            SELECT ?, n.doc_id, n.row_idx, n.ext_id, n.text, n.meta, n.context, n.parent_id,
+            SELECT ?, n.doc_id, n.row_idx + ?, n.ext_id, n.text, n.meta, n.context, n.parent_id,
                 n.chunk_idx
             FROM incoming_documents n SEMI JOIN new_corpus_docs k ON k.doc_id = n.doc_id
             """,
-            [corpus],
+            [corpus, first_row],
         ).fetchall()[0][0]  # DuckDB returns the inserted row count
+        if inserted or not known:
+            con.execute(
+                """
+                INSERT INTO corpus_sources (corpus, source, first_row, n_documents)
+                VALUES (?, ?, ?, ?) ON CONFLICT (corpus, source) DO UPDATE
+                SET n_documents = corpus_sources.n_documents + excluded.n_documents
+                """,
+                [corpus, source, first_row, inserted],
+            )
         counts.add_documents(con, corpus, "new_corpus_docs")  # encoded while in other corpora
         con.execute("DROP TABLE temp.new_corpus_docs")
         return inserted

@@ -142,6 +142,25 @@
     return node;
   }
 
+  // A concept's link only when it is a plain relative path to a file: percent-encoded segments,
+  // no scheme ("javascript:"), host, absolute path, "..", query or fragment (the rule of
+  // saeembed/links.py). Each segment is decoded and encoded again; anything else gets no link.
+  const SEGMENT = new RegExp("^(?:[A-Za-z0-9._~!$&'()*+,;=@-]|%[0-9A-Fa-f]{2})+$");
+  const RESERVED = new RegExp("[!'()*]", "g");  // what encodeURIComponent leaves and quote() encodes
+  function safeHref(href) {
+    if (typeof href !== "string") return null;
+    const names = [];
+    for (const part of (href.startsWith("./") ? href.slice(2) : href).split("/")) {
+      if (!SEGMENT.test(part)) return null;
+      let name;
+      try { name = decodeURIComponent(part); } catch (e) { return null; }
+      if (name === "." || name === ".." || /[\u0000-\u001f\u007f\/\\]/.test(name)) return null;
+      const hex = (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`;
+      names.push(encodeURIComponent(name).replace(RESERVED, hex));  // as Python's quote()
+    }
+    return names.join("/");
+  }
+
   function drawLegend() {
     legend.replaceChildren();
     if (mode === "cluster") {
@@ -156,8 +175,9 @@
         if (concepts && concepts.length) {  // a click lists the cluster's concepts, linked
           const list = el("ul", "concepts");
           for (const x of concepts) {
-            const link = el("a", "", `#${x.feature} ${x.label || "(unlabelled)"}`);
-            link.setAttribute("href", x.href);
+            const href = safeHref(x.href), text = `#${x.feature} ${x.label || "(unlabelled)"}`;
+            const link = href ? el("a", "", text) : el("span", "", text);
+            if (href) link.setAttribute("href", href);
             const li = el("li");
             li.append(link);
             list.append(li);

@@ -321,10 +321,12 @@
   }
 
   // ---- feature pages -----------------------------------------------------------------------------
+  // a feature's page beside this one: a link only for a feature number, never other text
+  const pageOf = (f) => (Number.isInteger(f) && f >= 0 ? `feature-${f}.html` : null);
   function renderFeature() {
     const m = D.meta, scale = scaleOf(D.hist);
     const linked = new Set(D.linked || []);
-    const href = (f) => (linked.has(f) ? `feature-${f}.html` : null);
+    const href = (f) => (linked.has(f) ? pageOf(f) : null);
     if (D.linked) root.append(el("p", {}, el("a", { href: "index.html", text: "← all features" })));
     root.append(el("h1", { text: `Feature ${D.feature}: ${labelOf(D)}` }), labelLine(D),
       el("div", { class: "facts" }, el("span", {}, "encoder ", el("b", { text: m.encoder })),
@@ -354,7 +356,7 @@
     const table = dataTable(["feature", "label", "label_score", "label_source", "n_docs", "density"], t, {
       id: "features", what: "features", names: { label_score: "score", label_source: "source", n_docs: "documents" },
       filter: (i) => { const q = f.inputs["filter-label"].value.trim().toLowerCase(); return !q || labels[i].includes(q) || String(t.feature[i]) === q; },
-      href: (i) => `feature-${t.feature[i]}.html`,
+      href: (i) => pageOf(t.feature[i]),
     });
     root.append(f.node, table.node);
     window.__report = { table };
