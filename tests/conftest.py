@@ -47,6 +47,7 @@ FETCHING_FIXTURES = {
     "test_data.py": {"frames", "home"},
     "test_embeddings.py": {"minilm"},
     "test_label_meaning.py": {"embedder"},
+    "test_concept_lookup.py": {"embedder"},
 }
 
 

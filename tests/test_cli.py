@@ -332,7 +332,7 @@ def test_features_label_show_search_export_import(labelled_db, tmp_path):
     assert shown.split("top documents:")[1].count("«film»") == 2
     as_json = json.loads(run("features", "show", db, "0", "--format", "json").stdout)
     assert as_json["n_docs"] == sum("film" in t.split() for t in texts)
-    found = run("features", "search", db, "match", "--substring-only", "--format", "jsonl").stdout
+    found = run("features", "search", db, "match", "--words-only", "--format", "jsonl").stdout
     assert [json.loads(x)["feature"] for x in found.splitlines()] == [1]
     exported = tmp_path / "labels.parquet"
     run("features", "export", db, "-o", exported)

@@ -182,15 +182,16 @@ class BagOfWords:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
-def test_search_substring_then_semantic(labelled, saeembed_home):
+def test_search_whole_words_and_meaning(labelled, saeembed_home):
     store, _ = labelled
     label_features(store, progress=False)
     encoder = store.resolve_encoder(None)
     hits = search_features(store, encoder, "FILM", semantic=False)
     assert hits["feature"].to_list() == [0]
-    assert hits["match"].to_list() == ["substring"]
+    assert hits["match"].to_list() == ["word"]
+    assert search_features(store, encoder, "fil", semantic=False).height == 0  # not in a word
     ranked = search_features(store, encoder, "goal", embedder=BagOfWords())
-    assert ranked["feature"][0] == 1 and ranked["match"][0] == "substring"
+    assert ranked["feature"][0] == 1 and ranked["match"][0] == "word"
     assert ranked.height == 3 and set(ranked["match"][1:]) == {"semantic"}
     with pytest.raises(InputError, match="search phrase is empty"):
         search_features(store, encoder, "  ")

@@ -233,7 +233,7 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     assert (tmp_path / "rt.html").stat().st_size > 10_000
     assert pl.read_parquet(tmp_path / "rt.parquet").height == 120
     found = search(db, "film", corpus="rt", top=5)
-    assert (found.choice.table["reason"] == "substring").any()
+    assert (found.choice.table["reason"] == "word").any()
     texts = [t.lower() for t in found.hits["text"]]
     assert sum(("film" in t) or ("movie" in t) for t in texts) >= 4, texts
     dense = search(db, "film", corpus="rt", top=5, mode="dense")

@@ -33,11 +33,11 @@ def reader(topics, tmp_path_factory):
         yield opened, opened.resolve_encoder(encoder.encoder_id), truth
 
 
-def test_phrase_chooses_by_substring_then_meaning(topics, saeembed_home):
+def test_phrase_chooses_by_whole_words_and_meaning(topics, saeembed_home):
     store, encoder, _ = topics
     choice = choose_concepts(store, encoder, phrase="film")
     assert choice.table.row(0, named=True)["feature"] == 2
-    assert choice.table.row(0, named=True)["reason"] == "substring"
+    assert choice.table.row(0, named=True)["reason"] == "word"
     movies = choose_concepts(store, encoder, phrase="cinema and movies", top=3)
     assert set(movies.features[:2]) == {2, 3}  # film / movie, actor: closest in meaning
     assert (movies.table["reason"] == "semantic").all()

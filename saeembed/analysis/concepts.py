@@ -1,8 +1,9 @@
 """Choosing which concepts matter, for clustering and retrieval alike.
 
 A choice starts from any of: a phrase ("tone", "refusal", "about sports"), matched against the
-features (exact substring matches on labels, then features close in meaning by the MiniLM cosine
-similarity of the phrase with their labels and evidence embeddings, `saeembed.labels.search`); explicit feature ids; or example documents the user
+features (labels that hold the phrase as whole words, never inside a longer word, and features
+close in meaning by the MiniLM cosine similarity of the phrase with their labels and evidence
+embeddings, `saeembed.labels.search`); explicit feature ids; or example documents the user
 marks as positive, against which every concept's separation is measured (its frequency among
 the positives against the rest of the corpus; Fisher's exact test where counts are small, else the two-proportion z-test; BH q). Exclusions (ids, or a
 phrase whose matches are removed) apply last. Every chosen concept keeps a weight and the
@@ -55,11 +56,11 @@ def _phrase_matches(
     from saeembed.labels.search import search_features
 
     found = search_features(store, encoder, phrase, top=top, by=match)
-    keep = (pl.col("match") == "substring") | (pl.col("similarity") >= min_similarity)
+    keep = (pl.col("match") == "word") | (pl.col("similarity") >= min_similarity)
     return found.filter(keep).select(
         "feature",
         "label",
-        pl.when(pl.col("match") == "substring")
+        pl.when(pl.col("match") == "word")
         .then(1.0)
         .otherwise(pl.col("similarity"))
         .alias("weight"),

@@ -187,7 +187,11 @@ def features_pages(ctx, db, out, feature_ids, top, encoder, corpus):
     show_default=True,
 )
 @click.option(
-    "--substring-only", is_flag=True, help="Only exact substring matches (no embedding model)."
+    "--words-only",
+    "--substring-only",  # its name before whole-word matching
+    "words_only",
+    is_flag=True,
+    help="Only labels that hold PHRASE as whole words (no embedding model).",
 )
 @click.option(
     "--match",
@@ -200,12 +204,12 @@ def features_pages(ctx, db, out, feature_ids, top, encoder, corpus):
 )
 @format_option
 @domain_errors
-def features_search(db, phrase, encoder, top, substring_only, match_by, fmt):
-    """Find features matching PHRASE: substring matches on the label first, then the features
-    closest in meaning (MiniLM sentence embeddings of the label and of the contexts the
-    feature fires in)."""
+def features_search(db, phrase, encoder, top, words_only, match_by, fmt):
+    """Find features matching PHRASE: labels that hold it as whole words ("tone" never matches
+    "acetone") and the features closest in meaning (MiniLM sentence embeddings of the label and
+    of the contexts the feature fires in), ranked by that closeness."""
     frame = api.search_features(
-        db, phrase, encoder=encoder, top=top, semantic=not substring_only, by=match_by
+        db, phrase, encoder=encoder, top=top, semantic=not words_only, by=match_by
     )
     render(frame, fmt)
 

@@ -1,6 +1,7 @@
 """Finding features by a phrase (`saeembed features search`, and the phrase of `search` and
-`cluster --concepts`): exact substring matches on the label first, then the features closest in
-meaning to the phrase. Closeness is the cosine similarity of the phrase's sentence embedding
+`cluster --concepts`): labels that hold the phrase as whole words (``tone`` matches *tone* and
+*tones*, never *acetone*; ``war`` never *software* or *toward*), and the features closest in
+meaning to the phrase, all ranked by that closeness. Closeness is the cosine similarity of the phrase's sentence embedding
 (MiniLM by default) with the label's and, where the store has it, with the feature's evidence
 embedding (the mean embedding of the contexts it peaks in, `feature_evidence`): their mean, so a
 phrase finds a feature by what it fires on even when the label's words differ. Label embeddings
@@ -9,6 +10,7 @@ are cached under ``$SAEEMBED_HOME`` keyed by the labels' content, so only the fi
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import polars as pl
@@ -22,6 +24,34 @@ from saeembed.store import Encoder, Store
 SEARCH_COLUMNS = ["feature", "label", "label_score", "density", "match", "similarity",
                   "label_similarity", "evidence_similarity"]  # fmt: skip
 MATCH_BY = ("both", "label", "evidence")
+
+
+def word_pattern(phrase: str) -> str:
+    """A regular expression (lower case) that finds ``phrase`` in a label as whole words: not
+    inside a longer word on either side, with an optional plural ``s``/``es``. Word characters
+    are letters, digits and ``_``; a phrase that starts or ends with another character (``c++``)
+    needs no boundary there."""
+    needle = re.escape(" ".join(phrase.lower().split())).replace(r"\ ", r"\s+")
+    start = r"(?:^|[^\w])" if re.match(r"\w", phrase.strip()) else ""
+    end = r"(?:e?s)?(?:$|[^\w])" if re.search(r"\w$", phrase.strip()) else ""
+    return f"{start}{needle}{end}"
+
+
+# endings that make another form of the same word (``act`` -> *acting*, *actors*), not another
+# word: a label holding the phrase only with one of these is still about it
+INFLECTIONS = ("s", "es", "d", "ed", "ing", "er", "ers", "or", "ors", "ion", "ions", "ly")
+
+
+def inside_other_words(label: str, phrase: str) -> bool:
+    """Whether ``label`` holds ``phrase`` only inside other words (*acetone* for ``tone``,
+    *software* for ``war``): never as a whole word nor as a word of the same stem (`INFLECTIONS`).
+    A meaning match on such a label is the embedder reading shared word pieces, not the sense."""
+    lowered, needle = label.lower(), " ".join(phrase.lower().split())
+    if not needle or needle not in lowered:
+        return False
+    stem = word_pattern(phrase).removesuffix(r"(?:e?s)?(?:$|[^\w])")
+    forms = "|".join(INFLECTIONS)
+    return not re.search(rf"{stem}(?:{forms})?(?:$|[^\w])", lowered)
 
 
 def label_embeddings(labels: list[str], embedder) -> np.ndarray:
@@ -61,11 +91,12 @@ def search_features(
     embedder=None,
     by: str = "both",
 ) -> pl.DataFrame:
-    """Features matching ``phrase``: substring hits on the label (``match = "substring"``) first,
-    then the most similar by embedding (``match = "semantic"``), at most ``top`` rows.
-    ``similarity`` compares the phrase with the label (``by="label"``), with the feature's
-    evidence embedding (``by="evidence"``; features without one fall back to the label), or
-    with both (``by="both"``, their mean)."""
+    """Features matching ``phrase``, at most ``top`` rows: labels holding it as whole words
+    (``match = "word"``, `word_pattern`) and, with ``semantic``, the most similar by embedding
+    (``match = "semantic"``), ranked by ``similarity``; without ``semantic`` only the word
+    matches, best labels first. ``similarity`` compares the phrase with the label
+    (``by="label"``), with the feature's evidence embedding (``by="evidence"``; features without
+    one fall back to the label), or with both (``by="both"``, their mean)."""
     if by not in MATCH_BY:
         raise InputError(f"unknown match {by!r}; use one of {', '.join(MATCH_BY)}")
     phrase = phrase.strip()
@@ -76,8 +107,7 @@ def search_features(
         raise InputError(
             f"encoder {encoder.name} has no feature labels yet; run `saeembed features label`"
         )
-    needle = phrase.lower()
-    substring = pl.col("label").str.to_lowercase().str.contains(needle, literal=True)
+    words = pl.col("label").str.to_lowercase().str.contains(word_pattern(phrase))
     label_sim = evidence_sim = similarity = pl.lit(None, dtype=pl.Float64)
     if semantic:
         if embedder is None:
@@ -101,20 +131,22 @@ def search_features(
         similarity = pl.Series(combined, dtype=pl.Float64)
     ranked = (
         labels.with_columns(
-            pl.when(substring)
-            .then(pl.lit("substring"))
-            .otherwise(pl.lit("semantic"))
-            .alias("match"),
+            pl.when(words).then(pl.lit("word")).otherwise(pl.lit("semantic")).alias("match"),
             similarity.alias("similarity"),
             label_sim.alias("label_similarity"),
             evidence_sim.fill_nan(None).alias("evidence_similarity"),
         )
-        .filter((pl.col("match") == "substring") | pl.lit(semantic))
-        .sort(
-            [pl.col("match") == "substring", "similarity", "label_score"],
-            descending=[True, True, True],
-            nulls_last=True,
+        .filter((pl.col("match") == "word") | pl.lit(semantic))
+        .filter(
+            ~pl.col("label").map_elements(
+                lambda label: inside_other_words(label, phrase), return_dtype=pl.Boolean
+            )
         )
+        .sort(
+            ["similarity", "label_score", "feature"],
+            descending=[True, True, False],
+            nulls_last=True,
+        )  # fmt: skip
         .head(top)
     )
     return ranked.select(SEARCH_COLUMNS)
