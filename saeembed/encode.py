@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -33,6 +34,9 @@ from saeembed.tokens import (
     wrapping_for,
 )
 from saeembed.version import __version__
+
+if TYPE_CHECKING:
+    from saeembed.labels.local import NamingReport
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,7 @@ class EncodeReport:
     seconds: float = 0.0
     worker_seconds: float = 0.0  # sharded encodes: the workers' time encoding, summed
     shipped_labels: int = 0  # labels the encoder took from its SAE's label file (a new encoder)
+    naming: NamingReport | None = None  # concepts named from the store's documents afterwards
 
     def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
         """Count one written batch; ``seconds`` is the time since the encoding started."""
@@ -406,8 +411,10 @@ def encode_stored_corpus(
     on_batch: Callable[[int], None] | None = None,
 ):
     """Encode what is missing of a corpus already in ``store``; give a new encoder the labels
-    shipped for its SAE. Returns the `EncodeReport`."""
+    shipped for its SAE, then name its concepts from the store's documents where the shipped
+    names do not fit them (`saeembed.labels.local`). Returns the `EncodeReport`."""
     from saeembed.labels import ensure_shipped_labels
+    from saeembed.labels.local import name_concepts
 
     encoding = encode_corpus(
         store, corpus, stack.reader, stack.sae, layer=stack.layer,
@@ -415,4 +422,6 @@ def encode_stored_corpus(
         progress=progress, on_batch=on_batch,
     )  # fmt: skip
     encoding.shipped_labels = ensure_shipped_labels(store, encoding.encoder)
+    if encoding.n_encoded or encoding.shipped_labels:  # new documents: the names may change
+        encoding.naming = name_concepts(store, encoding.encoder)
     return encoding

@@ -72,14 +72,18 @@ class EncodeResult:
 
     @property
     def labels_note(self) -> str | None:
-        """What to know about the labels, when this call gave the encoder the shipped ones."""
+        """What to know about the labels: the concepts named from this store's documents, or
+        that the shipped labels are shown (a store still too small to name its own)."""
+        naming = self.encoding.naming
+        if naming is not None:
+            return naming.summary() + " (docs/labels.md#which-name-you-see)"
         if not self.encoding.shipped_labels:
             return None
         command = "saeembed features label" + (f" {self.store_path}" if self.store_path else "")
         return (
             f"{self.encoding.shipped_labels:,} feature labels came with the SAE (made on its own "
-            f"labelling corpus); `{command}` names the features from this store's documents "
-            "instead (docs/labels.md)"
+            f"labelling corpus); with more documents the store names its concepts itself, or "
+            f"`{command}` names them from this store's documents now (docs/labels.md)"
         )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "feature_pages",
     "import_labels",
     "label_features",
+    "name_concepts",
     "search_features",
     "show_feature",
 ]
@@ -40,6 +41,17 @@ def label_features(
     method = method or ("llm" if options.get("api_base") else "offline")
     with Store(db, create=False) as store:
         return label(store, method=method, api_key=os.environ.get(api_key_env), **options)
+
+
+def name_concepts(db: str | Path, *, encoder: str | int | None = None, **options):
+    """Name the concepts of an encoder in ``db`` from the store's own documents where the names
+    shipped with its SAE do not fit them (`saeembed.labels.local.name_concepts`; ``options``
+    are `LocalConfig` fields). Returns the `NamingReport`, or None for a store too small."""
+    from saeembed.labels.local import LocalConfig
+    from saeembed.labels.local import name_concepts as name
+
+    with Store(db, create=False) as store:
+        return name(store, store.resolve_encoder(encoder), LocalConfig(**options))
 
 
 def show_feature(db: str | Path, feature: int, *, encoder: str | int | None = None, **options):

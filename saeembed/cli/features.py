@@ -14,6 +14,7 @@ from saeembed.api import features as api
 from saeembed.cli.options import default_of, domain_errors, encoder_option, format_option
 from saeembed.labels import import_labels, label_features
 from saeembed.labels.inspect import feature_report, render_report, report_json
+from saeembed.labels.local import LocalConfig
 from saeembed.labels.search import MATCH_BY, search_features
 from saeembed.render import render
 from saeembed.reports import write_feature_pages
@@ -97,6 +98,32 @@ def features_label(ctx, db, encoder, corpus, method, feature_ids, max_docs, api_
         err=True,
     )
     render(frame.select("feature", "label", "label_score", "density", "n_docs"), fmt)
+
+
+@features.command("name")
+@click.argument("db", type=click.Path(path_type=Path))
+@encoder_option()
+@click.option(
+    "--min-docs",
+    type=click.IntRange(min=1),
+    default=default_of(LocalConfig, "min_docs"),
+    show_default=True,
+    help="Keep the shipped names on a store with fewer encoded documents.",
+)
+@domain_errors
+def features_name(db, encoder, min_docs):
+    """Name the concepts from DB's own documents, where the names shipped with the SAE do not
+    fit them: what each fires on here (its strongest peaks, read in context). `encode` does this
+    itself; run it after changing the store by hand. Labels made by `features label` or
+    imported are kept (docs/labels.md#which-name-you-see)."""
+    report = api.name_concepts(db, encoder=encoder, min_docs=min_docs)
+    if report is None:
+        click.echo(
+            f"nothing to name: fewer than {min_docs:,} encoded documents, or no shipped names",
+            err=True,
+        )
+    else:
+        click.echo(report.summary(), err=True)
 
 
 @features.command("show")

@@ -12,6 +12,7 @@ import polars as pl
 
 from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
+from saeembed.labels.local import SOURCE as LOCAL_SOURCE
 from saeembed.labels.table import SHIPPED_PREFIX
 from saeembed.store import Encoder, Store
 
@@ -24,6 +25,9 @@ class FeatureReport:
     label_source: str | None
     label_score: float | None
     description: str | None
+    shipped_label: str | None  # the SAE's own name, when the store's name replaced it
+    shipped_score: float | None  # how well the shipped name finds the peaks on this store
+    local_evidence: list[dict]  # what it fires on in this store: {"term", "n"}, most first
     n_docs: int  # documents (of the corpus, if one was chosen) where the feature is active
     n_encoded: int  # documents encoded by the encoder (same scope)
     histogram: pl.DataFrame  # bin_low, bin_high, n_docs
@@ -42,6 +46,9 @@ class FeatureReport:
             "label_source": self.label_source,
             "label_score": self.label_score,
             "description": self.description,
+            "shipped_label": self.shipped_label,
+            "shipped_score": self.shipped_score,
+            "local_evidence": self.local_evidence,
             "n_docs": self.n_docs,
             "n_encoded": self.n_encoded,
             "density": self.density,
@@ -67,7 +74,8 @@ def feature_report(
     scope = "($corpus IS NULL OR doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus))"
     params = {"encoder": encoder.encoder_id, "feature": feature, "corpus": corpus}
     label = store.sql(
-        "SELECT label, label_source, label_score, description FROM features "
+        "SELECT label, label_source, label_score, description, shipped_label, shipped_score, "
+        "local_evidence::VARCHAR AS local_evidence FROM features "
         "WHERE encoder_id = $encoder AND feature = $feature",
         {"encoder": encoder.encoder_id, "feature": feature},
     )
@@ -105,6 +113,9 @@ def feature_report(
         label_source=meta.get("label_source"),
         label_score=meta.get("label_score"),
         description=meta.get("description"),
+        shipped_label=meta.get("shipped_label"),
+        shipped_score=meta.get("shipped_score"),
+        local_evidence=json.loads(meta.get("local_evidence") or "[]"),
         n_docs=len(values),
         n_encoded=int(n_encoded),
         histogram=histogram(values, bins),
@@ -142,14 +153,26 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
     lines = [f"feature {report.feature} of encoder {report.encoder}"]
     if report.label is not None:
         score = "" if report.label_score is None else f", detection score {report.label_score:.2f}"
-        lines.append(f"label: {report.label}  ({report.label_source}{score})")
+        if report.label_source == LOCAL_SOURCE:
+            lines.append(f"label: {report.label}  (named from this store's documents)")
+            fit = "" if report.shipped_score is None else f"; fits here {report.shipped_score:.2f}"
+            lines.append(f"  shipped name: {report.shipped_label}  (not shown{fit})")
+        else:
+            lines.append(f"label: {report.label}  ({report.label_source}{score})")
         if (report.label_source or "").startswith(SHIPPED_PREFIX):
+            fit = (
+                "" if report.shipped_score is None
+                else f"; it fits this store's peaks {report.shipped_score:.2f}"
+            )  # fmt: skip
             lines.append(
-                "  (shipped with the SAE, made on its labelling corpus; `saeembed features label` "
-                "names features from this store's documents)"
+                f"  (shipped with the SAE, made on its labelling corpus{fit}; `saeembed features "
+                "label` names features from this store's documents)"
             )
     else:
         lines.append("label: none yet (run `saeembed features label`)")
+    if report.local_evidence:
+        shown = ", ".join(f"{e['term']} ({e['n']})" for e in report.local_evidence[:6])
+        lines.append(f"fires here on: {shown}  (peaks read of its strongest documents)")
     if report.description:
         lines.append(f"about: {report.description}")
     lines.append(

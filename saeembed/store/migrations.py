@@ -321,5 +321,21 @@ def _marker_and_sources(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(11, "local concept names")
+def _local_names(con: duckdb.DuckDBPyConnection) -> None:
+    # A concept named from the store's own documents (saeembed.labels.local) keeps the name that
+    # shipped with its SAE beside it, with how well that name fits the store, and the evidence
+    # (what it fires on here) the local name was made from.
+    con.execute(
+        """
+        ALTER TABLE features ADD COLUMN shipped_label VARCHAR;
+        ALTER TABLE features ADD COLUMN shipped_source VARCHAR;
+        ALTER TABLE features ADD COLUMN shipped_score DOUBLE;
+        ALTER TABLE features ADD COLUMN local_evidence JSON;
+        ALTER TABLE features ADD COLUMN named_at TIMESTAMP;
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

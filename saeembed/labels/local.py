@@ -1,0 +1,510 @@
+"""Concepts named from the documents being analysed: local evidence and store names.
+
+A store keeps, for every (document, concept), the span of the token where the concept peaks
+(`activations.peak_start`, `peak_end`). What a concept fires on *in this store* is therefore a
+query, not a model run: the strongest peaks of each concept (on a fixed sample of documents when
+the store is large, so the time is bounded), each read as a **descriptor** of what sits under the
+peak, in context:
+
+- a word, or a piece of one, is named by the whole word (``gevity`` in *longevity* is
+  ``longevity``), and a word that recurs with the same neighbour by the phrase (``knows how to``);
+- a number by what it is: ``year 2002`` read as ``a year (2002, 1999)``, other digits as
+  ``a number (12, 300)``; a digit inside a number is named as its part (``last digit of a year``);
+- a symbol by where it stands: ``">" opening a line``, ``"." ending a sentence``,
+  ``"(" before a word``, ``"," between words``; a line break as ``a line break``.
+
+A concept's **local evidence** is its descriptors with how many of its peaks each covers; its
+**local name** the two or three that cover most. `name_concepts` writes the local names into the
+`features` table where the name shipped with the SAE does not fit the store: a shipped name is
+kept when its words find the concept's peaks on this store (`fit`: the balanced accuracy with
+which the name tells the concept's peaks from a fixed sample of other concepts' peaks) at least
+`SHIPPED_MIN_SCORE`, or at least as well as a local name made from half the peaks finds the
+other half; otherwise the local name replaces it (``label_source = 'local'``) and the
+shipped one stays in `features.shipped_label`. Names made by `saeembed features label`, the LLM
+labeller or an import are the user's and are never replaced.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+SOURCE = "local"
+SHIPPED_MIN_SCORE = 0.6  # a shipped name is kept when it detects the peaks at least this well
+_YEAR = re.compile(r"^(1[5-9]\d\d|20\d\d)$")
+_SENTENCE_END = ".!?"
+# words before a word that add nothing to its name ("the longevity" says no more than "longevity")
+DETERMINERS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "his",
+        "her",
+        "its",
+        "their",
+        "my",
+        "your",
+        "our",
+        "some",
+        "any",
+        "no",
+        "every",
+        "each",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    per_feature: int = 40  # strongest peaks read per concept
+    max_docs: int = 50_000  # documents read at most (a fixed sample by a hash of the id)
+    min_docs: int = 100  # a store with fewer encoded documents keeps the shipped names
+    min_peaks: int = 4  # peaks a concept needs for a local name
+    max_terms: int = 3  # descriptors in a name
+    min_share: float = 0.05  # share of a concept's peaks a descriptor in its name must cover
+    negatives: int = 400  # other concepts' peaks a name is tested against
+    context: int = 40  # characters read on each side of a peak
+
+
+# ---- reading the peaks ---------------------------------------------------------------------
+
+
+def read_peaks(
+    store: Store,
+    encoder: Encoder,
+    *,
+    features=None,
+    corpus: str | None = None,
+    config: LocalConfig = LocalConfig(),
+) -> pl.DataFrame:
+    """The strongest peaks of each concept (of ``features``, of documents of ``corpus``):
+    ``feature, doc_id, value, left, token, right`` (the text before, under and after the peak
+    token, ``config.context`` characters each side). One SQL query; on a store of more than
+    ``config.max_docs`` encoded documents, a fixed sample of them by a hash of the id."""
+    wanted = None if features is None else sorted({int(f) for f in features})
+    params = {
+        "enc": encoder.encoder_id,
+        "corpus": corpus,
+        "k": config.per_feature,
+        "w": config.context,
+        "limit": config.max_docs,
+    }
+    with store.temporary(wanted_features={"feature": wanted or [-1]}):
+        return store.sql(
+            f"""
+            WITH sample AS (
+                SELECT doc_id FROM encoded_documents
+                WHERE encoder_id = $enc
+                  AND ($corpus IS NULL
+                       OR doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus))
+                ORDER BY hash(doc_id), doc_id LIMIT $limit),
+            peaks AS (
+                SELECT a.feature, a.doc_id, a.value, a.peak_start, a.peak_end
+                FROM activations a SEMI JOIN sample s ON s.doc_id = a.doc_id
+                WHERE a.encoder_id = $enc AND a.peak_start IS NOT NULL
+                  AND a.peak_end > a.peak_start
+                  {"" if wanted is None else "AND a.feature IN (SELECT feature FROM wanted_features)"}
+                QUALIFY row_number() OVER (
+                    PARTITION BY a.feature ORDER BY a.value DESC, a.doc_id) <= $k),
+            texts AS (
+                SELECT doc_id, any_value(text) AS text FROM documents
+                WHERE doc_id IN (SELECT doc_id FROM peaks) GROUP BY doc_id)
+            SELECT p.feature::BIGINT AS feature, p.doc_id, p.value,
+                substr(t.text, greatest(p.peak_start - $w, 0) + 1,
+                       p.peak_start - greatest(p.peak_start - $w, 0)) AS "left",
+                substr(t.text, p.peak_start + 1, p.peak_end - p.peak_start) AS token,
+                substr(t.text, p.peak_end + 1, $w) AS "right"
+            FROM peaks p JOIN texts t USING (doc_id)
+            ORDER BY p.feature, p.value DESC, p.doc_id
+            """,
+            params,
+        )
+
+
+# ---- what sits under a peak ----------------------------------------------------------------
+
+
+def describe_peak(left: str, token: str, right: str) -> tuple[str, str | None]:
+    """What the peak token is, in context, as a descriptor a person reads (see the module
+    docstring), and the phrase it makes with a recurring neighbour where there is one (the word
+    with the word before it), else None."""
+    core = token.strip()
+    if not core:
+        if "\n" in token:
+            return "a line break", None
+        return "spaces between words", None
+    lead = token[: len(token) - len(token.lstrip())]
+    before = left + lead
+    after = token[len(token.rstrip()) :] + right
+    starts, ends = core[0].isalnum(), core[-1].isalnum()
+    if starts or ends:
+        head = _word_end(before) if starts else ""
+        tail = _word_start(after) if ends else ""
+        whole = head + core + tail
+        if whole.isdigit():
+            return _number(whole, core), None
+        word = whole.lower()
+        rest = before[: len(before) - len(head)].rstrip()
+        previous = _word_end(rest.rstrip(_PUNCTUATION)) if rest else ""
+        if previous and not rest.endswith(_SENTENCE_END_CHARS):
+            return word, f"{previous.lower()} {word}"
+        return word, None
+    return _symbol(before, core, after), None
+
+
+_JOINERS = "'’-"
+_PUNCTUATION = "\"'’“”()[]{},;:"
+_SENTENCE_END_CHARS = (".", "!", "?")
+
+
+def _word_end(text: str) -> str:
+    """The word ``text`` ends with: letters and digits, with apostrophes and hyphens inside."""
+    i = len(text)
+    while i > 0 and (text[i - 1].isalnum() or (text[i - 1] in _JOINERS and i > 1
+                                                and text[i - 2].isalnum())):  # fmt: skip
+        i -= 1
+    while i < len(text) and text[i] in _JOINERS:
+        i += 1
+    return text[i:]
+
+
+def _word_start(text: str) -> str:
+    """The word ``text`` starts with (as `_word_end`)."""
+    i = 0
+    while i < len(text) and (text[i].isalnum() or (text[i] in _JOINERS and i + 1 < len(text)
+                                                   and text[i + 1].isalnum())):  # fmt: skip
+        i += 1
+    return text[:i]
+
+
+def _number(whole: str, core: str) -> str:
+    if _YEAR.match(whole):
+        if core == whole:
+            return "a year"
+        return "last digit of a year" if whole.endswith(core) else "digits of a year"
+    return "a number" if core == whole else "digits of a number"
+
+
+def _symbol(before: str, sym: str, after: str) -> str:
+    shown = f'"{sym}"'
+    line_start = before == "" or before.endswith("\n") or before.rstrip(" \t").endswith("\n")
+    if line_start:
+        return f"{shown} opening a line"
+    if sym[-1] in _SENTENCE_END and (after == "" or after[0].isspace()):
+        return f"{shown} ending a sentence"
+    if re.search(r"[^\W_]$", before) and re.match(r"[^\W_]", after) and sym in "-'’/.":
+        return f"{shown} inside words"  # self-destructive, don't, and/or, e.g
+    prev_word = bool(re.search(r"[^\W_]\s*$", before))
+    next_word = bool(re.match(r"\s*[^\W_]", after))
+    if prev_word and next_word:
+        return f"{shown} between words"
+    if next_word:
+        return f"{shown} before a word"
+    if prev_word:
+        return f"{shown} after a word"
+    return f"{shown} among symbols"
+
+
+# ---- names ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Peaks:
+    """`read_peaks` rows read once: per peak its concept, descriptor, phrase and context window
+    (lower case), and where each concept's peaks are."""
+
+    feature: np.ndarray
+    value: np.ndarray
+    descriptor: list[str]
+    phrase: list[str | None]
+    window: list[str]
+
+    @staticmethod
+    def read(frame: pl.DataFrame) -> Peaks:
+        described = [
+            describe_peak(left or "", token or "", right or "")
+            for left, token, right in zip(
+                frame["left"], frame["token"], frame["right"], strict=True
+            )
+        ]
+        windows = [
+            f"{left or ''}{token or ''}{right or ''}".lower()
+            for left, token, right in zip(
+                frame["left"], frame["token"], frame["right"], strict=True
+            )
+        ]
+        return Peaks(
+            frame["feature"].to_numpy(),
+            frame["value"].to_numpy().astype(np.float64),
+            [d for d, _ in described],
+            [p for _, p in described],
+            windows,
+        )
+
+    def groups(self) -> dict[int, np.ndarray]:
+        """Row positions of each concept's peaks (strongest first, as read)."""
+        order = np.argsort(self.feature, kind="stable")
+        bounds = np.flatnonzero(np.diff(self.feature[order])) + 1
+        return {int(self.feature[g[0]]): g for g in np.split(order, bounds) if len(g)}
+
+    def pool_counts(self, rows) -> tuple[Counter, list[str], np.ndarray]:
+        """For `fit`: how often each descriptor or phrase is one of the peaks ``rows``, their
+        windows, and the rows."""
+        keys: Counter = Counter()
+        for i in rows:
+            keys[self.descriptor[i]] += 1
+            if self.phrase[i] and self.phrase[i] != self.descriptor[i]:
+                keys[self.phrase[i]] += 1
+        return keys, [self.window[i] for i in rows], np.asarray(rows)
+
+    def detects(self, terms: tuple[str, ...], rows) -> int:
+        """How many of the peaks ``rows`` a name of ``terms`` finds: a term equal to the peak's
+        descriptor (its whole word, or what a symbol or number is there) or phrase, or a term of
+        several words that its context holds."""
+        exact = {t for t in terms if " " not in t or t.startswith('"')}
+        spread = [t for t in terms if t not in exact]
+        found = 0
+        for i in rows:
+            if (
+                self.descriptor[i] in exact
+                or self.phrase[i] in exact
+                or spread
+                and any(t in self.window[i] for t in spread)
+            ):
+                found += 1
+        return found
+
+
+@dataclass(frozen=True)
+class LocalName:
+    """A concept's name from the store's documents, and the evidence it was made from."""
+
+    feature: int
+    name: str
+    terms: tuple[str, ...]
+    evidence: list[tuple[str, int]]  # descriptors with the peaks each covers, most first
+    n_peaks: int
+
+
+def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalName | None:
+    """The local name of one concept from its peaks ``rows``: up to ``config.max_terms``
+    descriptors, each on at least two peaks and ``config.min_share`` of the peaks' weight (a
+    peak weighs its activation over the concept's strongest, so the strongest peaks count most);
+    the forms of one word count together (*throw*, *throws*, *throwing*: `word_key`) and are named
+    by the heaviest; a word's phrase (``how to``) stands in its place where the phrase covers most
+    of its peaks. None when fewer than ``config.min_peaks`` peaks, or nothing recurs."""
+    if len(rows) < config.min_peaks:
+        return None
+    top = max(float(peaks.value[rows].max()), 1e-12)
+    weight: Counter = Counter()
+    count: Counter = Counter()
+    forms: dict[str, Counter] = {}
+    for i in rows:
+        key = word_key(peaks.descriptor[i])
+        w = float(peaks.value[i]) / top
+        weight[key] += w
+        count[key] += 1
+        forms.setdefault(key, Counter())[peaks.descriptor[i]] += w
+    phrases = Counter(peaks.phrase[i] for i in rows if peaks.phrase[i])
+    total = sum(weight.values())
+    terms = []
+    for key, w in sorted(weight.items(), key=lambda x: (-x[1], x[0])):
+        if len(terms) == config.max_terms or w < config.min_share * total:
+            break
+        if count[key] < 2:
+            continue
+        surface = forms[key].most_common(1)[0][0]
+        phrase = next(
+            (p for p, m in phrases.most_common() if p.rsplit(" ", 1)[-1] in forms[key]
+             and m >= max(2, 0.6 * count[key]) and p.split(" ", 1)[0] not in DETERMINERS),
+            None,
+        )  # fmt: skip
+        terms.append(phrase or surface)
+    if not terms:
+        return None
+    evidence = Counter(peaks.descriptor[i] for i in rows)
+    shown = sorted(evidence.items(), key=lambda x: (-x[1], x[0]))[:8]
+    feature = int(peaks.feature[rows[0]])
+    return LocalName(feature, " / ".join(terms), _all_forms(terms, forms), shown, len(rows))
+
+
+def _all_forms(terms: list[str], forms: dict[str, Counter]) -> tuple[str, ...]:
+    """The name's terms with every form of their words, as a matcher reads them."""
+    out = []
+    for term in terms:
+        out.append(term)
+        out.extend(f for f in forms.get(word_key(term), ()) if f != term)
+    return tuple(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=200_000)
+def word_key(descriptor: str) -> str:
+    """What the forms of one word share: its Snowball stem for a plain word (``throwing`` and
+    ``throws`` are ``throw``), the descriptor itself for anything else."""
+    if not descriptor.isalpha():
+        return descriptor
+    return _stemmer().stemWord(descriptor)
+
+
+@functools.cache
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def local_names(frame: pl.DataFrame, config: LocalConfig = LocalConfig()) -> list[LocalName]:
+    """`name_from` for every concept of ``frame`` (`read_peaks` rows)."""
+    peaks = Peaks.read(frame)
+    found = (name_from(peaks, rows, config) for rows in peaks.groups().values())
+    return [n for n in found if n is not None]
+
+
+# ---- does a name fit this store? -------------------------------------------------------------
+
+
+def label_terms(label: str | None) -> tuple[str, ...]:
+    """The words a label is made of, as its matcher reads them: the parts between `` / ``, and
+    inside a shape label's brackets (``capitalised words (pygments / license ...)``)."""
+    if not label:
+        return ()
+    inner = re.search(r"\((.*?)(?: \.\.\.)?\)$", label)
+    body = inner.group(1) if inner else label
+    return tuple(t.strip().strip('"').lower() for t in body.split(" / ") if t.strip().strip('"'))
+
+
+def fit(peaks: Peaks, terms: tuple[str, ...], mine, pool: tuple) -> float:
+    """How well a name of ``terms`` finds a concept's peaks ``mine`` against a sample of other
+    concepts' peaks (``pool``, `Peaks.pool_counts`): the balanced accuracy of `Peaks.detects`,
+    0.5 for chance and 1 for every peak of its own and none of the others."""
+    keys, windows, sample = pool
+    if len(mine) == 0:
+        return 0.5
+    own = sample[peaks.feature[sample] == peaks.feature[mine[0]]]  # not "other" concepts
+    if len(windows) - len(own) <= 0:
+        return 0.5
+    tp = peaks.detects(terms, mine) / len(mine)
+    exact = {t for t in terms if " " not in t or t.startswith('"')}
+    spread = [t for t in terms if t not in exact]
+    hits = sum(keys[t] for t in exact)
+    if spread:
+        hits += sum(1 for w in windows if any(t in w for t in spread))
+    hits -= peaks.detects(terms, own)
+    fp = min(1.0, max(0, hits) / (len(windows) - len(own)))
+    return 0.5 * (tp + 1.0 - fp)
+
+
+# ---- writing the store's names ---------------------------------------------------------------
+
+
+@dataclass
+class NamingReport:
+    n_named: int  # concepts whose shown name is now the local one
+    n_shipped_kept: int  # concepts whose shipped name fits the store
+    n_documents: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"named {self.n_named:,} concepts from this store's documents ({self.n_documents:,} "
+            f"read); the shipped name fits {self.n_shipped_kept:,} and is kept "
+            f"({self.seconds:.1f} s)"
+        )
+
+
+def name_concepts(
+    store: Store, encoder: Encoder, config: LocalConfig = LocalConfig()
+) -> NamingReport | None:
+    """Give every concept whose name came with the SAE (or from an earlier run of this) its
+    local name where the shipped one does not fit the store (see the module docstring), in one
+    transaction. None when the store has fewer than ``config.min_docs`` encoded documents."""
+    started = time.perf_counter()
+    n_docs = store.sql(
+        "SELECT count(*) AS n FROM encoded_documents WHERE encoder_id = ?", [encoder.encoder_id]
+    )["n"][0]
+    if n_docs < config.min_docs:
+        return None
+    current = store.sql(
+        """
+        SELECT feature::BIGINT AS feature, label, label_source, shipped_label, shipped_source
+        FROM features
+        WHERE encoder_id = ? AND (label_source LIKE 'shipped:%' OR label_source = ?)
+        """,
+        [encoder.encoder_id, SOURCE],
+    )
+    if current.height == 0:
+        return None
+    frame = read_peaks(store, encoder, features=current["feature"].to_list(), config=config)
+    peaks = Peaks.read(frame)
+    groups = peaks.groups()
+    shipped = {
+        r["feature"]: (r["shipped_label"] if r["label_source"] == SOURCE else r["label"])
+        for r in current.iter_rows(named=True)
+    }
+    sources = {
+        r["feature"]: (r["shipped_source"] if r["label_source"] == SOURCE else r["label_source"])
+        for r in current.iter_rows(named=True)
+    }
+    # other concepts' peaks, a fixed sample (a concept's own few among them barely count)
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(peaks.feature), size=min(config.negatives, len(peaks.feature)),
+                        replace=False)  # fmt: skip
+    pool = peaks.pool_counts(sample)
+    rows = []
+    for feature, shipped_label in shipped.items():
+        mine = groups.get(feature, np.zeros(0, dtype=np.int64))
+        shipped_score = fit(peaks, label_terms(shipped_label), mine, pool) if len(mine) else None
+        local = name_from(peaks, mine, config)
+        keep = local is None or shipped_score >= SHIPPED_MIN_SCORE
+        if not keep:
+            # the local name is made from half the peaks and scored on the other half, so it
+            # wins only by finding peaks it was not made from
+            made = name_from(peaks, mine[0::2], config)
+            held = fit(peaks, made.terms, mine[1::2], pool) if made else 0.5
+            keep = held <= shipped_score
+        evidence = None if local is None else json.dumps(
+            [{"term": t, "n": n} for t, n in local.evidence], ensure_ascii=False
+        )  # fmt: skip
+        shown = (shipped_label, sources[feature]) if keep else (local.name, SOURCE)
+        rows.append((feature, *shown, shipped_label, sources[feature], shipped_score, evidence))
+    table = pl.DataFrame(
+        rows,
+        schema={"feature": pl.Int64, "label": pl.String, "label_source": pl.String,
+                "shipped_label": pl.String, "shipped_source": pl.String,
+                "shipped_score": pl.Float64, "local_evidence": pl.String},
+        orient="row",
+    )  # fmt: skip
+    with store.transaction(local_names=table.to_arrow()) as con:
+        con.execute(
+            """
+            UPDATE features f SET label = n.label, label_source = n.label_source,
+                shipped_label = n.shipped_label, shipped_source = n.shipped_source,
+                shipped_score = n.shipped_score, local_evidence = n.local_evidence::JSON,
+                named_at = current_timestamp
+            FROM local_names n
+            WHERE f.encoder_id = ? AND f.feature = n.feature
+            """,
+            [encoder.encoder_id],
+        )
+    named = int(table.filter(pl.col("label_source") == SOURCE).height)
+    report = NamingReport(named, len(shipped) - named, int(min(n_docs, config.max_docs)),
+                          time.perf_counter() - started)  # fmt: skip
+    log.info("encoder %s: %s", encoder.name, report.summary())
+    return report
