@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from saeembed.errors import InputError, StoreError
 from saeembed.labels import export_labels, import_labels, label_features, read_labels
@@ -390,3 +391,37 @@ def test_a_lone_space_token_belongs_to_the_next_word():
         offsets=np.array([0, 1]),
     )
     assert evidence.words(0)[evidence.peak_word_index(0)][0] == "29"
+
+
+def test_report_token_lists_hold_whole_words_and_symbols_only(tiny_model, tiny_sae):
+    """The tokens a feature promotes and suppresses, as feature pages list them: a token that
+    continues a word ("gevity") names nothing alone and is left out."""
+    from saeembed.labels.output import promoted_and_suppressed
+    from saeembed.reader import load_reader
+    from saeembed.sae import load_sae
+
+    reader = load_reader(str(tiny_model), device="cpu")
+    sae = load_sae(str(tiny_sae))
+    lists = promoted_and_suppressed(sae, reader, [0, 1, 2], n=5)
+    assert set(lists) == {0, 1, 2}
+    for up, down in lists.values():  # the tiny reader's vocabulary is whole words
+        assert len(up) == 5 and len(down) == 5
+
+    # a real BPE vocabulary (the default reader's): pieces that continue a word are left out
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"Ġthe": 0, "Ġlon": 1, "gevity": 2, "Ġfilm": 3, ".": 4, "ERSION": 5, "Ġgood": 6}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    bpe = PreTrainedTokenizerFast(tokenizer_object=core)
+
+    class Reader:  # what promoted_and_suppressed reads of a reader
+        tokenizer = bpe
+        model = type("M", (), {"get_output_embeddings": lambda self: head, "model": None})()
+
+    head = torch.nn.Linear(sae.cfg.d_in, len(vocab), bias=False)
+    (up, down), *_ = promoted_and_suppressed(sae, Reader(), [0], n=7).values()
+    assert set(up) | set(down) <= {"the", "lon", "film", ".", "good"}
+    assert not {"gevity", "ERSION"} & (set(up) | set(down))

@@ -58,14 +58,16 @@ def _peaks(rows):
 
 def test_names_take_what_covers_most_peaks():
     rows = (
-        [(1, "the lon", "gevity", " of it")] * 6
-        + [(1, "a very long", " life", " indeed")] * 3
+        [(1, "the lon", "gevity", f" of it {i}") for i in range(6)]
+        + [(1, "a very long", " life", f" indeed {i}") for i in range(3)]
         + [(1, "x ", "rare", " y")]
-        + [(2, "Hi.\n", ">", " quoted")] * 5
-        + [(2, "a", "\n", "b")] * 2
-        + [(3, "knows how", " to", " act")] * 4
+        + [(2, "Hi.\n", ">", f" quoted {i}") for i in range(5)]
+        + [(2, "a", "\n", f"b{i}") for i in range(2)]
+        + [(3, "knows how", " to", f" act {i}") for i in range(4)]
         + [(3, "wants", " to", " go")]
-        + [(4, "few", " peaks", "")] * 2
+        + [(4, "few", " peaks", f"{i}") for i in range(2)]
+        + [(5, "the film ", "Ballistic", ": Ecks vs. Sever")] * 6  # one title, repeated
+        + [(5, "has", " thrown", f" every {i}") for i in range(3)]
     )
     names = {n.feature: n for n in local_names(_peaks(rows), LocalConfig(min_peaks=3))}
     assert names[1].name == "longevity / long life"  # "rare": 1 of 10, below min_share
@@ -73,6 +75,7 @@ def test_names_take_what_covers_most_peaks():
     assert names[2].name == '">" opening a line / a line break'
     assert names[3].name == "how to"  # the phrase covers most of the word's peaks
     assert 4 not in names  # too few peaks to name
+    assert names[5].name == "has thrown"  # the repeated title counts once
 
 
 TEXTS = (

@@ -37,11 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from saeembed.labels.evidence import HELDOUT_MODULUS
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
 SOURCE = "local"
+FOLLOW = 16  # characters after a peak that make a repeat of the same setting
 SHIPPED_MIN_SCORE = 0.6  # a shipped name is kept when it detects the peaks at least this well
 _YEAR = re.compile(r"^(1[5-9]\d\d|20\d\d)$")
 _SENTENCE_END = ".!?"
@@ -75,6 +77,7 @@ DETERMINERS = frozenset(
 class LocalConfig:
     per_feature: int = 40  # strongest peaks read per concept
     max_docs: int = 50_000  # documents read at most (a fixed sample by a hash of the id)
+    skip_heldout: bool = False  # leave out the labelling scorers' held-out documents (benchmarks)
     min_docs: int = 100  # a store with fewer encoded documents keeps the shipped names
     min_peaks: int = 4  # peaks a concept needs for a local name
     max_terms: int = 3  # descriptors in a name
@@ -105,6 +108,8 @@ def read_peaks(
         "k": config.per_feature,
         "w": config.context,
         "limit": config.max_docs,
+        "skip": config.skip_heldout,
+        "modulus": HELDOUT_MODULUS,
     }
     with store.temporary(wanted_features={"feature": wanted or [-1]}):
         return store.sql(
@@ -114,6 +119,7 @@ def read_peaks(
                 WHERE encoder_id = $enc
                   AND ($corpus IS NULL
                        OR doc_id IN (SELECT doc_id FROM documents WHERE corpus = $corpus))
+                  AND NOT ($skip AND doc_id % $modulus = 0)
                 ORDER BY hash(doc_id), doc_id LIMIT $limit),
             peaks AS (
                 SELECT a.feature, a.doc_id, a.value, a.peak_start, a.peak_end
@@ -235,6 +241,7 @@ class Peaks:
     descriptor: list[str]
     phrase: list[str | None]
     window: list[str]
+    follow: list[str]  # the text right after the peak, lower case, a few words
 
     @staticmethod
     def read(frame: pl.DataFrame) -> Peaks:
@@ -256,6 +263,7 @@ class Peaks:
             [d for d, _ in described],
             [p for _, p in described],
             windows,
+            [_follow(right or "") for right in frame["right"]],
         )
 
     def groups(self) -> dict[int, np.ndarray]:
@@ -292,6 +300,15 @@ class Peaks:
         return found
 
 
+def _follow(right: str) -> str:
+    """The setting a peak's word is in, to tell repeats: the text after the rest of the word,
+    lower case, ``FOLLOW`` characters; empty when too little follows to tell (the end of a
+    document, a full stop and a space), so such peaks never count as repeats."""
+    after = _word_start(right)
+    text = right[len(after) :][:FOLLOW].lower()
+    return text if sum(c.isalnum() for c in text) >= 6 else ""
+
+
 @dataclass(frozen=True)
 class LocalName:
     """A concept's name from the store's documents, and the evidence it was made from."""
@@ -308,7 +325,8 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
     descriptors, each on at least two peaks and ``config.min_share`` of the peaks' weight (a
     peak weighs its activation over the concept's strongest, so the strongest peaks count most);
     the forms of one word count together (*throw*, *throws*, *throwing*: `word_key`) and are named
-    by the heaviest; a word's phrase (``how to``) stands in its place where the phrase covers most
+    by the heaviest; the same word followed by the same text again (a title repeated across
+    documents) counts once; a word's phrase (``how to``) stands in its place where the phrase covers most
     of its peaks. None when fewer than ``config.min_peaks`` peaks, or nothing recurs."""
     if len(rows) < config.min_peaks:
         return None
@@ -316,13 +334,22 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
     weight: Counter = Counter()
     count: Counter = Counter()
     forms: dict[str, Counter] = {}
+    phrases: Counter = Counter()
+    seen = set()
     for i in rows:
         key = word_key(peaks.descriptor[i])
-        w = float(peaks.value[i]) / top
+        # the same words in the same setting again (a title, a signature repeated across
+        # documents) are one piece of evidence, not many
+        if peaks.follow[i]:
+            if (key, peaks.follow[i]) in seen:
+                continue
+            seen.add((key, peaks.follow[i]))
+        w = (float(peaks.value[i]) / top) ** 2  # the strongest peaks say most
         weight[key] += w
         count[key] += 1
         forms.setdefault(key, Counter())[peaks.descriptor[i]] += w
-    phrases = Counter(peaks.phrase[i] for i in rows if peaks.phrase[i])
+        if peaks.phrase[i]:
+            phrases[peaks.phrase[i]] += 1
     total = sum(weight.values())
     terms = []
     for key, w in sorted(weight.items(), key=lambda x: (-x[1], x[0])):
@@ -429,13 +456,13 @@ class NamingReport:
         )
 
 
-def name_concepts(
+def decide_names(
     store: Store, encoder: Encoder, config: LocalConfig = LocalConfig()
-) -> NamingReport | None:
-    """Give every concept whose name came with the SAE (or from an earlier run of this) its
-    local name where the shipped one does not fit the store (see the module docstring), in one
-    transaction. None when the store has fewer than ``config.min_docs`` encoded documents."""
-    started = time.perf_counter()
+) -> pl.DataFrame | None:
+    """Which name each concept named by its SAE (or by an earlier run of this) shows on this
+    store (see the module docstring), without writing: ``feature, label, label_source,
+    shipped_label, shipped_source, shipped_score, local_evidence`` (JSON text). None when the
+    store has fewer than ``config.min_docs`` encoded documents or no such concept."""
     n_docs = store.sql(
         "SELECT count(*) AS n FROM encoded_documents WHERE encoder_id = ?", [encoder.encoder_id]
     )["n"][0]
@@ -462,7 +489,7 @@ def name_concepts(
         r["feature"]: (r["shipped_source"] if r["label_source"] == SOURCE else r["label_source"])
         for r in current.iter_rows(named=True)
     }
-    # other concepts' peaks, a fixed sample (a concept's own few among them barely count)
+    # other concepts' peaks: a fixed sample
     rng = np.random.default_rng(0)
     sample = rng.choice(len(peaks.feature), size=min(config.negatives, len(peaks.feature)),
                         replace=False)  # fmt: skip
@@ -484,13 +511,24 @@ def name_concepts(
         )  # fmt: skip
         shown = (shipped_label, sources[feature]) if keep else (local.name, SOURCE)
         rows.append((feature, *shown, shipped_label, sources[feature], shipped_score, evidence))
-    table = pl.DataFrame(
+    return pl.DataFrame(
         rows,
         schema={"feature": pl.Int64, "label": pl.String, "label_source": pl.String,
                 "shipped_label": pl.String, "shipped_source": pl.String,
                 "shipped_score": pl.Float64, "local_evidence": pl.String},
         orient="row",
     )  # fmt: skip
+
+
+def name_concepts(
+    store: Store, encoder: Encoder, config: LocalConfig = LocalConfig()
+) -> NamingReport | None:
+    """Write `decide_names` into the `features` table, in one transaction. None when the store
+    has fewer than ``config.min_docs`` encoded documents, or nothing was named by its SAE."""
+    started = time.perf_counter()
+    table = decide_names(store, encoder, config)
+    if table is None:
+        return None
     with store.transaction(local_names=table.to_arrow()) as con:
         con.execute(
             """
@@ -503,8 +541,11 @@ def name_concepts(
             """,
             [encoder.encoder_id],
         )
+        n_docs = con.execute(
+            "SELECT count(*) FROM encoded_documents WHERE encoder_id = ?", [encoder.encoder_id]
+        ).fetchall()[0][0]
     named = int(table.filter(pl.col("label_source") == SOURCE).height)
-    report = NamingReport(named, len(shipped) - named, int(min(n_docs, config.max_docs)),
+    report = NamingReport(named, table.height - named, int(min(n_docs, config.max_docs)),
                           time.perf_counter() - started)  # fmt: skip
     log.info("encoder %s: %s", encoder.name, report.summary())
     return report

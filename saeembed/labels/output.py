@@ -61,10 +61,11 @@ def promoted_tokens(
 def promoted_and_suppressed(
     sae, reader, features: list[int], n: int = 10
 ) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Per feature of ``features``, the ``n`` tokens (as spelled, stripped) its decoder direction
-    promotes most and the ``n`` it suppresses most through the reader's final norm and
-    unembedding (any token, word pieces included; for reports). Empty when the reader has no
-    unembedding of the SAE's width."""
+    """Per feature of ``features``, the ``n`` tokens its decoder direction promotes most and the
+    ``n`` it suppresses most through the reader's final norm and unembedding (for reports):
+    whole words (tokens that start a word) and symbols, as
+    spelled and stripped, each once; pieces of words ("gevity", "ERSION") are left out, since
+    alone they name nothing. Empty when the reader has no unembedding of the SAE's width."""
     head = reader.model.get_output_embeddings()
     if head is None or head.weight.shape[1] != sae.cfg.d_in or not features:
         return {}
@@ -74,17 +75,29 @@ def promoted_and_suppressed(
     if gamma is not None and gamma.shape[0] == decoder.shape[1]:
         decoder = decoder * gamma.to(unembed.device)
     logits = decoder @ unembed.T
-    k = min(n, logits.shape[1])
+    k = min(8 * n, logits.shape[1])  # pieces are dropped: look further down the list
     top = logits.topk(k, dim=1).indices.cpu().tolist()
     bottom = (-logits).topk(k, dim=1).indices.cpu().tolist()
     tokenizer = reader.tokenizer
 
-    def spelled(ids: list[int]) -> tuple[str, ...]:
-        return tuple(
-            tokenizer.convert_tokens_to_string([t]) for t in tokenizer.convert_ids_to_tokens(ids)
-        )
+    def readable(ids: list[int]) -> tuple[str, ...]:
+        out: dict[str, str] = {}
+        for token in tokenizer.convert_ids_to_tokens(ids):
+            word = tokenizer.convert_tokens_to_string([token]).strip()
+            # a token starts a word when two copies of it decode with a space between them
+            # (GPT-2's "Ġ", SentencePiece's "▁", word-level vocabularies); a piece ("gevity",
+            # WordPiece's "##gevity") runs on without one
+            starts_word = bool(word) and bool(
+                re.search(r"\S\s+\S", tokenizer.convert_tokens_to_string([token, token]).strip())
+            )
+            symbol = bool(word) and not any(c.isalnum() for c in word)
+            if (starts_word or symbol) and word.lower() not in out:
+                out[word.lower()] = word
+                if len(out) == n:
+                    break
+        return tuple(out.values())
 
     return {
-        int(f): (spelled(up), spelled(down))
+        int(f): (readable(up), readable(down))
         for f, up, down in zip(features, top, bottom, strict=True)
     }
