@@ -8,6 +8,7 @@ the page, writes it (`write_html`) and shows it in Jupyter (`_repr_html_`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 from dataclasses import dataclass, field
@@ -64,21 +65,27 @@ def report_labels(store: Store, encoder: Encoder) -> tuple[dict, dict]:
     names = label_names(store, encoder)
     labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
     meta = store.sql(
-        "SELECT feature, label_source, label_score FROM features WHERE encoder_id = $enc",
+        "SELECT feature, label_source, label_score, shipped_label, "
+        "local_evidence::VARCHAR AS local_evidence FROM features WHERE encoder_id = $enc",
         {"enc": encoder.encoder_id},
     )
-    sources = {r[0]: (r[1], r[2]) for r in meta.iter_rows()}
+    sources = {r[0]: r[1:] for r in meta.iter_rows()}
     return labels, sources
 
 
 def label_fields(labels: dict, sources: dict, feature: int) -> dict:
-    """The label keys of a feature's panel or page."""
-    source, score = sources.get(feature, (None, None))
+    """The label keys of a feature's panel or page: its label, source and score, the name
+    shipped with the SAE where the store's own replaced it, and what it fires on in this store
+    (its local evidence, `saeembed.labels.local`: ``[term, peaks]`` pairs, at most 6)."""
+    source, score, shipped, evidence = (*sources.get(feature, ()), None, None, None, None)[:4]
+    terms = [[e["term"], e["n"]] for e in json.loads(evidence)[:6]] if evidence else []
     return {
         "feature": int(feature),
         "label": labels.get(feature),
         "label_source": source,
         "label_score": score,
+        "shipped_label": shipped if source == "local" else None,
+        "evidence": terms,
     }
 
 

@@ -226,7 +226,9 @@
   function labelLine(p) {
     const bits = [];
     if (p.label_score !== null && p.label_score !== undefined) bits.push("label score " + num(p.label_score));
-    bits.push("source " + (p.label_source || "none"));
+    bits.push("source " + (p.label_source === "local" ? "named from this store's documents" : (p.label_source || "none")));
+    if (p.shipped_label) bits.push("shipped name: " + p.shipped_label);
+    if (p.evidence && p.evidence.length) bits.push("fires here on: " + p.evidence.map((e) => `${e[0]} (${e[1]})`).join(", "));
     return el("div", { class: "note label-meta", text: bits.join(" · ") });
   }
   function commands(list) {
