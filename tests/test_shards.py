@@ -192,6 +192,176 @@ def test_kill_9_loses_only_the_shard_in_flight(tmp_path, tiny_model, tiny_sae, s
     same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards", exact=True)
 
 
+CUT_SCRIPT = """
+import os, signal
+import saeembed.encode as encoding
+encoding.CHUNK_DOCS = {chunk}
+import saeembed.shards.encode as driver
+real = driver.{hook}
+
+def cut(*args, **kwargs):  # the kill -9 at this step of the directory's creation
+    if {after}:
+        real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+driver.{hook} = cut
+from saeembed.api import encode
+encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
+       shard_docs={shard})
+"""
+
+
+def same_directory(clean: Path, got: Path) -> None:
+    """Two shard directories hold the same files, header, manifest and rows (row for row)."""
+    assert sorted(str(p.relative_to(got)) for p in got.rglob("*")) == sorted(
+        str(p.relative_to(clean)) for p in clean.rglob("*")
+    )
+    headers = [json.loads((d / "saeembed-shards.json").read_text()) for d in (clean, got)]
+    for key in ("format", "version", "shard_docs", "corpora"):
+        assert headers[0][key] == headers[1][key]
+    assert headers[0]["encoder"]["fingerprint"] == headers[1]["encoder"]["fingerprint"]
+    listed = [[(s.corpus, s.index, {t: f.rows for t, f in s.files.items()})
+               for s in read_manifest(d)] for d in (clean, got)]  # fmt: skip
+    assert listed[0] == listed[1]
+    same_store_rows(clean, got, exact=True)
+    for query in ("SELECT * FROM encoders", "SELECT corpus, source FROM corpora ORDER BY ALL"):
+        expected = rows(clean, query).drop("created_at", strict=False)
+        assert rows(got, query).drop("created_at", strict=False).equals(expected)
+
+
+@pytest.mark.parametrize(
+    "hook, after, lock",
+    [
+        ("ensure_encoder", True, True),  # the analysis file open, its encoder row written
+        ("write_header", False, False),  # before the header; no lock file (an older saeembed)
+    ],
+)
+def test_a_creation_cut_short_is_finished_by_the_rerun(
+    tmp_path, corpora, tiny_model, tiny_sae, small_chunks, hook, after, lock
+):
+    clean = tmp_path / "clean"
+    encode(corpora[0], f"{clean}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    out = tmp_path / "shards"
+    script = CUT_SCRIPT.format(
+        chunk=CHUNK, hook=hook, after=after, source=str(corpora[0]), out=f"{out}/",
+        model=str(tiny_model), sae=str(tiny_sae), shard=SHARD,
+    )  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", script], cwd=REPO).returncode == -signal.SIGKILL
+    assert (out / "analysis.duckdb").is_file() and not (out / "saeembed-shards.json").exists()
+    if not lock:
+        (out / ".saeembed-shards.lock").unlink()
+    with pytest.raises(SaeembedError, match="not a shard directory"):
+        open_store(out, read_only=True)  # not a shard directory yet: readers refuse it
+    result = encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    assert result.n_new_documents == 111
+    same_directory(clean, out)
+
+
+def test_a_failed_creation_takes_back_what_it_wrote(
+    tmp_path, corpora, tiny_model, tiny_sae, small_chunks, monkeypatch
+):
+    import errno
+
+    import saeembed.shards.encode as driver
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(driver, "write_header", full)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (tmp_path / "new", empty):
+        with pytest.raises(OSError, match="No space left"):
+            encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    assert not (tmp_path / "new").exists() and list(empty.iterdir()) == []
+    monkeypatch.undo()
+    encode(corpora[0], f"{empty}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(corpora[0], f"{tmp_path}/clean/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    same_directory(tmp_path / "clean", empty)
+
+
+def test_a_directory_being_created_is_named_as_such(
+    tmp_path, corpora, tiny_model, tiny_sae, small_chunks, monkeypatch
+):
+    import fcntl
+
+    import saeembed.shards.create as creation
+
+    out = tmp_path / "shards"
+    out.mkdir()
+    lock = out / ".saeembed-shards.lock"
+    lock.write_text(f"{os.getpid()}\n")
+    monkeypatch.setattr(creation, "CREATE_WAIT_S", 0.3)
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run that is creating the directory holds it
+        with pytest.raises(SaeembedError) as excinfo:
+            encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    message = one_line_error(excinfo)
+    assert f"is being created by process {os.getpid()}" in message and "retry" in message
+    assert [p.name for p in out.iterdir()] == [lock.name]  # nothing written meanwhile
+    encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    assert not lock.exists()
+
+
+RACE_SCRIPT = """
+import time
+from pathlib import Path
+import saeembed.encode as encoding
+encoding.CHUNK_DOCS = {chunk}
+import saeembed.shards.encode as driver
+from saeembed.cli import main
+ready, go = Path({ready!r}), Path({go!r})
+if {creating}:  # holds the creation lock until both runs are under way
+    real = driver.write_header
+
+    def slow(*args, **kwargs):
+        ready.touch()
+        while not go.exists():
+            time.sleep(0.01)
+        time.sleep(2)
+        return real(*args, **kwargs)
+
+    driver.write_header = slow
+else:
+    ready.touch()
+    while not go.exists():
+        time.sleep(0.01)
+main(["-q", "encode", {source!r}, "--out", {out!r}, "--model", {model!r}, "--sae", {sae!r},
+      "--device", "cpu", "--shard-docs", "{shard}"])
+"""
+
+
+def test_two_first_runs_at_once(tmp_path, corpora, tiny_model, tiny_sae, small_chunks):
+    out = tmp_path / "shards"
+    go = tmp_path / "go"
+    procs = []
+    for name, creating in (("first", True), ("second", False)):
+        script = RACE_SCRIPT.format(
+            chunk=CHUNK, ready=str(tmp_path / name), go=str(go), creating=creating,
+            source=str(corpora[0]), out=f"{out}/", model=str(tiny_model), sae=str(tiny_sae),
+            shard=SHARD,
+        )  # fmt: skip
+        procs.append(subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+    deadline = time.time() + 240
+    while not ((tmp_path / "first").exists() and (tmp_path / "second").exists()):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    assert (out / ".saeembed-shards.lock").exists()  # the first run is creating the directory
+    go.touch()
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert any(code == 0 for code, _ in outcomes), outcomes
+    for code, stderr in outcomes:
+        assert "not a shard directory" not in stderr
+        if code != 0:  # the loser says why, in one line, and asks for a retry
+            lines = [line for line in stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+            assert "is in use by" in lines[0] or "is being created by" in lines[0], stderr
+            assert "retry" in lines[0]
+    encode(corpora[0], f"{tmp_path}/clean/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    same_directory(tmp_path / "clean", out)
+
+
 @pytest.fixture()
 def encoded_dir(tmp_path, corpora, tiny_model, tiny_sae, small_chunks):
     encode(corpora[0], f"{tmp_path}/shards/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
@@ -254,6 +424,7 @@ def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_mo
         (dict(sae=str(other_sae)), "holds the shards of encoder"),
         (dict(corpus="a", source=corpora[1]), "was encoded from another input"),
         (dict(corpus="bad name/x"), "cannot name a shard folder"),
+        (dict(corpus="x" * 300), "too long to name a shard folder"),
         (dict(shard_docs=0), "--shard-docs must be at least 1"),
     ]
     for change, message in cases:
@@ -263,6 +434,11 @@ def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_mo
             encode(source, f"{encoded_dir}/", **options)
         assert message in one_line_error(excinfo)
         assert snapshot(encoded_dir) == before
+        assert rows(encoded_dir, "SELECT corpus FROM corpora")["corpus"].to_list() == ["a"]
+        if "shard folder" in message:  # a new directory is not even made
+            with pytest.raises(SaeembedError, match=message):
+                encode(source, f"{tmp_path}/fresh/", **options)
+            assert not (tmp_path / "fresh").exists()
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
@@ -271,6 +447,14 @@ def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_mo
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     with pytest.raises(SaeembedError, match="not a shard directory"):
         open_store(busy)
+    # an analysis file alone that holds rows is not a creation cut short: kept and refused
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "analysis.duckdb").write_bytes((encoded_dir / "analysis.duckdb").read_bytes())
+    with pytest.raises(SaeembedError, match="holds other files and is not a shard directory"):
+        encode(corpora[0], f"{kept}/", **opts(tiny_model, tiny_sae))
+    assert [p.name for p in kept.iterdir()] == ["analysis.duckdb"]
+    assert (kept / "analysis.duckdb").read_bytes() == (encoded_dir / "analysis.duckdb").read_bytes()
 
 
 def test_shards_are_write_once(encoded_dir, tiny_model, tiny_sae):

@@ -5,9 +5,11 @@ of the run still ends with every document stored exactly once. Slow: each run st
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,6 +92,111 @@ def test_kill_9_of_an_actor_stores_every_document_once(tmp_path, tiny_model, tin
     listed = read_manifest(tmp_path / "shards")
     assert sorted(s.index for s in listed) == list(range(20))
     same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards")
+
+
+def running(tracked: dict[int, int]) -> dict[int, str]:
+    """{pid: title} of the tracked processes still running (not zombies, not reused PIDs)."""
+    left = {}
+    for pid, start in tracked.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:80]
+        except OSError:
+            continue
+        if stat[0] != b"Z" and int(stat[19]) == start:
+            left[pid] = title.decode(errors="replace")
+    return left
+
+
+def process_tree(root: int) -> dict[int, int]:
+    from saeembed.shards.reaper import _processes, descendants
+
+    return descendants([root], _processes())
+
+
+def test_a_killed_driver_leaves_no_ray_process(tmp_path, tiny_model, tiny_sae):
+    # the raylet's agents outlived a kill -9 of the driver by a minute (a report to the dead
+    # GCS, 60 s timeout); the reaper ends them, and the actors, within seconds
+    source = corpus_file(tmp_path / "c.csv", 640, 5)
+    proc = run_on_ray(source, f"{tmp_path}/shards/", tiny_model, tiny_sae)
+    manifest = tmp_path / "shards" / MANIFEST
+    tracked: dict[int, int] = {}
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        tracked.update(process_tree(proc.pid))
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.1)
+    titles = " ".join(running(tracked).values())
+    assert "DashboardAgent" in titles and "RuntimeEnvAgent" in titles and "MapWorker" in titles
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = time.time()
+    while running(tracked) and time.time() - killed < 30:
+        time.sleep(0.1)
+    assert not running(tracked), running(tracked)
+    assert time.time() - killed < 10
+
+
+ADDRESS_SCRIPT = RAY_SCRIPT.replace("workers=2)", "workers=2, address={address!r})")
+
+
+def test_a_running_cluster_is_joined_and_left_running(tmp_path, tiny_model, tiny_sae):
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    # its own temporary folder: `ray start` records its address there for ray.init() to join
+    # (/tmp/ray/ray_current_cluster otherwise, left behind by a cluster stopped with SIGTERM)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must be
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", f"--temp-dir={temp}"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    tracked: dict[int, int] = {}
+    try:
+        deadline = time.time() + 120
+        while not any("raylet" in t for t in running(process_tree(head.pid)).values()):
+            assert time.time() < deadline and head.poll() is None, "ray start --head failed"
+            time.sleep(0.2)
+        time.sleep(2)
+        tracked = process_tree(head.pid)
+        address = f"127.0.0.1:{port}"
+        source = corpus_file(tmp_path / "c.csv", 100, 7)
+        script = ADDRESS_SCRIPT.format(
+            chunk=CHUNK, source=str(source), out=f"{tmp_path}/shards/", model=str(tiny_model),
+            sae=str(tiny_sae), shard=SHARD, address=address,
+        )  # fmt: skip
+        # `ray start` turns on token authentication: a driver then needs RAY_AUTH_MODE=token
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                              text=True, timeout=600, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len(read_manifest(tmp_path / "shards")) == 4
+        # the user's cluster is left as it was: its head processes all still run
+        assert head.poll() is None
+        assert set(running(tracked)) == set(tracked)
+        # a run without --address starts its own cluster, even where Ray would join this one
+        # (RAY_ADDRESS, or the address `ray start` records) and refuse its CPU count there
+        script = RAY_SCRIPT.format(
+            chunk=CHUNK, source=str(source), out=f"{tmp_path}/local/", model=str(tiny_model),
+            sae=str(tiny_sae), shard=SHARD,
+        )  # fmt: skip
+        local = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                               text=True, timeout=600, env={**env, "RAY_ADDRESS": address})  # fmt: skip
+        assert local.returncode == 0, local.stderr[-2000:]
+        assert len(read_manifest(tmp_path / "local")) == 4
+        assert set(running(tracked)) == set(tracked)
+    finally:
+        tracked.update(process_tree(head.pid))
+        head.terminate()  # `ray start --block` stops its cluster on SIGTERM
+        head.wait(timeout=60)
+        for pid in running(tracked):  # what outlives it (the agents), by their ids
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_an_unreachable_address_is_one_line(tmp_path, tiny_model, tiny_sae):

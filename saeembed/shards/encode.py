@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from saeembed import encode as encoding
+import saeembed.encode as encoding
 from saeembed.encode import (
     DEFAULT_MAX_TOKENS,
     EncodeReport,
@@ -28,6 +30,7 @@ from saeembed.encode import (
     ensure_encoder,
 )
 from saeembed.errors import InputError
+from saeembed.shards.create import create, directory_state, refuse_foreign
 from saeembed.shards.layout import (
     ANALYSIS_DB,
     HEADER,
@@ -57,14 +60,13 @@ _DOCUMENT_COLUMNS = ("doc_id", "row_idx", "ext_id", "text", "meta", "context", "
 
 def check_target(root: Path, fingerprint: str, corpus: str, docs: pl.DataFrame) -> None:
     """Everything about the directory that can refuse this encode, checked before any write."""
-    check_corpus_name(corpus)
+    check_corpus_name(corpus, _name_max(root))
     if root.exists() and not root.is_dir():
         raise InputError(f"{root} is a file; pass a directory (new or a shard directory) to --out")
-    if root.is_dir() and not is_shard_dir(root) and any(root.iterdir()):
-        raise InputError(
-            f"{root} holds other files and is not a shard directory; choose a new or empty --out"
-        )
-    if not is_shard_dir(root):
+    state = directory_state(root)
+    if state == "foreign":
+        refuse_foreign(root)
+    if state != "shards":  # new, or a creation cut short, which this run finishes
         return
     header = read_header(root)
     held = header["encoder"]
@@ -79,6 +81,17 @@ def check_target(root: Path, fingerprint: str, corpus: str, docs: pl.DataFrame) 
             f"corpus {corpus!r} in {root} was encoded from another input ({known['n_docs']:,} "
             f"documents, now {docs.height:,}); pass another --corpus name"
         )
+
+
+def _name_max(root: Path) -> int:
+    """The longest file name the file system under ``root`` takes (255 where it cannot say)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return int(os.pathconf(existing, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
 
 
 def _digest(docs: pl.DataFrame) -> str:
@@ -97,8 +110,8 @@ def _in_shard_order(docs: pl.DataFrame) -> pl.DataFrame:
 
 def _create(root: Path, stack: EncodingStack, spec, shard_docs: int) -> None:
     """A new shard directory: its analysis file with the encoder row, then the header (the
-    header last: a directory without one is not a shard directory yet)."""
-    root.mkdir(parents=True, exist_ok=True)
+    header last: a directory without one is not a shard directory yet). Run under the creation
+    lock (`saeembed.shards.create`), which clears a creation cut short first."""
     with Store(root / ANALYSIS_DB) as analysis:
         encoder = ensure_encoder(analysis, spec, stack.sae)
         row = analysis.sql("SELECT * FROM encoders WHERE encoder_id = ?", [encoder.encoder_id])
@@ -164,7 +177,8 @@ def encode_to_shards(
 
         check_address(address)
     if not is_shard_dir(root):
-        _create(root, stack, spec, shard_docs or DEFAULT_SHARD_DOCS)
+        create(root, lambda new: _create(new, stack, spec, shard_docs or DEFAULT_SHARD_DOCS))
+        check_target(root, spec.fingerprint(), corpus, docs)  # a racing run may have created it
     size = read_header(root)["shard_docs"]
     if shard_docs is not None and shard_docs != size:
         raise InputError(f"{root} uses shards of {size:,} documents; drop --shard-docs or match it")
@@ -193,11 +207,12 @@ def encode_to_shards(
             tasks.append(ShardTask(corpus, index, exclude, _presence_counts(store, exclude)))
         n_new = sum(min(size, docs.height - i * size) for i in pending)
         bar = tqdm(total=n_new, unit="doc", disable=not progress, desc=f"encoding {corpus}")
-        try:
-            results = _run(
-                engine, root, tasks, args, spec.fingerprint(), stack=stack, address=address,
-                workers=workers, gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
-            )  # fmt: skip
+        results = _run(
+            engine, root, tasks, args, spec.fingerprint(), stack=stack, address=address,
+            workers=workers, gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
+        )  # fmt: skip
+        # closed on any exit: a Ray engine stops the local cluster it started there and then
+        with bar, closing(results):
             for result in results:
                 _commit(root, result, documents[result.index], spec.fingerprint())
                 report.n_encoded += result.n_encoded
@@ -207,9 +222,10 @@ def encode_to_shards(
                 report.seconds = time.perf_counter() - start
                 report.worker_seconds += result.seconds
                 bar.update(result.files["documents"].rows)
-        finally:
-            bar.close()
         store.refresh_shards()
+        from saeembed.labels.local import name_concepts
+
+        report.naming = name_concepts(store, encoder)  # new documents: the names may change
     return n_new, report
 
 

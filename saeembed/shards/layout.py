@@ -34,6 +34,7 @@ MANIFEST = "manifest.jsonl"
 ANALYSIS_DB = "analysis.duckdb"
 TABLES = ("documents", "encoded", "activations", "counts")
 _CORPUS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_PARTITION = "corpus="  # a corpus's folder is corpus=NAME
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,27 @@ def is_shard_target(db: str | Path) -> bool:
     return Path(db).is_dir() or str(db).endswith(("/", "\\"))
 
 
-def check_corpus_name(corpus: str) -> str:
-    """Corpus names become directory names (``corpus=NAME``): letters, digits, ``_ . -``."""
+def check_corpus_name(corpus: str, name_max: int = 255) -> str:
+    """Corpus names become directory names (``corpus=NAME``): letters, digits, ``_ . -``, short
+    enough for a folder name of at most ``name_max`` bytes (the file system's limit)."""
+    shown = repr(corpus) if len(corpus or "") <= 60 else repr(corpus[:40]) + "..."
     if not _CORPUS_NAME.fullmatch(corpus or ""):
         raise StoreError(
-            f"corpus name {corpus!r} cannot name a shard folder; in a shard directory use "
+            f"corpus name {shown} cannot name a shard folder; in a shard directory use "
             "letters, digits, '_', '.' and '-' (pass --corpus NAME)"
+        )
+    longest = name_max - len(_PARTITION)
+    if len(corpus) > longest:
+        raise StoreError(
+            f"corpus name {shown} has {len(corpus):,} characters, too long to name a "
+            f"shard folder (at most {longest:,} here); pass a shorter --corpus NAME"
         )
     return corpus
 
 
 def shard_path(table: str, corpus: str, index: int) -> str:
     """A shard file's path relative to the shard directory."""
-    return f"{table}/corpus={corpus}/shard-{index:05d}.parquet"
+    return f"{table}/{_PARTITION}{corpus}/shard-{index:05d}.parquet"
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -110,11 +119,15 @@ def file_digest(path: Path) -> tuple[int, str]:
 def write_atomically(path: Path, data: bytes) -> None:
     """``data`` at ``path``, complete or not at all (temporary name, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no temporary file behind
+        raise
 
 
 # ---- header ------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ writes its shards' files itself; the driver commits each shard as its result str
 restarts a killed actor and retries its task; a shard's files are written atomically and the
 same each time, so a retry or a rerun stores every document once.
 
-`--address` joins a running cluster (`ray start --head`, or inside `ray job submit`); without
-it a local cluster of ``workers`` CPUs is started for the run. Ray is an optional dependency
+`--address` joins a running cluster (`ray start --head`, or inside `ray job submit`), which the
+run leaves running; without it a local cluster of ``workers`` CPUs is started for the run,
+without the dashboard, and stopped when the run ends. Ray ties the head processes to the
+driver, and `saeembed.shards.reaper` ends the raylet's agents and workers within seconds of a
+driver that was killed (they would outlive it by a minute). Ray is an optional dependency
 (``pip install 'saeembed[ray]'``)."""
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -58,6 +63,52 @@ def check_address(address: str | None) -> None:
         ) from None
 
 
+def _own_raylets() -> list[int]:
+    """The raylets this process started (its children named raylet): a local cluster's."""
+    found = []
+    try:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            command, _, rest = stat.partition(b" (")[2].rpartition(b") ")
+            if command == b"raylet" and int(rest.split()[1]) == os.getpid():
+                found.append(int(name))
+    except (OSError, ValueError, IndexError):
+        return []
+    return found
+
+
+def _start_reaper() -> subprocess.Popen | None:
+    """Start `saeembed.shards.reaper` for the raylet of the local cluster this process started,
+    so that its agents and workers end within seconds of the driver, however it ends (Linux)."""
+    raylets = _own_raylets() if sys.platform.startswith("linux") else []
+    if not raylets:
+        return None  # joined a running cluster, or no /proc
+    script = Path(__file__).with_name("reaper.py")
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(script), *map(str, raylets)], stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    except OSError as e:
+        log.debug("no reaper for the local Ray cluster: %s", e)
+        return None
+
+
+def _stop_reaper(reaper: subprocess.Popen) -> None:
+    """Close the reaper's pipe: it ends what the cluster left running, and exits."""
+    try:
+        reaper.stdin.close()
+        reaper.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 class _RayShardEncoder:
     """A Ray Data actor: one `ShardEncoder`, one shard per call."""
 
@@ -90,15 +141,20 @@ def run_on_ray(
             "--shard-docs (in a new directory) splits the corpus across them",
             len(tasks), workers, workers - len(tasks),
         )  # fmt: skip
-    started = False
+    started, reaper = False, None
     if not ray.is_initialized():
+        # no dashboard (saeembed reads results from the driver); Ray's init cannot leave out the
+        # raylet's dashboard and runtime-env agents, which the reaper ends with the driver
         options = {"include_dashboard": False, "logging_level": logging.WARNING}
         if address in (None, "local"):
-            options["num_cpus"] = workers * (threads or 1)
+            # "local": a new cluster even when `ray start` or RAY_ADDRESS names one (Ray joins
+            # that for address=None, and refuses num_cpus there)
+            options.update(address="local", num_cpus=workers * (threads or 1))
         else:
             options["address"] = address
         ray.init(**options)
         started = True
+        reaper = _start_reaper()  # only for a cluster this process started
     try:
         # Ray Data logs each dataset's plan and timing: shown with -vv; -q leaves errors only
         ours = logging.getLogger("saeembed")
@@ -137,4 +193,6 @@ def run_on_ray(
             yield ShardResult.from_json(row["result"])
     finally:
         if started:
-            ray.shutdown()
+            ray.shutdown()  # a local cluster stops; from a running cluster, the driver leaves
+        if reaper is not None:
+            _stop_reaper(reaper)
