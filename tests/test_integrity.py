@@ -346,3 +346,11 @@ def test_diff_cache_stores_are_per_input(tmp_path):
     time.sleep(0.01)
     a.write_text("text, edited\n")
     assert diff_cache_store([a, b]) != first  # an edited file is encoded afresh
+
+
+def test_a_reader_names_a_shard_directory_whose_creation_was_cut_short(tmp_path):
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "analysis.duckdb").write_bytes(b"")  # a kill before the header was written
+    one_error_line(invoke("info", cut), "creation was cut short")
+    assert [p.name for p in cut.iterdir()] == ["analysis.duckdb"]  # a reader changes nothing

@@ -127,6 +127,13 @@ class Store:
         from saeembed.shards.views import analysis_db
 
         if not is_shard_dir(path):
+            from saeembed.shards.create import directory_state
+
+            if directory_state(path) == "unfinished":
+                raise StoreError(
+                    f"{path} is a shard directory whose creation was cut short (a kill or a "
+                    "full disk); rerun the `saeembed encode FILE --out DIR` that made it"
+                )
             raise StoreError(
                 f"{path} is a directory but not a shard directory (no saeembed-shards.json); "
                 "pass a .duckdb file, or a directory written by `saeembed encode --out DIR`"
