@@ -17,6 +17,7 @@ from saeembed.labels.local import (
     label_terms,
     local_names,
     name_concepts,
+    read_peak,
     read_peaks,
 )
 from saeembed.labels.offline import FeatureLabel
@@ -39,10 +40,18 @@ from tests.fakes import ENCODER_FIELDS, write_constructed
         ("in ", "1999", " we", "a year", None),
         ("price ", "300", " dollars", "a number", None),
         ("line one", "\n", "line two", "a line break", None),
+        ("so", " it", "'s fine", "it's", "so it's"),  # a contraction is one word
     ],
 )
 def test_a_peak_is_read_in_context(left, token, right, descriptor, phrase):
     assert describe_peak(left, token, right) == (descriptor, phrase)
+
+
+def test_a_peak_on_the_start_or_end_of_a_word_is_also_that_piece():
+    assert read_peak("that", " mis", "fires.")[2] == '"mis-" starting words'
+    assert read_peak("the lon", "gevity", " is")[2] == '"-gevity" ending words'
+    assert read_peak("so", " it", "'s fine")[2] is None  # a contraction, not a piece
+    assert read_peak("the", " film", " was")[2] is None
 
 
 def test_label_terms_read_plain_and_shape_labels():
@@ -68,6 +77,7 @@ def test_names_take_what_covers_most_peaks():
         + [(4, "few", " peaks", f"{i}") for i in range(2)]
         + [(5, "the film ", "Ballistic", ": Ecks vs. Sever")] * 6  # one title, repeated
         + [(5, "has", " thrown", f" every {i}") for i in range(3)]
+        + [(6, "a", " mis", rest) for rest in ("fires", "step", "take", "fit", "cast")]
     )
     names = {n.feature: n for n in local_names(_peaks(rows), LocalConfig(min_peaks=3))}
     assert names[1].name == "longevity / long life"  # "rare": 1 of 10, below min_share
@@ -76,6 +86,8 @@ def test_names_take_what_covers_most_peaks():
     assert names[3].name == "how to"  # the phrase covers most of the word's peaks
     assert 4 not in names  # too few peaks to name
     assert names[5].name == "has thrown"  # the repeated title counts once
+    assert names[6].name == '"mis-" starting words'  # one piece of five different words
+    assert names[6].evidence[0][1] == 1  # each whole word once
 
 
 TEXTS = (

@@ -172,9 +172,10 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
         lines.append("label: none yet (run `saeembed features label`)")
     if report.local_evidence:
         shown = ", ".join(f"{e['term']} ({e['n']})" for e in report.local_evidence[:6])
-        lines.append(f"fires here on: {shown}  (peaks read of its strongest documents)")
+        lines.append(f"fires here on: {shown}  (of its strongest peaks in this store)")
     if report.description:
-        lines.append(f"about: {report.description}")
+        about = "about the shipped name" if report.label_source == LOCAL_SOURCE else "about"
+        lines.append(f"{about}: {report.description}")
     lines.append(
         f"active in {report.n_docs:,} of {report.n_encoded:,} documents ({report.density:.2%})"
     )

@@ -151,11 +151,18 @@ def describe_peak(left: str, token: str, right: str) -> tuple[str, str | None]:
     """What the peak token is, in context, as a descriptor a person reads (see the module
     docstring), and the phrase it makes with a recurring neighbour where there is one (the word
     with the word before it), else None."""
+    return read_peak(left, token, right)[:2]
+
+
+def read_peak(left: str, token: str, right: str) -> tuple[str, str | None, str | None]:
+    """`describe_peak`, and the piece the token is of a longer word, where it is one at its
+    start or end (``"mis-" starting words`` for *mis*fires, ``"-ing" ending words``), else None:
+    a concept that fires on such a piece in many words is named by it."""
     core = token.strip()
     if not core:
         if "\n" in token:
-            return "a line break", None
-        return "spaces between words", None
+            return "a line break", None, None
+        return "spaces between words", None, None
     lead = token[: len(token) - len(token.lstrip())]
     before = left + lead
     after = token[len(token.rstrip()) :] + right
@@ -165,14 +172,19 @@ def describe_peak(left: str, token: str, right: str) -> tuple[str, str | None]:
         tail = _word_start(after) if ends else ""
         whole = head + core + tail
         if whole.isdigit():
-            return _number(whole, core), None
+            return _number(whole, core), None, None
         word = whole.lower()
+        piece = None
+        if core.isalpha() and len(core) >= 2 and (head.isalpha() != tail.isalpha()):
+            piece = (
+                f'"-{core.lower()}" ending words' if head else f'"{core.lower()}-" starting words'
+            )
         rest = before[: len(before) - len(head)].rstrip()
         previous = _word_end(rest.rstrip(_PUNCTUATION)) if rest else ""
         if previous and not rest.endswith(_SENTENCE_END_CHARS):
-            return word, f"{previous.lower()} {word}"
-        return word, None
-    return _symbol(before, core, after), None
+            return word, f"{previous.lower()} {word}", piece
+        return word, None, piece
+    return _symbol(before, core, after), None, None
 
 
 _JOINERS = "'’-"
@@ -240,13 +252,14 @@ class Peaks:
     value: np.ndarray
     descriptor: list[str]
     phrase: list[str | None]
+    piece: list[str | None]  # the start or end of a longer word the peak token is, if it is
     window: list[str]
     follow: list[str]  # the text right after the peak, lower case, a few words
 
     @staticmethod
     def read(frame: pl.DataFrame) -> Peaks:
         described = [
-            describe_peak(left or "", token or "", right or "")
+            read_peak(left or "", token or "", right or "")
             for left, token, right in zip(
                 frame["left"], frame["token"], frame["right"], strict=True
             )
@@ -260,8 +273,9 @@ class Peaks:
         return Peaks(
             frame["feature"].to_numpy(),
             frame["value"].to_numpy().astype(np.float64),
-            [d for d, _ in described],
-            [p for _, p in described],
+            [d for d, _, _ in described],
+            [p for _, p, _ in described],
+            [x for _, _, x in described],
             windows,
             [_follow(right or "") for right in frame["right"]],
         )
@@ -280,6 +294,8 @@ class Peaks:
             keys[self.descriptor[i]] += 1
             if self.phrase[i] and self.phrase[i] != self.descriptor[i]:
                 keys[self.phrase[i]] += 1
+            if self.piece[i]:
+                keys[self.piece[i]] += 1
         return keys, [self.window[i] for i in rows], np.asarray(rows)
 
     def detects(self, terms: tuple[str, ...], rows) -> int:
@@ -333,6 +349,7 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
     top = max(float(peaks.value[rows].max()), 1e-12)
     weight: Counter = Counter()
     count: Counter = Counter()
+    members: dict[str, set] = {}  # the peaks each key covers
     forms: dict[str, Counter] = {}
     phrases: Counter = Counter()
     seen = set()
@@ -345,17 +362,28 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
                 continue
             seen.add((key, peaks.follow[i]))
         w = (float(peaks.value[i]) / top) ** 2  # the strongest peaks say most
-        weight[key] += w
-        count[key] += 1
+        # a peak counts for its word and, where it is the start or end of a longer word, for
+        # that piece: a concept on "mis-" in many words is named by the piece
+        for k in (key, peaks.piece[i]) if peaks.piece[i] else (key,):
+            weight[k] += w
+            count[k] += 1
+            members.setdefault(k, set()).add(int(i))
         forms.setdefault(key, Counter())[peaks.descriptor[i]] += w
         if peaks.phrase[i]:
             phrases[peaks.phrase[i]] += 1
-    total = sum(weight.values())
-    terms = []
-    for key, w in sorted(weight.items(), key=lambda x: (-x[1], x[0])):
+    total = sum(weight[k] for k in forms)  # every peak once
+    terms, covered = [], set()
+    # the heaviest first; on a tie the word before the piece of it
+    for key, w in sorted(weight.items(), key=lambda x: (-x[1], x[0] not in forms, x[0])):
         if len(terms) == config.max_terms or w < config.min_share * total:
             break
-        if count[key] < 2:
+        if count[key] < 2 or len(members[key] - covered) < 0.5 * len(members[key]):
+            continue  # too rare, or its peaks are named already (a word and its piece)
+        if key not in forms and len({peaks.descriptor[i] for i in members[key]}) < 3:
+            continue  # a piece names something only when it is in several words
+        covered |= members[key]
+        if key not in forms:
+            terms.append(key)  # a piece of words
             continue
         surface = forms[key].most_common(1)[0][0]
         phrase = next(
