@@ -131,6 +131,9 @@ def test_migration_backfills_the_counts(tmp_path, tiny_model, tiny_sae):
     with Store(db) as store:  # back to schema v8: no kept counts
         store.con.execute("DROP TABLE concept_counts")
         store.con.execute("DROP TABLE saeembed_store; DROP TABLE corpus_sources")  # (v10)
+        for column in ("shipped_label", "shipped_source", "shipped_score", "local_evidence",
+                       "named_at"):  # (v11)  # fmt: skip
+            store.con.execute(f"ALTER TABLE features DROP COLUMN {column}")
         store.con.execute("DELETE FROM schema_migrations WHERE version >= 9")
     kept_equal_recount(db)  # the read-only open upgrades the writable file first
 

@@ -284,11 +284,19 @@ def test_a_store_made_before_the_marker_is_still_recognised(tmp_path):
     Store(path).close()
     with duckdb.connect(str(path)) as con:  # as a store of schema v9 looked
         con.execute("DROP TABLE saeembed_store; DROP TABLE corpus_sources")
+        con.execute(
+            "ALTER TABLE features DROP COLUMN shipped_label; "
+            "ALTER TABLE features DROP COLUMN shipped_source; "
+            "ALTER TABLE features DROP COLUMN shipped_score; "
+            "ALTER TABLE features DROP COLUMN local_evidence; "
+            "ALTER TABLE features DROP COLUMN named_at"
+        )  # (v11)
         con.execute("DELETE FROM schema_migrations WHERE version >= 10")
     with Store(path, read_only=True) as store:  # upgraded on open: it is writable
         assert store.sql("SELECT format FROM saeembed_store")["format"].to_list() == [
             "saeembed-store"
         ]
+        assert "shipped_label" in store.sql("SELECT * FROM features LIMIT 0").columns
 
 
 # ---- 4: a full disk ------------------------------------------------------------------------

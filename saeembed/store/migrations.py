@@ -328,11 +328,11 @@ def _local_names(con: duckdb.DuckDBPyConnection) -> None:
     # (what it fires on here) the local name was made from.
     con.execute(
         """
-        ALTER TABLE features ADD COLUMN shipped_label VARCHAR;
-        ALTER TABLE features ADD COLUMN shipped_source VARCHAR;
-        ALTER TABLE features ADD COLUMN shipped_score DOUBLE;
-        ALTER TABLE features ADD COLUMN local_evidence JSON;
-        ALTER TABLE features ADD COLUMN named_at TIMESTAMP;
+        ALTER TABLE features ADD COLUMN IF NOT EXISTS shipped_label VARCHAR;
+        ALTER TABLE features ADD COLUMN IF NOT EXISTS shipped_source VARCHAR;
+        ALTER TABLE features ADD COLUMN IF NOT EXISTS shipped_score DOUBLE;
+        ALTER TABLE features ADD COLUMN IF NOT EXISTS local_evidence JSON;
+        ALTER TABLE features ADD COLUMN IF NOT EXISTS named_at TIMESTAMP;
         """
     )
 
