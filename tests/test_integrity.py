@@ -218,6 +218,9 @@ def test_a_corpus_remembers_every_source_and_numbers_rows_once(tmp_path, tiny_mo
         (str((tmp_path / "x.txt").resolve()), 0, 5),
         (str((tmp_path / "x.csv").resolve()), 5, 4),
     ]
+    info = json.loads(invoke("info", db, "--format", "jsonl").stdout.splitlines()[0])
+    both = f"{(tmp_path / 'x.txt').resolve()}; {(tmp_path / 'x.csv').resolve()}"
+    assert (info["corpus"], info["documents"], info["source"]) == ("x", 9, both)
 
 
 def test_pairing_refuses_a_key_two_documents_share(tmp_path):

@@ -289,7 +289,11 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
     """The corpora and the encoders of a store, with counts (what `saeembed info` prints)."""
     corpora = store.sql(
         """
-        SELECT c.corpus, count(d.doc_id) AS documents, c.source, c.text_col, c.id_col, c.created_at
+        SELECT c.corpus, count(d.doc_id) AS documents,
+            -- every input the corpus was read from, in the order they came
+            coalesce((SELECT string_agg(s.source, '; ' ORDER BY s.first_row)
+                      FROM corpus_sources s WHERE s.corpus = c.corpus), c.source) AS source,
+            c.text_col, c.id_col, c.created_at
         FROM corpora c LEFT JOIN documents d USING (corpus)
         GROUP BY ALL ORDER BY c.corpus
         """
