@@ -165,19 +165,27 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
         shipped = read_labels(store, encoder)
         assert shipped.height == pl.read_parquet(real_sae / "labels.parquet").height > 8000
         assert shipped["label"].null_count() == 0
-        assert shipped["label_source"].unique().to_list() == ["shipped:offline"]
-        assert f"\n{shipped.height:,} feature labels came with the SAE" in result.summary()
+        # 120 documents: the store names from them the concepts whose shipped label does not
+        # fit (saeembed.labels.local), keeping the shipped label beside the local one
+        assert set(shipped["label_source"]) == {"shipped:offline", "local"}
+        named = result.encoding.naming
+        assert named.n_named == (shipped["label_source"] == "local").sum() > 100
+        assert f"\nnamed {named.n_named:,} concepts from this store's documents" in result.summary()
+        kept = store.sql(
+            "SELECT count(*) AS n FROM features WHERE label_source = 'local' AND "
+            "(shipped_label IS NULL OR local_evidence IS NULL)"
+        )
+        assert kept["n"][0] == 0
         own = label_features(store, progress=False)
         active = store.sql("SELECT count(DISTINCT feature) AS n FROM activations")["n"][0]
         assert own.height == active
         after = read_labels(store, encoder)
         assert after.height == shipped.height  # replaced, plus unchanged
-        assert after["label_source"].value_counts().sort("label_source").rows() == [
-            ("offline", active),
-            ("shipped:offline", shipped.height - active),
-        ]
+        counts = dict(after["label_source"].value_counts().rows())
+        assert counts["offline"] == active and sum(counts.values()) == shipped.height
     again = encode(str(reviews), db, sae=str(real_sae), device="cpu", progress=False)
-    assert again.encoding.n_encoded == 0 and "labels came with" not in again.summary()
+    assert again.encoding.n_encoded == 0 and again.encoding.naming is None
+    assert "labels came with" not in again.summary() and "named" not in again.summary()
 
 
 def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, real_sae, tmp_path):
@@ -370,6 +378,6 @@ def test_a_diff_that_encodes_says_its_labels_are_the_shipped_ones(reviews, real_
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert first.stderr.count("feature labels came with the SAE") == 1
-    assert f"`saeembed features label {db}` names the features" in first.stderr
+    assert f"`saeembed features label {db}` names them from this store's" in first.stderr
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "came with the SAE" not in again.stderr
