@@ -250,8 +250,8 @@ def test_a_creation_cut_short_is_finished_by_the_rerun(
     assert (out / "analysis.duckdb").is_file() and not (out / "saeembed-shards.json").exists()
     if not lock:
         (out / ".saeembed-shards.lock").unlink()
-    with pytest.raises(SaeembedError, match="not a shard directory"):
-        open_store(out, read_only=True)  # not a shard directory yet: readers refuse it
+    with pytest.raises(SaeembedError, match="creation was cut short.*rerun"):
+        open_store(out, read_only=True)  # not a shard directory yet: readers say so
     result = encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
     assert result.n_new_documents == 111
     same_directory(clean, out)
