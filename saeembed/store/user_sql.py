@@ -18,6 +18,7 @@ the connection it runs on, and how it runs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import time
@@ -41,6 +42,8 @@ READING = {
 _EXPLAIN = re.compile(
     r"^\s*explain\s+(?:\([^)]*\)\s*)?(?:analy[sz]e\s+)?", re.IGNORECASE | re.DOTALL
 )
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT = 600.0  # seconds
 POLL = 0.05  # seconds between looks at the worker (and at Ctrl-C)
 
@@ -128,6 +131,7 @@ def run_user_query(
 
     worker = threading.Thread(target=work, name="saeembed-user-sql", daemon=True)
     started = time.monotonic()
+    log.debug("running the query on %s (Ctrl-C stops it)", store.path)
     worker.start()
     try:
         while worker.is_alive():
