@@ -8,9 +8,12 @@ so `saeembed sql` does not load torch."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 import click
 
@@ -47,6 +50,24 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     )
 
 
+@contextlib.contextmanager
+def _no_interrupt():
+    """Hold Ctrl-C back while a command family's modules import (their native extensions do not
+    survive an interrupt halfway through, and the interpreter could abort); one pressed meanwhile
+    arrives as soon as they are loaded."""
+    if (
+        not hasattr(signal, "pthread_sigmask")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class FamilyGroup(click.Group):
     """A group whose commands are loaded from their family's module on first use."""
 
@@ -57,7 +78,8 @@ class FamilyGroup(click.Group):
         module = FAMILIES.get(name)
         if module is None:
             return None
-        commands = {c.name: c for c in importlib.import_module(module).COMMANDS}
+        with _no_interrupt():
+            commands = {c.name: c for c in importlib.import_module(module).COMMANDS}
         return commands[name]
 
     def invoke(self, ctx: click.Context):
