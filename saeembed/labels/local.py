@@ -46,7 +46,7 @@ SOURCE = "local"
 FOLLOW = 16  # characters after a peak that make a repeat of the same setting
 SHIPPED_MIN_SCORE = 0.6  # a shipped name is kept when it detects the peaks at least this well
 _YEAR = re.compile(r"^(1[5-9]\d\d|20\d\d)$")
-_SENTENCE_END = ".!?"
+_SENTENCE_END = (".", "!", "?")
 # words before a word that add nothing to its name ("the longevity" says no more than "longevity")
 DETERMINERS = frozenset(
     [
@@ -181,7 +181,7 @@ def read_peak(left: str, token: str, right: str) -> tuple[str, str | None, str |
             )
         rest = before[: len(before) - len(head)].rstrip()
         previous = _word_end(rest.rstrip(_PUNCTUATION)) if rest else ""
-        if previous and not rest.endswith(_SENTENCE_END_CHARS):
+        if previous and not rest.endswith(_SENTENCE_END):
             return word, f"{previous.lower()} {word}", piece
         return word, None, piece
     return _symbol(before, core, after), None, None
@@ -189,7 +189,6 @@ def read_peak(left: str, token: str, right: str) -> tuple[str, str | None, str |
 
 _JOINERS = "'’-"
 _PUNCTUATION = "\"'’“”()[]{},;:"
-_SENTENCE_END_CHARS = (".", "!", "?")
 
 
 def _word_end(text: str) -> str:
@@ -258,26 +257,21 @@ class Peaks:
 
     @staticmethod
     def read(frame: pl.DataFrame) -> Peaks:
-        described = [
-            read_peak(left or "", token or "", right or "")
+        rows = [
+            (left or "", token or "", right or "")
             for left, token, right in zip(
                 frame["left"], frame["token"], frame["right"], strict=True
             )
         ]
-        windows = [
-            f"{left or ''}{token or ''}{right or ''}".lower()
-            for left, token, right in zip(
-                frame["left"], frame["token"], frame["right"], strict=True
-            )
-        ]
+        described = [read_peak(*row) for row in rows]
         return Peaks(
             frame["feature"].to_numpy(),
             frame["value"].to_numpy().astype(np.float64),
             [d for d, _, _ in described],
             [p for _, p, _ in described],
             [x for _, _, x in described],
-            windows,
-            [_follow(right or "") for right in frame["right"]],
+            [f"{left}{token}{right}".lower() for left, token, right in rows],
+            [_follow(right) for _, _, right in rows],
         )
 
     def groups(self) -> dict[int, np.ndarray]:
@@ -302,8 +296,7 @@ class Peaks:
         """How many of the peaks ``rows`` a name of ``terms`` finds: a term equal to the peak's
         descriptor (its whole word, or what a symbol or number is there) or phrase, or a term of
         several words that its context holds."""
-        exact = {t for t in terms if " " not in t or t.startswith('"')}
-        spread = [t for t in terms if t not in exact]
+        exact, spread = _split_terms(terms)
         found = 0
         for i in rows:
             if (
@@ -445,6 +438,14 @@ def label_terms(label: str | None) -> tuple[str, ...]:
     return tuple(t.strip().strip('"').lower() for t in body.split(" / ") if t.strip().strip('"'))
 
 
+def _split_terms(terms: tuple[str, ...]) -> tuple[set[str], list[str]]:
+    """A name's terms as `Peaks.detects` reads them: those a peak's descriptor, phrase or piece
+    equals (a word, a described symbol or number), and those of several words its context must
+    hold."""
+    exact = {t for t in terms if " " not in t or t.startswith('"')}
+    return exact, [t for t in terms if t not in exact]
+
+
 def fit(peaks: Peaks, terms: tuple[str, ...], mine, pool: tuple) -> float:
     """How well a name of ``terms`` finds a concept's peaks ``mine`` against a sample of other
     concepts' peaks (``pool``, `Peaks.pool_counts`): the balanced accuracy of `Peaks.detects`,
@@ -456,8 +457,7 @@ def fit(peaks: Peaks, terms: tuple[str, ...], mine, pool: tuple) -> float:
     if len(windows) - len(own) <= 0:
         return 0.5
     tp = peaks.detects(terms, mine) / len(mine)
-    exact = {t for t in terms if " " not in t or t.startswith('"')}
-    spread = [t for t in terms if t not in exact]
+    exact, spread = _split_terms(terms)
     hits = sum(keys[t] for t in exact)
     if spread:
         hits += sum(1 for w in windows if any(t in w for t in spread))
