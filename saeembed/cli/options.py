@@ -65,13 +65,12 @@ def _duckdb_line(exc: duckdb.Error) -> str:
     logging.getLogger("saeembed").debug("DuckDB error", exc_info=exc)
     lowered = message.lower()
     if isinstance(exc, duckdb.IOException) or any(s in lowered for s in _SYSTEM):
-        cause = next((s for s in _SYSTEM[:5] if s in lowered), None)
-        fix = {
-            "no space left": "free some space (or write elsewhere) and rerun; what was "
-            "committed before is kept",
-            "disk quota": "free some space (or write elsewhere) and rerun; what was committed "
-            "before is kept",
-        }.get(cause, "check free space and permissions of its folder")
+        full = "no space left" in lowered or "disk quota" in lowered
+        fix = (
+            "free some space (or write elsewhere) and rerun; what was committed before is kept"
+            if full
+            else "check free space and permissions of its folder"
+        )
         return f"the store could not be read or written ({message}); {fix}"
     return f"DuckDB failed: {message} (rerun with -vv for the details)"
 
