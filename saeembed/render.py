@@ -139,18 +139,10 @@ def _contains(dtype: pl.DataType, kinds: tuple) -> bool:
 # --- dates polars cannot print -----------------------------------------------------------------
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days from 1970-01-01 to a proleptic Gregorian date (any year)."""
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-# polars prints dates within chrono's range, years -262144 to 262143: a margin inside it
-_FIRST_DAY = _days_from_civil(-262000, 1, 1)
-_LAST_DAY = _days_from_civil(262000, 12, 31)
+# polars prints dates within chrono's range, years -262144 to 262143: a margin inside it, as days
+# from 1970-01-01
+_FIRST_DAY = int(np.datetime64("-262000-01-01", "D").astype(np.int64))
+_LAST_DAY = int(np.datetime64("262000-12-31", "D").astype(np.int64))
 _PER_DAY = {"ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
