@@ -18,7 +18,7 @@ from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_t
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
 from saeembed.errors import InputError, SaeembedError, StoreError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
-from saeembed.queries import bind_params, coerce_value, get_query, named_queries, run_query
+from saeembed.queries import bind_params, coerce_value, named_queries, run_query
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.shards.layout import is_shard_target
@@ -242,8 +242,8 @@ def sql(
     given = dict(params or {})
     text = _query_file(Path(query[1:])) if query.startswith("@") else query
     with open_user_store(db, allow_files=allow_files) as store:
-        if query in named_queries():
-            named = get_query(query)
+        named = named_queries().get(query)
+        if named is not None:
             text, bound = named.sql, bind_params(store, named, given)
         else:
             bound = {k: coerce_value(v) for k, v in given.items()}
