@@ -33,7 +33,8 @@ import polars as pl
 
 from saeembed.embedder import load_embedder
 from saeembed.labels.evidence import load_evidence
-from saeembed.labels.local import SOURCE, LocalConfig, decide_names
+from saeembed.labels.local import SOURCE, LocalConfig
+from saeembed.labels.naming import decide_names
 from saeembed.labels.scoring import ContextBank, embedding_scores
 from saeembed.store import Store
 

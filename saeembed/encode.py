@@ -36,7 +36,7 @@ from saeembed.tokens import (
 from saeembed.version import __version__
 
 if TYPE_CHECKING:
-    from saeembed.labels.local import NamingReport
+    from saeembed.labels.naming import NamingReport
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ def encode_stored_corpus(
     shipped for its SAE, then name its concepts from the store's documents where the shipped
     names do not fit them (`saeembed.labels.local`). Returns the `EncodeReport`."""
     from saeembed.labels import ensure_shipped_labels
-    from saeembed.labels.local import name_concepts
+    from saeembed.labels.naming import name_concepts
 
     encoding = encode_corpus(
         store, corpus, stack.reader, stack.sae, layer=stack.layer,

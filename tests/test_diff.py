@@ -70,7 +70,7 @@ def store(tmp_path):
 
 def test_diff_table_numbers(store):
     table = diff_corpora(store, ["A"], ["B"])
-    assert table.columns == DIFF_COLUMNS
+    assert table.columns == [*DIFF_COLUMNS, "same_as"]
     assert table["feature"].to_list() == [
         3,
         1,

@@ -16,10 +16,10 @@ from saeembed.labels.local import (
     describe_peak,
     label_terms,
     local_names,
-    name_concepts,
     read_peak,
     read_peaks,
 )
+from saeembed.labels.naming import name_concepts
 from saeembed.labels.offline import FeatureLabel
 from saeembed.labels.table import labels_frame, write_labels
 from saeembed.store import Store
@@ -62,7 +62,7 @@ def test_label_terms_read_plain_and_shape_labels():
 
 def _peaks(rows):
     frame = pl.DataFrame(rows, schema=["feature", "left", "token", "right"], orient="row")
-    return frame.with_columns(value=pl.lit(1.0))
+    return frame.with_columns(value=pl.lit(1.0), doc_id=pl.int_range(pl.len()))
 
 
 def test_names_take_what_covers_most_peaks():

@@ -176,6 +176,22 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
             "(shipped_label IS NULL OR local_evidence IS NULL)"
         )
         assert kept["n"][0] == 0
+        # concepts that fire on the same things are grouped under a leader that is in no group
+        # itself, and each shares a word of its name with its leader (saeembed.labels.alike)
+        pairs = store.sql(
+            "SELECT f.label, l.label AS leader, l.alike_of AS leader_alike FROM features f "
+            "JOIN features l ON l.encoder_id = f.encoder_id AND l.feature = f.alike_of"
+        )
+        assert named.n_alike == pairs.height > 0
+        assert pairs["leader_alike"].null_count() == pairs.height
+        from saeembed.labels.local import label_terms, word_key
+
+        def words(label):
+            return {word_key(w) for t in label_terms(label) for w in [t, *t.split()]}
+
+        assert all(
+            words(a) & words(b) for a, b in zip(pairs["label"], pairs["leader"], strict=True)
+        )
         own = label_features(store, progress=False)
         active = store.sql("SELECT count(DISTINCT feature) AS n FROM activations")["n"][0]
         assert own.height == active

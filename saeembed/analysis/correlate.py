@@ -6,7 +6,8 @@ block of concepts at a time (block x all, never all x all), and each block keeps
 strongest pairs, so memory stays ``block x d_sae``. Pairs are scored by NPMI (normalised
 pointwise mutual information, Bouma 2009) and phi, need ``min_support`` co-occurring documents,
 and *trivial* pairs are marked: near-duplicate concepts whose SAE decoder directions have cosine
-above ``max_cosine``, or that peak on the same token in most documents they share.
+above ``max_cosine``, that peak on the same token in most documents they share, or that the store
+groups as alike (`saeembed.labels.alike`).
 
 Concept x metadata: a numeric column gives a Spearman rank correlation per concept (presence vs
 the column's ranks, which for a binary variable is the same as Spearman's rho); a categorical
@@ -28,6 +29,7 @@ from saeembed.analysis import stats
 from saeembed.analysis.diff import compare_counts, compare_numeric
 from saeembed.analysis.matrix import ConceptMatrix, load_matrix
 from saeembed.errors import InputError
+from saeembed.labels.alike import stored_groups
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
 
@@ -210,9 +212,18 @@ def correlate_concepts(
         pl.Series("same_peak", same_peak_share(store, encoder, pairs, matrix.doc_ids),
                   dtype=pl.Float64),
     )  # fmt: skip
+    # concepts alike in this store (saeembed.labels.alike: one group) co-occur by construction
+    groups = stored_groups(store, encoder)
+    group = lambda f: groups.get(f, f)  # noqa: E731
+    alike = [
+        group(a) == group(b)
+        for a, b in zip(pairs["feature_a"].to_list(), pairs["feature_b"].to_list(), strict=True)
+    ]
     pairs = pairs.with_columns(
         (
-            (pl.col("decoder_cosine").fill_null(0) > max_cosine) | (pl.col("same_peak") > same_peak)
+            (pl.col("decoder_cosine").fill_null(0) > max_cosine)
+            | (pl.col("same_peak") > same_peak)
+            | pl.Series(alike, dtype=pl.Boolean)
         ).alias("trivial")
     )
     if not show_trivial:

@@ -29,6 +29,7 @@ from saeembed.analysis.measures import (
     rows_sql,
 )
 from saeembed.errors import InputError
+from saeembed.labels.alike import fold_alike, stored_groups, top_groups
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
 from saeembed.store.counts import kept_moments
@@ -147,6 +148,13 @@ def rank(frame: pl.DataFrame, alpha: float, sort: str = DIFF_SORTS[0]) -> pl.Dat
         (-pl.col("diff").abs()).alias("_abs"),
     ).sort(["_sig", "_key", "p", "_abs", "feature"], descending=[True, False, False, False, False])
     return keyed.drop([c for c in keyed.columns if c.startswith("_")])
+
+
+def _fold(store: Store, encoder: Encoder, frame: pl.DataFrame, top: int | None) -> pl.DataFrame:
+    """A ranked diff table with ``same_as`` (the concept listed earlier on the same side that
+    this one is alike to, `saeembed.labels.alike`), cut to its first ``top`` groups."""
+    frame = fold_alike(frame, stored_groups(store, encoder))
+    return top_groups(frame, top) if top else frame
 
 
 def _with_private(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
@@ -284,7 +292,7 @@ def _finish(store, encoder, m, moments, size_a, size_b, min_support, alpha, sort
         frame = compare_numeric(moments, size_a, size_b, test=test, groups=groups)
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
     frame = rank(_with_private(frame, columns_for(m)), alpha, sort)
-    return frame.head(top) if top else frame
+    return _fold(store, encoder, frame, top)
 
 
 def compare_numeric(
@@ -565,4 +573,4 @@ def paired_diff(
         )
     frame = frame.join(label_names(store, encoder), on="feature", how="left")
     frame = rank(_with_private(frame, columns_for(m, paired=True)), alpha, sort)
-    return frame.head(top) if top else frame
+    return _fold(store, encoder, frame, top)

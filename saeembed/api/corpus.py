@@ -392,6 +392,7 @@ def diff(
     `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table."""
     from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff
     from saeembed.analysis.examples import add_examples
+    from saeembed.labels.alike import top_groups
 
     if html is not None:
         from saeembed.files import check_output
@@ -463,7 +464,7 @@ def diff(
                 built.write_html(html)
             if report:
                 return built
-        table = table.head(top) if top else table
+        table = top_groups(table, top) if top else table  # alike concepts go with their leader
         if paired:
             return table
         return add_examples(store, chosen, table, [corpus_a], corpora_b, examples)

@@ -45,10 +45,10 @@ def label_features(
 
 def name_concepts(db: str | Path, *, encoder: str | int | None = None, **options):
     """Name the concepts of an encoder in ``db`` from the store's own documents where the names
-    shipped with its SAE do not fit them (`saeembed.labels.local.name_concepts`; ``options``
+    shipped with its SAE do not fit them (`saeembed.labels.naming.name_concepts`; ``options``
     are `LocalConfig` fields). Returns the `NamingReport`, or None for a store too small."""
     from saeembed.labels.local import LocalConfig
-    from saeembed.labels.local import name_concepts as name
+    from saeembed.labels.naming import name_concepts as name
 
     with Store(db, create=False) as store:
         return name(store, store.resolve_encoder(encoder), LocalConfig(**options))

@@ -25,6 +25,7 @@ from saeembed.cli.options import (
     sae_option,
 )
 from saeembed.encode import DEFAULT_MAX_TOKENS
+from saeembed.labels.alike import folded_view
 from saeembed.render import default_format, join_lists, render, scientific
 
 
@@ -251,6 +252,7 @@ def diff_command(
     if fmt in ("table", "csv"):
         table = join_lists(table, {"examples": " | "})
     if fmt == "table":
+        table = folded_view(table)  # concepts alike to one above are counted on its row
         keep = [c for c in TABLE_DIFF_COLUMNS if c in table.columns]
         table = scientific(
             table.select(keep + (["examples"] if "examples" in table.columns else [])), "p", "q"

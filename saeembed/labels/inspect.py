@@ -28,6 +28,7 @@ class FeatureReport:
     shipped_label: str | None  # the SAE's own name, when the store's name replaced it
     shipped_score: float | None  # how well the shipped name finds the peaks on this store
     local_evidence: list[dict]  # what it fires on in this store: {"term", "n"}, most first
+    alike: list[tuple[int, str | None]]  # the concept it is alike to, or those alike to it
     n_docs: int  # documents (of the corpus, if one was chosen) where the feature is active
     n_encoded: int  # documents encoded by the encoder (same scope)
     histogram: pl.DataFrame  # bin_low, bin_high, n_docs
@@ -49,6 +50,7 @@ class FeatureReport:
             "shipped_label": self.shipped_label,
             "shipped_score": self.shipped_score,
             "local_evidence": self.local_evidence,
+            "alike": [{"feature": f, "label": name} for f, name in self.alike],
             "n_docs": self.n_docs,
             "n_encoded": self.n_encoded,
             "density": self.density,
@@ -75,8 +77,20 @@ def feature_report(
     params = {"encoder": encoder.encoder_id, "feature": feature, "corpus": corpus}
     label = store.sql(
         "SELECT label, label_source, label_score, description, shipped_label, shipped_score, "
-        "local_evidence::VARCHAR AS local_evidence FROM features "
+        "local_evidence::VARCHAR AS local_evidence, alike_of FROM features "
         "WHERE encoder_id = $encoder AND feature = $feature",
+        {"encoder": encoder.encoder_id, "feature": feature},
+    )
+    # its group of alike concepts (saeembed.labels.alike): its leader, or those it leads
+    alike = store.sql(
+        """
+        SELECT feature::BIGINT AS feature, label FROM features
+        WHERE encoder_id = $encoder AND (
+            feature = (SELECT alike_of FROM features
+                       WHERE encoder_id = $encoder AND feature = $feature)
+            OR alike_of = $feature)
+        ORDER BY feature
+        """,
         {"encoder": encoder.encoder_id, "feature": feature},
     )
     n_encoded = store.sql(
@@ -116,6 +130,7 @@ def feature_report(
         shipped_label=meta.get("shipped_label"),
         shipped_score=meta.get("shipped_score"),
         local_evidence=json.loads(meta.get("local_evidence") or "[]"),
+        alike=list(alike.iter_rows()),
         n_docs=len(values),
         n_encoded=int(n_encoded),
         histogram=histogram(values, bins),
@@ -173,6 +188,10 @@ def render_report(report: FeatureReport, width: int = 40) -> str:
     if report.local_evidence:
         shown = ", ".join(f"{e['term']} ({e['n']})" for e in report.local_evidence[:6])
         lines.append(f"fires here on: {shown}  (of its strongest peaks in this store)")
+    if report.alike:
+        shown = ", ".join(f"{f} {name or ''}".strip() for f, name in report.alike[:5])
+        more = f" and {len(report.alike) - 5} more" if len(report.alike) > 5 else ""
+        lines.append(f"alike here: {shown}{more}  (fires on the same things; tables fold them)")
     if report.description:
         about = "about the shipped name" if report.label_source == LOCAL_SOURCE else "about"
         lines.append(f"{about}: {report.description}")

@@ -14,7 +14,7 @@ peak, in context:
   ``"(" before a word``, ``"," between words``; a line break as ``a line break``.
 
 A concept's **local evidence** is its descriptors with how many of its peaks each covers; its
-**local name** the two or three that cover most. `name_concepts` writes the local names into the
+**local name** the two or three that cover most. `saeembed.labels.naming` writes the local names into the
 `features` table where the name shipped with the SAE does not fit the store: a shipped name is
 kept when its words find the concept's peaks on this store (`fit`: the balanced accuracy with
 which the name tells the concept's peaks from a fixed sample of other concepts' peaks) at least
@@ -27,10 +27,8 @@ labeller or an import are the user's and are never replaced.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -248,6 +246,7 @@ class Peaks:
     (lower case), and where each concept's peaks are."""
 
     feature: np.ndarray
+    doc_id: np.ndarray
     value: np.ndarray
     descriptor: list[str]
     phrase: list[str | None]
@@ -266,6 +265,7 @@ class Peaks:
         described = [read_peak(*row) for row in rows]
         return Peaks(
             frame["feature"].to_numpy(),
+            frame["doc_id"].to_numpy(),
             frame["value"].to_numpy().astype(np.float64),
             [d for d, _, _ in described],
             [p for _, p, _ in described],
@@ -307,6 +307,25 @@ class Peaks:
             ):
                 found += 1
         return found
+
+    def evidence_vectors(
+        self, groups: dict[int, np.ndarray], min_peaks: int
+    ) -> tuple[dict[int, dict[str, float]], dict[int, tuple[float, float]]]:
+        """Per concept with at least ``min_peaks`` peaks, its evidence for
+        `saeembed.labels.alike.group_alike`: the forms of each word (`word_key`) weighted by the
+        squared activation of their peaks over the concept's strongest; and its strength (number
+        of peaks, strongest activation)."""
+        weights, strength = {}, {}
+        for feature, rows in groups.items():
+            if len(rows) < min_peaks:
+                continue
+            top = max(float(self.value[rows].max()), 1e-12)
+            vector: Counter = Counter()
+            for i in rows:
+                vector[word_key(self.descriptor[i])] += (float(self.value[i]) / top) ** 2
+            weights[feature] = dict(vector)
+            strength[feature] = (float(len(rows)), top)
+        return weights, strength
 
 
 def _follow(right: str) -> str:
@@ -464,116 +483,3 @@ def fit(peaks: Peaks, terms: tuple[str, ...], mine, pool: tuple) -> float:
     hits -= peaks.detects(terms, own)
     fp = min(1.0, max(0, hits) / (len(windows) - len(own)))
     return 0.5 * (tp + 1.0 - fp)
-
-
-# ---- writing the store's names ---------------------------------------------------------------
-
-
-@dataclass
-class NamingReport:
-    n_named: int  # concepts whose shown name is now the local one
-    n_shipped_kept: int  # concepts whose shipped name fits the store
-    n_documents: int
-    seconds: float
-
-    def summary(self) -> str:
-        return (
-            f"named {self.n_named:,} concepts from this store's documents ({self.n_documents:,} "
-            f"read); the shipped name fits {self.n_shipped_kept:,} and is kept "
-            f"({self.seconds:.1f} s)"
-        )
-
-
-def decide_names(
-    store: Store, encoder: Encoder, config: LocalConfig = LocalConfig()
-) -> pl.DataFrame | None:
-    """Which name each concept named by its SAE (or by an earlier run of this) shows on this
-    store (see the module docstring), without writing: ``feature, label, label_source,
-    shipped_label, shipped_source, shipped_score, local_evidence`` (JSON text). None when the
-    store has fewer than ``config.min_docs`` encoded documents or no such concept."""
-    n_docs = store.sql(
-        "SELECT count(*) AS n FROM encoded_documents WHERE encoder_id = ?", [encoder.encoder_id]
-    )["n"][0]
-    if n_docs < config.min_docs:
-        return None
-    current = store.sql(
-        """
-        SELECT feature::BIGINT AS feature, label, label_source, shipped_label, shipped_source
-        FROM features
-        WHERE encoder_id = ? AND (label_source LIKE 'shipped:%' OR label_source = ?)
-        """,
-        [encoder.encoder_id, SOURCE],
-    )
-    if current.height == 0:
-        return None
-    frame = read_peaks(store, encoder, features=current["feature"].to_list(), config=config)
-    peaks = Peaks.read(frame)
-    groups = peaks.groups()
-    shipped = {
-        r["feature"]: (r["shipped_label"] if r["label_source"] == SOURCE else r["label"])
-        for r in current.iter_rows(named=True)
-    }
-    sources = {
-        r["feature"]: (r["shipped_source"] if r["label_source"] == SOURCE else r["label_source"])
-        for r in current.iter_rows(named=True)
-    }
-    # other concepts' peaks: a fixed sample
-    rng = np.random.default_rng(0)
-    sample = rng.choice(len(peaks.feature), size=min(config.negatives, len(peaks.feature)),
-                        replace=False)  # fmt: skip
-    pool = peaks.pool_counts(sample)
-    rows = []
-    for feature, shipped_label in shipped.items():
-        mine = groups.get(feature, np.zeros(0, dtype=np.int64))
-        shipped_score = fit(peaks, label_terms(shipped_label), mine, pool) if len(mine) else None
-        local = name_from(peaks, mine, config)
-        keep = local is None or shipped_score >= SHIPPED_MIN_SCORE
-        if not keep:
-            # the local name is made from half the peaks and scored on the other half, so it
-            # wins only by finding peaks it was not made from
-            made = name_from(peaks, mine[0::2], config)
-            held = fit(peaks, made.terms, mine[1::2], pool) if made else 0.5
-            keep = held <= shipped_score
-        evidence = None if local is None else json.dumps(
-            [{"term": t, "n": n} for t, n in local.evidence], ensure_ascii=False
-        )  # fmt: skip
-        shown = (shipped_label, sources[feature]) if keep else (local.name, SOURCE)
-        rows.append((feature, *shown, shipped_label, sources[feature], shipped_score, evidence))
-    return pl.DataFrame(
-        rows,
-        schema={"feature": pl.Int64, "label": pl.String, "label_source": pl.String,
-                "shipped_label": pl.String, "shipped_source": pl.String,
-                "shipped_score": pl.Float64, "local_evidence": pl.String},
-        orient="row",
-    )  # fmt: skip
-
-
-def name_concepts(
-    store: Store, encoder: Encoder, config: LocalConfig = LocalConfig()
-) -> NamingReport | None:
-    """Write `decide_names` into the `features` table, in one transaction. None when the store
-    has fewer than ``config.min_docs`` encoded documents, or nothing was named by its SAE."""
-    started = time.perf_counter()
-    table = decide_names(store, encoder, config)
-    if table is None:
-        return None
-    with store.transaction(local_names=table.to_arrow()) as con:
-        con.execute(
-            """
-            UPDATE features f SET label = n.label, label_source = n.label_source,
-                shipped_label = n.shipped_label, shipped_source = n.shipped_source,
-                shipped_score = n.shipped_score, local_evidence = n.local_evidence::JSON,
-                named_at = current_timestamp
-            FROM local_names n
-            WHERE f.encoder_id = ? AND f.feature = n.feature
-            """,
-            [encoder.encoder_id],
-        )
-        n_docs = con.execute(
-            "SELECT count(*) FROM encoded_documents WHERE encoder_id = ?", [encoder.encoder_id]
-        ).fetchall()[0][0]
-    named = int(table.filter(pl.col("label_source") == SOURCE).height)
-    report = NamingReport(named, table.height - named, int(min(n_docs, config.max_docs)),
-                          time.perf_counter() - started)  # fmt: skip
-    log.info("encoder %s: %s", encoder.name, report.summary())
-    return report

@@ -89,6 +89,22 @@ def label_fields(labels: dict, sources: dict, feature: int) -> dict:
     }
 
 
+def alike_rows(table: pl.DataFrame) -> tuple[list[int], dict[int, list[int]]]:
+    """The positions of the rows that lead their group of alike concepts (``same_as`` null; every
+    row when the table has no such column), and each leader's folded concepts."""
+    if "same_as" not in table.columns:
+        return list(range(table.height)), {}
+    alike: dict[int, list[int]] = {}
+    leaders = []
+    for i, (f, lead) in enumerate(zip(table["feature"].to_list(), table["same_as"].to_list(),
+                                      strict=True)):  # fmt: skip
+        if lead is None:
+            leaders.append(i)
+        else:
+            alike.setdefault(int(lead), []).append(int(f))
+    return leaders, alike
+
+
 def diff_command(settings: dict, html_path: str = "report.html") -> str:
     """The `saeembed diff` command line that makes this report."""
     words = ["saeembed", "diff", settings["a"], *settings["b"]]
@@ -137,7 +153,9 @@ def build_diff_report(
     scope = evidence.scope_table(sides["doc_id"].to_numpy(), sides["side"].to_numpy())
     sizes = [int((sides["side"] == s).sum()) for s in (0, 1)]
     labels, sources = report_labels(store, encoder)
-    chosen = table.head(panels)["feature"].to_list()
+    # concepts alike to one listed above them are counted on its row (saeembed.labels.alike)
+    leaders, alike = alike_rows(table)
+    chosen = [int(table["feature"][i]) for i in leaders[:panels]]
     rows = evidence.activation_rows(store, encoder, chosen, scope)
     cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
     if scorer == "auto":
@@ -145,7 +163,7 @@ def build_diff_report(
     builder = evidence.ExampleBuilder(store, scorer, progress=progress)
     settings = {**settings, "a": " + ".join(corpora_a), "b": corpora_b, "panels": panels}
     db = settings.get("db")
-    records = {r["feature"]: r for r in table.head(panels).to_dicts()}
+    records = {r["feature"]: r for r in table.filter(pl.col("feature").is_in(chosen)).to_dicts()}
     details = []
     for feature in chosen:
         mine = rows.filter(pl.col("feature") == feature)
@@ -154,6 +172,7 @@ def build_diff_report(
         details.append(
             {
                 **label_fields(labels, sources, feature),
+                "alike": alike.get(int(feature), []),
                 "row": {k: v for k, v in records[feature].items() if not isinstance(v, list)},
                 "hist": evidence.histogram(values, sizes),
                 "top": [[builder.add(feature, r) for r in side] for side in top],
@@ -198,7 +217,9 @@ def build_diff_report(
             "command": diff_command(settings),
         },
         "table": table_columns(table.select([c for c in table.columns if c != "examples"])),
-        "forest": min(FOREST_ROWS, table.height),
+        "forest": min(FOREST_ROWS, len(leaders)),
+        "forest_rows": leaders[:FOREST_ROWS],
+        "alike": {str(f): ids for f, ids in alike.items()},
         "panels": details,
     }
     title = f"saeembed diff: {settings['a']} vs {' + '.join(corpora_b)}"

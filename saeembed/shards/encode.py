@@ -223,7 +223,7 @@ def encode_to_shards(
                 report.worker_seconds += result.seconds
                 bar.update(result.files["documents"].rows)
         store.refresh_shards()
-        from saeembed.labels.local import name_concepts
+        from saeembed.labels.naming import name_concepts
 
         report.naming = name_concepts(store, encoder)  # new documents: the names may change
     return n_new, report

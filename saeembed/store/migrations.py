@@ -337,5 +337,12 @@ def _local_names(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(12, "concepts alike")
+def _alike(con: duckdb.DuckDBPyConnection) -> None:
+    # A concept that fires on the same things in this store as a better-evidenced one names it
+    # (saeembed.labels.alike); tables fold it into that one.
+    con.execute("ALTER TABLE features ADD COLUMN IF NOT EXISTS alike_of INTEGER")
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

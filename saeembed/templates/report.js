@@ -223,12 +223,19 @@
     }
     return ul;
   }
+  function alikeNote(ids) {
+    // concepts that fire on the same things as this one, folded into its row
+    if (!ids || !ids.length) return "";
+    const shown = ids.slice(0, 3).join(", ");
+    return `  [+${shown}${ids.length > 3 ? ` and ${ids.length - 3} more` : ""} alike]`;
+  }
   function labelLine(p) {
     const bits = [];
     if (p.label_score !== null && p.label_score !== undefined) bits.push("label score " + num(p.label_score));
     bits.push("source " + (p.label_source === "local" ? "named from this store's documents" : (p.label_source || "none")));
     if (p.shipped_label) bits.push("shipped name: " + p.shipped_label);
     if (p.evidence && p.evidence.length) bits.push("fires here on: " + p.evidence.map((e) => `${e[0]} (${e[1]})`).join(", "));
+    if (p.alike && p.alike.length) bits.push("alike (counted here): " + p.alike.map((f) => "#" + f).join(", "));
     return el("div", { class: "note label-meta", text: bits.join(" · ") });
   }
   function commands(list) {
@@ -261,7 +268,8 @@
     const panelSet = new Set(D.panels.map((p) => p.feature));
     const href = (f) => (panelSet.has(f) ? "#f" + f : null);
     const rows = [];
-    for (let i = 0; i < D.forest; i++) rows.push({ label: `#${t.feature[i]} ${t.label[i] || "(unlabelled)"}`, est: t.diff[i], lo: t.ci_low[i], hi: t.ci_high[i], side: t.diff[i] >= 0 ? 0 : 1, href: href(t.feature[i]) });
+    const forestRows = D.forest_rows || [...Array(D.forest).keys()];
+    for (const i of forestRows) rows.push({ label: `#${t.feature[i]} ${t.label[i] || "(unlabelled)"}${alikeNote(D.alike && D.alike[t.feature[i]])}`, est: t.diff[i], lo: t.ci_low[i], hi: t.ci_high[i], side: t.diff[i] >= 0 ? 0 : 1, href: href(t.feature[i]) });
     const effect = m.paired ? "paired difference" : t.freq_a ? "difference in share of documents" : "difference";
     root.append(el("h2", { text: `Top ${D.forest} concepts: ${effect} with its 95% interval` }), forest(rows, names, { axis: "0" }));
     // table
