@@ -35,6 +35,7 @@ from tests.fakes import ENCODER_FIELDS, write_constructed
         ("", ">", " quoted", '">" opening a line', None),
         ("the film was bad", ".", " Then", '"." ending a sentence', None),
         ("so self", "-", "destructive", '"-" inside words', None),
+        ('he said "Hi', '"', " and", "'\"' between words", None),  # never """"
         ("call f", "(", "x)", '"(" between words', None),
         ("On 2 Jul 200", "2", " at", "last digit of a year", None),
         ("in ", "1999", " we", "a year", None),
@@ -58,6 +59,9 @@ def test_label_terms_read_plain_and_shape_labels():
     assert label_terms("acetone / the / ride the") == ("acetone", "the", "ride the")
     assert label_terms("capitalised words (pygments / license ...)") == ("pygments", "license")
     assert label_terms(None) == ()
+    # a described symbol is a descriptor, read whole; a quoted token loses its quotes
+    assert label_terms('"." ending a sentence / thrown') == ('"." ending a sentence', "thrown")
+    assert label_terms('punctuation ("." / good ...)') == (".", "good")
 
 
 def _peaks(rows):

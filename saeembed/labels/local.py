@@ -218,7 +218,7 @@ def _number(whole: str, core: str) -> str:
 
 
 def _symbol(before: str, sym: str, after: str) -> str:
-    shown = f'"{sym}"'
+    shown = f"'{sym}'" if '"' in sym else f'"{sym}"'  # a double quote reads '"' 
     line_start = before == "" or before.endswith("\n") or before.rstrip(" \t").endswith("\n")
     if line_start:
         return f"{shown} opening a line"
@@ -454,14 +454,21 @@ def label_terms(label: str | None) -> tuple[str, ...]:
         return ()
     inner = re.search(r"\((.*?)(?: \.\.\.)?\)$", label)
     body = inner.group(1) if inner else label
-    return tuple(t.strip().strip('"').lower() for t in body.split(" / ") if t.strip().strip('"'))
+    terms = []
+    for part in body.split(" / "):
+        term = part.strip()
+        if re.fullmatch(r'"[^"]+"', term):  # a quoted token ("⏎"); a described symbol keeps its
+            term = term[1:-1]  # quotes ('"." ending a sentence' is what a peak's descriptor is)
+        if term:
+            terms.append(term.lower())
+    return tuple(terms)
 
 
 def _split_terms(terms: tuple[str, ...]) -> tuple[set[str], list[str]]:
     """A name's terms as `Peaks.detects` reads them: those a peak's descriptor, phrase or piece
     equals (a word, a described symbol or number), and those of several words its context must
     hold."""
-    exact = {t for t in terms if " " not in t or t.startswith('"')}
+    exact = {t for t in terms if " " not in t or t.startswith(('"', "'"))}
     return exact, [t for t in terms if t not in exact]
 
 
