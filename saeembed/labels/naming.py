@@ -45,8 +45,8 @@ class NamingReport:
     def summary(self) -> str:
         return (
             f"named {self.n_named:,} concepts from this store's documents ({self.n_documents:,} "
-            f"read); the shipped name fits {self.n_shipped_kept:,} and is kept "
-            f"; {self.n_alike:,} are alike to another ({self.seconds:.1f} s)"
+            f"read); the shipped name fits {self.n_shipped_kept:,} and is kept; "
+            f"{self.n_alike:,} are alike to another ({self.seconds:.1f} s)"
         )
 
 
