@@ -204,6 +204,18 @@ def _side_table(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b:
     return sides.to_arrow(), size_a, size_b
 
 
+def side_doc_ids(
+    store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The encoded documents of side A and of side B (a document of both is on both)."""
+    sides, _, _ = _side_table(store, encoder, corpora_a, corpora_b)
+    frame = pl.from_arrow(sides)
+    return (
+        frame.filter(pl.col("is_a"))["doc_id"].to_numpy(),
+        frame.filter(~pl.col("is_a"))["doc_id"].to_numpy(),
+    )
+
+
 def diff_corpora(
     store: Store,
     corpora_a: list[str],

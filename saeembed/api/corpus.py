@@ -380,6 +380,9 @@ def diff(
     html: str | Path | None = None,
     panels: int = DEFAULT_PANELS,
     report: bool = False,
+    by: str = "concepts",
+    themes: int = 12,
+    seed: int = 0,
 ):
     """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
     rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
@@ -389,8 +392,11 @@ def diff(
     A dict passed as ``summary`` receives the counts behind the table (concepts tested,
     significant, the sides and the encoder). ``html``: also write the report page there (every
     tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
-    `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table."""
-    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff
+    `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table.
+    ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
+    (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
+    other; `THEME_COLUMNS`); the report shows the themes above the concepts either way."""
+    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff, side_doc_ids
     from saeembed.analysis.examples import add_examples
     from saeembed.labels.alike import top_groups
 
@@ -403,6 +409,12 @@ def diff(
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     if paired and len(sides_b) != 1:
         raise SaeembedError("paired mode compares exactly two corpora; give one B")
+    if by not in ("concepts", "themes"):
+        raise InputError(f"unknown --by {by!r}; use concepts or themes")
+    if by == "themes" and paired:
+        raise InputError("--by themes compares two samples; it does not take --paired")
+    if by == "themes" and themes < 2:
+        raise InputError(f"--themes must be at least 2, got {themes}")
     options = dict(
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
     )
@@ -431,6 +443,34 @@ def diff(
             corpora_b.append(name)
             used = used or enc
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
+        found = None
+        if by == "themes" or ((html is not None or report) and not paired):
+            from saeembed.analysis.themes import diff_themes
+
+            ids_a, ids_b = side_doc_ids(store, chosen, [corpus_a], corpora_b)
+            if min(len(ids_a), len(ids_b)) >= 4:
+                found = diff_themes(store, ids_a, ids_b, encoder=chosen, k=themes, seed=seed)
+            elif by == "themes":
+                raise InputError(
+                    f"themes need at least 4 documents per side (A has {len(ids_a)}, B "
+                    f"{len(ids_b)})"
+                )
+        if by == "themes":
+            if summary is not None:
+                summary.update(
+                    by="themes", tested=found.table.height,
+                    significant=found.table.filter(pl.col("q") < alpha).height, a=corpus_a,
+                    b=corpora_b, encoder=chosen.name, method=found.method,
+                )  # fmt: skip
+            if html is not None or report:
+                from saeembed.reports import build_themes_report
+
+                built = build_themes_report(found, corpus_a, corpora_b, chosen, alpha=alpha)
+                if html is not None:
+                    built.write_html(html)
+                if report:
+                    return built
+            return found.table.head(top) if top else found.table
         if paired:
             table = paired_diff(
                 store, corpus_a, corpora_b[0], encoder=chosen, measure=measure, pair_on=pair_on,
@@ -459,7 +499,7 @@ def diff(
                             test=None if paired else check_test(get_measure(measure), test))  # fmt: skip
             built = build_diff_report(store, chosen, table, corpora_a=[corpus_a],
                                       corpora_b=corpora_b, settings=settings, panels=panels,
-                                      progress=progress)  # fmt: skip
+                                      progress=progress, themes=found)  # fmt: skip
             if html is not None:
                 built.write_html(html)
             if report:

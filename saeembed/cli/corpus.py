@@ -214,12 +214,35 @@ TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mea
     show_default=True,
     help="Concepts shown up close in the --html report.",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["concepts", "themes"]),
+    default="concepts",
+    show_default=True,
+    help="What to compare: each concept, or themes (kinds of documents, found on a random half "
+    "of each side and tested on the other; docs/diff.md#themes).",
+)
+@click.option(
+    "--themes",
+    "n_themes",
+    type=click.IntRange(min=2),
+    default=default_of(api.diff, "themes"),
+    show_default=True,
+    help="Number of themes (--by themes, and the report's themes section).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=default_of(api.diff, "seed"),
+    show_default=True,
+    help="Seed of the themes' split and fit.",
+)
 @format_option
 @click.pass_context
 @domain_errors
 def diff_command(
     ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
-    pair_on, model, sae, max_tokens, chat, html, panels, fmt,
+    pair_on, model, sae, max_tokens, chat, html, panels, by, n_themes, seed, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
 
@@ -236,10 +259,20 @@ def diff_command(
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
-        summary=summary, html=html, panels=panels,
+        summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed,
     )  # fmt: skip
     if html is not None:
         click.echo(f"report: {html}", err=True)
+    if by == "themes":
+        if not ctx.obj["quiet"]:
+            click.echo(
+                f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+                f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
+                f"differ at q < {alpha}",
+                err=True,
+            )
+        render(theme_view(table, fmt or default_format()), fmt or default_format())
+        return
     if not ctx.obj["quiet"]:
         click.echo(
             f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
@@ -258,6 +291,36 @@ def diff_command(
             table.select(keep + (["examples"] if "examples" in table.columns else [])), "p", "q"
         )
     render(table, fmt)
+
+
+def theme_view(table, fmt: str):
+    """The themes table as ``fmt`` shows it: on a terminal the main columns, the concepts by
+    name and one example per side; in CSV the lists joined; JSON keeps everything."""
+    import polars as pl
+
+    if fmt not in ("table", "csv"):
+        return table
+    concepts = pl.col("concepts").list.eval(
+        pl.concat_str([pl.lit("#"), pl.element().struct.field("feature").cast(pl.String),
+                       pl.lit(" "), pl.element().struct.field("label").fill_null("")])
+    ).list.join(" · ")  # fmt: skip
+    examples = pl.col("examples").list.eval(
+        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
+                       pl.element().struct.field("text")])
+    ).list.join(" | ")  # fmt: skip
+    if fmt == "csv":
+        return table.with_columns(
+            concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
+        )
+    first = pl.col("examples").list.eval(
+        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
+                       pl.element().struct.field("text").str.slice(0, 90)])
+    ).list.gather_every(2).list.join("\n")  # fmt: skip
+    return scientific(
+        table.select("theme", "name", "size", "n_a", "n_b", "share_a", "share_b", "diff",
+                     "ci_low", "ci_high", "p", "q", first.alias("examples")),
+        "p", "q",
+    )  # fmt: skip
 
 
 COMMANDS = [encode, diff_command]

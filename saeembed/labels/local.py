@@ -218,7 +218,7 @@ def _number(whole: str, core: str) -> str:
 
 
 def _symbol(before: str, sym: str, after: str) -> str:
-    shown = f"'{sym}'" if '"' in sym else f'"{sym}"'  # a double quote reads '"' 
+    shown = f"'{sym}'" if '"' in sym else f'"{sym}"'  # a double quote reads '"'
     line_start = before == "" or before.endswith("\n") or before.rstrip(" \t").endswith("\n")
     if line_start:
         return f"{shown} opening a line"

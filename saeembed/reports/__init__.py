@@ -3,13 +3,14 @@ is one self-contained page (inline CSS and script, data as escaped JSON; `page`)
 store (`evidence`), with the shown documents' tokens shaded by the concept's activation
 (`tokens`)."""
 
-from saeembed.reports.diff_report import DiffReport, build_diff_report
+from saeembed.reports.diff_report import DiffReport, build_diff_report, build_themes_report
 from saeembed.reports.feature_pages import write_feature_page, write_feature_pages
 from saeembed.reports.prefs_report import write_prefs_report
 
 __all__ = [
     "DiffReport",
     "build_diff_report",
+    "build_themes_report",
     "write_feature_page",
     "write_feature_pages",
     "write_prefs_report",

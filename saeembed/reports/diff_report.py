@@ -134,6 +134,7 @@ def build_diff_report(
     examples: int = TOP_EXAMPLES,
     scorer="auto",
     progress: bool = True,
+    themes=None,
 ) -> DiffReport:
     """The report of diff ``table`` (ranked, every tested concept) of ``corpora_a`` against
     ``corpora_b``. ``settings``: measure, test, sort, alpha, paired, db, min_support (as given to
@@ -222,5 +223,39 @@ def build_diff_report(
         "alike": {str(f): ids for f, ids in alike.items()},
         "panels": details,
     }
+    if themes is not None:  # kinds of documents, above the concepts (saeembed.analysis.themes)
+        payload["themes"] = themes_payload(themes)
     title = f"saeembed diff: {settings['a']} vs {' + '.join(corpora_b)}"
     return DiffReport(table, payload, title)
+
+
+def themes_payload(themes) -> dict:
+    """A `saeembed.analysis.themes.Themes` as the page shows it (members left out: they can be
+    millions)."""
+    rows = themes.table.drop("doc_ids").to_dicts()
+    for r in rows:
+        for key in ("share_a", "share_b", "diff", "ci_low", "ci_high", "p", "q"):
+            r[key] = None if r[key] is None else float(f"{r[key]:.4g}")
+    return {"method": themes.method, "rows": rows}
+
+
+def build_themes_report(themes, corpus_a: str, corpora_b: list[str], encoder: Encoder,
+                        alpha: float = 0.05) -> DiffReport:  # fmt: skip
+    """The report of `saeembed diff --by themes`: the themes, their tests, concepts and
+    examples."""
+    sides = [corpus_a, " + ".join(corpora_b)]
+    command = shlex.join(["saeembed", "diff", corpus_a, *corpora_b, "--by", "themes",
+                          "--themes", str(themes.config.k), "--seed", str(themes.config.seed)])  # fmt: skip
+    payload = {
+        "kind": "themes",
+        "meta": {
+            "sides": sides,
+            "sizes": [int(themes.n_sides[0]), int(themes.n_sides[1])],
+            "encoder": encoder.name,
+            "alpha": alpha,
+            "significant": int((themes.table["q"] < alpha).sum()),
+            "command": command,
+        },
+        "themes": themes_payload(themes),
+    }
+    return DiffReport(themes.table, payload, f"saeembed diff themes: {sides[0]} vs {sides[1]}")

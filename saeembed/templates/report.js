@@ -248,6 +248,41 @@
   }
   const scaleOf = (h) => h.edges[h.edges.length - 1] || 1;
 
+  // ---- themes: kinds of documents ----------------------------------------------------------------
+  function themesSection(th, names, alpha) {
+    // th: {method, rows: [{theme, name, size, n_a, n_b, share_a, share_b, diff, ci_low, ci_high, p, q, concepts, examples}]}
+    const box = el("section", { id: "themes" });
+    box.append(el("h2", { text: `Kinds of documents: ${th.rows.length} themes` }),
+      el("p", { class: "note", text: th.method + ". A theme is a group of documents alike in their concepts; share = its members among the test documents of each side." }));
+    const rows = th.rows.map((r) => ({ label: `${r.theme}: ${r.name}`, est: r.diff, lo: r.ci_low, hi: r.ci_high, side: r.diff >= 0 ? 0 : 1, href: "#theme-" + r.theme }));
+    box.append(forest(rows, names, { axis: "0" }));
+    for (const r of th.rows) {
+      const sig = r.q < alpha;
+      const head = el("h3", { id: "theme-" + r.theme, text: `Theme ${r.theme}: ${r.name}` });
+      const facts = el("p", { class: "facts" },
+        el("span", {}, el("span", { class: "side-a", text: names[0] }), ` ${pct(r.share_a)} (${r.n_a.toLocaleString("en")})`),
+        el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${pct(r.share_b)} (${r.n_b.toLocaleString("en")})`),
+        el("span", { text: `difference ${num(r.diff)} [${num(r.ci_low)}, ${num(r.ci_high)}] · p ${num(r.p, "p")} · q ${num(r.q, "q")}${sig ? " · differs" : ""}` }),
+        el("span", { text: `${r.size.toLocaleString("en")} documents in all` }));
+      const concepts = el("p", { class: "note", text: "distinctive concepts: " + r.concepts.map((c) => `#${c.feature} ${c.label || "(unlabelled)"}`).join(" · ") });
+      const ex = el("div", { class: "examples" });
+      for (const e of r.examples) ex.append(el("p", { class: "doc" }, el("span", { class: e.side === "A" ? "side-a" : "side-b", text: (e.side === "A" ? names[0] : names[1]) + " " }), e.text));
+      box.append(el("div", { class: "panel theme" + (sig ? " sig" : "") }, head, facts, concepts, ex));
+    }
+    return box;
+  }
+  function renderThemes() {
+    const m = D.meta, names = m.sides;
+    root.append(el("h1", { text: `${names[0]} vs ${names[1]}: kinds of documents` }),
+      el("div", { class: "facts" },
+        el("span", {}, el("span", { class: "side-a", text: names[0] }), ` ${m.sizes[0].toLocaleString("en")} documents`),
+        el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${m.sizes[1].toLocaleString("en")} documents`),
+        el("span", {}, "encoder ", el("b", { text: m.encoder }))),
+      el("p", { id: "headline" }, el("b", { text: String(m.significant) }), ` of ${D.themes.rows.length} themes differ at q < ${m.alpha}.`),
+      themesSection(D.themes, names, m.alpha),
+      el("h2", { text: "Reproduce" }), el("pre", { class: "cmd", text: m.command }));
+  }
+
   // ---- diff ----------------------------------------------------------------------------------------
   function renderDiff() {
     const m = D.meta, t = D.table, names = m.sides;
@@ -265,6 +300,7 @@
       el("p", { id: "headline" }, el("b", { text: m.tested.toLocaleString("en") }), " concepts tested; ",
         el("b", { text: m.significant.toLocaleString("en") }), ` differ at q < ${m.alpha} (Benjamini-Hochberg).`),
       el("p", { class: "note", text: shadingNote(m.shading) }));
+    if (D.themes) root.append(themesSection(D.themes, names, m.alpha));
     const panelSet = new Set(D.panels.map((p) => p.feature));
     const href = (f) => (panelSet.has(f) ? "#f" + f : null);
     const rows = [];
@@ -436,7 +472,7 @@
   }
 
   root.replaceChildren();
-  ({ diff: renderDiff, feature: renderFeature, index: renderIndex, prefs: renderPrefs })[D.kind]();
+  ({ diff: renderDiff, themes: renderThemes, feature: renderFeature, index: renderIndex, prefs: renderPrefs })[D.kind]();
   document.body.dataset.readyMs = performance.now().toFixed(1);
   document.body.dataset.ready = "1";
   if (location.hash.length > 1) { const target = document.getElementById(location.hash.slice(1)); if (target) target.scrollIntoView(); }

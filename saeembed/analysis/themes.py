@@ -1,0 +1,342 @@
+"""Themes: which kinds of documents one side of a diff has more of than the other.
+
+A per-concept diff misses a difference carried by a kind of document whose concepts are each
+weak (a tenth of side A is religious writing: no single concept passes the correction over
+thousands), and drowns a large difference in thousands of token-level rows. A theme is a group
+of documents alike in their concepts; the diff of themes tests each theme's share of side A
+against its share of side B.
+
+Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
+
+1. **Split.** The documents of each side are split at random (``seed``) into a *discovery* half
+   and a *test* half. Themes are found on the discovery half only and tested on the test half
+   only, so a theme cut to fit the discovery documents' sides cannot make its own test
+   significant: two random halves of one corpus give no significant theme beyond the test's
+   error rate.
+2. **Fit** (on at most ``fit_docs`` discovery documents): each document is the set of concepts
+   it carries strongly (`saeembed.analysis.measures`, ``measure``), weighted by idf (a concept
+   in every document says nothing about kinds) and by how differently the two sides use the
+   concept in the discovery half (``1 + |z|`` of the two-proportion z statistic, capped at
+   `MAX_BOOST`), so that the groups form along what differs; L2-normalised, reduced by
+   TruncatedSVD and clustered by k-means (``k`` themes).
+3. **Assign** every document (both halves) to the nearest theme centre by cosine, reading the
+   concept matrix in chunks of ``chunk_docs`` documents: memory is bounded by the chunk, not the
+   store. A document with no strong concept gets no theme (-1).
+4. **Test** each theme on the test half: its members among the test documents of A and of B
+   (`n_a`, `n_b`), their shares, the difference with a Newcombe 95% interval, p (Fisher's exact
+   test for small counts, else the z-test) and a Benjamini-Hochberg q over the themes
+   (`saeembed.analysis.diff.compare_counts`).
+5. **Describe** each theme by its most distinctive concepts (the theme against the other
+   discovery documents, `saeembed.analysis.cluster.describe_clusters`; concepts alike to one
+   already listed are skipped), a name from the first three, and the documents of each side
+   nearest its centre.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.preprocessing import normalize
+
+from saeembed.analysis.cluster import describe_clusters
+from saeembed.analysis.diff import compare_counts
+from saeembed.analysis.matrix import load_matrix
+from saeembed.errors import InputError
+from saeembed.labels.alike import stored_groups
+from saeembed.labels.table import label_names
+from saeembed.store import Encoder, Store
+
+log = logging.getLogger(__name__)
+
+MAX_BOOST = 4.0  # the most a concept's weight is raised for differing between the sides
+THEME_COLUMNS = [
+    "theme",
+    "name",
+    "size",
+    "n_a",
+    "n_b",
+    "test_a",
+    "test_b",
+    "share_a",
+    "share_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p",
+    "q",
+    "concepts",
+    "examples",
+    "doc_ids",
+]
+
+
+@dataclass(frozen=True)
+class ThemeConfig:
+    """How themes are found: ``k`` themes; ``measure`` (a binary one) makes the document vectors;
+    at most ``fit_docs`` discovery documents fit them; ``svd`` components; documents read
+    ``chunk_docs`` at a time; ``top_concepts`` describe a theme and ``n_examples`` per side
+    show it; ``seed`` fixes the split and the fit."""
+
+    k: int = 12
+    measure: str = "strong"
+    fit_docs: int = 20_000
+    svd: int = 64
+    chunk_docs: int = 50_000
+    top_concepts: int = 5
+    n_examples: int = 2
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.k < 2:
+            raise InputError(f"--themes must be at least 2, got {self.k}")
+        if self.fit_docs < self.k or self.chunk_docs < 1 or self.svd < 2:
+            raise InputError(
+                "fit_docs must be at least k, chunk_docs at least 1 and svd at least 2"
+            )
+
+
+@dataclass
+class Themes:
+    """The diff of themes: ``table`` (`THEME_COLUMNS`, one row per theme, most significant
+    first) and how it was made."""
+
+    table: pl.DataFrame
+    method: str  # one sentence: how themes were found and tested (for the output)
+    n_discovery: int
+    n_test: tuple[int, int]  # test documents of A and of B
+    n_unassigned: int  # documents with no strong concept
+    n_sides: tuple[int, int]  # documents of A and of B
+    config: ThemeConfig = field(default_factory=ThemeConfig)
+
+
+@dataclass
+class _Model:
+    """What assigns a document to a theme: concept weights, the SVD and the theme centres."""
+
+    weights: np.ndarray  # [d_sae]
+    svd: TruncatedSVD | None
+    centres: np.ndarray  # [k, dims], unit rows
+
+    def embed(self, values: sp.spmatrix) -> np.ndarray:
+        x = sp.csr_matrix(values > 0, dtype=np.float64) @ sp.diags(self.weights)
+        x = normalize(x, norm="l2")
+        dense = self.svd.transform(x) if self.svd is not None else x.toarray()
+        return normalize(dense, norm="l2")
+
+    def assign(self, values: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's theme (-1 for a row with no concept) and its cosine to that centre."""
+        rows = self.embed(values)
+        sims = rows @ self.centres.T
+        theme = sims.argmax(axis=1)
+        best = sims[np.arange(len(theme)), theme]
+        empty = np.asarray((values > 0).sum(axis=1)).ravel() == 0
+        theme[empty] = -1
+        best[empty] = 0.0
+        return theme.astype(np.int64), best
+
+
+def split_halves(docs_a: np.ndarray, docs_b: np.ndarray, seed: int) -> np.ndarray:
+    """The discovery documents: a random half (rounded down) of each side."""
+    rng = np.random.default_rng(seed)
+    halves = [rng.permutation(d)[: len(d) // 2] for d in (docs_a, docs_b)]
+    return np.sort(np.concatenate(halves))
+
+
+def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[_Model, np.ndarray]:
+    """The theme model fitted on the discovery sample, and the sample's themes."""
+    present = sp.csr_matrix(values > 0, dtype=np.float64)
+    n = present.shape[0]
+    df = np.bincount(present.indices, minlength=present.shape[1])
+    idf = np.log((1 + n) / (1 + df)) + 1
+    # how differently the sides use each concept, in the discovery half only
+    n_a = np.asarray(present[is_a].sum(axis=0)).ravel()
+    n_b = df - n_a
+    size_a, size_b = int(is_a.sum()), int((~is_a).sum())
+    pooled = (n_a + n_b) / max(n, 1)
+    se = np.sqrt(
+        np.maximum(pooled * (1 - pooled), 1e-12) * (1 / max(size_a, 1) + 1 / max(size_b, 1))
+    )
+    z = np.abs(n_a / max(size_a, 1) - n_b / max(size_b, 1)) / se
+    boost = np.minimum(1.0 + np.where(df > 0, z, 0.0), MAX_BOOST)
+    weights = np.where(df > 0, idf * boost, 0.0)
+    x = normalize(present @ sp.diags(weights), norm="l2")
+    nonempty = np.asarray(present.sum(axis=1)).ravel() > 0
+    dims = min(config.svd, x.shape[1] - 1, max(int(nonempty.sum()) - 1, 1))
+    svd = None
+    if dims >= 2:
+        svd = TruncatedSVD(n_components=dims, random_state=config.seed).fit(x[nonempty])
+        dense = normalize(svd.transform(x), norm="l2")
+    else:
+        dense = normalize(x.toarray(), norm="l2")
+    k = min(config.k, int(nonempty.sum()))
+    if k < 2:
+        raise InputError(
+            f"{int(nonempty.sum())} discovery documents carry a concept; themes need more "
+            "documents (or another --measure)"
+        )
+    kmeans = KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit(dense[nonempty])
+    labels = np.full(n, -1, dtype=np.int64)
+    labels[nonempty] = kmeans.labels_
+    centres = normalize(kmeans.cluster_centers_, norm="l2")
+    return _Model(weights, svd, centres), labels
+
+
+def diff_themes(
+    store: Store,
+    docs_a,
+    docs_b,
+    *,
+    encoder: Encoder | str | int | None = None,
+    config: ThemeConfig | None = None,
+    progress: bool = True,
+    **options,
+) -> Themes:
+    """The diff of themes between the documents ``docs_a`` and ``docs_b`` (ids; a document on
+    both sides is left out) of ``encoder``; see the module docstring. ``options`` override
+    fields of ``config`` (``k=8``, ``seed=3``)."""
+    config = config or ThemeConfig()
+    if options:
+        config = ThemeConfig(**{**config.__dict__, **options})
+    config.check()
+    if not isinstance(encoder, Encoder):
+        encoder = store.resolve_encoder(encoder)
+    a = np.unique(np.asarray(docs_a, dtype=np.int64))
+    b = np.unique(np.asarray(docs_b, dtype=np.int64))
+    both = np.intersect1d(a, b)
+    if len(both):
+        log.warning("%d documents are on both sides; themes leave them out", len(both))
+        a, b = np.setdiff1d(a, both), np.setdiff1d(b, both)
+    if len(a) < 4 or len(b) < 4:
+        raise InputError(f"themes need at least 4 documents per side (A has {len(a)}, B {len(b)})")
+    discovery = split_halves(a, b, config.seed)
+    rng = np.random.default_rng(config.seed)
+    sample = discovery
+    if len(sample) > config.fit_docs:
+        sample = np.sort(rng.choice(sample, config.fit_docs, replace=False))
+    fitted = load_matrix(store, encoder, doc_ids=sample, measure=config.measure)
+    if not fitted.measure.binary:
+        raise InputError(f"themes need a binary measure (strong, presence), not {config.measure}")
+    sample_is_a = np.isin(fitted.doc_ids, a)
+    values = fitted.values.tocsr()
+    model, sample_labels = _fit(values, sample_is_a, config)
+    k = len(model.centres)
+
+    # every document of both sides, a chunk at a time
+    everyone = np.concatenate([a, b])
+    everyone.sort()
+    themes = np.full(len(everyone), -1, dtype=np.int64)
+    closeness = np.zeros(len(everyone))
+    for start in range(0, len(everyone), config.chunk_docs):
+        chunk = everyone[start : start + config.chunk_docs]
+        m = load_matrix(store, encoder, doc_ids=chunk, measure=config.measure)
+        where = np.searchsorted(everyone, m.doc_ids)
+        themes[where], closeness[where] = model.assign(m.values.tocsr())
+        # documents the encoder has not encoded keep -1
+    is_a = np.isin(everyone, a)
+    in_test = ~np.isin(everyone, discovery)
+    test_a, test_b = int((in_test & is_a).sum()), int((in_test & ~is_a).sum())
+    ids = np.arange(k)
+    n_a = np.array([(in_test & is_a & (themes == t)).sum() for t in ids])
+    n_b = np.array([(in_test & ~is_a & (themes == t)).sum() for t in ids])
+    stats = compare_counts(ids, n_a, n_b, test_a, test_b)
+
+    described = _describe(store, encoder, values, sample_labels, k, config)
+    examples = _examples(store, everyone, is_a, themes, closeness, k, config.n_examples)
+    members = [everyone[themes == t].tolist() for t in ids]
+    table = pl.DataFrame(
+        {
+            "theme": ids.astype(np.int64),
+            "name": [described[t][0] for t in ids],
+            "size": np.array([len(m) for m in members], dtype=np.int64),
+            "n_a": n_a.astype(np.int64),
+            "n_b": n_b.astype(np.int64),
+            "test_a": np.full(k, test_a, dtype=np.int64),
+            "test_b": np.full(k, test_b, dtype=np.int64),
+            "share_a": stats["freq_a"],
+            "share_b": stats["freq_b"],
+            "diff": stats["diff"],
+            "ci_low": stats["ci_low"],
+            "ci_high": stats["ci_high"],
+            "p": stats["p"],
+            "q": stats["q"],
+            "concepts": [described[t][1] for t in ids],
+            "examples": [examples[t] for t in ids],
+            "doc_ids": members,
+        },
+        schema_overrides={
+            "concepts": pl.List(pl.Struct({"feature": pl.Int64, "label": pl.String})),
+            "examples": pl.List(
+                pl.Struct({"side": pl.String, "doc_id": pl.Int64, "text": pl.String})
+            ),
+            "doc_ids": pl.List(pl.Int64),
+        },
+    )
+    table = table.sort(["q", "p", "theme"]).select(THEME_COLUMNS)
+    method = (
+        f"{k} themes found on a random half of each side ({len(discovery):,} documents, seed "
+        f"{config.seed}) and tested on the other half ({test_a:,} + {test_b:,}); q is "
+        "Benjamini-Hochberg over the themes"
+    )
+    return Themes(table, method, len(discovery), (test_a, test_b),
+                  int((themes < 0).sum()), (len(a), len(b)), config)  # fmt: skip
+
+
+def _describe(store, encoder, values, labels, k, config) -> dict[int, tuple[str, list[dict]]]:
+    """Each theme's name and its most distinctive concepts (alike ones skipped)."""
+    names = label_names(store, encoder)
+    feature_labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
+    groups = stored_groups(store, encoder)
+    columns = np.flatnonzero(np.asarray((values > 0).sum(axis=0)).ravel() > 0)
+    frame = describe_clusters(
+        sp.csc_matrix(values[:, columns]), labels, columns, feature_labels,
+        top=4 * config.top_concepts, min_support=3,
+    )  # fmt: skip
+    out = {}
+    for t in range(k):
+        seen, concepts = set(), []
+        for f, label in frame.filter(pl.col("cluster") == t).select("feature", "label").iter_rows():
+            group = groups.get(int(f), int(f))
+            if group in seen or (label and label in seen):  # alike, or named the same
+                continue
+            seen.update({group, label} if label else {group})
+            concepts.append({"feature": int(f), "label": label})
+            if len(concepts) == config.top_concepts:
+                break
+        words = [c["label"] or f"#{c['feature']}" for c in concepts[:3]]
+        out[t] = (" · ".join(words) or f"theme {t}", concepts)
+    return out
+
+
+def _examples(store, everyone, is_a, themes, closeness, k, n) -> dict[int, list[dict]]:
+    """Per theme, the ``n`` documents of each side nearest its centre (the start of their text)."""
+    picked: dict[int, list[tuple[str, int]]] = {}
+    for t in range(k):
+        for side, mask in (("A", is_a), ("B", ~is_a)):
+            rows = np.flatnonzero(mask & (themes == t))
+            best = rows[np.argsort(-closeness[rows], kind="stable")[:n]]
+            picked.setdefault(t, []).extend((side, int(everyone[i])) for i in best)
+    wanted = sorted({d for rows in picked.values() for _, d in rows})
+    texts = {}
+    if wanted:
+        with store.temporary(example_docs={"doc_id": wanted}):
+            texts = dict(
+                store.sql(
+                    "SELECT doc_id, any_value(text) AS text FROM documents "
+                    "WHERE doc_id IN (SELECT doc_id FROM example_docs) GROUP BY doc_id"
+                ).iter_rows()
+            )
+    return {
+        t: [{"side": s, "doc_id": d, "text": _excerpt(texts.get(d) or "")} for s, d in rows]
+        for t, rows in picked.items()
+    }
+
+
+def _excerpt(text: str, width: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
