@@ -142,9 +142,10 @@ class _Model:
 
 
 def split_halves(docs_a: np.ndarray, docs_b: np.ndarray, seed: int) -> np.ndarray:
-    """The discovery documents: a random half (rounded down) of each side."""
+    """The discovery documents: a random half (rounded down) of each side, the same for the
+    same documents in any order."""
     rng = np.random.default_rng(seed)
-    halves = [rng.permutation(d)[: len(d) // 2] for d in (docs_a, docs_b)]
+    halves = [rng.permutation(np.unique(d))[: len(d) // 2] for d in (docs_a, docs_b)]
     return np.sort(np.concatenate(halves))
 
 
