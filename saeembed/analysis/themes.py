@@ -27,21 +27,24 @@ Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
    test for small counts, else the z-test) and a Benjamini-Hochberg q over the themes
    (`saeembed.analysis.diff.compare_counts`).
 5. **Describe** each theme by its most distinctive concepts (the theme against the other
-   discovery documents, `saeembed.analysis.cluster.describe_clusters`; concepts alike to one
-   already listed are skipped), a name from the first three, and the documents of each side
-   nearest its centre.
+   discovery documents, `saeembed.analysis.cluster.describe_clusters`, the specific ones first:
+   difference times log ratio of the frequencies; concepts alike to one already listed, or named
+   the same, are skipped), a name from the first three, and the documents of each side nearest
+   its centre.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from sklearn.cluster import KMeans
+from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.decomposition import TruncatedSVD
+from sklearn.neighbors import kneighbors_graph
 from sklearn.preprocessing import normalize
 
 from saeembed.analysis.cluster import describe_clusters
@@ -55,6 +58,8 @@ from saeembed.store import Encoder, Store
 log = logging.getLogger(__name__)
 
 MAX_BOOST = 4.0  # the most a concept's weight is raised for differing between the sides
+BOOST_POWER = 1.0
+NEIGHBOURS = 10  # neighbours per document in the graph Ward linkage merges along
 THEME_COLUMNS = [
     "theme",
     "name",
@@ -84,6 +89,7 @@ class ThemeConfig:
     show it; ``seed`` fixes the split and the fit."""
 
     k: int = 12
+    method: str = "ward"  # or "kmeans"
     measure: str = "strong"
     fit_docs: int = 20_000
     svd: int = 64
@@ -164,7 +170,7 @@ def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[
         np.maximum(pooled * (1 - pooled), 1e-12) * (1 / max(size_a, 1) + 1 / max(size_b, 1))
     )
     z = np.abs(n_a / max(size_a, 1) - n_b / max(size_b, 1)) / se
-    boost = np.minimum(1.0 + np.where(df > 0, z, 0.0), MAX_BOOST)
+    boost = np.minimum(1.0 + np.where(df > 0, z, 0.0) ** BOOST_POWER, MAX_BOOST)
     weights = np.where(df > 0, idf * boost, 0.0)
     x = normalize(present @ sp.diags(weights), norm="l2")
     nonempty = np.asarray(present.sum(axis=1)).ravel() > 0
@@ -181,11 +187,29 @@ def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[
             f"{int(nonempty.sum())} discovery documents carry a concept; themes need more "
             "documents (or another --measure)"
         )
-    kmeans = KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit(dense[nonempty])
+    found = _cluster(dense[nonempty], k, config.seed, config.method)
     labels = np.full(n, -1, dtype=np.int64)
-    labels[nonempty] = kmeans.labels_
-    centres = normalize(kmeans.cluster_centers_, norm="l2")
+    labels[nonempty] = found
+    centres = normalize(
+        np.vstack([dense[nonempty][found == t].mean(axis=0) for t in range(int(found.max()) + 1)]),
+        norm="l2",
+    )
     return _Model(weights, svd, centres), labels
+
+
+def _cluster(rows: np.ndarray, k: int, seed: int, method: str = "ward") -> np.ndarray:
+    """Theme of each (unit) row, 0..k-1: Ward linkage over a 10-nearest-neighbour graph (merges
+    only neighbours, so a tight group of documents stays one theme however small), or k-means."""
+    if method == "kmeans":
+        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(rows).labels_
+    graph = kneighbors_graph(rows, min(NEIGHBOURS, len(rows) - 1), include_self=False)
+    with warnings.catch_warnings():  # a graph of several components is joined, as it should
+        warnings.simplefilter("ignore", UserWarning)
+        return (
+            AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=graph)
+            .fit(rows)
+            .labels_
+        )
 
 
 def diff_themes(
@@ -298,6 +322,14 @@ def _describe(store, encoder, values, labels, k, config) -> dict[int, tuple[str,
         sp.csc_matrix(values[:, columns]), labels, columns, feature_labels,
         top=4 * config.top_concepts, min_support=3,
     )  # fmt: skip
+    # among the candidates, the specific ones first: the difference weighted by the log ratio of
+    # the frequencies (a concept frequent everywhere, a full stop, says little about a kind)
+    frame = frame.with_columns(
+        (
+            pl.col("diff")
+            * (pl.col("freq_in") / pl.max_horizontal(pl.col("freq_out"), pl.lit(1e-3))).log()
+        ).alias("specific")
+    ).sort(["cluster", "significant", "specific"], descending=[False, True, True])
     out = {}
     for t in range(k):
         seen, concepts = set(), []
