@@ -16,12 +16,18 @@ Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
 2. **Fit** (on at most ``fit_docs`` discovery documents): each document is the set of concepts
    it carries strongly (`saeembed.analysis.measures`, ``measure``), weighted by idf (a concept
    in every document says nothing about kinds) and by how differently the two sides use the
-   concept in the discovery half (``1 + |z|`` of the two-proportion z statistic, capped at
-   `MAX_BOOST`), so that the groups form along what differs; L2-normalised, reduced by
-   TruncatedSVD and clustered by k-means (``k`` themes).
-3. **Assign** every document (both halves) to the nearest theme centre by cosine, reading the
-   concept matrix in chunks of ``chunk_docs`` documents: memory is bounded by the chunk, not the
-   store. A document with no strong concept gets no theme (-1).
+   concept in the discovery half (``1 + |z|^1.5`` of the two-proportion z statistic, capped at
+   `MAX_BOOST`), so that the groups form along what differs; L2-normalised and reduced by
+   TruncatedSVD. The themes are the regions where one side is dense (`_regions`): documents
+   whose neighbourhood holds more of one side than chance, joined along the neighbour graph
+   (a large region split by Ward linkage); the documents in no such region form one last
+   theme, those the sides share, which is shown but not tested. (``method="ward"`` or
+   ``"kmeans"`` cut every document into ``k`` themes instead.)
+3. **Assign** every document (both halves) the theme of its nearest fitted documents (10, by
+   cosine, weighted by similarity: themes are formed along neighbours, so they are assigned
+   along neighbours too), reading the concept matrix in chunks of ``chunk_docs`` documents:
+   memory is bounded by the chunk and the fit sample, not the store. A document with no strong
+   concept gets no theme (-1).
 4. **Test** each theme on the test half: its members among the test documents of A and of B
    (`n_a`, `n_b`), their shares, the difference with a Newcombe 95% interval, p (Fisher's exact
    test for small counts, else the z-test) and a Benjamini-Hochberg q over the themes
@@ -57,12 +63,16 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
-MAX_BOOST = 4.0  # the most a concept's weight is raised for differing between the sides
-BOOST_POWER = 1.0
-NEIGHBOURS = 10  # neighbours per document in the graph Ward linkage merges along
+MAX_BOOST = 10.0  # the most a concept's weight is raised for differing between the sides
+BOOST_POWER = 1.5  # the boost is 1 + |z| ** BOOST_POWER (docs/benchmarks.md#themes)
+NEIGHBOURS = 10  # neighbours per document in the graph themes are formed along
+DOCS_PER_COMPONENT = 20  # fitted documents per SVD component
+LOCAL_P = 0.05  # a neighbourhood this unlikely under the sides' shares is dense in one side
+MIN_THEME = 5  # documents of the discovery half a theme needs
 THEME_COLUMNS = [
     "theme",
     "name",
+    "found_in",
     "size",
     "n_a",
     "n_b",
@@ -89,7 +99,7 @@ class ThemeConfig:
     show it; ``seed`` fixes the split and the fit."""
 
     k: int = 12
-    method: str = "ward"  # or "kmeans"
+    method: str = "regions"  # or "ward", "kmeans" (every document in a theme)
     measure: str = "strong"
     fit_docs: int = 20_000
     svd: int = 64
@@ -123,11 +133,15 @@ class Themes:
 
 @dataclass
 class _Model:
-    """What assigns a document to a theme: concept weights, the SVD and the theme centres."""
+    """What assigns a document to a theme: concept weights, the SVD, the theme centres, and the
+    fitted documents (rows in the reduced space) with their themes."""
 
     weights: np.ndarray  # [d_sae]
     svd: TruncatedSVD | None
     centres: np.ndarray  # [k, dims], unit rows
+    fitted: np.ndarray  # [n_fit, dims], unit rows of the documents the themes were formed on
+    fitted_themes: np.ndarray  # [n_fit]
+    sides: list  # per theme: where it was found dense in the discovery half (A, B, both; None)
 
     def embed(self, values: sp.spmatrix) -> np.ndarray:
         x = sp.csr_matrix(values > 0, dtype=np.float64) @ sp.diags(self.weights)
@@ -135,16 +149,36 @@ class _Model:
         dense = self.svd.transform(x) if self.svd is not None else x.toarray()
         return normalize(dense, norm="l2")
 
-    def assign(self, values: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's theme (-1 for a row with no concept) and its cosine to that centre."""
+    def assign(self, values: sp.spmatrix, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's theme (-1 for a row with no concept) and its cosine to that theme's
+        centre. A row takes the theme of its nearest fitted documents (`NEIGHBOURS`, weighted by
+        similarity), the way the themes were formed: along neighbours, so a theme that is not
+        round keeps its new members too; where the documents the sides share are a theme, a
+        row joins another theme only with most of the votes."""
         rows = self.embed(values)
-        sims = rows @ self.centres.T
-        theme = sims.argmax(axis=1)
-        best = sims[np.arange(len(theme)), theme]
+        k = len(self.centres)
+        shared = k - 1 if self.sides and self.sides[-1] == "both" else None
+        theme = np.empty(len(rows), dtype=np.int64)
+        n = min(NEIGHBOURS, len(self.fitted))
+        for start in range(0, len(rows), block):
+            sims = rows[start : start + block] @ self.fitted.T
+            near = np.argpartition(-sims, n - 1, axis=1)[:, :n]
+            votes = np.zeros((len(near), k))
+            np.add.at(
+                votes,
+                (np.repeat(np.arange(len(near)), n), self.fitted_themes[near].ravel()),
+                np.maximum(np.take_along_axis(sims, near, axis=1).ravel(), 0) + 1e-9,
+            )
+            best = votes.argmax(axis=1)
+            if shared is not None:  # a theme takes a document only with most of the votes
+                weak = votes[np.arange(len(best)), best] < 0.5 * votes.sum(axis=1)
+                best[weak] = shared
+            theme[start : start + block] = best
+        best = np.einsum("ij,ij->i", rows, self.centres[theme])
         empty = np.asarray((values > 0).sum(axis=1)).ravel() == 0
         theme[empty] = -1
         best[empty] = 0.0
-        return theme.astype(np.int64), best
+        return theme, best
 
 
 def split_halves(docs_a: np.ndarray, docs_b: np.ndarray, seed: int) -> np.ndarray:
@@ -174,7 +208,10 @@ def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[
     weights = np.where(df > 0, idf * boost, 0.0)
     x = normalize(present @ sp.diags(weights), norm="l2")
     nonempty = np.asarray(present.sum(axis=1)).ravel() > 0
-    dims = min(config.svd, x.shape[1] - 1, max(int(nonempty.sum()) - 1, 1))
+    # components a projection learns from this many documents without fitting each one: with
+    # too many, documents outside the fit project onto what the fitted ones share and crowd
+    # around the longest of them
+    dims = min(config.svd, x.shape[1] - 1, max(int(nonempty.sum()) // DOCS_PER_COMPONENT, 2))
     svd = None
     if dims >= 2:
         svd = TruncatedSVD(n_components=dims, random_state=config.seed).fit(x[nonempty])
@@ -187,14 +224,66 @@ def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[
             f"{int(nonempty.sum())} discovery documents carry a concept; themes need more "
             "documents (or another --measure)"
         )
-    found = _cluster(dense[nonempty], k, config.seed, config.method)
+    if config.method == "regions":
+        found, sides = _regions(dense[nonempty], is_a[nonempty], k, config.seed)
+    else:
+        found = _cluster(dense[nonempty], k, config.seed, config.method)
+        sides = [None] * (int(found.max()) + 1)
     labels = np.full(n, -1, dtype=np.int64)
     labels[nonempty] = found
     centres = normalize(
         np.vstack([dense[nonempty][found == t].mean(axis=0) for t in range(int(found.max()) + 1)]),
         norm="l2",
     )
-    return _Model(weights, svd, centres), labels
+    return _Model(weights, svd, centres, dense[nonempty], found, sides), labels
+
+
+def _regions(rows: np.ndarray, is_a: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, list]:
+    """Themes as regions where one side is dense (see the module docstring): each document's
+    neighbourhood (itself and its `NEIGHBOURS` nearest) holds more documents of one side than
+    the sides' shares make likely (binomial tail below `LOCAL_P`); the connected groups of such
+    documents (at least `MIN_THEME` documents), a large one split by Ward linkage into pieces of
+    at most ``n / k``, are the themes, at most ``k - 1`` of them, largest first; every other
+    document is in one last theme, the documents the sides share. Returns each row's theme and
+    where each theme was found (A, B or both)."""
+    from scipy.sparse.csgraph import connected_components
+    from scipy.stats import binom
+
+    n = len(rows)
+    near = min(NEIGHBOURS, n - 1)
+    graph = kneighbors_graph(rows, near, include_self=False).tocsr()
+    neighbours = graph.indices.reshape(n, near)
+    count_a = is_a[neighbours].sum(axis=1) + is_a
+    p0 = float(is_a.mean())
+    dense_a = binom.sf(count_a - 1, near + 1, p0) < LOCAL_P
+    dense_b = binom.cdf(count_a, near + 1, p0) < LOCAL_P
+    largest = max(2 * MIN_THEME, n // k)
+    found: list[tuple[np.ndarray, str]] = []
+    for side, mask in (("A", dense_a), ("B", dense_b)):
+        members = np.flatnonzero(mask)
+        if len(members) == 0:
+            continue
+        sub = graph[members][:, members]
+        _, component = connected_components(sub.maximum(sub.T), directed=False)
+        for c in np.unique(component):
+            group = members[component == c]
+            if len(group) < MIN_THEME:
+                continue
+            pieces = -(-len(group) // largest)
+            if pieces == 1:
+                found.append((group, side))
+                continue
+            split = _cluster(rows[group], pieces, seed, "ward")
+            found.extend((group[split == p], side) for p in range(pieces))
+    found.sort(key=lambda g: (-len(g[0]), int(g[0][0])))
+    found = found[: k - 1]
+    labels = np.full(n, len(found), dtype=np.int64)  # the shared documents, last
+    for t, (group, _) in enumerate(found):
+        labels[group] = t
+    sides = [side for _, side in found]
+    if (labels == len(found)).any():
+        sides.append("both")
+    return labels, sides
 
 
 def _cluster(rows: np.ndarray, k: int, seed: int, method: str = "ward") -> np.ndarray:
@@ -263,6 +352,9 @@ def diff_themes(
         where = np.searchsorted(everyone, m.doc_ids)
         themes[where], closeness[where] = model.assign(m.values.tocsr())
         # documents the encoder has not encoded keep -1
+    # the documents the themes were formed on keep the theme they were given
+    fit_rows = np.searchsorted(everyone, fitted.doc_ids)
+    themes[fit_rows] = sample_labels
     is_a = np.isin(everyone, a)
     in_test = ~np.isin(everyone, discovery)
     test_a, test_b = int((in_test & is_a).sum()), int((in_test & ~is_a).sum())
@@ -270,6 +362,17 @@ def diff_themes(
     n_a = np.array([(in_test & is_a & (themes == t)).sum() for t in ids])
     n_b = np.array([(in_test & ~is_a & (themes == t)).sum() for t in ids])
     stats = compare_counts(ids, n_a, n_b, test_a, test_b)
+    # the documents the sides share are what is left when the themes are taken out: their share
+    # mirrors the themes', so they are shown, not tested (and not in the correction)
+    tested = np.array([side != "both" for side in model.sides])
+    if not tested.all():
+        again = compare_counts(ids[tested], n_a[tested], n_b[tested], test_a, test_b)
+        p = np.full(k, np.nan)
+        q = np.full(k, np.nan)
+        p[tested], q[tested] = again["p"].to_numpy(), again["q"].to_numpy()
+        stats = stats.with_columns(
+            pl.Series("p", p).fill_nan(None), pl.Series("q", q).fill_nan(None)
+        )
 
     described = _describe(store, encoder, values, sample_labels, k, config)
     examples = _examples(store, everyone, is_a, themes, closeness, k, config.n_examples)
@@ -278,6 +381,7 @@ def diff_themes(
         {
             "theme": ids.astype(np.int64),
             "name": [described[t][0] for t in ids],
+            "found_in": [model.sides[t] for t in ids],
             "size": np.array([len(m) for m in members], dtype=np.int64),
             "n_a": n_a.astype(np.int64),
             "n_b": n_b.astype(np.int64),
@@ -300,9 +404,10 @@ def diff_themes(
                 pl.Struct({"side": pl.String, "doc_id": pl.Int64, "text": pl.String})
             ),
             "doc_ids": pl.List(pl.Int64),
+            "found_in": pl.String,
         },
     )
-    table = table.sort(["q", "p", "theme"]).select(THEME_COLUMNS)
+    table = table.sort(["q", "p", "theme"], nulls_last=True).select(THEME_COLUMNS)
     method = (
         f"{k} themes found on a random half of each side ({len(discovery):,} documents, seed "
         f"{config.seed}) and tested on the other half ({test_a:,} + {test_b:,}); q is "

@@ -317,7 +317,7 @@ def theme_view(table, fmt: str):
                        pl.element().struct.field("text").str.slice(0, 90)])
     ).list.gather_every(2).list.join("\n")  # fmt: skip
     return scientific(
-        table.select("theme", "name", "size", "n_a", "n_b", "share_a", "share_b", "diff",
+        table.select("theme", "name", "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
                      "ci_low", "ci_high", "p", "q", first.alias("examples")),
         "p", "q",
     )  # fmt: skip
