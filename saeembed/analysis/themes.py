@@ -42,6 +42,7 @@ Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -444,11 +445,32 @@ def _describe(store, encoder, values, labels, k, config) -> dict[int, tuple[str,
                 continue
             seen.update({group, label} if label else {group})
             concepts.append({"feature": int(f), "label": label})
-            if len(concepts) == config.top_concepts:
+            if len(concepts) == 2 * config.top_concepts:
                 break
+        # named by what the documents are about: concepts named by content words first (a full
+        # stop or "the" may differ, but says nothing a reader can recognise a kind by)
+        concepts.sort(key=lambda c: not says_something(c["label"]))
+        concepts = concepts[: config.top_concepts]
         words = [c["label"] or f"#{c['feature']}" for c in concepts[:3]]
         out[t] = (" · ".join(words) or f"theme {t}", concepts)
     return out
+
+
+def says_something(label: str | None) -> bool:
+    """Whether a concept's name holds a content word: a word of three letters or more that is
+    no English stop word, outside a described symbol (``"." ending a sentence``) or a shape
+    label's frame (``capitalised words (...)``)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from saeembed.labels.local import label_terms
+
+    for term in label_terms(label):
+        if term.startswith(('"', "'")):
+            continue
+        for word in re.findall(r"[^\W\d_]{3,}", term):
+            if word not in ENGLISH_STOP_WORDS:
+                return True
+    return False
 
 
 def _examples(store, everyone, is_a, themes, closeness, k, n) -> dict[int, list[dict]]:

@@ -258,7 +258,8 @@
     box.append(forest(rows, names, { axis: "0" }));
     for (const r of th.rows) {
       const sig = r.q < alpha;
-      const head = el("h3", { id: "theme-" + r.theme, text: `Theme ${r.theme}: ${r.name}` });
+      const where = r.found_in === "both" ? " (documents both sides share: shown, not tested)" : r.found_in ? ` (found dense in ${r.found_in === "A" ? names[0] : names[1]})` : "";
+      const head = el("h3", { id: "theme-" + r.theme, text: `Theme ${r.theme}: ${r.name}` }, el("span", { class: "note", text: where }));
       const facts = el("p", { class: "facts" },
         el("span", {}, el("span", { class: "side-a", text: names[0] }), ` ${pct(r.share_a)} (${r.n_a.toLocaleString("en")})`),
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${pct(r.share_b)} (${r.n_b.toLocaleString("en")})`),
