@@ -449,7 +449,9 @@ def diff(
 
             ids_a, ids_b = side_doc_ids(store, chosen, [corpus_a], corpora_b)
             if min(len(ids_a), len(ids_b)) >= 4:
-                found = diff_themes(store, ids_a, ids_b, encoder=chosen, k=themes, seed=seed)
+                binary = get_measure(measure).binary  # a numeric diff's report: strong themes
+                found = diff_themes(store, ids_a, ids_b, encoder=chosen, k=themes, seed=seed,
+                                    measure=measure if binary or by == "themes" else "strong")  # fmt: skip
             elif by == "themes":
                 raise InputError(
                     f"themes need at least 4 documents per side (A has {len(ids_a)}, B "
