@@ -163,7 +163,13 @@ def test_diff_report_in_the_browser(diff_page, browser):
     assert ev("document.getElementById('concepts-count').textContent") == f"{n} of {n} concepts"
     assert ev("document.querySelectorAll('#concepts tbody tr').length") == min(n, 100)
     assert ev("document.querySelectorAll('section.panel').length") == min(n, 20)
-    assert ev("document.querySelectorAll('svg.forest circle').length") == min(n, 30)
+    concepts_forest = "svg.forest:not(#themes svg.forest) circle"
+    assert ev(f"document.querySelectorAll('{concepts_forest}').length") == min(n, 30)
+    # the themes (kinds of documents) come first, each with its own panel and forest row
+    n_themes = ev("document.querySelectorAll('#themes div.theme').length")
+    assert n_themes >= 1
+    assert ev("document.querySelectorAll('#themes svg.forest circle').length") == n_themes
+    assert ev("document.querySelector('#report h2').textContent").startswith("Kinds of documents")
     # sorting by q: ascending, then descending
     ev("document.querySelector('#concepts th[data-col=q]').click()")
     q_col = "[...document.querySelectorAll('#concepts tbody tr')].map(r => +r.dataset.row)"

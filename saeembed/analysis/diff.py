@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -183,37 +184,61 @@ def columns_for(measure: str | Measure, paired: bool = False) -> list[str]:
     return DIFF_COLUMNS if get_measure(measure).binary else NUMERIC_COLUMNS
 
 
-def _side_table(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]):
-    """(doc_id, is_a) of the encoded documents of each side (a document in a corpus of each side
-    is on both), and the two side sizes."""
-    sides = store.sql(
+@dataclass(frozen=True)
+class Sides:
+    """The documents a diff compares, read once and shared by everything that needs them (the
+    concept table, the themes, the examples, the report): one row per (document, side) of the
+    documents ``encoder`` encoded in a corpus of side A or of side B (a document in a corpus of
+    each side is on both)."""
+
+    corpora_a: tuple[str, ...]
+    corpora_b: tuple[str, ...]
+    doc_id: np.ndarray  # int64
+    is_a: np.ndarray  # bool
+
+    @property
+    def size_a(self) -> int:
+        return int(self.is_a.sum())
+
+    @property
+    def size_b(self) -> int:
+        return len(self.is_a) - self.size_a
+
+    @property
+    def a(self) -> np.ndarray:
+        return self.doc_id[self.is_a]
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.doc_id[~self.is_a]
+
+    def table(self):
+        """``(doc_id, is_a)`` as an Arrow table (for a temporary DuckDB table)."""
+        import pyarrow as pa
+
+        return pa.table({"doc_id": self.doc_id, "is_a": self.is_a})
+
+
+def read_sides(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]) -> Sides:
+    """The `Sides` of a diff of ``corpora_a`` against ``corpora_b``; an error when a side has no
+    document ``encoder`` encoded."""
+    rows = store.sql(
         """
         SELECT DISTINCT d.doc_id, list_contains($a, d.corpus) AS is_a FROM documents d
         SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $encoder
         WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
+        ORDER BY d.doc_id, is_a
         """,
         {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id},
     )
-    size_a = int(sides["is_a"].sum())
-    size_b = sides.height - size_a
-    if not size_a or not size_b:
-        empty = "A" if not size_a else "B"
+    sides = Sides(tuple(corpora_a), tuple(corpora_b), rows["doc_id"].to_numpy(),
+                  rows["is_a"].to_numpy().astype(bool))  # fmt: skip
+    if not sides.size_a or not sides.size_b:
+        empty = "A" if not sides.size_a else "B"
         raise InputError(
             f"side {empty} has no documents encoded by {encoder.name}; encode it first"
         )
-    return sides.to_arrow(), size_a, size_b
-
-
-def side_doc_ids(
-    store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The encoded documents of side A and of side B (a document of both is on both)."""
-    sides, _, _ = _side_table(store, encoder, corpora_a, corpora_b)
-    frame = pl.from_arrow(sides)
-    return (
-        frame.filter(pl.col("is_a"))["doc_id"].to_numpy(),
-        frame.filter(~pl.col("is_a"))["doc_id"].to_numpy(),
-    )
+    return sides
 
 
 def diff_corpora(
@@ -229,13 +254,15 @@ def diff_corpora(
     alpha: float = 0.05,
     sort: str = DIFF_SORTS[0],
     top: int | None = None,
+    sides: Sides | None = None,
 ) -> pl.DataFrame:
     """The diff table of side A (the union of ``corpora_a``) against side B under ``measure``
     (`saeembed.analysis.measures`), one row per tested concept, ranked (see `rank`); ``top``
     keeps the first rows. Binary measures compare the shares of documents (`compare_counts`);
     numeric ones compare means by Welch's t-test (``test="welch"``) or distributions by the
     Mann-Whitney U test (``test="mannwhitney"``, effect: rank-biserial correlation). Concepts
-    active in fewer than ``min_support`` documents of both sides together are not tested."""
+    active in fewer than ``min_support`` documents of both sides together are not tested.
+    ``sides``: the `Sides` when the caller has read them already."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     check_diff_options(alpha, threshold, min_support)
@@ -249,7 +276,9 @@ def diff_corpora(
     if kept is not None:  # two whole corpora under a kept measure: the counts, not the rows
         moments, size_a, size_b = kept
         return _finish(store, encoder, m, moments, size_a, size_b, min_support, alpha, sort, top)
-    sides, size_a, size_b = _side_table(store, encoder, corpora_a, corpora_b)
+    if sides is None:
+        sides = read_sides(store, encoder, corpora_a, corpora_b)
+    size_a, size_b = sides.size_a, sides.size_b
     # `threshold` additionally requires the maximum to exceed it (0: every active concept)
     rows = f"{rows_sql(m)} AND a.value > $t"
     params = {"enc": encoder.encoder_id, "t": threshold}
@@ -263,7 +292,7 @@ def diff_corpora(
                    coalesce(sum(m.v * m.v) FILTER (WHERE s.is_a), 0) AS sumsq_a,
                    coalesce(sum(m.v * m.v) FILTER (WHERE NOT s.is_a), 0) AS sumsq_b"""
     )
-    with store.temporary(diff_sides=sides):
+    with store.temporary(diff_sides=sides.table()):
         moments = store.sql(
             f"""
             SELECT m.feature,

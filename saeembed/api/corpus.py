@@ -396,7 +396,7 @@ def diff(
     ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
     (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
     other; `THEME_COLUMNS`); the report shows the themes above the concepts either way."""
-    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff, side_doc_ids
+    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff, read_sides
     from saeembed.analysis.examples import add_examples
     from saeembed.labels.alike import top_groups
 
@@ -443,11 +443,13 @@ def diff(
             corpora_b.append(name)
             used = used or enc
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
+        # the documents of each side, read once for the table, the themes and the report
+        sides = None if paired else read_sides(store, chosen, [corpus_a], corpora_b)
         found = None
         if by == "themes" or ((html is not None or report) and not paired):
             from saeembed.analysis.themes import diff_themes
 
-            ids_a, ids_b = side_doc_ids(store, chosen, [corpus_a], corpora_b)
+            ids_a, ids_b = sides.a, sides.b
             if min(len(ids_a), len(ids_b)) >= 4:
                 binary = get_measure(measure).binary  # a numeric diff's report: strong themes
                 found = diff_themes(store, ids_a, ids_b, encoder=chosen, k=themes, seed=seed,
@@ -481,7 +483,7 @@ def diff(
         else:
             table = diff_corpora(
                 store, [corpus_a], corpora_b, encoder=chosen, measure=measure, test=test,
-                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
+                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort, sides=sides,
             )  # fmt: skip
         if summary is not None:
             summary.update(
@@ -501,7 +503,7 @@ def diff(
                             test=None if paired else check_test(get_measure(measure), test))  # fmt: skip
             built = build_diff_report(store, chosen, table, corpora_a=[corpus_a],
                                       corpora_b=corpora_b, settings=settings, panels=panels,
-                                      progress=progress, themes=found)  # fmt: skip
+                                      progress=progress, themes=found, sides=sides)  # fmt: skip
             if html is not None:
                 built.write_html(html)
             if report:

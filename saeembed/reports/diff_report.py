@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from saeembed.labels.table import label_names
@@ -135,24 +136,23 @@ def build_diff_report(
     scorer="auto",
     progress: bool = True,
     themes=None,
+    sides=None,
 ) -> DiffReport:
     """The report of diff ``table`` (ranked, every tested concept) of ``corpora_a`` against
     ``corpora_b``. ``settings``: measure, test, sort, alpha, paired, db, min_support (as given to
     the diff). ``scorer``: a `TokenScorer`, None (peak spans only) or "auto" (load the encoder's
-    reader and SAE when the store has them)."""
+    reader and SAE when the store has them); ``themes``: the `saeembed.analysis.themes.Themes`
+    shown above the concepts; ``sides``: the diff's `saeembed.analysis.diff.Sides` when read
+    already."""
     from saeembed.reports.tokens import load_scorer
 
-    sides = store.sql(
-        """
-        SELECT DISTINCT d.doc_id, CASE WHEN list_contains($a, d.corpus) THEN 0 ELSE 1 END AS side
-        FROM documents d SEMI JOIN encoded_documents e
-             ON e.doc_id = d.doc_id AND e.encoder_id = $enc
-        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
-        """,
-        {"a": corpora_a, "b": corpora_b, "enc": encoder.encoder_id},
-    )
-    scope = evidence.scope_table(sides["doc_id"].to_numpy(), sides["side"].to_numpy())
-    sizes = [int((sides["side"] == s).sum()) for s in (0, 1)]
+    if sides is None:
+        from saeembed.analysis.diff import read_sides
+
+        sides = read_sides(store, encoder, corpora_a, corpora_b)
+    side_of = np.where(sides.is_a, 0, 1)
+    scope = evidence.scope_table(sides.doc_id, side_of)
+    sizes = [sides.size_a, sides.size_b]
     labels, sources = report_labels(store, encoder)
     # concepts alike to one listed above them are counted on its row (saeembed.labels.alike)
     leaders, alike = alike_rows(table)
