@@ -222,6 +222,7 @@ class Sides:
 def read_sides(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]) -> Sides:
     """The `Sides` of a diff of ``corpora_a`` against ``corpora_b``; an error when a side has no
     document ``encoder`` encoded."""
+    _check_sides(store, corpora_a, corpora_b)
     rows = store.sql(
         """
         SELECT DISTINCT d.doc_id, list_contains($a, d.corpus) AS is_a FROM documents d
