@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 MAX_BOOST = 10.0  # the most a concept's weight is raised for differing between the sides
 BOOST_POWER = 1.5  # the boost is 1 + |z| ** BOOST_POWER (docs/benchmarks.md#themes)
 NEIGHBOURS = 10  # neighbours per document in the graph themes are formed along
+REFERENCE_DOCS = 5_000  # fitted documents a new document's neighbours are sought among
 DOCS_PER_COMPONENT = 20  # fitted documents per SVD component
 LOCAL_P = 0.05  # a neighbourhood this unlikely under the sides' shares is dense in one side
 MIN_THEME = 5  # documents of the discovery half a theme needs
@@ -156,7 +157,7 @@ class _Model:
         similarity), the way the themes were formed: along neighbours, so a theme that is not
         round keeps its new members too; where the documents the sides share are a theme, a
         row joins another theme only with most of the votes."""
-        rows = self.embed(values)
+        rows = self.embed(values).astype(np.float32)
         k = len(self.centres)
         shared = k - 1 if self.sides and self.sides[-1] == "both" else None
         theme = np.empty(len(rows), dtype=np.int64)
@@ -236,7 +237,13 @@ def _fit(values: sp.csr_matrix, is_a: np.ndarray, config: ThemeConfig) -> tuple[
         np.vstack([dense[nonempty][found == t].mean(axis=0) for t in range(int(found.max()) + 1)]),
         norm="l2",
     )
-    return _Model(weights, svd, centres, dense[nonempty], found, sides), labels
+    # the documents a new one is compared with: a fixed sample of the fitted ones, so that
+    # assigning millions costs a bounded matrix product each
+    keep = np.arange(len(found))
+    if len(keep) > REFERENCE_DOCS:
+        keep = np.sort(np.random.default_rng(config.seed).choice(keep, REFERENCE_DOCS, False))
+    reference = dense[nonempty][keep].astype(np.float32)
+    return _Model(weights, svd, centres, reference, found[keep], sides), labels
 
 
 def _regions(rows: np.ndarray, is_a: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, list]:
