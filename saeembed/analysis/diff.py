@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -29,6 +28,7 @@ from saeembed.analysis.measures import (
     prepare,
     rows_sql,
 )
+from saeembed.analysis.sides import Sides, check_sides, read_sides
 from saeembed.errors import InputError
 from saeembed.labels.alike import fold_alike, stored_groups, top_groups
 from saeembed.labels.table import label_names
@@ -58,16 +58,6 @@ DIFF_COLUMNS = [
     "q",
     "test",
 ]
-
-
-def _check_sides(store: Store, corpora_a: list[str], corpora_b: list[str]) -> None:
-    if not corpora_a or not corpora_b:
-        raise InputError("a diff needs documents on both sides; give A and at least one B")
-    for corpus in [*corpora_a, *corpora_b]:
-        store.require_corpus(corpus)
-    overlap = sorted(set(corpora_a) & set(corpora_b))
-    if overlap:
-        raise InputError(f"corpus {overlap[0]!r} is on both sides of the diff; drop it from one")
 
 
 #: The orderings that need the counts of the proportion test (a binary measure, unpaired).
@@ -184,64 +174,6 @@ def columns_for(measure: str | Measure, paired: bool = False) -> list[str]:
     return DIFF_COLUMNS if get_measure(measure).binary else NUMERIC_COLUMNS
 
 
-@dataclass(frozen=True)
-class Sides:
-    """The documents a diff compares, read once and shared by everything that needs them (the
-    concept table, the themes, the examples, the report): one row per (document, side) of the
-    documents ``encoder`` encoded in a corpus of side A or of side B (a document in a corpus of
-    each side is on both)."""
-
-    corpora_a: tuple[str, ...]
-    corpora_b: tuple[str, ...]
-    doc_id: np.ndarray  # int64
-    is_a: np.ndarray  # bool
-
-    @property
-    def size_a(self) -> int:
-        return int(self.is_a.sum())
-
-    @property
-    def size_b(self) -> int:
-        return len(self.is_a) - self.size_a
-
-    @property
-    def a(self) -> np.ndarray:
-        return self.doc_id[self.is_a]
-
-    @property
-    def b(self) -> np.ndarray:
-        return self.doc_id[~self.is_a]
-
-    def table(self):
-        """``(doc_id, is_a)`` as an Arrow table (for a temporary DuckDB table)."""
-        import pyarrow as pa
-
-        return pa.table({"doc_id": self.doc_id, "is_a": self.is_a})
-
-
-def read_sides(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]) -> Sides:
-    """The `Sides` of a diff of ``corpora_a`` against ``corpora_b``; an error when a side has no
-    document ``encoder`` encoded."""
-    _check_sides(store, corpora_a, corpora_b)
-    rows = store.sql(
-        """
-        SELECT DISTINCT d.doc_id, list_contains($a, d.corpus) AS is_a FROM documents d
-        SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $encoder
-        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
-        ORDER BY d.doc_id, is_a
-        """,
-        {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id},
-    )
-    sides = Sides(tuple(corpora_a), tuple(corpora_b), rows["doc_id"].to_numpy(),
-                  rows["is_a"].to_numpy().astype(bool))  # fmt: skip
-    if not sides.size_a or not sides.size_b:
-        empty = "A" if not sides.size_a else "B"
-        raise InputError(
-            f"side {empty} has no documents encoded by {encoder.name}; encode it first"
-        )
-    return sides
-
-
 def diff_corpora(
     store: Store,
     corpora_a: list[str],
@@ -267,7 +199,7 @@ def diff_corpora(
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     check_diff_options(alpha, threshold, min_support)
-    _check_sides(store, corpora_a, corpora_b)
+    check_sides(store, corpora_a, corpora_b)
     test = check_test(get_measure(measure), test)
     check_sort(sort, get_measure(measure), test)
     m = prepare(store, encoder, measure)
@@ -487,7 +419,7 @@ def paired_diff(
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     check_diff_options(alpha, threshold, min_support)
-    _check_sides(store, [corpus_a], [corpus_b])
+    check_sides(store, [corpus_a], [corpus_b])
     if pair_on not in ("row", "id"):
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
     check_sort(sort, get_measure(measure), "paired", paired=True)

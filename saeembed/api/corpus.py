@@ -396,8 +396,9 @@ def diff(
     ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
     (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
     other; `THEME_COLUMNS`); the report shows the themes above the concepts either way."""
-    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff, read_sides
+    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff
     from saeembed.analysis.examples import add_examples
+    from saeembed.analysis.sides import read_sides
     from saeembed.labels.alike import top_groups
 
     if html is not None:

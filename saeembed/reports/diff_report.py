@@ -147,7 +147,7 @@ def build_diff_report(
     from saeembed.reports.tokens import load_scorer
 
     if sides is None:
-        from saeembed.analysis.diff import read_sides
+        from saeembed.analysis.sides import read_sides
 
         sides = read_sides(store, encoder, corpora_a, corpora_b)
     side_of = np.where(sides.is_a, 0, 1)
