@@ -124,3 +124,12 @@ def test_naming_records_which_concepts_are_alike_and_the_diff_folds_them(store, 
     )
     lines = csv.output.strip().splitlines()
     assert lines[0].endswith(",same_as") and len(lines) == 5  # every concept, with same_as
+
+
+def test_degenerate_evidence_stays_bounded():
+    # every concept peaks on the same thing (a store of empty texts): each may join only its 50
+    # closest, so grouping costs O(concepts x 50), never all pairs, and still never chains
+    weights = {f: {"": 1.0} for f in range(3000)}
+    strength = {f: (40, 1.0) for f in weights}
+    alike = group_alike(weights, strength)
+    assert alike and set(alike.values()).isdisjoint(alike)  # leaders are alike to none

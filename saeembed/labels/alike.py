@@ -30,6 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 
 MIN_SIMILARITY = 0.6  # cosine of two concepts' evidence vectors that makes them alike
+MAX_CANDIDATES = 50  # most similar concepts a concept may join, at most
 MIN_SHARED_DOCS = 0.2  # share of the smaller set of peak documents the two must share
 
 
@@ -66,10 +67,19 @@ def group_alike(
     index = {f: i for i, f in enumerate(features)}
     neighbours: dict[int, dict[int, float]] = {}
     for start in range(0, len(features), chunk):
-        block = (m[start : start + chunk] @ m.T).tocoo()
-        keep = (block.data >= min_similarity) & (block.row + start != block.col)
-        for r, c, v in zip(block.row[keep], block.col[keep], block.data[keep], strict=True):
-            neighbours.setdefault(int(r) + start, {})[int(c)] = float(v)
+        block = (m[start : start + chunk] @ m.T).tocsr()
+        block.data[block.data < min_similarity] = 0
+        block.eliminate_zeros()
+        for r in range(block.shape[0]):
+            cols = block.indices[block.indptr[r] : block.indptr[r + 1]]
+            sims = block.data[block.indptr[r] : block.indptr[r + 1]]
+            mine = cols != r + start
+            cols, sims = cols[mine], sims[mine]
+            if len(cols) > MAX_CANDIDATES:  # degenerate evidence (every peak alike): the closest
+                top = np.argpartition(-sims, MAX_CANDIDATES - 1)[:MAX_CANDIDATES]
+                cols, sims = cols[top], sims[top]
+            if len(cols):
+                neighbours[r + start] = dict(zip(cols.tolist(), sims.tolist(), strict=True))
     order = sorted(features, key=lambda f: (tuple(-s for s in strength.get(f, ())), f))
     leaders: set[int] = set()
     alike: dict[int, int] = {}
