@@ -106,6 +106,8 @@ def test_themes_refuse_what_they_cannot_do(tmp_path):
             diff_themes(store, ids["A"], ids["B"], measure="mean")
         with pytest.raises(InputError, match="at least 2"):
             diff_themes(store, ids["A"], ids["B"], k=1)
+        with pytest.raises(InputError, match="unknown themes method"):
+            diff_themes(store, ids["A"], ids["B"], method="dbscan")
 
 
 def test_the_cli_and_api_give_themes_as_json_csv_html_and_one_against_the_rest(tmp_path):

@@ -95,7 +95,9 @@ THEME_COLUMNS = [
 
 @dataclass(frozen=True)
 class ThemeConfig:
-    """How themes are found: ``k`` themes; ``measure`` (a binary one) makes the document vectors;
+    """How themes are found: at most ``k`` themes (with ``method="regions"``, up to ``k - 1``
+    where one side is dense and the documents the sides share); ``measure`` (a binary one)
+    makes the document vectors;
     at most ``fit_docs`` discovery documents fit them; ``svd`` components; documents read
     ``chunk_docs`` at a time; ``top_concepts`` describe a theme and ``n_examples`` per side
     show it; ``seed`` fixes the split and the fit."""
@@ -113,6 +115,8 @@ class ThemeConfig:
     def check(self) -> None:
         if self.k < 2:
             raise InputError(f"--themes must be at least 2, got {self.k}")
+        if self.method not in ("regions", "ward", "kmeans"):
+            raise InputError(f"unknown themes method {self.method!r}; use regions, ward or kmeans")
         if self.fit_docs < self.k or self.chunk_docs < 1 or self.svd < 2:
             raise InputError(
                 "fit_docs must be at least k, chunk_docs at least 1 and svd at least 2"
