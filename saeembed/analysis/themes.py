@@ -97,10 +97,9 @@ THEME_COLUMNS = [
 class ThemeConfig:
     """How themes are found: at most ``k`` themes (with ``method="regions"``, up to ``k - 1``
     where one side is dense and the documents the sides share); ``measure`` (a binary one)
-    makes the document vectors;
-    at most ``fit_docs`` discovery documents fit them; ``svd`` components; documents read
-    ``chunk_docs`` at a time; ``top_concepts`` describe a theme and ``n_examples`` per side
-    show it; ``seed`` fixes the split and the fit."""
+    makes the document vectors; at most ``fit_docs`` discovery documents fit them, with at most
+    ``svd`` components; documents are read ``chunk_docs`` at a time; ``top_concepts`` describe
+    a theme and ``n_examples`` per side show it; ``seed`` fixes the split and the fit."""
 
     k: int = 12
     method: str = "regions"  # or "ward", "kmeans" (every document in a theme)
