@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from saeembed.errors import InputError, SAEError
 from saeembed.reader import Reader, dtype_name
 from saeembed.sae import SAE, check_sae_fits, load_sae
+from saeembed.stack_cache import SHARED_STACKS
 from saeembed.store import Encoder, Store
 from saeembed.tokens import (
     ChatMode,
@@ -385,18 +386,31 @@ def load_encoding_stack(
         raise InputError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
     if max_tokens is not None and max_tokens < 1:
         raise InputError(f"--max-tokens must be at least 1 (got {max_tokens})")
+    shared = SHARED_STACKS.get()
+    key = (model, None if sae is None else str(sae), layer, device, dtype, weights)
+    if shared is not None and key in shared:
+        stack = shared[key]
+        _check_max_tokens(stack.reader, max_tokens)
+        return stack
     reader = load_reader(model, device=device, dtype=dtype, weights=weights)
+    _check_max_tokens(reader, max_tokens)
+    sae_model = resolve_sae(sae, reader.model_id)
+    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
+    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
+    reader.drop_layers_after(chosen_layer)
+    stack = EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
+    if shared is not None:
+        shared[key] = stack
+    return stack
+
+
+def _check_max_tokens(reader, max_tokens: int | None) -> None:
     limit = getattr(reader.model.config, "max_position_embeddings", None)
     if max_tokens is not None and limit and max_tokens > limit:
         raise InputError(
             f"--max-tokens {max_tokens:,} is beyond what {reader.model_id} reads ({limit:,} "
             f"positions); use at most {limit:,}"
         )
-    sae_model = resolve_sae(sae, reader.model_id)
-    chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
-    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
-    reader.drop_layers_after(chosen_layer)
-    return EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
 
 
 def encode_stored_corpus(

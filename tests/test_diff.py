@@ -184,3 +184,31 @@ def test_unusable_diff_options_are_refused(store, options, message):
         diff_corpora(store, ["A"], ["B"], **options)
     with pytest.raises(InputError, match=message):
         paired_diff(store, "A", "B", **options)
+
+
+def test_a_diff_of_two_files_reads_the_reader_and_sae_once(
+    tmp_path, tiny_model, tiny_sae, monkeypatch
+):
+    import saeembed.reader
+    from saeembed import api
+
+    loads = []
+    real = saeembed.reader.load_reader
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(saeembed.reader, "load_reader", counting)
+    for name, word in (("a", "film"), ("b", "soup")):
+        (tmp_path / f"{name}.txt").write_text(
+            "\n".join(f"the {word} number {i} was fine" for i in range(12)) + "\n"
+        )
+    table = api.diff(tmp_path / "a.txt", tmp_path / "b.txt", db=tmp_path / "s.duckdb",
+                     model=str(tiny_model), sae=str(tiny_sae), progress=False, min_support=1)  # fmt: skip
+    assert table.height > 0
+    assert len(loads) == 1  # both inputs encoded with one loaded stack
+    # the same diff again: everything is stored, nothing is loaded
+    loads.clear()
+    api.diff("a", "b", db=tmp_path / "s.duckdb", progress=False, min_support=1)
+    assert loads == []

@@ -436,7 +436,9 @@ def diff(
                 "has finished, or pass --db FILE to encode into a store of your own"
             ) from exc
         raise
-    with opened as store:
+    from saeembed.stack_cache import shared_stacks
+
+    with opened as store, shared_stacks():  # the reader and SAE read once for every input
         corpus_a, used = _as_corpus(store, a, options)
         corpora_b = []
         for ref in sides_b:
