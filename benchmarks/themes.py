@@ -111,7 +111,7 @@ def run(db: Path, args) -> None:
                     planted = rng.choice(ids[GENRES[genre]], n_plant, replace=False)
                     side_a = np.concatenate([side_a[: args.n_side - n_plant], planted])
                 started = time.perf_counter()
-                themes = diff_themes(store, side_a, side_b, seed=seed, progress=False)
+                themes = diff_themes(store, side_a, side_b, seed=seed)
                 seconds = time.perf_counter() - started
                 outcomes.append(judge(themes.table, planted, seconds))
                 print(f"{genre} seed {seed}: {outcomes[-1]}", file=sys.stderr)

@@ -57,6 +57,7 @@ from sklearn.preprocessing import normalize
 from saeembed.analysis.cluster import describe_clusters
 from saeembed.analysis.diff import compare_counts
 from saeembed.analysis.matrix import load_matrix
+from saeembed.analysis.stats import bh_qvalues
 from saeembed.errors import InputError
 from saeembed.labels.alike import stored_groups
 from saeembed.labels.table import label_names
@@ -179,11 +180,18 @@ class _Model:
                 weak = votes[np.arange(len(best)), best] < 0.5 * votes.sum(axis=1)
                 best[weak] = shared
             theme[start : start + block] = best
-        best = np.einsum("ij,ij->i", rows, self.centres[theme])
-        empty = np.asarray((values > 0).sum(axis=1)).ravel() == 0
+        return self._with_closeness(values, rows, theme)
+
+    def closeness(self, values: sp.spmatrix, theme: np.ndarray) -> np.ndarray:
+        """Each row's cosine to the centre of its given ``theme`` (0 where it has none)."""
+        return self._with_closeness(values, self.embed(values), theme.copy())[1]
+
+    def _with_closeness(self, values, rows, theme) -> tuple[np.ndarray, np.ndarray]:
+        empty = (np.asarray((values > 0).sum(axis=1)).ravel() == 0) | (theme < 0)
         theme[empty] = -1
-        best[empty] = 0.0
-        return theme, best
+        near = np.einsum("ij,ij->i", rows, self.centres[np.maximum(theme, 0)])
+        near[empty] = 0.0
+        return theme, near
 
 
 def split_halves(docs_a: np.ndarray, docs_b: np.ndarray, seed: int) -> np.ndarray:
@@ -319,7 +327,6 @@ def diff_themes(
     *,
     encoder: Encoder | str | int | None = None,
     config: ThemeConfig | None = None,
-    progress: bool = True,
     **options,
 ) -> Themes:
     """The diff of themes between the documents ``docs_a`` and ``docs_b`` (ids; a document on
@@ -352,38 +359,36 @@ def diff_themes(
     model, sample_labels = _fit(values, sample_is_a, config)
     k = len(model.centres)
 
-    # every document of both sides, a chunk at a time
     everyone = np.concatenate([a, b])
     everyone.sort()
     themes = np.full(len(everyone), -1, dtype=np.int64)
     closeness = np.zeros(len(everyone))
-    for start in range(0, len(everyone), config.chunk_docs):
-        chunk = everyone[start : start + config.chunk_docs]
-        m = load_matrix(store, encoder, doc_ids=chunk, measure=config.measure)
-        where = np.searchsorted(everyone, m.doc_ids)
-        themes[where], closeness[where] = model.assign(m.values.tocsr())
-        # documents the encoder has not encoded keep -1
     # the documents the themes were formed on keep the theme they were given
     fit_rows = np.searchsorted(everyone, fitted.doc_ids)
     themes[fit_rows] = sample_labels
+    closeness[fit_rows] = model.closeness(values, sample_labels)
+    # every other document of both sides, a chunk at a time (one the encoder has not encoded
+    # keeps -1)
+    rest = np.setdiff1d(everyone, fitted.doc_ids, assume_unique=True)
+    for start in range(0, len(rest), config.chunk_docs):
+        chunk = rest[start : start + config.chunk_docs]
+        m = load_matrix(store, encoder, doc_ids=chunk, measure=config.measure)
+        where = np.searchsorted(everyone, m.doc_ids)
+        themes[where], closeness[where] = model.assign(m.values.tocsr())
     is_a = np.isin(everyone, a)
     in_test = ~np.isin(everyone, discovery)
     test_a, test_b = int((in_test & is_a).sum()), int((in_test & ~is_a).sum())
     ids = np.arange(k)
-    n_a = np.array([(in_test & is_a & (themes == t)).sum() for t in ids])
-    n_b = np.array([(in_test & ~is_a & (themes == t)).sum() for t in ids])
+    n_a = np.bincount(themes[in_test & is_a & (themes >= 0)], minlength=k)
+    n_b = np.bincount(themes[in_test & ~is_a & (themes >= 0)], minlength=k)
     stats = compare_counts(ids, n_a, n_b, test_a, test_b)
     # the documents the sides share are what is left when the themes are taken out: their share
     # mirrors the themes', so they are shown, not tested (and not in the correction)
     tested = np.array([side != "both" for side in model.sides])
-    if not tested.all():
-        again = compare_counts(ids[tested], n_a[tested], n_b[tested], test_a, test_b)
-        p = np.full(k, np.nan)
-        q = np.full(k, np.nan)
-        p[tested], q[tested] = again["p"].to_numpy(), again["q"].to_numpy()
-        stats = stats.with_columns(
-            pl.Series("p", p).fill_nan(None), pl.Series("q", q).fill_nan(None)
-        )
+    p = np.where(tested, stats["p"].to_numpy(), np.nan)
+    q = np.full(k, np.nan)
+    q[tested] = bh_qvalues(p[tested])
+    stats = stats.with_columns(pl.Series("p", p).fill_nan(None), pl.Series("q", q).fill_nan(None))
 
     described = _describe(store, encoder, values, sample_labels, k, config)
     examples = _examples(store, everyone, is_a, themes, closeness, k, config.n_examples)
@@ -492,15 +497,7 @@ def _examples(store, everyone, is_a, themes, closeness, k, n) -> dict[int, list[
             best = rows[np.argsort(-closeness[rows], kind="stable")[:n]]
             picked.setdefault(t, []).extend((side, int(everyone[i])) for i in best)
     wanted = sorted({d for rows in picked.values() for _, d in rows})
-    texts = {}
-    if wanted:
-        with store.temporary(example_docs={"doc_id": wanted}):
-            texts = dict(
-                store.sql(
-                    "SELECT doc_id, any_value(text) AS text FROM documents "
-                    "WHERE doc_id IN (SELECT doc_id FROM example_docs) GROUP BY doc_id"
-                ).iter_rows()
-            )
+    texts = dict(store.texts(wanted).iter_rows()) if wanted else {}
     return {
         t: [{"side": s, "doc_id": d, "text": _excerpt(texts.get(d) or "")} for s, d in rows]
         for t, rows in picked.items()

@@ -414,8 +414,10 @@ def diff(
         raise InputError(f"unknown --by {by!r}; use concepts or themes")
     if by == "themes" and paired:
         raise InputError("--by themes compares two samples; it does not take --paired")
-    if by == "themes" and themes < 2:
-        raise InputError(f"--themes must be at least 2, got {themes}")
+    if by == "themes":
+        from saeembed.analysis.themes import ThemeConfig
+
+        ThemeConfig(k=themes, seed=seed).check()  # before anything is encoded
     options = dict(
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
     )
@@ -452,16 +454,11 @@ def diff(
         if by == "themes" or ((html is not None or report) and not paired):
             from saeembed.analysis.themes import diff_themes
 
-            ids_a, ids_b = sides.a, sides.b
-            if min(len(ids_a), len(ids_b)) >= 4:
+            # the report leaves the themes out where a side is too small for them
+            if by == "themes" or min(len(sides.a), len(sides.b)) >= 4:
                 binary = get_measure(measure).binary  # a numeric diff's report: strong themes
-                found = diff_themes(store, ids_a, ids_b, encoder=chosen, k=themes, seed=seed,
+                found = diff_themes(store, sides.a, sides.b, encoder=chosen, k=themes, seed=seed,
                                     measure=measure if binary or by == "themes" else "strong")  # fmt: skip
-            elif by == "themes":
-                raise InputError(
-                    f"themes need at least 4 documents per side (A has {len(ids_a)}, B "
-                    f"{len(ids_b)})"
-                )
         if by == "themes":
             if summary is not None:
                 summary.update(

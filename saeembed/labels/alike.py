@@ -141,18 +141,32 @@ def top_groups(frame: pl.DataFrame, top: int) -> pl.DataFrame:
     return frame.filter(pl.col("feature").is_in(list(kept)) | pl.col("same_as").is_in(list(kept)))
 
 
+def folded_groups(frame: pl.DataFrame) -> tuple[list[int], dict[int, list[int]]]:
+    """The positions of the rows of a `fold_alike` frame that lead their group (``same_as``
+    null; every row when the frame has no such column), and each leader's folded concepts, in
+    order."""
+    if "same_as" not in frame.columns:
+        return list(range(frame.height)), {}
+    leaders: list[int] = []
+    folded: dict[int, list[int]] = {}
+    features, leads = frame["feature"].to_list(), frame["same_as"].to_list()
+    for i, (f, lead) in enumerate(zip(features, leads, strict=True)):
+        if lead is None:
+            leaders.append(i)
+        else:
+            folded.setdefault(int(lead), []).append(int(f))
+    return leaders, folded
+
+
 def folded_view(frame: pl.DataFrame, shown: int = 3) -> pl.DataFrame:
     """A `fold_alike` frame as a person reads it: one row per group, its label followed by the
     concepts folded into it (``  [+2002]``, ``  [+205, 426, 773 and 38 more alike]``)."""
     if "same_as" not in frame.columns:
         return frame
-    folded: dict[int, list[int]] = {}
-    for f, lead in zip(frame["feature"].to_list(), frame["same_as"].to_list(), strict=True):
-        if lead is not None:
-            folded.setdefault(int(lead), []).append(int(f))
-    leaders = frame.filter(pl.col("same_as").is_null()).drop("same_as")
-    if not folded or "label" not in leaders.columns:
-        return leaders
+    _, folded = folded_groups(frame)
+    shown_rows = frame.filter(pl.col("same_as").is_null()).drop("same_as")
+    if not folded or "label" not in shown_rows.columns:
+        return shown_rows
 
     def suffix(f: int) -> str:
         ids = folded.get(int(f), [])
@@ -164,6 +178,8 @@ def folded_view(frame: pl.DataFrame, shown: int = 3) -> pl.DataFrame:
 
     labels = [
         (label or "") + suffix(f)
-        for f, label in zip(leaders["feature"].to_list(), leaders["label"].to_list(), strict=True)
+        for f, label in zip(
+            shown_rows["feature"].to_list(), shown_rows["label"].to_list(), strict=True
+        )
     ]
-    return leaders.with_columns(pl.Series("label", labels, dtype=pl.String))
+    return shown_rows.with_columns(pl.Series("label", labels, dtype=pl.String))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from saeembed.labels.alike import folded_groups
 from saeembed.labels.table import label_names
 from saeembed.reports import evidence, page
 from saeembed.reports.page import DEFAULT_PANELS
@@ -90,22 +91,6 @@ def label_fields(labels: dict, sources: dict, feature: int) -> dict:
     }
 
 
-def alike_rows(table: pl.DataFrame) -> tuple[list[int], dict[int, list[int]]]:
-    """The positions of the rows that lead their group of alike concepts (``same_as`` null; every
-    row when the table has no such column), and each leader's folded concepts."""
-    if "same_as" not in table.columns:
-        return list(range(table.height)), {}
-    alike: dict[int, list[int]] = {}
-    leaders = []
-    for i, (f, lead) in enumerate(zip(table["feature"].to_list(), table["same_as"].to_list(),
-                                      strict=True)):  # fmt: skip
-        if lead is None:
-            leaders.append(i)
-        else:
-            alike.setdefault(int(lead), []).append(int(f))
-    return leaders, alike
-
-
 def diff_command(settings: dict, html_path: str = "report.html") -> str:
     """The `saeembed diff` command line that makes this report."""
     words = ["saeembed", "diff", settings["a"], *settings["b"]]
@@ -155,7 +140,7 @@ def build_diff_report(
     sizes = [sides.size_a, sides.size_b]
     labels, sources = report_labels(store, encoder)
     # concepts alike to one listed above them are counted on its row (saeembed.labels.alike)
-    leaders, alike = alike_rows(table)
+    leaders, alike = folded_groups(table)
     chosen = [int(table["feature"][i]) for i in leaders[:panels]]
     rows = evidence.activation_rows(store, encoder, chosen, scope)
     cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
