@@ -477,10 +477,10 @@ def says_something(label: str | None) -> bool:
     label's frame (``capitalised words (...)``)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    from saeembed.labels.local import label_terms
+    from saeembed.labels.local import is_described_symbol, label_terms
 
     for term in label_terms(label):
-        if term.startswith(('"', "'")):
+        if is_described_symbol(term):
             continue
         for word in re.findall(r"[^\W\d_]{3,}", term):
             if word not in ENGLISH_STOP_WORDS:

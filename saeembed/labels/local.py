@@ -14,12 +14,12 @@ peak, in context:
   ``"(" before a word``, ``"," between words``; a line break as ``a line break``.
 
 A concept's **local evidence** is its descriptors with how many of its peaks each covers; its
-**local name** the two or three that cover most. `saeembed.labels.naming` writes the local names into the
-`features` table where the name shipped with the SAE does not fit the store: a shipped name is
-kept when its words find the concept's peaks on this store (`fit`: the balanced accuracy with
-which the name tells the concept's peaks from a fixed sample of other concepts' peaks) at least
-`SHIPPED_MIN_SCORE`, or at least as well as a local name made from half the peaks finds the
-other half; otherwise the local name replaces it (``label_source = 'local'``) and the
+**local name** the two or three that cover most. `saeembed.labels.naming` writes the local names
+into the `features` table where the name shipped with the SAE does not fit the store: a shipped
+name is kept when its words find the concept's peaks on this store (`fit`: the balanced accuracy
+with which the name tells the concept's peaks from a fixed sample of other concepts' peaks) at
+least `SHIPPED_MIN_SCORE`, or at least as well as a local name made from half the peaks finds
+the other half; otherwise the local name replaces it (``label_source = 'local'``) and the
 shipped one stays in `features.shipped_label`. Names made by `saeembed features label`, the LLM
 labeller or an import are the user's and are never replaced.
 """
@@ -464,11 +464,17 @@ def label_terms(label: str | None) -> tuple[str, ...]:
     return tuple(terms)
 
 
+def is_described_symbol(term: str) -> bool:
+    """Whether a name's term describes a symbol where it stands (``"." ending a sentence``,
+    ``'"' between words``) rather than naming words."""
+    return term.startswith(('"', "'"))
+
+
 def _split_terms(terms: tuple[str, ...]) -> tuple[set[str], list[str]]:
     """A name's terms as `Peaks.detects` reads them: those a peak's descriptor, phrase or piece
     equals (a word, a described symbol or number), and those of several words its context must
     hold."""
-    exact = {t for t in terms if " " not in t or t.startswith(('"', "'"))}
+    exact = {t for t in terms if " " not in t or is_described_symbol(t)}
     return exact, [t for t in terms if t not in exact]
 
 

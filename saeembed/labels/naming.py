@@ -24,6 +24,7 @@ from saeembed.labels.local import (
     LocalConfig,
     Peaks,
     fit,
+    is_described_symbol,
     label_terms,
     name_from,
     read_peaks,
@@ -67,13 +68,14 @@ def decide_names(
     )["n"][0]
     if n_docs < config.min_docs:
         return None
-    current = store.sql(
-        """
-        SELECT feature::BIGINT AS feature, label, label_source, shipped_label, shipped_source
-        FROM features
-        WHERE encoder_id = ? AND (label_source LIKE 'shipped:%' OR label_source = ?)
-        """,
-        [encoder.encoder_id, SOURCE],
+    every = store.sql(
+        "SELECT feature::BIGINT AS feature, label, label_source, shipped_label, shipped_source "
+        "FROM features WHERE encoder_id = ?",
+        [encoder.encoder_id],
+    )
+    # the concepts named by the SAE (or by an earlier run of this); the others are the user's
+    current = every.filter(
+        pl.col("label_source").str.starts_with("shipped:") | (pl.col("label_source") == SOURCE)
     )
     frame = read_peaks(store, encoder, config=config)
     if frame.height == 0:
@@ -114,14 +116,8 @@ def decide_names(
     for feature in sorted(set(groups) - set(shipped)):  # the user's names: only alike_of
         rows.append((feature, False, None, None, None, None, None, None))
     # which concepts are alike, by the names they now show (the user's where they named them)
-    shown_names = {r[0]: r[2] for r in rows if r[1]}
-    shown_names.update(
-        (int(f), label)
-        for f, label in store.sql(
-            "SELECT feature, label FROM features WHERE encoder_id = ?", [encoder.encoder_id]
-        ).iter_rows()
-        if int(f) not in shown_names
-    )
+    shown_names = dict(zip(every["feature"].to_list(), every["label"].to_list(), strict=True))
+    shown_names.update((r[0], r[2]) for r in rows if r[1])
     alike = group_alike(
         *peaks.evidence_vectors(groups, config.min_peaks),
         compatible=_alike_check(peaks, groups, shown_names),
@@ -153,7 +149,7 @@ def _alike_check(peaks: Peaks, groups: dict[int, np.ndarray], names: dict[int, s
         keys = set()
         for term in label_terms(names.get(feature)):
             keys.add(word_key(term))
-            if not term.startswith(('"', "'")) and "(" not in term:
+            if not is_described_symbol(term) and "(" not in term:
                 keys.update(
                     word_key(w) for w in term.split() if len(w) > 2 and w not in DETERMINERS
                 )
