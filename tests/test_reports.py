@@ -314,8 +314,8 @@ def test_feature_pages_in_the_browser(diff_db, tmp_path, browser):
         encoder = store.resolve_encoder(None)
         index = write_feature_pages(store, encoder, tmp_path, features=[1, 2, 3], progress=False)
         single = write_feature_page(store, encoder, 4, tmp_path / "four.html", progress=False)
-        with pytest.raises(InputError, match="does not exist; create it"):
-            write_feature_pages(store, encoder, tmp_path / "missing", progress=False)
+        with pytest.raises(InputError, match="is a file, not a directory"):
+            write_feature_pages(store, encoder, tmp_path / "four.html", progress=False)
         with pytest.raises(InputError, match="feature 99 does not exist"):
             write_feature_page(store, encoder, 99, tmp_path / "x.html", progress=False)
     assert sorted(p.name for p in tmp_path.glob("*.html")) == [
@@ -363,10 +363,35 @@ def test_features_cli_writes_pages(diff_db, tmp_path):
     result = runner.invoke(main, ["-q", "features", "show", str(diff_db), "2", "--html", str(page)])
     assert result.exit_code == 0, result.output
     assert payload_of(page)["feature"] == 2
-    missing = runner.invoke(
-        main, ["features", "pages", str(diff_db), "--out", str(tmp_path / "nope")]
+    fresh = tmp_path / "new" / "pages"  # a first run: the folder is made
+    made = runner.invoke(main, ["-q", "features", "pages", str(diff_db), "--out", str(fresh)])
+    assert made.exit_code == 0, made.output
+    assert (fresh / "index.html").exists()
+
+
+def test_feature_pages_start_with_the_distinctive_features(diff_db, monkeypatch):
+    """By default the pages start with features this corpus has far more often than the SAE's
+    labelling corpus; features in most documents or in fewer than 3 come last or not at all."""
+    from saeembed.reports import feature_pages
+
+    counts = pl.DataFrame({"feature": [1, 2, 3, 4, 5], "n_docs": [110, 50, 20, 2, 30]})
+    reference = pl.DataFrame(
+        {"feature": [1, 2, 3, 4, 5], "ref_density": [0.9, 0.4, 0.01, 0.001, 0.05]}
     )
-    assert missing.exit_code != 0 and "does not exist" in missing.output
+    with Store(diff_db, read_only=True) as store:
+        encoder = store.resolve_encoder(None)
+        n_docs = store.con.execute("SELECT count(*) FROM documents").fetchall()[0][0]
+        assert n_docs == 120  # 110 of them is "in most documents"
+
+        def choose(order):
+            return feature_pages.choose_features(store, encoder, counts, top=10, order=order)
+
+        assert choose("frequent") == [1, 2, 5, 3, 4]
+        monkeypatch.setattr(feature_pages, "shipped_frequencies", lambda encoder: None)
+        assert choose("distinctive") == [2, 5, 3]  # no reference: frequent, not everywhere
+        monkeypatch.setattr(feature_pages, "shipped_frequencies", lambda encoder: reference)
+        # 3: 20/120 = 0.167 against 0.01; 5: 0.25 against 0.05; 2: 0.42 against 0.4
+        assert choose("distinctive") == [3, 5, 2]
 
 
 # ---- preference report ---------------------------------------------------------------------------

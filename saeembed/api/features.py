@@ -81,9 +81,9 @@ def feature_page(
 def feature_pages(
     db: str | Path, out: str | Path, *, encoder: str | int | None = None, **options
 ) -> Path:
-    """Write a browsable set of feature pages into directory ``out`` (which must exist):
+    """Write a browsable set of feature pages into directory ``out`` (made if missing):
     ``index.html`` and one page per feature (`saeembed.reports.write_feature_pages`, whose
-    keyword ``options`` these are: features, top, corpus, progress). Returns the index."""
+    keyword ``options`` these are: features, top, order, corpus, progress). Returns the index."""
     from saeembed.reports import write_feature_pages
 
     with Store(db, read_only=True) as store:

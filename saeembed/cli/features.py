@@ -176,29 +176,37 @@ def _feature_ids(values: str | None) -> list[int] | None:
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Directory for index.html and one page per feature (must exist).",
+    help="Directory for index.html and one page per feature (made if missing).",
 )
 @click.option(
-    "--features", "feature_ids", help="Comma-separated features [default: the --top most frequent]."
+    "--features", "feature_ids", help="Comma-separated features [default: the --top by --order]."
 )
 @click.option(
     "--top",
     type=click.IntRange(min=1),
     default=default_of(write_feature_pages, "top"),
     show_default=True,
-    help="Without --features: this many features, those active in the most documents.",
+    help="Without --features: this many features.",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["distinctive", "frequent"]),
+    default=default_of(write_feature_pages, "order"),
+    show_default=True,
+    help="Without --features: distinctive = far more frequent here than in the SAE's labelling "
+    "corpus (not in most documents, one per alike group); frequent = active in the most documents.",
 )
 @encoder_option()
 @click.option("--corpus", help="Only documents of this corpus.")
 @click.pass_context
 @domain_errors
-def features_pages(ctx, db, out, feature_ids, top, encoder, corpus):
+def features_pages(ctx, db, out, feature_ids, top, order, encoder, corpus):
     """Write a browsable set of feature pages: an index and, per feature, its label, density,
     histogram, top and quantile examples with token shading, the tokens it promotes and
     suppresses, and the features it co-occurs with."""
     index = api.feature_pages(
-        db, out, encoder=encoder, features=_feature_ids(feature_ids), top=top, corpus=corpus,
-        progress=not ctx.obj["quiet"],
+        db, out, encoder=encoder, features=_feature_ids(feature_ids), top=top, order=order,
+        corpus=corpus, progress=not ctx.obj["quiet"],
     )  # fmt: skip
     click.echo(f"wrote {index}", err=True)
 

@@ -21,6 +21,74 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 TOP_EXAMPLES = 6
+ORDERS = ("distinctive", "frequent")
+# A feature active in more than this share of the documents says little about any one of them.
+UBIQUITOUS = 0.5
+
+
+def choose_features(
+    store: Store,
+    encoder: Encoder,
+    counts: pl.DataFrame,
+    *,
+    top: int,
+    order: str = "distinctive",
+    corpus: str | None = None,
+) -> list[int]:
+    """The ``top`` features to write pages for, from ``counts`` (feature, n_docs here).
+
+    ``frequent``: those active in the most documents. ``distinctive`` (the default): those this
+    corpus has far more often than the SAE's labelling corpus (the lower end of the 95% interval
+    of the log ratio of the two frequencies; the labelling corpus's frequency comes from the
+    labels shipped with the SAE), among features active in at least 3 documents and in at most
+    half of them, one per group of alike concepts. Without shipped frequencies (an SAE of your
+    own), the most frequent of those features."""
+    n_total = store.con.execute(
+        "SELECT count(DISTINCT doc_id) FROM activations WHERE encoder_id = ? AND doc_id IN "
+        "(SELECT doc_id FROM documents WHERE ? IS NULL OR corpus = ?)",
+        [encoder.encoder_id, corpus, corpus],
+    ).fetchall()[0][0]
+    ranked = counts.sort(["n_docs", "feature"], descending=[True, False])
+    if order == "frequent" or not n_total:
+        return ranked["feature"].head(top).to_list()
+    alike = store.sql(
+        "SELECT feature FROM features WHERE encoder_id = $enc AND alike_of IS NOT NULL",
+        {"enc": encoder.encoder_id},
+    )["feature"]
+    kept = ranked.filter(
+        (pl.col("n_docs") >= 3)
+        & (pl.col("n_docs") <= UBIQUITOUS * n_total)
+        & ~pl.col("feature").is_in(alike.implode())
+    )
+    reference = shipped_frequencies(encoder)
+    if reference is None or kept.is_empty():
+        return (kept if not kept.is_empty() else ranked)["feature"].head(top).to_list()
+    here = pl.col("n_docs") / n_total
+    scored = kept.join(reference, on="feature", how="inner").with_columns(
+        (
+            (here / pl.col("ref_density")).log() - 1.96 * ((1 - here) / pl.col("n_docs")).sqrt()
+        ).alias("lift_low")
+    )
+    return (
+        scored.sort(["lift_low", "feature"], descending=[True, False])["feature"]
+        .head(top)
+        .to_list()
+    )
+
+
+def shipped_frequencies(encoder: Encoder) -> pl.DataFrame | None:
+    """Per feature, its frequency in the labelling corpus of the SAE's shipped labels
+    (``ref_density``, floored at 1e-4), or None when the SAE shipped none."""
+    from saeembed.labels.table import shipped_labels_for
+
+    path = shipped_labels_for(encoder.sae_sha256)
+    if path is None:
+        return None
+    frame = pl.read_parquet(path, columns=["feature", "density"])
+    return frame.select(
+        pl.col("feature").cast(pl.Int64),
+        pl.col("density").fill_null(0.0).clip(1e-4, 1.0).alias("ref_density"),
+    )
 
 
 def feature_payloads(
@@ -110,17 +178,20 @@ def write_feature_pages(
     *,
     features: list[int] | None = None,
     top: int = 100,
+    order: str = "distinctive",
     corpus: str | None = None,
     progress: bool = True,
     **options,
 ) -> Path:
-    """Write ``index.html`` and a page per feature into directory ``out`` (which must exist).
-    Without ``features``: the ``top`` features active in the most documents. Returns the index."""
+    """Write ``index.html`` and a page per feature into directory ``out`` (made if missing).
+    Without ``features``: the ``top`` features by ``order`` (`ORDERS`; `choose_features`).
+    Returns the index."""
     out = Path(out)
-    if not out.is_dir():
-        raise InputError(
-            f"output directory {out} does not exist; create it (mkdir -p {out}) or choose another"
-        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a directory; choose a directory")
+    if order not in ORDERS:
+        raise InputError(f"unknown order {order!r}; use one of: {', '.join(ORDERS)}")
+    out.mkdir(parents=True, exist_ok=True)
     counts = store.sql(
         """
         SELECT a.feature, count(*) AS n_docs FROM activations a
@@ -131,8 +202,7 @@ def write_feature_pages(
         {"enc": encoder.encoder_id, "corpus": corpus},
     )
     if features is None:
-        features = counts.sort(["n_docs", "feature"], descending=[True, False]).head(top)
-        features = features["feature"].to_list()
+        features = choose_features(store, encoder, counts, top=top, order=order, corpus=corpus)
     if not features:
         raise InputError("no active features to write pages for; encode documents first")
     payloads = feature_payloads(
