@@ -108,6 +108,10 @@ def separation(
     )
 
 
+class NoSeparatingConcept(InputError):
+    """Example documents were the only way concepts were chosen, and none sets them apart."""
+
+
 def choose_concepts(
     store: Store,
     encoder: Encoder,
@@ -196,7 +200,7 @@ def choose_concepts(
         )
     if chosen.height == 0:
         if sep is not None and not phrase and not features:
-            raise InputError(
+            raise NoSeparatingConcept(
                 f"no concept separates the {len(positives)} example documents from the rest at "
                 f"q < {alpha}; give more examples, or a phrase or feature ids"
             )

@@ -26,6 +26,7 @@ as text (cast it for numbers: ``CAST(meta.year AS INTEGER) >= 2015``)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -237,24 +238,27 @@ def like_scores(
     store: Store,
     encoder: Encoder,
     docs: pl.DataFrame,
-    doc_id: int,
+    doc_id: int | Sequence[int],
     choice: ConceptChoice | None,
     *,
     dense: bool = False,
     measure: str = "max",
 ) -> np.ndarray:
-    """Cosine similarity of every candidate to document ``doc_id``: on idf-weighted concept
-    vectors (the concepts present under ``measure``; the chosen ones only, if any), or on
-    sentence embeddings with ``dense``."""
-    target = store.texts([doc_id])
-    if target.is_empty():
-        raise InputError(f"no document with doc_id {doc_id} in {store.path}")
+    """Cosine similarity of every candidate to document ``doc_id`` (or to the mean of several
+    documents' normalised vectors): on idf-weighted concept vectors (the concepts present under
+    ``measure``; the chosen ones only, if any), or on sentence embeddings with ``dense``."""
+    targets = np.atleast_1d(np.asarray(doc_id, dtype=np.int64))
+    found = store.texts(targets.tolist())
+    if found.height < len(np.unique(targets)):
+        missing = sorted(set(targets.tolist()) - set(found["doc_id"].to_list()))
+        raise InputError(f"no document with doc_id {missing[0]} in {store.path}")
     if dense:
         from saeembed.embedding_cache import document_embeddings
 
-        both = pl.concat([target, docs.select("doc_id", "text")])
+        both = pl.concat([found.select("doc_id", "text"), docs.select("doc_id", "text")])
         vectors = document_embeddings(store, both["doc_id"].to_numpy(), both["text"].to_list())
-        return vectors[1:] @ vectors[0]
+        centre = vectors[: found.height].mean(axis=0)
+        return vectors[found.height :] @ (centre / max(np.linalg.norm(centre), 1e-12))
     from saeembed.analysis.cluster import weight_matrix
     from saeembed.analysis.matrix import load_matrix
 
@@ -266,11 +270,14 @@ def like_scores(
     else:
         values = matrix.values
     x = weight_matrix(values.tocsr(), "idf")
-    where = np.searchsorted(matrix.doc_ids, doc_id)
-    if where >= matrix.n_docs or matrix.doc_ids[where] != doc_id:
-        raise InputError(f"document {doc_id} is not encoded by encoder {encoder.name}")
+    where = np.searchsorted(matrix.doc_ids, targets).clip(max=max(matrix.n_docs - 1, 0))
+    absent = targets[matrix.doc_ids[where] != targets] if matrix.n_docs else targets
+    if len(absent):
+        raise InputError(f"document {absent[0]} is not encoded by encoder {encoder.name}")
+    centre = np.asarray(x[where].mean(axis=0)).ravel()
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
     rows = np.searchsorted(matrix.doc_ids, docs["doc_id"].to_numpy())
-    return np.asarray((x[rows] @ x[where].T).todense()).ravel()
+    return np.asarray(x[rows] @ centre).ravel()
 
 
 def search_documents(
@@ -280,17 +287,20 @@ def search_documents(
     docs: pl.DataFrame | None = None,
     query: str | None = None,
     choice: ConceptChoice | None = None,
-    like: int | None = None,
+    like: int | Sequence[int] | None = None,
     mode: str = "sae",
     corpus: str | None = None,
     where: str | None = None,
     top: int = 10,
     width: int = 100,
     measure: str = "max",
+    leave_out: Sequence[int] = (),
 ) -> pl.DataFrame:
-    """The ``top`` documents for a property (``query`` / ``choice``) or like document ``like``,
-    among those passing ``where`` (`SEARCH_COLUMNS`), scoring concepts by ``measure``; ``docs``:
-    the `candidates` already chosen (on a read-only store, when ``store`` is writable)."""
+    """The ``top`` documents for a property (``query`` / ``choice``) or like document ``like``
+    (or like several: their mean), among those passing ``where`` (`SEARCH_COLUMNS`), scoring
+    concepts by ``measure``; ``docs``: the `candidates` already chosen (on a read-only store,
+    when ``store`` is writable). The ``like`` documents and ``leave_out`` (the examples a search
+    was given) are never among the results."""
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     if docs is None:
@@ -302,7 +312,6 @@ def search_documents(
         scores = like_scores(
             store, encoder, docs, like, choice, dense=mode == "dense", measure=measure
         )
-        docs, scores = _without(docs, scores, like)
         reasons = [[] for _ in range(docs.height)]
     else:
         if mode in ("dense", "hybrid") and not query:
@@ -321,6 +330,10 @@ def search_documents(
                 scores, reasons = sae_scores(store, encoder, docs, choice, measure)
             if mode == "hybrid":
                 scores = rank_fusion(scores, dense_scores(store, docs, query))
+    given = [*np.atleast_1d(like if like is not None else []).tolist(), *leave_out]
+    keep = ~np.isin(docs["doc_id"].to_numpy(), np.asarray(given, dtype=np.int64))
+    docs, scores = docs.filter(pl.Series(keep)), scores[keep]
+    reasons = [r for r, k in zip(reasons, keep, strict=True) if k]
     order = np.argsort(-scores, kind="stable")[:top]
     texts = docs["text"].to_list()
     return pl.DataFrame(
@@ -352,8 +365,3 @@ def reads_by_meaning(
         [encoder.encoder_id, DEFAULT_EMBEDDER_NAME],
     )
     return bool(found["n"][0])
-
-
-def _without(docs: pl.DataFrame, scores: np.ndarray, doc_id: int):
-    keep = docs["doc_id"].to_numpy() != doc_id
-    return docs.filter(pl.Series(keep)), scores[keep]

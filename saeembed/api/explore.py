@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from saeembed.analysis.concepts import ConceptChoice, choose_concepts
+from saeembed.analysis.concepts import ConceptChoice, NoSeparatingConcept, choose_concepts
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.store import Encoder, Store
@@ -233,6 +233,7 @@ class SearchResult:
     choice: ConceptChoice | None
     encoder: Encoder
     by_meaning: bool = False  # every concept read through its evidence (`meaning_scores`)
+    note: str | None = None  # how the search went where it could not do what was asked
 
 
 def search(
@@ -271,20 +272,30 @@ def search(
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)
-        choice = None
+        choice, note = None, None
         if mode != "dense" and (query or features or positives):
-            choice = choose_concepts(
-                store, chosen, phrase=query, features=features, exclude=exclude,
-                positives=positives, corpus=corpus, top=n_concepts,
-            )  # fmt: skip
+            try:
+                choice = choose_concepts(
+                    store, chosen, phrase=query, features=features, exclude=exclude,
+                    positives=positives, corpus=corpus, top=n_concepts,
+                )  # fmt: skip
+            except NoSeparatingConcept as exc:
+                if like is not None:
+                    raise
+                # a few examples rarely pass the correction: rank by closeness to them instead
+                like = list(positives)
+                note = (
+                    f"{str(exc).split(';')[0]}; ranked by concept similarity to the "
+                    f"{len(positives)} examples instead"
+                )
         hits = search_documents(
             store, chosen, docs=docs, query=query, choice=choice, like=like, mode=mode,
-            corpus=corpus, where=where, top=top, measure=measure,
+            corpus=corpus, where=where, top=top, measure=measure, leave_out=positives,
         )  # fmt: skip
         by_meaning = (
             mode != "dense" and like is None and reads_by_meaning(store, chosen, query, choice)
         )
-    return SearchResult(hits, choice, chosen, by_meaning)
+    return SearchResult(hits, choice, chosen, by_meaning, note)
 
 
 def correlate(

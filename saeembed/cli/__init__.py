@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 
 import click
 
@@ -102,3 +103,5 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     interpretable concepts, then query and analyse them."""
     _setup_logging(verbose, quiet)
     ctx.obj = {"quiet": quiet}
+    if quiet:  # Python's warnings too: nothing but errors on stderr
+        warnings.filterwarnings("ignore")

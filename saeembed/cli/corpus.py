@@ -22,6 +22,7 @@ from saeembed.cli.options import (
     max_tokens_option,
     measure_option,
     model_option,
+    note,
     sae_option,
 )
 from saeembed.encode import DEFAULT_MAX_TOKENS
@@ -127,7 +128,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
         engine=engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
         shard_docs=shard_docs,
     )  # fmt: skip
-    click.echo(result.summary(), err=True)
+    note(result.summary())
 
 
 TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mean_a", "mean_b",
@@ -262,25 +263,21 @@ def diff_command(
         summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed,
     )  # fmt: skip
     if html is not None:
-        click.echo(f"report: {html}", err=True)
+        note(f"report: {html}")
     if by == "themes":
-        if not ctx.obj["quiet"]:
-            click.echo(
-                f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
-                f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
-                f"differ at q < {alpha}",
-                err=True,
-            )
+        note(
+            f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+            f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
+            f"differ at q < {alpha}",
+        )
         render(theme_view(table, fmt or default_format()), fmt or default_format())
         return
-    if not ctx.obj["quiet"]:
-        click.echo(
-            f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
-            f"{summary['tested']:,} concepts tested by {summary['measure']}"
-            f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
-            f"{summary['significant']:,} differ at q < {alpha}",
-            err=True,
-        )
+    note(
+        f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+        f"{summary['tested']:,} concepts tested by {summary['measure']}"
+        f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
+        f"{summary['significant']:,} differ at q < {alpha}",
+    )
     fmt = fmt or default_format()
     if fmt in ("table", "csv"):
         table = join_lists(table, {"examples": " | "})

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from saeembed.api import resources as api
-from saeembed.cli.options import default_of, domain_errors, format_option
+from saeembed.cli.options import default_of, domain_errors, format_option, note
 from saeembed.frames import PASSAGE_MODES
 from saeembed.render import render
 
@@ -54,7 +54,7 @@ def data_get(ref, output, split, max_tokens, fmt):
         ref, split_passages=split, max_tokens=max_tokens, output=output
     )
     if written:
-        click.echo(f"wrote {frame.height:,} rows to {written}", err=True)
+        note(f"wrote {frame.height:,} rows to {written}")
     else:
         render(frame, fmt)
 

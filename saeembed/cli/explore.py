@@ -17,6 +17,7 @@ from saeembed.cli.options import (
     encoder_option,
     format_option,
     measure_option,
+    note,
     options,
 )
 from saeembed.render import default_format, join_lists, render, scientific, write_json
@@ -110,14 +111,13 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
         map_pages=map_pages,
     )  # fmt: skip
     if result.choice is not None:
-        click.echo(f"using {result.choice.describe()}", err=True)
+        note(f"using {result.choice.describe()}")
     n_out = result.summary.filter(pl.col("cluster") == -1)["size"].sum()
-    click.echo(
+    note(
         f"clustering {result.name!r} (id {result.clustering_id}): "
         f"{result.summary.filter(pl.col('cluster') >= 0).height} clusters of "
         f"{result.members.height:,} documents, {n_out:,} outliers"
         + (f"; map written to {map_path}" if map_path else ""),
-        err=True,
     )
     fmt = fmt or default_format()
     if fmt == "json":
@@ -165,21 +165,26 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
                    where, mode, top, measure, fmt):  # fmt: skip
     """Find documents that have a property.
 
-    QUERY is a phrase ("refuses the request"); the concepts whose labels match it, weighted by how
-    well they match, score every document by their activations. --features and --positive add
-    or choose concepts; --like DOC_ID ranks by concept similarity to a document; --where filters;
-    --dense runs the MiniLM baseline through the same interface."""
+    QUERY is a phrase ("refuses the request"): each document's concepts are read through what
+    they fire on (every concept's evidence, weighted by its activation) and ranked by closeness
+    in meaning to it; a phrase that is a word of labels ("film") ranks by those concepts'
+    activations. --features and --positive choose concepts instead (the --positive examples are
+    left out of the results; too few to set concepts apart rank by similarity to them); --like
+    DOC_ID ranks by concept similarity to a document; --where filters; --dense runs the MiniLM
+    baseline through the same interface."""
     result = api.search(
         db, query, encoder=encoder, corpus=corpus, features=_ids(features), exclude=_ids(exclude),
         positives=_ids(positives), like=like, where=where, mode=mode or "sae",
         n_concepts=n_concepts, top=top, measure=measure,
     )  # fmt: skip
+    if result.note:
+        note(result.note)
     if result.choice is not None:
         if result.by_meaning:
-            click.echo("reading every concept through its evidence; closest in meaning: "
-                       + result.choice.describe(), err=True)  # fmt: skip
+            note("reading every concept through its evidence; closest in meaning: "
+                       + result.choice.describe())  # fmt: skip
         else:
-            click.echo(f"using {result.choice.describe()}", err=True)
+            note(f"using {result.choice.describe()}")
     fmt = fmt or default_format()
     hits = result.hits
     if fmt in ("table", "csv"):

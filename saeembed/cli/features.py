@@ -11,7 +11,7 @@ import click
 import polars as pl
 
 from saeembed.api import features as api
-from saeembed.cli.options import default_of, domain_errors, encoder_option, format_option
+from saeembed.cli.options import default_of, domain_errors, encoder_option, format_option, note
 from saeembed.labels import import_labels, label_features
 from saeembed.labels.inspect import feature_report, render_report, report_json
 from saeembed.labels.local import LocalConfig
@@ -92,10 +92,9 @@ def features_label(ctx, db, encoder, corpus, method, feature_ids, max_docs, api_
         progress=not ctx.obj["quiet"],
     )  # fmt: skip
     scored = frame.filter(pl.col("label_score").is_not_null())
-    click.echo(
+    note(
         f"labelled {frame.height:,} features ({scored.height:,} scored, median detection score "
         f"{scored['label_score'].median() or float('nan'):.3f})",
-        err=True,
     )
     render(frame.select("feature", "label", "label_score", "density", "n_docs"), fmt)
 
@@ -118,12 +117,11 @@ def features_name(db, encoder, min_docs):
     imported are kept (docs/labels.md#which-name-you-see)."""
     report = api.name_concepts(db, encoder=encoder, min_docs=min_docs)
     if report is None:
-        click.echo(
+        note(
             f"nothing to name: fewer than {min_docs:,} encoded documents, or no shipped names",
-            err=True,
         )
     else:
-        click.echo(report.summary(), err=True)
+        note(report.summary())
 
 
 @features.command("show")
@@ -155,7 +153,7 @@ def features_show(ctx, db, feature, encoder, corpus, top, fmt, html):
             db, feature, html or f"feature-{feature}.html", encoder=encoder, corpus=corpus,
             examples=top, progress=not ctx.obj["quiet"],
         )  # fmt: skip
-        click.echo(f"wrote {written}", err=True)
+        note(f"wrote {written}")
         return
     report = api.show_feature(db, feature, encoder=encoder, corpus=corpus, top=top)
     click.echo(render_report(report) if fmt == "text" else report_json(report))
@@ -208,7 +206,7 @@ def features_pages(ctx, db, out, feature_ids, top, order, encoder, corpus):
         db, out, encoder=encoder, features=_feature_ids(feature_ids), top=top, order=order,
         corpus=corpus, progress=not ctx.obj["quiet"],
     )  # fmt: skip
-    click.echo(f"wrote {index}", err=True)
+    note(f"wrote {index}")
 
 
 @features.command("search")
@@ -266,7 +264,7 @@ def features_import(db, label_file, encoder, label_format, sae_id):
     """Import published labels (Neuronpedia export, Goodfire labels, or a table with feature and
     label columns) as the labels of an encoder in DB."""
     frame = api.import_labels(db, label_file, encoder=encoder, format=label_format, sae_id=sae_id)
-    click.echo(f"imported {frame.height:,} labels from {label_file}", err=True)
+    note(f"imported {frame.height:,} labels from {label_file}")
 
 
 @features.command("export")
@@ -284,7 +282,7 @@ def features_export(db, output, encoder, for_sae):
     """Write an encoder's labels to a Parquet file (it records the SAE's hash, so saeembed can
     apply it to any store encoded with that SAE)."""
     frame = api.export_labels(db, output, encoder=encoder, for_sae=for_sae)
-    click.echo(f"wrote {frame.height:,} labels to {output}", err=True)
+    note(f"wrote {frame.height:,} labels to {output}")
 
 
 COMMANDS = [features]

@@ -10,7 +10,7 @@ import click
 import polars as pl
 
 from saeembed.api import resources as api
-from saeembed.cli.options import default_of, domain_errors, format_option
+from saeembed.cli.options import default_of, domain_errors, format_option, note
 from saeembed.render import render
 from saeembed.train import TrainConfig
 from saeembed.train.recipe import train_from_sources
@@ -28,9 +28,8 @@ def models() -> None:
 def models_pull(model):
     """Fetch a reader model now (the embedded default unless MODEL is given)."""
     reader = api.pull_model(model)
-    click.echo(
+    note(
         f"{reader.model_id} ({reader.revision}): {reader.n_layers} layers, d_model {reader.d_model}",
-        err=True,
     )
 
 
@@ -69,7 +68,7 @@ def sae_info(spec, fmt):
 def sae_convert(spec, dest, dtype):
     """Convert the SAE at SPEC into saeembed's own directory format at DEST."""
     api.convert_sae(spec, dest, dtype=dtype)
-    click.echo(f"wrote {dest}", err=True)
+    note(f"wrote {dest}")
 
 
 @sae.command("train")

@@ -18,6 +18,18 @@ from saeembed.errors import SaeembedError
 from saeembed.render import FORMATS
 
 
+def quiet() -> bool:
+    """Whether the command runs under ``saeembed -q``: nothing but errors on stderr."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.find_root().obj or {}).get("quiet"))
+
+
+def note(message: str) -> None:
+    """A line for the user on stderr (what was done, where it went, a warning), unless -q."""
+    if not quiet():
+        click.echo(message, err=True)
+
+
 def default_of(target, name: str):
     """The default of parameter ``name`` of function ``target``, or of field ``name`` of the
     dataclass ``target``."""

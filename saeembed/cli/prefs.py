@@ -24,6 +24,7 @@ from saeembed.cli.options import (
     max_tokens_option,
     measure_option,
     model_option,
+    note,
     sae_option,
 )
 from saeembed.encode import DEFAULT_MAX_TOKENS
@@ -94,7 +95,7 @@ def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, lay
         layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
         dtype=dtype, chat=chat, progress=not ctx.obj["quiet"],
     )  # fmt: skip
-    click.echo(result.summary(), err=True)
+    note(result.summary())
 
 
 @prefs.command("list")
@@ -174,13 +175,12 @@ def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, 
         progress=not ctx.obj["quiet"],
     )  # fmt: skip
     if html is not None:
-        click.echo(f"report: {html}", err=True)
+        note(f"report: {html}")
     s = report.summary
-    click.echo(
+    note(
         f"pair set {s['pairs']} ({s['encoder']}): {s['n_pairs']:,} pairs ({s['n_ties']:,} ties "
         f"set aside), {s['n_concepts_tested']:,} concepts tested, {s['n_significant']:,} at "
         f"q < {alpha}",
-        err=True,
     )
     fmt = fmt or default_format()
     if fmt == "json":
@@ -191,7 +191,7 @@ def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, 
         table = join_lists(table, {"examples": " | "})
     if fmt != "table":
         render(table, fmt)
-        click.echo(f"held-out AUC: {json.dumps(report.metrics)}", err=True)
+        note(f"held-out AUC: {json.dumps(report.metrics)}")
         return
     keep = TABLE_FEATURE_COLUMNS + (["examples"] if "examples" in table.columns else [])
     render(scientific(table.select(keep), "p", "q"), "table", title="Concepts (length-controlled):")
@@ -248,10 +248,12 @@ def prefs_flag(db, pairs_name, encoder, concepts, no_model, k, confidence, min_p
     )  # fmt: skip
     counts = flagged["flag"].str.split(",").explode().value_counts().sort("flag")
     summary = ", ".join(f"{r['count']:,} {r['flag']}" for r in counts.iter_rows(named=True))
-    click.echo(f"{flagged.height:,} pairs flagged ({summary or 'none'})", err=True)
+    note(f"{flagged.height:,} pairs flagged ({summary or 'none'})")
     if queue is not None:
-        click.echo(f"wrote the relabel queue to {queue}: fill in `decision` (keep, flip, a, b, "
-                   "tie, drop), then run `saeembed prefs apply`", err=True)  # fmt: skip
+        note(
+            f"wrote the relabel queue to {queue}: fill in `decision` (keep, flip, a, b, tie, "
+            "drop), then run `saeembed prefs apply`"
+        )
     fmt = fmt or default_format()
     shown = flagged.head(top)
     if fmt in ("table", "csv"):
@@ -276,7 +278,7 @@ def prefs_apply(db, decisions, relabel, pairs_name):
     b, tie, drop, or new_label) as a new label column; the original label is never changed."""
     counts = api.apply(db, decisions, relabel=relabel, pairs=pairs_name)
     summary = ", ".join(f"{n:,} {d}" for d, n in counts.items()) or "nothing decided"
-    click.echo(f"relabelling {relabel!r}: {summary}", err=True)
+    note(f"relabelling {relabel!r}: {summary}")
 
 
 @prefs.command("export")
@@ -290,7 +292,7 @@ def prefs_export(db, output, pairs_name, relabel):
     """Write the pair set, with a relabelling's labels when given (dropped pairs left out), as
     prompt, response_a, response_b, label, [new_label, decision], chosen, rejected."""
     frame = api.export(db, output, pairs=pairs_name, relabel=relabel)
-    click.echo(f"wrote {frame.height:,} pairs to {output}", err=True)
+    note(f"wrote {frame.height:,} pairs to {output}")
 
 
 @prefs.command("annotators")
@@ -310,10 +312,9 @@ def prefs_annotators(db, pairs_name, encoder, min_pairs, min_prevalence, relabel
     weights vary most across annotators, then the annotators who deviate from the rest."""
     report = api.annotators(db, pairs_name, encoder=encoder, min_pairs=min_pairs,
                         min_prevalence=min_prevalence, relabel=relabel)  # fmt: skip
-    click.echo(
+    note(
         f"{report.annotators.height} annotators ({report.n_excluded_annotators} with fewer than "
         f"{min_pairs} pairs left out, {report.n_excluded_pairs:,} pairs not analysed)",
-        err=True,
     )
     fmt = fmt or default_format()
     if fmt == "json":
@@ -360,11 +361,10 @@ def prefs_train_sae(ctx, db, pairs_name, latents, k, prefixes, epochs, seed, emb
         embedder=embedder, progress=not ctx.obj["quiet"],
     )  # fmt: skip
     state = "trained" if created else "already there"
-    click.echo(
+    note(
         f"pair SAE {encoder.name} (encoder {encoder.encoder_id}) {state}: FVU {stats['fvu']:.3f}, "
         f"{stats['l0']:.2f} active latents per pair, {stats['dead']} dead; analyse it with "
         f"`saeembed prefs fit {db} --encoder {encoder.name}`",
-        err=True,
     )
 
 

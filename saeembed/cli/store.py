@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from saeembed.api import corpus as api
-from saeembed.cli.options import domain_errors, format_option
+from saeembed.cli.options import domain_errors, format_option, note
 from saeembed.render import default_format, render
 from saeembed.store.user_sql import DEFAULT_TIMEOUT
 
@@ -76,10 +76,9 @@ def sql(db, query, params, allow_files, timeout, max_rows, fmt):
         os._exit(130)
     render(found.frame, fmt)
     if found.truncated:
-        click.echo(
+        note(
             f"saeembed: showing the first {found.max_rows:,} rows; more matched (--max-rows 0 "
             "prints them all; add LIMIT or narrow the query)",
-            err=True,
         )
 
 
@@ -114,7 +113,7 @@ def import_shards(shards, db):
     """Load the shard directory SHARDS (written by `encode --out`) into the store DB: corpora,
     documents, the encoder, its activations and labels, in one transaction. Repeatable: what
     the store holds already is not added twice."""
-    click.echo(api.import_shards(shards, db).summary(), err=True)
+    note(api.import_shards(shards, db).summary())
 
 
 COMMANDS = [sql, list_queries, info, store]
