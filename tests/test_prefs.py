@@ -268,3 +268,90 @@ def test_cli_fit_json_flag_apply_export(tmp_path):
     assert flipped["new_label"] == 1 - flipped["label"]
     missing = runner.invoke(main, ["prefs", "fit", path, "--pairs", "nope"])
     assert missing.exit_code == 1 and "no pair set 'nope'" in missing.output
+
+
+def _noise_store(path, n: int, one_prompt: bool = False):
+    """Pairs whose labels ignore the concepts (a fair coin), optionally all on one prompt."""
+    from saeembed.prefs.pairs import prompt_group
+    from saeembed.store import Store
+    from tests.fakes import ENCODER_FIELDS, write_constructed
+
+    table, xa, xb = planted_pairs(n, seed=3)
+    rng = np.random.default_rng(4)
+    table = table.with_columns(pl.Series("label", (rng.random(n) < 0.5).astype(float)))
+    if one_prompt:
+        table = table.with_columns(
+            pl.lit("the one question").alias("prompt"),
+            pl.lit(prompt_group("the one question")).alias("prompt_group"),
+        )
+    store = Store(path)
+    add_pairs(store, "noise", table, context=False, source="constructed")
+    encoder, _ = store.get_or_create_encoder("fp-noise", {**ENCODER_FIELDS, "d_sae": 8})
+    stored = store.sql("SELECT doc_a, doc_b FROM pairs ORDER BY pair_id")
+    rows = []
+    for side, x in (("doc_a", xa), ("doc_b", xb)):
+        ids = stored[side].to_list()
+        rows += [(ids[i], f, 1.0, 0, 6) for i, f in zip(*np.nonzero(x), strict=True)]
+    write_constructed(store, encoder.encoder_id, stored["doc_a"].to_list()
+                      + stored["doc_b"].to_list(), rows, n_tokens=5)  # fmt: skip
+    return store, encoder
+
+
+def test_a_strong_fit_has_directions_only_where_significant(planted):
+    path, encoder, *_ = planted
+    from saeembed.store import Store
+
+    with Store(path) as store:
+        report = fit_preferences(store, "planted", encoder, dense=False, ks=(2,))
+    s = report.summary
+    assert s["weak"] is None and s["folds_by"] == "prompt"
+    low, high = s["auc_ci"]["k2"]
+    assert low < report.metrics["k2"] < high and low > 0.6
+    for row in report.features.iter_rows(named=True):
+        if row["q"] is not None and row["q"] < 0.05:
+            assert row["effect"] == ("rewarded" if row["coef"] > 0 else "punished")
+        else:
+            assert row["effect"] == "n.s.", row
+
+
+def test_a_fit_on_noise_says_its_evidence_is_weak(tmp_path):
+    """Labels that ignore the concepts: nothing significant, held-out AUC near chance; the fit
+    says so in one line on stderr and calls no row rewarded or punished."""
+    store, encoder = _noise_store(tmp_path / "noise.duckdb", 150)
+    report = fit_preferences(store, "noise", encoder, dense=False, ks=(2,))
+    store.close()
+    assert report.summary["n_significant"] == 0
+    assert set(report.features["effect"]) == {"n.s."}
+    weak = report.summary["weak"]
+    assert weak.startswith("weak evidence: no concept is significant at q < 0.05 and the best "
+                           "concept model predicts held-out labels no better than chance (AUC ")  # fmt: skip
+    assert "on 150 pairs" in weak
+    result = CliRunner().invoke(
+        main, ["prefs", "fit", str(tmp_path / "noise.duckdb"), "--no-dense", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if "weak evidence" in line] == [
+        f"saeembed: {json.loads(result.stdout)['summary']['weak']}"
+    ]
+    quiet = CliRunner().invoke(
+        main, ["-q", "prefs", "fit", str(tmp_path / "noise.duckdb"), "--no-dense"]
+    )
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_pairs_that_all_share_one_prompt_fold_by_pair(tmp_path):
+    """40 pairs answering one prompt: prompt-grouped folds would leave nothing to train on; the
+    pairs are dealt into folds one by one (both labels in every fold) and the fit says so."""
+    import warnings
+
+    store, encoder = _noise_store(tmp_path / "one.duckdb", 40, one_prompt=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way either
+        report = fit_preferences(store, "noise", encoder, dense=False, ks=(2,))
+        data = preference_data(store, "noise", encoder)
+    store.close()
+    assert report.summary["folds_by"] == "pair"
+    assert sorted(np.bincount(data.folds).tolist()) == [8, 8, 8, 8, 8]
+    for fold in range(5):
+        assert set(data.y[data.folds != fold]) == {0, 1}
+    assert 0.0 <= report.metrics["all"] <= 1.0

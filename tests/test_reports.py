@@ -419,6 +419,9 @@ def test_prefs_report_in_the_browser(tmp_path, browser):
        " e.dispatchEvent(new Event('input')); })()")  # fmt: skip
     punished = sum(1 for e in data["table"]["effect"] if e == "punished")
     assert ev("document.querySelectorAll('#concepts tbody tr').length") == punished
+    assert ev("document.getElementById('weak')") is None  # a strong fit has no warning
+    auc_low = ev("+document.querySelector('#auc tbody tr:last-child td:nth-child(3)').textContent")
+    assert 0.5 < auc_low < list(report.metrics.values())[-1]
     # the planted concepts lead, each with pairs shown side by side, the concept marked
     assert {p["feature"] for p in data["panels"][:2]} == {3, 5}
     heading = ev("document.querySelector('#f3 h3').textContent")
@@ -430,6 +433,15 @@ def test_prefs_report_in_the_browser(tmp_path, browser):
         ".textContent, p.querySelector('.rejected h5').textContent, p.querySelectorAll('mark.tok').length])"
     )
     assert all(s[:2] == ["preferred", "rejected"] and s[2] == 1 for s in sides)
+
+    # a weak fit (100 pairs, labels shuffled) says so above everything else
+    store, *_ = build_pair_store(tmp_path / "weak.duckdb", n=100)
+    store.con.execute("UPDATE pairs SET label = CASE WHEN hash(pair_id) % 2 = 0 THEN 1 ELSE 0 END")
+    store.close()
+    weak = fit(tmp_path / "weak.duckdb", dense=False, html=tmp_path / "weak.html", progress=False)
+    assert weak.summary["weak"]
+    load(browser, tmp_path / "weak.html", "prefs-weak")
+    assert ev("document.getElementById('weak').textContent") == weak.summary["weak"]
 
 
 # ---- cluster maps link to feature pages ----------------------------------------------------------

@@ -256,3 +256,15 @@ def mann_whitney_sparse(
     half = Z95 * np.sqrt(np.maximum(var, 0))
     r = 2 * auc - 1
     return r, np.maximum(r - 2 * half, -1), np.minimum(r + 2 * half, 1), p
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, z: float = Z95) -> tuple[float, float]:
+    """The 95% interval of an AUC measured on ``n_pos`` positives and ``n_neg`` negatives, from
+    the standard error of Hanley & McNeil (Radiology 1982, eq. 2; exponential approximation),
+    clipped to [0, 1]."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / max(
+        n_pos * n_neg, 1
+    )
+    half = z * float(np.sqrt(max(variance, 0.0)))
+    return max(auc - half, 0.0), min(auc + half, 1.0)

@@ -182,6 +182,8 @@ def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, 
         f"set aside), {s['n_concepts_tested']:,} concepts tested, {s['n_significant']:,} at "
         f"q < {alpha}",
     )
+    if s.get("weak"):
+        note(f"saeembed: {s['weak']}")
     fmt = fmt or default_format()
     if fmt == "json":
         write_json(report.to_json())
@@ -195,15 +197,22 @@ def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, 
         return
     keep = TABLE_FEATURE_COLUMNS + (["examples"] if "examples" in table.columns else [])
     render(scientific(table.select(keep), "p", "q"), "table", title="Concepts (length-controlled):")
+    intervals = s.get("auc_ci") or {}
     metrics = pl.DataFrame(
-        {"model": list(report.metrics), "held_out_auc": list(report.metrics.values())}
+        {
+            "model": list(report.metrics),
+            "held_out_auc": list(report.metrics.values()),
+            "ci_low": [intervals.get(name, [None])[0] for name in report.metrics],
+            "ci_high": [intervals.get(name, [None, None])[1] for name in report.metrics],
+        }
     )
     share = s.get("share_of_dense_gain") or {}
     metrics = metrics.with_columns(
         pl.col("model").replace_strict(share, default=None, return_dtype=pl.Float64)
         .alias("share_of_dense_gain")
     )  # fmt: skip
-    render(metrics, "table", title="\nHeld-out AUC (5-fold, split by prompt):")
+    split = "by prompt" if s.get("folds_by") == "prompt" else "by pair: fewer than 5 prompts"
+    render(metrics, "table", title=f"\nHeld-out AUC (5-fold, split {split}; 95% interval):")
     largest = max((int(k[1:]) for k in report.metrics if k.startswith("k")), default=None)
     if largest is not None:
         render(

@@ -156,10 +156,30 @@ def read_pairs(source: str | Path, *, seed: int = 0) -> pl.DataFrame:
     return pairs_from_frame(read_table(source), seed=seed, source=str(source))
 
 
-def assign_folds(pairs: pl.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold number per pair; pairs that share a prompt always share a fold (no leakage)."""
+def assign_folds(
+    pairs: pl.DataFrame, n_folds: int = 5, seed: int = 0, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold number per pair; pairs that share a prompt always share a fold (no leakage). With
+    fewer distinct prompts than folds (every pair answering one prompt, say) there is nothing to
+    keep apart: pairs are dealt into folds one by one, by ``labels`` when given (each label
+    spread over every fold, so each training part has both; see `folds_by_prompt`)."""
     groups = pairs["prompt_group"].to_numpy()
     unique = np.unique(groups)
+    if len(unique) < n_folds:
+        rng = np.random.default_rng(seed)
+        folds = np.empty(len(groups), dtype=np.int64)
+        strata = labels if labels is not None else np.zeros(len(groups))
+        start = 0
+        for value in np.unique(strata):
+            members = rng.permutation(np.flatnonzero(strata == value))
+            folds[members] = (start + np.arange(len(members))) % n_folds
+            start += len(members)
+        return folds
     order = np.random.default_rng(seed).permutation(len(unique))
     fold_of = dict(zip(unique[order], np.arange(len(unique)) % n_folds, strict=True))
     return np.array([fold_of[g] for g in groups], dtype=np.int64)
+
+
+def folds_by_prompt(pairs: pl.DataFrame, n_folds: int = 5) -> bool:
+    """Whether `assign_folds` keeps the pairs of one prompt in one fold (enough prompts)."""
+    return pairs["prompt_group"].n_unique() >= n_folds

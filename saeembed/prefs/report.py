@@ -26,7 +26,7 @@ from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
 from saeembed.prefs.ingest import dense_differences, load_pairs
 from saeembed.prefs.pair_encoder import is_pair_encoder, pair_activation_matrix
-from saeembed.prefs.pairs import assign_folds
+from saeembed.prefs.pairs import assign_folds, folds_by_prompt
 from saeembed.prefs.regression import fit_per_concept
 from saeembed.prefs.sparse import cross_validated_auc, fit_sparse_model
 from saeembed.store import Encoder, Store
@@ -135,7 +135,7 @@ def preference_data(
         y=pairs[label].to_numpy().astype(int),
         controls=control_matrix,
         control_names=list(controls),
-        folds=assign_folds(pairs, n_folds, seed=seed),
+        folds=assign_folds(pairs, n_folds, seed=seed, labels=pairs[label].to_numpy()),
         encoder=encoder,
         n_ties=n_ties,
         n_unlabelled=n_unlabelled,
@@ -196,7 +196,10 @@ def concept_table(
             "prevalence": prevalence[keep],
             "n_differ": np.asarray((delta != 0).sum(axis=0)).ravel().astype(np.int64),
             "a_more": a_more,
-            "effect": np.where(fit["coef"] > 0, "rewarded", "punished"),
+            # a direction only where the evidence is there: "n.s." where q >= alpha
+            "effect": np.where(
+                ~(q < alpha), "n.s.", np.where(fit["coef"] > 0, "rewarded", "punished")
+            ),
             "coef": fit["coef"],
             "se": fit["se"],
             "odds_ratio": np.exp(fit["coef"]),
@@ -355,4 +358,34 @@ def fit_preferences(
             for name, auc in metrics.items()
             if name not in ("length", "dense")
         }
+    n_pos = int(data.y.sum())
+    summary["auc_ci"] = {
+        name: [round(v, 4) for v in stats.auc_interval(auc, n_pos, len(data.y) - n_pos)]
+        for name, auc in metrics.items()
+    }
+    summary["folds_by"] = "prompt" if folds_by_prompt(data.pairs) else "pair"
+    summary["weak"] = weak_evidence(summary, metrics)
     return PreferenceReport(shown, metrics, sparse, summary)
+
+
+def weak_evidence(summary: dict, metrics: dict[str, float]) -> str | None:
+    """One sentence saying why a fit's evidence is weak, or None when it is not: no concept
+    passes the multiple-testing correction, or no concept model predicts held-out labels better
+    than chance (the 95% interval of its AUC reaches 0.5)."""
+    reasons = []
+    if not summary["n_significant"]:
+        reasons.append(f"no concept is significant at q < {summary['alpha']}")
+    models = [name for name in metrics if name not in ("length", "dense")]
+    best = max(models, key=lambda name: metrics[name]) if models else None
+    if best is not None and summary["auc_ci"][best][0] <= 0.5:
+        low, high = summary["auc_ci"][best]
+        reasons.append(
+            f"the best concept model predicts held-out labels no better than chance "
+            f"(AUC {metrics[best]:.2f}, 95% CI {low:.2f}-{high:.2f})"
+        )
+    if not reasons:
+        return None
+    return (
+        f"weak evidence: {' and '.join(reasons)} on {summary['n_pairs']:,} pairs; read the "
+        "table as exploration, not findings (more pairs narrow it)"
+    )

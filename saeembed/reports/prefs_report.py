@@ -101,7 +101,13 @@ def prefs_payload(
         "kind": "prefs",
         "meta": {**summary, "shading": shading},
         "metrics": [
-            {"model": name, "auc": auc, "share_of_dense_gain": share.get(name)}
+            {
+                "model": name,
+                "auc": auc,
+                "auc_low": (report.summary.get("auc_ci") or {}).get(name, [None, None])[0],
+                "auc_high": (report.summary.get("auc_ci") or {}).get(name, [None, None])[1],
+                "share_of_dense_gain": share.get(name),
+            }
             for name, auc in report.metrics.items()
         ],
         "table": table_columns(table),

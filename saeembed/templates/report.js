@@ -418,10 +418,11 @@
         el("span", {}, "measure ", el("b", { text: m.measure }), " · controls ", el("b", { text: (m.controls || []).join(", ") || "none" }))),
       el("p", { id: "headline" }, el("b", { text: String(m.n_concepts_tested) }), " concepts tested; ", el("b", { text: String(m.n_significant) }), ` at q < ${m.alpha}.`),
       el("p", { class: "note", text: shadingNote(m.shading) }));
-    root.append(el("h2", { text: "Held-out AUC (5-fold, pairs sharing a prompt kept together)" }));
-    const auc = el("table", { class: "data", id: "auc" }, el("thead", {}, el("tr", {}, el("th", { class: "text", text: "model" }), el("th", { text: "AUC" }), el("th", { text: "share of dense gain" }))));
+    if (m.weak) root.append(el("p", { class: "warning", id: "weak", text: m.weak }));
+    root.append(el("h2", { text: m.folds_by === "pair" ? "Held-out AUC (5-fold by pair: fewer than 5 distinct prompts), 95% interval" : "Held-out AUC (5-fold, pairs sharing a prompt kept together), 95% interval" }));
+    const auc = el("table", { class: "data", id: "auc" }, el("thead", {}, el("tr", {}, el("th", { class: "text", text: "model" }), el("th", { text: "AUC" }), el("th", { text: "95% low" }), el("th", { text: "95% high" }), el("th", { text: "share of dense gain" }))));
     const tb = el("tbody");
-    for (const r of D.metrics) tb.append(el("tr", {}, el("td", { class: "text", text: r.model }), el("td", { text: num(r.auc) }), el("td", { text: num(r.share_of_dense_gain) })));
+    for (const r of D.metrics) tb.append(el("tr", {}, el("td", { class: "text", text: r.model }), el("td", { text: num(r.auc) }), el("td", { text: num(r.auc_low) }), el("td", { text: num(r.auc_high) }), el("td", { text: num(r.share_of_dense_gain) })));
     auc.append(tb);
     root.append(auc);
     const panelSet = new Set(D.panels.map((p) => p.feature));
@@ -434,7 +435,7 @@
     const f = filters([
       { id: "filter-label", kind: "search", label: "filter by label text" },
       { id: "filter-q", kind: "select", label: "q", options: Q_OPTIONS },
-      { id: "filter-side", kind: "select", label: "effect", options: [["", "both"], ["rewarded", "rewarded"], ["punished", "punished"]] },
+      { id: "filter-side", kind: "select", label: "effect", options: [["", "all"], ["rewarded", "rewarded"], ["punished", "punished"], ["n.s.", "n.s. (q ≥ " + m.alpha + ")"]] },
     ], () => table.apply());
     const cols = ["feature", "label", "effect", "coef", "coef_low", "coef_high", "win_rate_delta", "prevalence", "q", "p", "odds_ratio", "n_differ"].filter((c) => c in t);
     const table = dataTable(cols, t, {
