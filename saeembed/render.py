@@ -18,6 +18,9 @@ Every value prints in every format (`printable` makes the columns fit the format
   dates. A timestamp with a time zone keeps its offset (``+00:00``).
 - A **duration** is ISO-8601 text in csv (``P1DT2H``).
 
+A table fits the terminal (its width, or ``$COLUMNS``; 120 when there is none): the widest
+text columns are wrapped onto more lines, down to `MIN_TEXT_WIDTH` characters, until it does.
+
 Types that never reach polars intact from DuckDB (INTERVAL, UNION, BIT, TIMETZ, ...) are cast to
 text before, in SQL: `saeembed.sql_values.relation_frame`.
 """
@@ -28,7 +31,9 @@ import datetime as dt
 import decimal
 import json
 import math
+import shutil
 import sys
+import textwrap
 from typing import TextIO
 
 import numpy as np
@@ -36,6 +41,8 @@ import polars as pl
 from polars.exceptions import PanicException, PolarsError
 
 FORMATS = ("table", "csv", "json", "jsonl")
+MIN_TEXT_WIDTH = 16
+FALLBACK_WIDTH = 120
 _NESTED = (pl.List, pl.Array, pl.Struct, pl.Map)
 _TEXT_KEYS = (pl.String, pl.Categorical, pl.Enum)
 
@@ -60,16 +67,7 @@ def render(
     if fmt == "table":
         if title:
             stream.write(f"{title}\n")
-        with pl.Config(
-            tbl_rows=-1,
-            tbl_cols=-1,
-            fmt_str_lengths=80,
-            tbl_width_chars=200,
-            tbl_hide_column_data_types=True,
-            tbl_hide_dataframe_shape=True,
-            float_precision=4,
-        ):
-            stream.write(f"{frame}\n" if frame.width else "(no rows)\n")
+        stream.write(f"{fit_width(frame, terminal_width())}\n" if frame.width else "(no rows)\n")
     elif fmt == "csv":
         stream.write(frame.write_csv())
     elif fmt == "json":
@@ -274,6 +272,55 @@ def _plain(value, dtype: pl.DataType):
     if isinstance(value, (str, int, bool)):
         return value
     return str(value)
+
+
+def terminal_width() -> int:
+    """The terminal's width in characters ($COLUMNS first; `FALLBACK_WIDTH` without one)."""
+    return shutil.get_terminal_size((FALLBACK_WIDTH, 24)).columns
+
+
+def fit_width(frame: pl.DataFrame, width: int) -> str:
+    """``frame`` as an aligned table at most ``width`` characters wide where wrapping its text
+    columns can make it so: the widest text column is wrapped (at word boundaries, its own line
+    breaks kept) to what the others leave, down to `MIN_TEXT_WIDTH`; then the next."""
+    limits: dict[str, int] = {}
+    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    while True:
+        shown = frame.with_columns(_wrapped(frame[c], n) for c, n in limits.items())
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            fmt_str_lengths=60_000,
+            tbl_width_chars=60_000,
+            tbl_hide_column_data_types=True,
+            tbl_hide_dataframe_shape=True,
+            float_precision=4,
+        ):
+            table = str(shown)
+        over = max(len(line) for line in table.splitlines()) - width
+        widths = {c: _longest_line(shown[c]) for c in text}
+        shrinkable = {c: w for c, w in widths.items() if w > MIN_TEXT_WIDTH}
+        if over <= 0 or not shrinkable:
+            return table
+        column = max(shrinkable, key=lambda c: shrinkable[c])
+        limits[column] = max(shrinkable[column] - over, MIN_TEXT_WIDTH)
+
+
+def _longest_line(column: pl.Series) -> int:
+    lengths = column.fill_null("").str.split("\n").list.eval(pl.element().str.len_chars())
+    return int(lengths.list.max().max() or 0)
+
+
+def _wrapped(column: pl.Series, width: int) -> pl.Series:
+    def wrap(value: str | None) -> str | None:
+        if value is None:
+            return None
+        lines = value.split("\n")
+        return "\n".join(
+            "\n".join(textwrap.wrap(line, width, break_on_hyphens=False) or [""]) for line in lines
+        )
+
+    return column.map_elements(wrap, return_dtype=pl.String, skip_nulls=False)
 
 
 # --- helpers for commands ---------------------------------------------------------------------

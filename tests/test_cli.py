@@ -85,11 +85,12 @@ def test_encode_then_sql(encoded_db):
 def test_encode_reports_skipped_rows_and_is_idempotent(tmp_path, corpus_file, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
     args = ("encode", corpus_file, "--db", db, "--model", tiny_model, "--sae", tiny_sae)
-    first = run("-q", *args)
+    first = run(*args)
     assert "3 new documents; encoded 3" in first.stderr
     second = run(*args)
     assert "skipped 1 with no text" in second.stderr
     assert "0 new documents; encoded 0" in second.stderr
+    assert run("-q", *args).stderr == ""  # -q: nothing but errors
 
 
 def test_named_query_through_sql(encoded_db):
@@ -323,7 +324,7 @@ def labelled_db(tmp_path):
 
 def test_features_label_show_search_export_import(labelled_db, tmp_path):
     db, texts = labelled_db
-    out = run("-q", "features", "label", db, "--format", "json")
+    out = run("features", "label", db, "--format", "json")
     rows = {r["feature"]: r for r in json.loads(out.stdout)}
     assert rows[0]["label"] == "film" and rows[0]["label_score"] == 1.0
     assert "labelled 3 features (" in out.stderr

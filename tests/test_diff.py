@@ -145,7 +145,7 @@ def test_python_api_on_corpora_in_a_store(tmp_path):
     assert by_effect["feature"].to_list() == [3, 1]
     assert summary == {
         "tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1",
-        "measure": "strong", "test": "proportion",
+        "measure": "strong", "test": "proportion", "sizes": [40, 80], "weak": None,
     }  # fmt: skip
     paired = saeembed.diff("A", "B", db=tmp_path / "api.duckdb", paired=True, pair_on="id")
     assert paired.filter(feature=1)["only_a"][0] == 18
@@ -212,3 +212,47 @@ def test_a_diff_of_two_files_reads_the_reader_and_sae_once(
     loads.clear()
     api.diff("a", "b", db=tmp_path / "s.duckdb", progress=False, min_support=1)
     assert loads == []
+
+
+def test_the_terminal_table_fits_and_names_the_sides(tmp_path):
+    """`diff` on a 100-column terminal: no line wider than 100, one column per side named
+    after it, the examples one per line under the label; a weak diff says so on stderr."""
+    import polars as pl
+    from click.testing import CliRunner
+
+    from saeembed.cli import main
+    from saeembed.labels.table import write_labels
+    from saeembed.store import Store
+
+    db = tmp_path / "wide.duckdb"
+    with build_count_store(db, SIZES, COUNTS) as store:
+        long = "a label long enough to need wrapping on a narrow terminal / and more words"
+        write_labels(store, store.resolve_encoder(None),
+                     pl.DataFrame({"feature": [1, 3], "label": [long, "short"]}))  # fmt: skip
+    runner = CliRunner(env={"COLUMNS": "100"})
+    out = runner.invoke(
+        main, ["diff", "A", "B", "--db", str(db), "--format", "table", "--examples", "2"]
+    )
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    header = next(line for line in lines if "feature" in line)
+    assert [c.strip() for c in header.strip("│").split("┆")] == [
+        "feature", "label", "A", "B", "diff (95% CI)", "q",
+    ]  # fmt: skip
+    assert "24 (60.0%)" in out.stdout and "6 (10.0%)" in out.stdout  # feature 1: A 24/40, B 6/60
+    labels = [line.split("┆")[1].strip() for line in lines if line.count("┆") == 5]
+    assert "› «A» document 0" in labels and "› «A» document 1" in labels
+    assert "weak evidence" not in out.stderr
+    rest = runner.invoke(main, ["diff", "A", "B", "C", "--db", str(db), "--format", "table"])
+    assert "┆ A " in rest.stdout and "┆ rest " in rest.stdout  # one against the pooled rest
+    # two sides that differ in nothing: feature 1 in 10 of 30 and in 12 of 30
+    even = tmp_path / "even.duckdb"
+    build_count_store(even, {"X": 30, "Y": 30}, {1: {"X": 10, "Y": 12}}).close()
+    weak = runner.invoke(main, ["diff", "X", "Y", "--db", str(even), "--format", "json"])
+    assert weak.exit_code == 0, weak.output
+    warnings = [line for line in weak.stderr.splitlines() if "weak evidence" in line]
+    assert warnings == [
+        "saeembed: weak evidence: no concept differs at q < 0.05; nothing here is a finding; "
+        "more documents per side can show smaller differences"
+    ]

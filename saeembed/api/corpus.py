@@ -438,6 +438,7 @@ def diff(
                 "has finished, or pass --db FILE to encode into a store of your own"
             ) from exc
         raise
+    from saeembed.analysis.weak import weak_diff
     from saeembed.stack_cache import shared_stacks
 
     with opened as store, shared_stacks():  # the reader and SAE read once for every input
@@ -461,10 +462,12 @@ def diff(
                                     measure=measure if binary or by == "themes" else "strong")  # fmt: skip
         if by == "themes":
             if summary is not None:
+                significant = found.table.filter(pl.col("q") < alpha).height
                 summary.update(
-                    by="themes", tested=found.table.height,
-                    significant=found.table.filter(pl.col("q") < alpha).height, a=corpus_a,
+                    by="themes", tested=found.table.height, significant=significant, a=corpus_a,
                     b=corpora_b, encoder=chosen.name, method=found.method,
+                    weak=weak_diff([corpus_a, " + ".join(corpora_b)], list(found.n_sides),
+                                   significant, alpha, what="theme"),
                 )  # fmt: skip
             if html is not None or report:
                 from saeembed.reports import build_themes_report
@@ -485,15 +488,22 @@ def diff(
                 store, [corpus_a], corpora_b, encoder=chosen, measure=measure, test=test,
                 min_support=min_support, threshold=threshold, alpha=alpha, sort=sort, sides=sides,
             )  # fmt: skip
+        significant = table.filter(pl.col("q") < alpha).height
+        if "n_pairs" in table.columns:  # paired: the pairs on each side
+            sizes = [int(table["n_pairs"][0]) if table.height else 0] * 2
+        else:
+            sizes = [int(table[c][0]) if table.height else 0 for c in ("size_a", "size_b")]
         if summary is not None:
             summary.update(
                 tested=table.height,
-                significant=table.filter(pl.col("q") < alpha).height,
+                significant=significant,
                 a=corpus_a,
                 b=corpora_b,
                 encoder=chosen.name,
                 measure=measure,
                 test="paired" if paired else check_test(get_measure(measure), test),
+                sizes=sizes,
+                weak=weak_diff([corpus_a, " + ".join(corpora_b)], sizes, significant, alpha),
             )
         if html is not None or report:
             from saeembed.reports import build_diff_report

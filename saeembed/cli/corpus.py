@@ -25,9 +25,9 @@ from saeembed.cli.options import (
     note,
     sae_option,
 )
+from saeembed.cli.views import diff_view, theme_view
 from saeembed.encode import DEFAULT_MAX_TOKENS
-from saeembed.labels.alike import folded_view
-from saeembed.render import default_format, join_lists, render, scientific
+from saeembed.render import default_format, render
 
 
 @click.command()
@@ -129,10 +129,6 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
         shard_docs=shard_docs,
     )  # fmt: skip
     note(result.summary())
-
-
-TABLE_DIFF_COLUMNS = ["feature", "label", "n_a", "n_b", "freq_a", "freq_b", "mean_a", "mean_b",
-                      "diff", "ci_low", "ci_high", "log_odds", "ratio", "p", "q"]  # fmt: skip
 
 
 @click.command("diff")
@@ -270,6 +266,8 @@ def diff_command(
             f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
             f"differ at q < {alpha}",
         )
+        if summary.get("weak"):
+            note(f"saeembed: {summary['weak']}")
         render(theme_view(table, fmt or default_format()), fmt or default_format())
         return
     note(
@@ -278,46 +276,10 @@ def diff_command(
         f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
         f"{summary['significant']:,} differ at q < {alpha}",
     )
+    if summary.get("weak"):
+        note(f"saeembed: {summary['weak']}")
     fmt = fmt or default_format()
-    if fmt in ("table", "csv"):
-        table = join_lists(table, {"examples": " | "})
-    if fmt == "table":
-        table = folded_view(table)  # concepts alike to one above are counted on its row
-        keep = [c for c in TABLE_DIFF_COLUMNS if c in table.columns]
-        table = scientific(
-            table.select(keep + (["examples"] if "examples" in table.columns else [])), "p", "q"
-        )
-    render(table, fmt)
-
-
-def theme_view(table, fmt: str):
-    """The themes table as ``fmt`` shows it: on a terminal the main columns, the concepts by
-    name and one example per side; in CSV the lists joined; JSON keeps everything."""
-    import polars as pl
-
-    if fmt not in ("table", "csv"):
-        return table
-    concepts = pl.col("concepts").list.eval(
-        pl.concat_str([pl.lit("#"), pl.element().struct.field("feature").cast(pl.String),
-                       pl.lit(" "), pl.element().struct.field("label").fill_null("")])
-    ).list.join(" · ")  # fmt: skip
-    examples = pl.col("examples").list.eval(
-        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
-                       pl.element().struct.field("text")])
-    ).list.join(" | ")  # fmt: skip
-    if fmt == "csv":
-        return table.with_columns(
-            concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
-        )
-    first = pl.col("examples").list.eval(
-        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
-                       pl.element().struct.field("text").str.slice(0, 90)])
-    ).list.gather_every(2).list.join("\n")  # fmt: skip
-    return scientific(
-        table.select("theme", "name", "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
-                     "ci_low", "ci_high", "p", "q", first.alias("examples")),
-        "p", "q",
-    )  # fmt: skip
+    render(diff_view(table, summary, fmt), fmt)
 
 
 COMMANDS = [encode, diff_command]

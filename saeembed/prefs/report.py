@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from saeembed.analysis import stats
 from saeembed.analysis.matrix import load_matrix
 from saeembed.analysis.measures import DEFAULT_PREFS_MEASURE, get_measure
+from saeembed.analysis.weak import weak_fit
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
@@ -364,28 +365,5 @@ def fit_preferences(
         for name, auc in metrics.items()
     }
     summary["folds_by"] = "prompt" if folds_by_prompt(data.pairs) else "pair"
-    summary["weak"] = weak_evidence(summary, metrics)
+    summary["weak"] = weak_fit(summary, metrics)
     return PreferenceReport(shown, metrics, sparse, summary)
-
-
-def weak_evidence(summary: dict, metrics: dict[str, float]) -> str | None:
-    """One sentence saying why a fit's evidence is weak, or None when it is not: no concept
-    passes the multiple-testing correction, or no concept model predicts held-out labels better
-    than chance (the 95% interval of its AUC reaches 0.5)."""
-    reasons = []
-    if not summary["n_significant"]:
-        reasons.append(f"no concept is significant at q < {summary['alpha']}")
-    models = [name for name in metrics if name not in ("length", "dense")]
-    best = max(models, key=lambda name: metrics[name]) if models else None
-    if best is not None and summary["auc_ci"][best][0] <= 0.5:
-        low, high = summary["auc_ci"][best]
-        reasons.append(
-            f"the best concept model predicts held-out labels no better than chance "
-            f"(AUC {metrics[best]:.2f}, 95% CI {low:.2f}-{high:.2f})"
-        )
-    if not reasons:
-        return None
-    return (
-        f"weak evidence: {' and '.join(reasons)} on {summary['n_pairs']:,} pairs; read the "
-        "table as exploration, not findings (more pairs narrow it)"
-    )

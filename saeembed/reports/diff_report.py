@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from saeembed.analysis.weak import weak_diff
 from saeembed.labels.alike import folded_groups
 from saeembed.labels.table import label_names
 from saeembed.reports import evidence, page
@@ -199,6 +200,12 @@ def build_diff_report(
             "one_vs_rest": len(corpora_b) > 1,
             "tested": table.height,
             "significant": significant,
+            "weak": weak_diff(
+                [settings["a"], " + ".join(corpora_b)],
+                sizes,
+                significant,
+                settings.get("alpha", 0.05),
+            ),  # fmt: skip
             "shading": shading,
             "command": diff_command(settings),
         },
@@ -239,6 +246,13 @@ def build_themes_report(themes, corpus_a: str, corpora_b: list[str], encoder: En
             "encoder": encoder.name,
             "alpha": alpha,
             "significant": int((themes.table["q"] < alpha).sum()),
+            "weak": weak_diff(
+                sides,
+                list(themes.n_sides),
+                int((themes.table["q"] < alpha).sum()),
+                alpha,
+                what="theme",
+            ),  # fmt: skip
             "command": command,
         },
         "themes": themes_payload(themes),

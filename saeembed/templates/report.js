@@ -280,6 +280,7 @@
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${m.sizes[1].toLocaleString("en")} documents`),
         el("span", {}, "encoder ", el("b", { text: m.encoder }))),
       el("p", { id: "headline" }, el("b", { text: String(m.significant) }), ` of ${D.themes.rows.length} themes differ at q < ${m.alpha}.`),
+      ...(m.weak ? [el("p", { class: "warning", id: "weak", text: m.weak })] : []),
       themesSection(D.themes, names, m.alpha),
       el("h2", { text: "Reproduce" }), el("pre", { class: "cmd", text: m.command }));
   }
@@ -288,7 +289,8 @@
   function renderDiff() {
     const m = D.meta, t = D.table, names = m.sides;
     const n = t.feature.length;
-    t.side = t.diff.map((d) => (d >= 0 ? names[0] : names[1]));
+    // a side only where the difference is significant: no direction word for the rest
+    t.side = t.diff.map((d, i) => (!(t.q[i] < m.alpha) ? "n.s." : d >= 0 ? names[0] : names[1]));
     const kind = m.paired ? "paired" : m.one_vs_rest ? "one against the rest" : "two corpora";
     root.append(
       el("h1", { text: `${names[0]} vs ${names[1]}` }),
@@ -301,6 +303,7 @@
       el("p", { id: "headline" }, el("b", { text: m.tested.toLocaleString("en") }), " concepts tested; ",
         el("b", { text: m.significant.toLocaleString("en") }), ` differ at q < ${m.alpha} (Benjamini-Hochberg).`),
       el("p", { class: "note", text: shadingNote(m.shading) }));
+    if (m.weak) root.append(el("p", { class: "warning", id: "weak", text: m.weak }));
     if (D.themes) root.append(themesSection(D.themes, names, m.alpha));
     const panelSet = new Set(D.panels.map((p) => p.feature));
     const href = (f) => (panelSet.has(f) ? "#f" + f : null);

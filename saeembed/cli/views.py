@@ -1,0 +1,112 @@
+"""How result tables look on a terminal and in CSV: the diff's compact view (one column per side
+named after it, the difference with its interval, q; examples one per line under the label)
+and the themes' view. JSON keeps every column; `saeembed.render` fits the table to the width."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from saeembed.labels.alike import folded_view
+from saeembed.render import join_lists, scientific
+
+SIDE_NAME_WIDTH = 16
+EXAMPLE_CHARS = 150
+
+
+def side_names(a: str, b: list[str]) -> tuple[str, str]:
+    """Column headers for the two sides: their names, cut to `SIDE_NAME_WIDTH`; several B's
+    pooled are "rest" (one against the rest), and equal names are told apart."""
+    first = _short(a)
+    second = _short(b[0]) if len(b) == 1 else "rest"
+    if second == first:
+        first, second = f"A: {first}", f"B: {second}"
+    return first, second
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= SIDE_NAME_WIDTH else name[: SIDE_NAME_WIDTH - 1] + "…"
+
+
+def diff_view(table: pl.DataFrame, summary: dict, fmt: str) -> pl.DataFrame:
+    """The diff table as ``fmt`` shows it. Table: concepts alike to one above are folded into
+    its row; per side "documents (share)" (or the mean, for a numeric measure) under the side's
+    name; ``diff (95% CI)``; q; the examples one per line under the label. CSV: every column,
+    lists joined. JSON: as is."""
+    if fmt == "csv":
+        return join_lists(table, {"examples": " | "})
+    if fmt != "table":
+        return table
+    table = folded_view(table)
+    name_a, name_b = side_names(summary["a"], summary["b"])
+    label = pl.col("label").fill_null("(unlabelled)")
+    if "examples" in table.columns:
+        shown = pl.col("examples").list.eval(
+            pl.lit("› ") + pl.element().str.slice(0, EXAMPLE_CHARS).str.replace_all("\n", " ")
+        )
+        label = pl.concat_str([label, shown.list.join("\n")], separator="\n", ignore_nulls=True)
+    if "freq_a" in table.columns:
+        side = [_count_share(f"n_{s}", pl.col(f"freq_{s}")) for s in "ab"]
+        digits = 2
+    elif "mean_a" not in table.columns:  # paired, binary: pairs whose A (B) side has it
+        side = [_count_share(f"n_{s}", pl.col(f"n_{s}") / pl.col("n_pairs")) for s in "ab"]
+        digits = 2
+    else:
+        side = [pl.col(f"mean_{s}").map_elements(_number, return_dtype=pl.String) for s in "ab"]
+        digits = None
+    difference = pl.struct("diff", "ci_low", "ci_high").map_elements(
+        lambda r: _interval(r["diff"], r["ci_low"], r["ci_high"], digits), return_dtype=pl.String
+    )
+    view = table.select(
+        "feature",
+        label.alias("label"),
+        side[0].alias(name_a),
+        side[1].alias(name_b),
+        difference.alias("diff (95% CI)"),
+        "q",
+    )
+    return scientific(view, "q")
+
+
+def _count_share(count: str, share: pl.Expr) -> pl.Expr:
+    return pl.format("{} ({}%)", pl.col(count), (share * 100).round(1))
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def _interval(estimate, low, high, digits: int | None) -> str:
+    if estimate is None:
+        return ""
+    form = (lambda v: f"{v:+.{digits}f}") if digits is not None else (lambda v: f"{v:+.3g}")
+    if low is None or high is None:
+        return form(estimate)
+    return f"{form(estimate)} ({form(low)}, {form(high)})"
+
+
+def theme_view(table: pl.DataFrame, fmt: str) -> pl.DataFrame:
+    """The themes table as ``fmt`` shows it: on a terminal the main columns, the concepts by
+    name and one example per side; in CSV the lists joined; JSON keeps everything."""
+    if fmt not in ("table", "csv"):
+        return table
+    concepts = pl.col("concepts").list.eval(
+        pl.concat_str([pl.lit("#"), pl.element().struct.field("feature").cast(pl.String),
+                       pl.lit(" "), pl.element().struct.field("label").fill_null("")])
+    ).list.join(" · ")  # fmt: skip
+    examples = pl.col("examples").list.eval(
+        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
+                       pl.element().struct.field("text")])
+    ).list.join(" | ")  # fmt: skip
+    if fmt == "csv":
+        return table.with_columns(
+            concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
+        )
+    first = pl.col("examples").list.eval(
+        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
+                       pl.element().struct.field("text").str.slice(0, 90)])
+    ).list.gather_every(2).list.join("\n")  # fmt: skip
+    return scientific(
+        table.select("theme", "name", "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
+                     "ci_low", "ci_high", "p", "q", first.alias("examples")),
+        "p", "q",
+    )  # fmt: skip
