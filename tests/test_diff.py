@@ -222,7 +222,6 @@ def test_the_terminal_table_fits_and_names_the_sides(tmp_path):
 
     from saeembed.cli import main
     from saeembed.labels.table import write_labels
-    from saeembed.store import Store
 
     db = tmp_path / "wide.duckdb"
     with build_count_store(db, SIZES, COUNTS) as store:
