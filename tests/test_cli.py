@@ -398,6 +398,22 @@ def test_correlate_command(tmp_path):
     enriched = run("correlate", db, "--with", "source", "--format", "jsonl").stdout.splitlines()
     first = json.loads(enriched[0])
     assert (first["category"], first["feature"]) in {("A", 1), ("B", 1)}
+    table = run("correlate", db, "--show-trivial", "--format", "table").stdout
+    header = [c.strip() for c in table.splitlines()[1].strip("│").split("┆")]
+    assert "phi" in header and "r" not in header  # under a binary measure r is phi
+    assert "r" in pairs[0] and pairs[0]["r"] == pytest.approx(pairs[0]["phi"])  # JSON keeps it
+
+
+def test_commands_that_count_share_one_default_measure():
+    """Whether a document has a concept means the same in diff and correlate: strong."""
+    import inspect
+
+    from saeembed import api
+
+    def default(fn):
+        return inspect.signature(fn).parameters["measure"].default
+
+    assert default(api.diff) == default(api.correlate) == "strong"
 
 
 def test_bad_token_limits_are_refused_before_writing(tmp_path, corpus_file, tiny_model, tiny_sae):

@@ -28,6 +28,7 @@ from scipy import stats as sps
 from saeembed.analysis import stats
 from saeembed.analysis.diff import compare_counts, compare_numeric
 from saeembed.analysis.matrix import ConceptMatrix, load_matrix
+from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
 from saeembed.errors import InputError
 from saeembed.labels.alike import stored_groups
 from saeembed.labels.table import label_names
@@ -193,7 +194,7 @@ def correlate_concepts(
     show_trivial: bool = False,
     max_docs: int | None = 50_000,
     threshold: float = 0.0,
-    measure: str = "presence",
+    measure: str = DEFAULT_DIFF_MEASURE,
 ) -> pl.DataFrame:
     """The most strongly co-occurring concept pairs under ``measure``, trivial ones marked (and
     dropped unless ``show_trivial``). Documents beyond ``max_docs`` are sampled."""
@@ -330,7 +331,7 @@ def correlate_metadata(
     bucket: str = "auto",
     max_docs: int | None = None,
     threshold: float = 0.0,
-    measure: str = "presence",
+    measure: str = DEFAULT_DIFF_MEASURE,
 ) -> pl.DataFrame:
     """Concepts against metadata column ``column`` (numeric, categorical or date) under
     ``measure``: Spearman's rho of the measure with a numeric or date column; per category,

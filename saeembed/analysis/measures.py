@@ -74,7 +74,8 @@ MEASURES: dict[str, Measure] = {
     )
 }  # fmt: skip
 MEASURE_NAMES = tuple(MEASURES)
-#: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures.
+#: The diff's default, chosen by the planted benchmarks in docs/benchmarks.md#concept-measures;
+#: every command that asks whether a document has a concept (diff, correlate) uses it.
 DEFAULT_DIFF_MEASURE = "strong"
 #: `prefs fit`'s default for document encoders (a pair encoder's values are signs: presence),
 #: chosen on HH-RLHF in docs/benchmarks.md#preferences--benchmarkspreferencespy.

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from saeembed.analysis.concepts import ConceptChoice, NoSeparatingConcept, choose_concepts
+from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.store import Encoder, Store
@@ -309,7 +310,7 @@ def correlate(
     min_support: int = 10,
     max_cosine: float = 0.5,
     show_trivial: bool = False,
-    measure: str = "presence",
+    measure: str = DEFAULT_DIFF_MEASURE,
     max_docs: int = 50_000,
 ) -> pl.DataFrame:
     """Concept pairs that co-occur more than chance (`saeembed.analysis.correlate.

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from saeembed.analysis.measures import get_measure
 from saeembed.api import explore as api
 from saeembed.cli.options import (
     default_of,
@@ -246,6 +247,9 @@ def correlate_command(
         db, column, encoder=encoder, corpus=corpus, kind=kind, top=top, min_support=min_support,
         max_cosine=max_cosine, show_trivial=show_trivial, measure=measure, max_docs=max_docs,
     )  # fmt: skip
+    fmt = fmt or default_format()
+    if fmt == "table" and get_measure(measure).binary and "r" in frame.columns:
+        frame = frame.drop("r")  # a binary measure's Pearson r is phi: one column is enough
     render(frame, fmt)
 
 
