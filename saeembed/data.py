@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote
 
+import numpy as np
 import polars as pl
 
 from saeembed.dataset_parsers import (
@@ -429,12 +430,15 @@ def load_dataset(
     split_passages: str | None = None,
     max_tokens: int = 256,
     filter: dict | None = None,
+    rows: int | None = None,
 ) -> pl.DataFrame:
     """Load a named dataset as a polars DataFrame (see `list_datasets` and `datasets/*.md`).
 
     `filter` keeps rows whose columns match (`{column: value or [values]}`, all columns must
-    match). `split_passages` ("paragraph" or "window") then turns each document into passages;
-    the result gains `source_row` (the row's position in the full dataset) and `passage_idx`.
+    match). `rows` then keeps that many of them, a random sample (seed 0, the same every time)
+    in the dataset's order (``data:NAME#N``). `split_passages` ("paragraph" or "window") then
+    turns each document into passages; the result gains `source_row` (the row's position in the
+    full dataset) and `passage_idx`.
     """
     card = _card(name)
     if split_passages is not None:
@@ -449,6 +453,9 @@ def load_dataset(
         frame = frame.with_row_index("source_row").with_columns(pl.col("source_row").cast(pl.Int64))
     if filter:
         frame = filter_frame(frame, filter)
+    if rows is not None and rows < frame.height:
+        picked = np.sort(np.random.default_rng(0).choice(frame.height, rows, replace=False))
+        frame = frame[picked]
     if split_passages is not None:
         frame = split_into_passages(frame, split_passages, max_tokens=max_tokens)
     return frame
@@ -457,16 +464,31 @@ def load_dataset(
 # ------------------------------------------------------------------------------- references
 
 
+REF_USAGE = "write data:NAME or data:NAME?column=value[,value...][&column=value...][#ROWS]"
+
+
+def split_rows(ref: str) -> tuple[str, int | None]:
+    """``data:NAME[?filters]#N`` -> (the reference without ``#N``, N); no ``#``: (ref, None)."""
+    base, has_rows, rows = ref.partition("#")
+    if not has_rows:
+        return ref, None
+    if not rows.isdigit() or int(rows) < 1:
+        raise InputError(f"bad row count {rows!r} in {ref!r}; {REF_USAGE} (e.g. #500)")
+    return base, int(rows)
+
+
 def parse_dataset_ref(ref: str) -> tuple[str, dict[str, list[str]]]:
-    """Split `data:NAME` or `data:NAME?col=v&col2=v1,v2` into the name and a filter dict.
+    """Split `data:NAME` or `data:NAME?col=v&col2=v1,v2` into the name and a filter dict (a
+    trailing ``#N``, the number of rows to sample, is read by `split_rows`).
 
     Values are always lists of strings (percent-escapes such as %2C are decoded after splitting
     on commas); `load_dataset` parses them to the column's type. Malformed references and
     unknown names raise `InputError`.
     """
-    usage = "write data:NAME or data:NAME?column=value[,value...][&column=value...]"
+    usage = REF_USAGE
     if not is_dataset_ref(ref):
         raise InputError(f"{ref!r} is not a dataset reference; {usage}")
+    ref, _ = split_rows(ref)
     name, has_query, query = ref[len(DATA_PREFIX) :].partition("?")
     if not name:
         raise InputError(f"{ref!r} names no dataset; {usage}")
@@ -520,10 +542,12 @@ def read_dataset_ref(
     (`load_dataset`). With ``kind``, a dataset of another kind is an `InputError`;
     ``split_passages`` applies to documents datasets (pass None for pairs)."""
     name, filters = parse_dataset_ref(ref)
+    _, rows = split_rows(ref)
     card = _card(name)
     if kind is not None and card.kind != kind:
         raise InputError(f"data:{name} is not {_KINDS[kind]} dataset; see `saeembed data list`")
     frame = load_dataset(
-        name, filter=filters or None, split_passages=split_passages, max_tokens=max_tokens
-    )
+        name, filter=filters or None, split_passages=split_passages, max_tokens=max_tokens,
+        rows=rows,
+    )  # fmt: skip
     return card, frame

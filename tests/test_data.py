@@ -493,6 +493,8 @@ def test_parse_dataset_ref(ref, expected):
         ("data:rotten-tomatoes?category=fresh&&x=1", "malformed filter"),
         ("data:rotten-tomatoes?category=fresh&category=rotten", "appears twice"),
         ("data:no-such-set", "unknown dataset 'no-such-set'; known datasets: rotten-tomatoes, "),
+        ("data:rotten-tomatoes#many", "bad row count 'many'"),
+        ("data:rotten-tomatoes?category=fresh#0", "bad row count '0'"),
     ],
 )
 def test_parse_dataset_ref_errors(ref, match):
@@ -505,6 +507,22 @@ def test_ref_feeds_load(home):
     name, filters = parse_dataset_ref("data:debates-2016?speaker=TRUMP,CLINTON&debate=1st")
     frame = load_dataset(name, filter=filters)
     assert set(frame["speaker"]) == {"TRUMP", "CLINTON"} and set(frame["debate"]) == {"1st"}
+
+
+def test_a_ref_can_sample_rows(home):
+    """``data:NAME?filters#N``: N of the filtered rows, the same ones every time, in order."""
+    from saeembed.data import read_dataset_ref, ref_name
+
+    ref = "data:debates-2016?speaker=TRUMP#25"
+    assert parse_dataset_ref(ref) == ("debates-2016", {"speaker": ["TRUMP"]})
+    assert ref_name(ref) == "debates-2016-TRUMP"  # the corpus name does not change
+    _, frame = read_dataset_ref(ref)
+    everything = load_dataset("debates-2016", filter={"speaker": "TRUMP"})
+    assert frame.height == 25 and set(frame["speaker"]) == {"TRUMP"}
+    assert frame.equals(read_dataset_ref(ref)[1])
+    rows = [everything["text"].to_list().index(t) for t in frame["text"]]
+    assert rows == sorted(rows) and rows != list(range(25))  # a sample, in the dataset's order
+    assert read_dataset_ref("data:debates-2016?speaker=TRUMP#100000")[1].equals(everything)
 
 
 # ---------------------------------------------------------------------------------- errors
