@@ -1,10 +1,14 @@
-"""2-D maps: UMAP coordinates on synthetic sparse clusters, the Parquet and HTML outputs, and a
-headless-browser check that the HTML page loads, draws every point and shows a hover tooltip."""
+"""2-D maps: UMAP coordinates on synthetic sparse clusters, the Parquet and HTML outputs, and
+headless-browser checks of the HTML page: it loads, accounts for every document (positions
+shared by several are one marker with their count), draws the cluster names, keeps legend
+names whole, and at 100,000 documents draws a seeded sample and says so."""
 
 from __future__ import annotations
 
 import html
+import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +22,14 @@ from sklearn.metrics import silhouette_score
 
 from saeembed.errors import InputError
 from saeembed.links import safe_href
-from saeembed.maps import umap_coordinates, write_map_html, write_map_parquet
+from saeembed.maps import (
+    MAX_POINTS,
+    TEXTS_PER_SPOT,
+    umap_coordinates,
+    write_map_html,
+    write_map_parquet,
+)
+from tests.browser import Browser, find_chromium
 
 EMBEDDED = re.compile(r'<script type="application/json" id="map-data">(.*?)</script>', re.S)
 SELFTEST = re.compile(r'<pre id="selftest"[^>]*>(\{.*?)</pre>', re.S)
@@ -222,13 +233,6 @@ def test_the_maps_script_checks_links_by_the_same_rule(tmp_path):
     assert json.loads(result.stdout) == [safe_href(c) for c in cases]
 
 
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
 def test_html_in_headless_browser(tmp_path):
     browser = find_chromium()
     if browser is None:
@@ -273,3 +277,248 @@ def test_a_write_that_fails_midway_leaves_the_previous_page_whole(tmp_path, monk
     monkeypatch.undo()
     assert page.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html"]
+
+
+# ---- positions shared by several documents, cluster names, sampling at scale ------------------
+
+
+def stacked_frame() -> pl.DataFrame:
+    """A realistic map's troubles in small: 6 named clusters of scattered positions, many shared
+    by several documents (one by 90), 71 outliers at one spot (documents with no concept), a few
+    scattered outliers and one document without coordinates."""
+    rng = np.random.default_rng(3)
+    centres = np.array([[-6, 4], [0, 6], [6, 4], [-6, -4], [0, -6], [6, -4]], dtype=float)
+    xs, ys, clusters = [], [], []
+    for c, centre in enumerate(centres):
+        for k in range(40):
+            x, y = centre + rng.normal(0, 1.0, 2)
+            n = 90 if (c, k) == (0, 0) else int(min(30, rng.zipf(2.2)))
+            xs += [x] * n
+            ys += [y] * n
+            clusters += [c] * n
+    scattered = rng.uniform(-9, 9, (15, 2))
+    xs += [-11.0] * 71 + scattered[:, 0].tolist() + [np.nan]
+    ys += [-11.0] * 71 + scattered[:, 1].tolist() + [0.0]
+    clusters += [-1] * 86 + [2]
+    n = len(xs)
+    return pl.DataFrame(
+        {
+            "doc_id": np.arange(n) + 5000,
+            "x": np.array(xs, dtype=np.float32),
+            "y": np.array(ys, dtype=np.float32),
+            "cluster": clusters,
+            "text": [f"Document {i}: " + "words " * 40 for i in range(n)],
+            "feature:5": rng.uniform(0, 2, n),
+        }
+    )
+
+
+NAMES = {
+    0: "customer complaints / refunds / late delivery",
+    1: "sports / football / match results",
+    2: "cooking recipes / baking / ingredients",
+    3: "politics / elections / parliamentary debate procedure in the upper house",
+    4: "software bugs / stack traces",
+    5: "travel / hotels / flights",
+}
+
+
+def page_data(page: Path) -> dict:
+    return json.loads(EMBEDDED.search(page.read_text(encoding="utf-8")).group(1))
+
+
+def test_page_data_accounts_for_every_document(tmp_path):
+    points = stacked_frame()
+    data = page_data(write_map_html(points, tmp_path / "m.html", title="t", cluster_names=NAMES))
+    start = data["spot_start"]
+    counts = np.diff(start)
+    assert counts.sum() == points.height == data["n_docs"] and not data["sampled"]
+    assert sorted(data["doc_id"]) == sorted(str(d) for d in points["doc_id"])  # outliers too
+    distinct = points.select("x", "y").unique().height  # the NaN row is a position of its own
+    assert len(data["spot_x"]) == data["n_spots"] == distinct
+    assert counts.max() == 90
+    by_id = {
+        str(d): (x, y, c) for d, x, y, c in points.select("doc_id", "x", "y", "cluster").rows()
+    }
+    outliers = 0
+    for s, (a, b) in enumerate(itertools.pairwise(start)):
+        for d in range(a, b):  # every document listed at a position is at that position
+            x, y, c = by_id[data["doc_id"][d]]
+            assert data["cluster"][d] == c
+            if data["spot_x"][s] is None:
+                assert np.isnan(x)
+            else:
+                assert np.isclose(data["spot_x"][s], x) and np.isclose(data["spot_y"][s], y)
+            outliers += c == -1
+    assert outliers == 86
+    stack = data["text"][start[int(np.argmax(counts))] :][:90]
+    assert all(t is not None for t in stack[:TEXTS_PER_SPOT])  # the rest keep their ids only
+    assert all(t is None for t in stack[TEXTS_PER_SPOT:])
+    sizes = {c["id"]: c["size"] for c in data["clusters"]}
+    assert sizes == dict(points["cluster"].value_counts().rows())
+    for c in data["clusters"]:  # a name's anchor is one of its cluster's documents
+        if c["id"] == -1:
+            assert c["x"] is None and c["name"] == "outliers"
+            continue
+        assert c["name"] == NAMES[c["id"]]
+        members = points.filter(pl.col("cluster") == c["id"])
+        assert ((members["x"] - c["x"]).abs() + (members["y"] - c["y"]).abs()).min() < 1e-4
+
+
+def test_page_samples_positions_above_max_points(tmp_path):
+    points = stacked_frame()
+    first = write_map_html(points, tmp_path / "a.html", title="t", max_points=50)
+    data = page_data(first)
+    assert data["sampled"] and len(data["spot_x"]) == 50 and data["n_docs"] == points.height
+    assert data["n_spots"] == points.select("x", "y").unique().height
+    counts = np.diff(data["spot_start"])
+    for s, count in enumerate(counts.tolist()):  # a kept position keeps all its documents
+        x, y = data["spot_x"][s], data["spot_y"][s]
+        if x is not None:
+            assert (
+                count
+                == points.filter((pl.col("x") - x).abs() + (pl.col("y") - y).abs() < 1e-4).height
+            )
+    assert sum(c["size"] for c in data["clusters"]) == points.height  # sizes count all
+    again = page_data(write_map_html(points, tmp_path / "b.html", title="t", max_points=50))
+    assert again == data  # the sample is seeded
+    with pytest.raises(InputError, match="max_points"):
+        write_map_html(points, tmp_path / "c.html", title="t", max_points=0)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    instance = Browser(tmp_path_factory.mktemp("chromium"))
+    yield instance
+    instance.close()
+
+
+def shoot(browser: Browser, page: Path, name: str) -> Path:
+    """A screenshot of the page; kept in $SAEEMBED_SCREENSHOTS when set (to look at them)."""
+    keep = os.environ.get("SAEEMBED_SCREENSHOTS")
+    target = Path(keep) / f"{name}.png" if keep else page.with_suffix(".png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shot = browser.screenshot(target)
+    assert shot.stat().st_size > 10_000
+    return shot
+
+
+def hover_at(browser: Browser, x: float, y: float) -> str:
+    """The tooltip after a real mouse move to canvas pixel (x, y)."""
+    left, top = browser.evaluate(
+        "(({left, top}) => [left, top])(document.getElementById('canvas').getBoundingClientRect())"
+    )
+    browser.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": left + x, "y": top + y})
+    return browser.evaluate(
+        "(t => t.hidden ? '' : t.textContent)(document.getElementById('tooltip'))"
+    )
+
+
+def colour_by(browser: Browser, mode: str) -> None:
+    browser.evaluate(
+        "(() => { const select = document.getElementById('color-mode'); "
+        f"select.value = {json.dumps(mode)}; select.dispatchEvent(new Event('change')); }})()"
+    )
+
+
+def dark_pixels(browser: Browser, box: dict) -> int:
+    """Near-black pixels the canvas holds inside ``box`` (CSS pixels, device scale 1)."""
+    return browser.evaluate(
+        f"""(() => {{
+        const canvas = document.getElementById("canvas");
+        const pixels = canvas.getContext("2d").getImageData({box["x"]}, {box["y"]}, {box["w"]}, {box["h"]}).data;
+        let dark = 0;
+        for (let i = 0; i < pixels.length; i += 4) if (pixels[i] + pixels[i + 1] + pixels[i + 2] < 120 && pixels[i + 3] > 200) dark++;
+        return dark;
+        }})()"""
+    )
+
+
+def test_map_in_chromium_shows_counts_names_and_whole_legend(tmp_path, browser):
+    points = stacked_frame()
+    page = write_map_html(points, tmp_path / "map.html", title="stacks", cluster_names=NAMES)
+    browser.open(page)
+    assert browser.errors == []
+    assert browser.outside_requests(page) == []
+    state = browser.evaluate("saeembedMap.state()")
+    distinct = points.select("x", "y").unique().height
+    assert state["markers"] == distinct - 1  # one marker per position; the NaN one is not drawn
+    assert state["points"] == points.height - 1 and sum(state["counts"]) == points.height
+    assert state["base"] >= 5  # one document: a 10-pixel dot
+    assert state["caption"] == (
+        f"{points.height:,} documents at {distinct - 1} positions; "
+        "1 document without coordinates (not drawn)"
+    )
+    shown = [label for label in state["labels"] if label["shown"]]
+    assert {label["id"] for label in shown} == set(NAMES)  # apart enough for every name
+    assert next(lb["text"] for lb in shown if lb["id"] == 4) == NAMES[4]
+    assert next(lb["text"] for lb in shown if lb["id"] == 3).endswith("…")  # long: two lines, cut
+    for a, b in itertools.combinations(shown, 2):  # names do not overlap
+        assert (
+            a["x"] + a["w"] <= b["x"]
+            or b["x"] + b["w"] <= a["x"]
+            or (a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+        )
+    for label in shown:  # drawn: dark text inside each name's box
+        assert dark_pixels(browser, label) > 30
+    # the 71 outliers with no concept: one big grey marker, its count written inside and listed
+    spot = state["counts"].index(71)
+    x, y, radius = browser.evaluate(f"saeembedMap.position({spot})")
+    assert radius > 30
+    tip = hover_at(browser, x + radius / 2, y)
+    assert tip.startswith("71 documents here\ncluster: outliers\n")
+    assert "• 5" in tip and "and 68 mores" not in tip and "and 68 more:" in tip
+    assert "90 documents here" in browser.evaluate(
+        f"saeembedMap.describe({state['counts'].index(90)})"
+    )
+    # the legend: every name whole (wrapped, never cut), sizes over all documents
+    legend = browser.evaluate(
+        "[...document.querySelectorAll('#legend .item')].map((item) => { const name = "
+        "item.querySelector('.name'); return [name.textContent, item.title, "
+        "name.scrollWidth <= name.clientWidth, item.querySelector('.size').textContent]; })"
+    )
+    sizes = dict(points["cluster"].value_counts().rows())
+    biggest_first = sorted(NAMES, key=lambda c: (-sizes[c], c))
+    assert [row[0] for row in legend[:-1]] == [NAMES[c] for c in biggest_first]
+    assert [row[3] for row in legend[:-1]] == [str(sizes[c]) for c in biggest_first]
+    assert all(row[0] == row[1] and row[2] for row in legend)
+    assert legend[-1][:2] == ["outliers", "outliers"] and legend[-1][3] == "86"
+    # another colour mode draws too
+    colour_by(browser, "feature:5")
+    assert browser.evaluate("saeembedMap.state().markers") == distinct - 1
+    colour_by(browser, "cluster")
+    assert browser.errors == []
+    shoot(browser, page, "map-stacks")
+
+
+def test_map_of_100k_documents_draws_a_sample_and_says_so(tmp_path, browser):
+    n = 100_000
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(-1, 12, n)
+    centres = rng.uniform(-10, 10, (13, 2))
+    xy = centres[cluster + 1] + rng.normal(0, 1.2, (n, 2))
+    points = pl.DataFrame(
+        {
+            "doc_id": np.arange(n),
+            "x": xy[:, 0].astype(np.float32),
+            "y": xy[:, 1].astype(np.float32),
+            "cluster": cluster,
+            "text": [f"document {i} " + "word " * 50 for i in range(n)],
+        }
+    )
+    names = {c: f"theme {c} / words / more words" for c in range(12)}
+    page = write_map_html(points, tmp_path / "big.html", title="big", cluster_names=names)
+    assert page.stat().st_size < 8_000_000  # a 20,000-position sample, not 100,000 texts
+    seconds = browser.open(page)
+    assert browser.errors == [] and browser.outside_requests(page) == []
+    state = browser.evaluate("saeembedMap.state()")
+    assert state["sampled"] and state["markers"] == MAX_POINTS == state["points"]
+    assert state["caption"].startswith(
+        "showing a sample of 20,000 of 100,000 positions (20,000 of 100,000 documents)"
+    )
+    assert browser.evaluate("document.getElementById('count').textContent") == state["caption"]
+    assert len([label for label in state["labels"] if label["shown"]]) >= 6
+    assert seconds < 30  # generous: the page measured about 0.5 s on a 2-core machine
+    shoot(browser, page, "map-100k")
