@@ -263,3 +263,28 @@ def test_too_few_examples_rank_by_similarity_to_them(topics, reader):
     assert not set(result.hits["doc_id"].to_list()) & set(examples)
     same = set(kind["doc_id"].to_list())
     assert sum(d in same for d in result.hits["doc_id"]) >= 9
+
+
+def test_documents_are_named_by_short_references(topics, reader):
+    """Results name each document CORPUS:ROW beside its doc_id; --like and --positive take
+    either, and a reference to nothing says what exists."""
+    from saeembed.api import search
+    from saeembed.store.doc_refs import doc_refs, resolve_doc
+
+    store, _, truth = topics
+    first = truth["doc_id"][0]
+    assert doc_refs(store, [first]) == ["topics:0"]
+    assert resolve_doc(store, "topics:0") == first == resolve_doc(store, str(first))
+    assert resolve_doc(store, "topics:299") == truth["doc_id"][299]
+    with pytest.raises(InputError, match="no document topics:300 in .*rows 0..299"):
+        resolve_doc(store, "topics:300")
+    with pytest.raises(InputError, match="'fresh' names no document; write CORPUS:ROW"):
+        resolve_doc(store, "fresh")
+    with pytest.raises(StoreError, match="no corpus 'films'"):
+        resolve_doc(store, "films:1")
+    by_ref = search(reader[0].path, like="topics:0", top=5).hits
+    by_id = search(reader[0].path, like=int(first), top=5).hits
+    assert by_ref.equals(by_id)
+    assert by_ref.columns[:4] == ["rank", "doc", "doc_id", "corpus"]
+    rows = dict(zip(truth["doc_id"].to_list(), range(truth.height), strict=True))
+    assert by_ref["doc"].to_list() == [f"topics:{rows[d]}" for d in by_ref["doc_id"]]

@@ -20,6 +20,7 @@ from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.store import Encoder, Store
+from saeembed.store.doc_refs import resolve_doc, resolve_docs, with_refs
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def cluster(
             )
         if corpus is not None:
             store.require_corpus(corpus)
+        positives = resolve_docs(store, positives)  # CORPUS:ROW references or doc_ids
         choice = _choice(store, chosen_encoder, concepts, features, exclude, exclude_concepts,
                          positives, corpus, n_concepts)  # fmt: skip
         if choice is not None:
@@ -245,8 +247,8 @@ def search(
     corpus: str | None = None,
     features: Sequence[int] = (),
     exclude: Sequence[int] = (),
-    positives: Sequence[int] = (),
-    like: int | None = None,
+    positives: Sequence[int | str] = (),
+    like: int | str | None = None,
     where: str | None = None,
     mode: str = "sae",
     n_concepts: int = 20,
@@ -254,7 +256,8 @@ def search(
     measure: str = "max",
 ) -> SearchResult:
     """Documents with a property: ``query`` (a phrase) and/or ``features``/``positives`` choose
-    the concepts; ``like`` finds documents similar to one; ``mode`` is ``sae``, ``dense``
+    the concepts; ``like`` finds documents similar to one (documents as ``CORPUS:ROW``
+    references, `saeembed.store.doc_refs`, or doc_ids; results carry both); ``mode`` is ``sae``, ``dense``
     (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
     from saeembed.analysis.retrieve import reads_by_meaning, search_documents
 
@@ -273,6 +276,8 @@ def search(
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)
+        positives = resolve_docs(store, positives)  # CORPUS:ROW references or doc_ids
+        like = None if like is None else resolve_doc(store, like)
         choice, note = None, None
         if mode != "dense" and (query or features or positives):
             try:
@@ -296,6 +301,7 @@ def search(
         by_meaning = (
             mode != "dense" and like is None and reads_by_meaning(store, chosen, query, choice)
         )
+        hits = with_refs(store, hits)
     return SearchResult(hits, choice, chosen, by_meaning, note)
 
 

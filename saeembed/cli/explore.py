@@ -36,6 +36,11 @@ def _ids(values: tuple[str, ...]) -> list[int]:
     return out
 
 
+def _refs(values: tuple[str, ...]) -> list[str]:
+    """Document references given with a repeatable option, each maybe comma-separated."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
 concept_options = options(
     click.option(
         "--features",
@@ -48,7 +53,8 @@ concept_options = options(
         "--positive",
         "positives",
         multiple=True,
-        help="doc_id of an example document that has the property (repeatable).",
+        help="An example document that has the property, as results show it (fresh:12) or its "
+        "doc_id (repeatable).",
     ),  # fmt: skip
     click.option(
         "--n-concepts",
@@ -105,7 +111,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
     clusters, cluster_members) for SQL."""
     result = api.cluster(
         db, corpus, encoder=encoder, concepts=concepts, features=_ids(features),
-        exclude=_ids(exclude), exclude_concepts=exclude_concepts, positives=_ids(positives),
+        exclude=_ids(exclude), exclude_concepts=exclude_concepts, positives=_refs(positives),
         n_concepts=n_concepts, method=method, k=k, weighting=weighting, measure=measure,
         min_cluster_size=min_cluster_size, assign_outliers=assign_outliers, seed=seed, name=name,
         top=top, examples=examples, map_path=map_path, color_by=_ids(color_by), max_docs=max_docs,
@@ -151,7 +157,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
 @click.option("--corpus", help="Search this corpus [default: every encoded document].")
 @encoder_option()
 @concept_options
-@click.option("--like", type=int, help="Find documents similar to this doc_id.")
+@click.option("--like", help="Find documents similar to this one (fresh:12, or a doc_id).")
 @click.option("--where", help="SQL filter: feature:123 > 0, meta.KEY = 'value', AND/OR/NOT.")
 @click.option(
     "--dense", "mode", flag_value="dense", help="The MiniLM baseline instead of concepts."
@@ -175,7 +181,7 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     baseline through the same interface."""
     result = api.search(
         db, query, encoder=encoder, corpus=corpus, features=_ids(features), exclude=_ids(exclude),
-        positives=_ids(positives), like=like, where=where, mode=mode or "sae",
+        positives=_refs(positives), like=like, where=where, mode=mode or "sae",
         n_concepts=n_concepts, top=top, measure=measure,
     )  # fmt: skip
     if result.note:
@@ -190,6 +196,8 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     hits = result.hits
     if fmt in ("table", "csv"):
         hits = join_lists(hits, {"concepts": "; "})
+    if fmt == "table":  # the short reference names the document; doc_id and corpus in the others
+        hits = hits.drop("doc_id", "corpus")
     render(hits, fmt)
 
 
