@@ -163,7 +163,7 @@ _CARDS: tuple[DatasetCard, ...] = (
         n_rows=189,
         columns=("text", "party", "speaker"),
         licence=_NOT_STATED,
-        good_for="party enrichment (democrat vs republican) on long speeches; try split_passages",
+        good_for="party enrichment (democrat vs republican) on long speeches; try encode --chunk-tokens",
         kind="documents",
     ),
     DatasetCard(
@@ -193,7 +193,7 @@ _CARDS: tuple[DatasetCard, ...] = (
         n_rows=3_783,
         columns=("text", "article_id", "date", "outlet", "title", "subtitle", "url"),
         licence=f"{_NOT_STATED}; Dai, Tianru (2017) 'News Articles', Harvard Dataverse, doi:10.7910/DVN/GMFCTR",
-        good_for="outlet enrichment across nine outlets; date trends; long documents for split_passages",
+        good_for="outlet enrichment across nine outlets; date trends; long documents for encode --chunk-tokens",
         kind="documents",
     ),
     DatasetCard(

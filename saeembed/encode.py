@@ -289,23 +289,35 @@ def encode_corpus(
     total = store.count_pending(encoder.encoder_id, corpus)
     if total == 0:
         return report
+    # the bar advances by characters, which encoding time follows (batches run longest first, so
+    # a count of documents would promise far too long at the start); it shows documents done
     bar = tqdm(
-        total=total, unit="doc", disable=not progress, desc=f"encoding {corpus}", dynamic_ncols=True
-    )
+        total=store.count_pending(encoder.encoder_id, corpus, chars=True),
+        disable=not progress, desc=f"encoding {corpus}", dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+    )  # fmt: skip
+    done = 0
     start, n_batches = time.perf_counter(), 0
     try:
         while True:
             chunk = store.pending_documents(encoder.encoder_id, corpus, CHUNK_DOCS)
             if chunk.is_empty():
                 break
+            length_of = dict(zip(chunk["doc_id"].to_list(),
+                                 chunk["text"].str.len_chars().to_list(), strict=True))  # fmt: skip
             for docs, encoded, activations in encode_texts(
                 reader, sae, layer, wrapping, chunk, max_tokens=max_tokens, batch_tokens=budget
             ):
                 store.write_encoded(encoder.encoder_id, encoded, activations)
                 n_batches += 1
                 report.add(docs, activations, time.perf_counter() - start)
-                bar.update(len(docs))
-                bar.set_postfix_str(f"{report.tokens_per_second:,.0f} tok/s", refresh=False)
+                done += len(docs)
+                bar.set_description_str(
+                    f"encoding {corpus} ({done:,}/{total:,} docs, "
+                    f"{report.tokens_per_second:,.0f} tok/s)",
+                    refresh=False,
+                )
+                bar.update(sum(length_of[d] for d in encoded.column("doc_id").to_pylist()))
                 log.debug("committed batch %d: %d documents", n_batches, len(docs))
                 if on_batch is not None:
                     on_batch(n_batches)

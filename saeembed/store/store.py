@@ -507,10 +507,13 @@ class Store:
             params=[corpus, encoder_id, limit],
         ).pl()
 
-    def count_pending(self, encoder_id: int, corpus: str) -> int:
+    def count_pending(self, encoder_id: int, corpus: str, chars: bool = False) -> int:
+        """Documents of ``corpus`` not yet encoded by ``encoder_id``; with ``chars``, their
+        characters (what encoding time follows)."""
+        what = "coalesce(sum(length(d.text)), 0)" if chars else "count(*)"
         return self.con.execute(
-            """
-            SELECT count(*) FROM documents d WHERE d.corpus = ? AND NOT EXISTS (
+            f"""
+            SELECT {what} FROM documents d WHERE d.corpus = ? AND NOT EXISTS (
                 SELECT 1 FROM encoded_documents e WHERE e.encoder_id = ? AND e.doc_id = d.doc_id)
             """,
             [corpus, encoder_id],
