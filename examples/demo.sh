@@ -8,8 +8,9 @@ set -euo pipefail
 DB="${SAEEMBED_DEMO_DB:-demo.duckdb}"
 REPORT="${SAEEMBED_DEMO_REPORT:-report.html}"
 N="${SAEEMBED_DEMO_DOCS:-500}"
-DATA="$(mktemp -d)"
-trap 'rm -rf "$DATA"' EXIT
+# the two samples are kept beside saeembed's cache, so the store's record of its sources stays true
+DATA="${SAEEMBED_HOME:-$HOME/.cache/saeembed}/demo-data"
+mkdir -p "$DATA"
 
 saeembed data get "rotten-tomatoes?category=fresh" -o "$DATA/all-fresh.jsonl" --format jsonl
 saeembed data get "rotten-tomatoes?category=rotten" -o "$DATA/all-rotten.jsonl" --format jsonl

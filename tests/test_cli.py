@@ -521,3 +521,15 @@ def test_readers_share_a_store_and_a_busy_store_names_its_holder(encoded_db, cor
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_info_marks_sources_that_are_gone(tmp_path, corpus_file, tiny_model, tiny_sae):
+    copy = tmp_path / "gone.jsonl.gz"
+    copy.write_bytes(corpus_file.read_bytes())
+    db = tmp_path / "s.duckdb"
+    run("-q", "encode", copy, "--db", db, "--model", tiny_model, "--sae", tiny_sae)
+    assert json.loads(run("info", db).stdout.splitlines()[0])["source"] == str(copy)
+    copy.unlink()
+    assert json.loads(run("info", db).stdout.splitlines()[0])["source"] == (
+        f"{copy} (no longer there)"
+    )

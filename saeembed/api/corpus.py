@@ -307,7 +307,21 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
         GROUP BY ALL ORDER BY n.encoder_id
         """
     )
-    return {"corpora": corpora, "encoders": encoders}
+    gone = pl.col("source").map_elements(_mark_gone, return_dtype=pl.String)
+    return {"corpora": corpora.with_columns(gone), "encoders": encoders}
+
+
+def _mark_gone(sources: str | None) -> str | None:
+    """``a; b``, each local file that no longer exists marked ``(no longer there)``."""
+    if sources is None:
+        return None
+    marked = []
+    for source in sources.split("; "):
+        local = "://" not in source and not source.startswith(("data:", "<"))
+        marked.append(
+            f"{source} (no longer there)" if local and not Path(source).exists() else source
+        )
+    return "; ".join(marked)
 
 
 def diff_cache_store(refs: Sequence[str | Path] = ()) -> Path:
