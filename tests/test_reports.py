@@ -525,3 +525,52 @@ def test_diff_report_on_real_reviews(saeembed_home, tmp_path, browser):
     shown = payload_of(one)
     assert len(shown["promoted"]) == 10 and len(shown["suppressed"]) == 10
     load(browser, one, "feature-real")
+
+
+def test_top_examples_skip_near_duplicates():
+    """A review quoted twice (or one snippet inside another) is shown once among the top
+    examples; the next strongest distinct document takes its place."""
+    from saeembed.reports.evidence import near_duplicate, pick_examples
+
+    def words(text):
+        return set(re.findall(r"\w+", text.lower()))
+
+    review = "A film that perfectly distills the relationship between pop music and teens"
+    assert near_duplicate(words(review), words(review.upper() + "!"))
+    assert near_duplicate(words(review), words("…" + review + " searching for identity."))
+    assert not near_duplicate(words("A stylish thriller."), words("A stylish but empty film."))
+    assert not near_duplicate(words("a film"), words(review))  # few words are no evidence
+    rows = pl.DataFrame({"doc_id": [1, 2, 3, 4], "side": [0] * 4, "value": [0.9, 0.8, 0.7, 0.6]})
+    texts = {1: review, 2: review + " Great.", 3: "Something else entirely here", 4: "x"}
+    top, _ = pick_examples(rows, 1, 2, texts)
+    assert [r["doc_id"] for r in top[0]] == [1, 3]
+    assert [r["doc_id"] for r in pick_examples(rows, 1, 2)[0][0]] == [1, 2]  # without texts
+
+
+def test_feature_page_marks_the_strong_threshold_and_leaves_out_ubiquitous_partners(
+    diff_db, tmp_path, browser
+):
+    from saeembed.reports.feature_pages import feature_payloads
+    from saeembed.store.counts import STRONG_FRACTION
+
+    with Store(diff_db, read_only=True) as store:
+        encoder = store.resolve_encoder(None)
+        (payload,) = feature_payloads(store, encoder, [1], scorer=None, progress=False)
+        p99 = store.sql("SELECT quantile_cont(value, 0.99) AS p FROM activations "
+                        "WHERE feature = 1 AND value > 0")["p"][0]  # fmt: skip
+        shares = store.sql(
+            "SELECT feature, count(*) / 120 AS share FROM activations GROUP BY feature"
+        )
+    assert payload["hist"]["strong"] == pytest.approx(STRONG_FRACTION * p99, rel=1e-3)
+    common = set(shares.filter(pl.col("share") > 0.5)["feature"].to_list())
+    assert not {c["feature"] for c in payload["cooc"]} & common
+    page = write_feature_page_from(payload, tmp_path / "f1.html")
+    load(browser, page, "feature-strong-mark")
+    mark = browser.evaluate("document.querySelector('.strong-mark text').textContent")
+    assert mark.startswith("strong ≥ ")
+
+
+def write_feature_page_from(payload: dict, path: Path) -> Path:
+    from saeembed.reports import page
+
+    return page.write_text(path, page.render("feature", payload))

@@ -145,6 +145,8 @@ def build_diff_report(
     chosen = [int(table["feature"][i]) for i in leaders[:panels]]
     rows = evidence.activation_rows(store, encoder, chosen, scope)
     cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
+    strong = evidence.strong_thresholds(store, encoder, chosen)
+    texts = evidence.candidate_texts(store, rows, examples)
     if scorer == "auto":
         scorer = load_scorer(encoder) if chosen else None
     builder = evidence.ExampleBuilder(store, scorer, progress=progress)
@@ -155,13 +157,13 @@ def build_diff_report(
     for feature in chosen:
         mine = rows.filter(pl.col("feature") == feature)
         values = [mine.filter(pl.col("side") == s)["value"].to_numpy() for s in (0, 1)]
-        top, quantiles = evidence.pick_examples(mine, 2, examples)
+        top, quantiles = evidence.pick_examples(mine, 2, examples, texts)
         details.append(
             {
                 **label_fields(labels, sources, feature),
                 "alike": alike.get(int(feature), []),
                 "row": {k: v for k, v in records[feature].items() if not isinstance(v, list)},
-                "hist": evidence.histogram(values, sizes),
+                "hist": evidence.histogram(values, sizes, strong.get(int(feature))),
                 "top": [[builder.add(feature, r) for r in side] for side in top],
                 "quantiles": [
                     builder.add(feature, r, q=q, side=int(r["side"])) for q, r in quantiles

@@ -7,6 +7,7 @@ reader, the stored peak span."""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,9 @@ WINDOW = 320  # characters shown on each side of a document's peak
 HIST_BINS = 20
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 COOC_TOP = 8
+UBIQUITOUS = 0.5  # share of the documents beyond which a concept is left out of co-occurrence
+NEAR_DUPLICATE = 0.7  # word-set Jaccard at which two example texts are nearly the same
+TOP_CANDIDATES = 4  # the top examples are chosen among this many times as many strongest rows
 
 
 def scope_table(doc_ids: np.ndarray, sides: np.ndarray) -> pa.Table:
@@ -60,7 +64,8 @@ def cooccurring(
 ) -> dict[int, list[dict]]:
     """Per feature, the concepts most often active in the same documents of ``scope``: ranked by
     Jaccard overlap (documents with both over documents with either), with the count and lift
-    (how many times more often than if they were independent)."""
+    (how many times more often than if they were independent). Concepts active in more than
+    `UBIQUITOUS` of the documents are left out (they co-occur with everything, lift about 1)."""
     if not features:
         return {}
     with store.temporary(report_scope=scope):
@@ -75,6 +80,8 @@ def cooccurring(
                 SELECT f.feature AS f, g.feature AS g, count(*) AS n
                 FROM scoped f JOIN scoped g ON g.doc_id = f.doc_id AND g.feature <> f.feature
                 WHERE list_contains($features, f.feature)
+                  -- a concept in most documents co-occurs with everything: it says nothing here
+                  AND g.feature NOT IN (SELECT feature FROM totals WHERE n > $most)
                 GROUP BY ALL
             ),
             ranked AS (
@@ -86,7 +93,12 @@ def cooccurring(
             )
             SELECT f, g, n, n_f, n_g, jaccard FROM ranked WHERE r <= $k ORDER BY f, r
             """,
-            {"enc": encoder.encoder_id, "features": [int(f) for f in features], "k": COOC_TOP},
+            {
+                "enc": encoder.encoder_id,
+                "features": [int(f) for f in features],
+                "k": COOC_TOP,
+                "most": UBIQUITOUS * scope.num_rows,
+            },  # fmt: skip
         )
     size = max(scope.num_rows, 1)
     out: dict[int, list[dict]] = {int(f): [] for f in features}
@@ -103,9 +115,27 @@ def cooccurring(
     return out
 
 
-def histogram(values_by_side: list[np.ndarray], sizes: list[int]) -> dict:
+def strong_thresholds(store: Store, encoder: Encoder, features: list[int]) -> dict[int, float]:
+    """Per feature, the activation above which a document has it strongly (the `strong` measure
+    the diff counts by: half the concept's p99; `saeembed.analysis.measures.ensure_thresholds`)."""
+    from saeembed.analysis.measures import ensure_thresholds
+    from saeembed.store.counts import STRONG_FRACTION
+
+    ensure_thresholds(store, encoder)
+    rows = store.sql(
+        "SELECT feature, p99 FROM feature_thresholds WHERE encoder_id = $enc "
+        "AND list_contains($features, feature)",
+        {"enc": encoder.encoder_id, "features": [int(f) for f in features]},
+    )
+    return {int(f): STRONG_FRACTION * float(p) for f, p in rows.iter_rows()}
+
+
+def histogram(
+    values_by_side: list[np.ndarray], sizes: list[int], strong: float | None = None
+) -> dict:
     """Shared bins over [0, max] and, per side, the count of documents in each bin; ``absent``:
-    documents of the side where the concept is not active."""
+    documents of the side where the concept is not active; ``strong``: the strong threshold, for
+    the page to mark."""
     top = max((float(v.max()) for v in values_by_side if len(v)), default=1.0) or 1.0
     edges = np.linspace(0.0, top, HIST_BINS + 1)
     counts = [np.histogram(v, bins=edges)[0].astype(int).tolist() for v in values_by_side]
@@ -114,14 +144,19 @@ def histogram(values_by_side: list[np.ndarray], sizes: list[int]) -> dict:
         "counts": counts,
         "absent": [int(size - len(v)) for v, size in zip(values_by_side, sizes, strict=True)],
         "sizes": [int(s) for s in sizes],
+        "strong": None if strong is None else _sig(strong),
     }
 
 
-def pick_examples(rows: pl.DataFrame, n_sides: int, top: int) -> tuple[list, list]:
+def pick_examples(
+    rows: pl.DataFrame, n_sides: int, top: int, texts: dict[int, str] | None = None
+) -> tuple[list, list]:
     """From one feature's rows (value descending): the ``top`` documents of each side, and one
     document at each of `QUANTILES` of the values (both sides pooled; the nearest not yet shown).
+    With ``texts`` (doc_id -> text, of the strongest rows), a document nearly the same as one
+    already among the top (`near_duplicate`) is passed over for the next.
     Returns (top per side: lists of row dicts, quantile picks: (quantile, row dict))."""
-    by_side = [rows.filter(pl.col("side") == s).head(top).to_dicts() for s in range(n_sides)]
+    by_side = [_distinct(rows.filter(pl.col("side") == s), top, texts) for s in range(n_sides)]
     shown = {r["doc_id"] for side in by_side for r in side}
     ascending = rows.reverse().to_dicts()
     picks = []
@@ -136,6 +171,46 @@ def pick_examples(rows: pl.DataFrame, n_sides: int, top: int) -> tuple[list, lis
         shown.add(ascending[chosen]["doc_id"])
         picks.append((q, ascending[chosen]))
     return by_side, picks
+
+
+def _distinct(rows: pl.DataFrame, top: int, texts: dict[int, str] | None) -> list[dict]:
+    if texts is None:
+        return rows.head(top).to_dicts()
+    kept: list[dict] = []
+    shown: list[set[str]] = []
+    for row in rows.head(TOP_CANDIDATES * top).iter_rows(named=True):
+        words = _words(texts.get(row["doc_id"], ""))
+        if any(near_duplicate(words, other) for other in shown):
+            continue
+        kept.append(row)
+        shown.append(words)
+        if len(kept) == top:
+            break
+    return kept
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def near_duplicate(a: set[str], b: set[str]) -> bool:
+    """Two texts are nearly the same when their word sets overlap by `NEAR_DUPLICATE` or more
+    (Jaccard), or one holds all the other's words (five or more): a review quoted twice, one
+    snippet inside another."""
+    if not a or not b:
+        return False
+    inside = min(len(a), len(b)) >= 5 and (a <= b or b <= a)
+    return inside or len(a & b) / len(a | b) >= NEAR_DUPLICATE
+
+
+def candidate_texts(store: Store, rows: pl.DataFrame, top: int) -> dict[int, str]:
+    """doc_id -> text of the rows `pick_examples` may show at the top (per feature and side,
+    the `TOP_CANDIDATES` x ``top`` strongest)."""
+    if rows.is_empty():
+        return {}
+    group = ["feature", "side"] if "side" in rows.columns else ["feature"]
+    ids = rows.group_by(group, maintain_order=True).head(TOP_CANDIDATES * top)["doc_id"]
+    return {d: text for d, (_, text, _) in document_texts(store, ids.to_list()).items()}
 
 
 def document_texts(store: Store, doc_ids: list[int]) -> dict[int, tuple[str, str, str | None]]:
@@ -198,7 +273,12 @@ class ExampleBuilder:
                 bar.close()
             spans = dict(zip(order, found, strict=True))
             mode = "tokens"
-        for example, row in self.examples:
+        from saeembed.store.doc_refs import doc_refs
+
+        ids = [int(example["d"]) for example, _ in self.examples]
+        refs = doc_refs(self.store, ids, [texts[d][0] for d in ids])
+        for (example, row), ref in zip(self.examples, refs, strict=True):
+            example["r"] = ref  # CORPUS:ROW, what --like and --positive take
             corpus, text, _ = texts[int(example["d"])]
             start, end = row.get("peak_start"), row.get("peak_end")
             lo, hi = _window(text, start, end)

@@ -114,6 +114,8 @@ def feature_payloads(
     labels, sources = report_labels(store, encoder)
     rows = evidence.activation_rows(store, encoder, features, scope)
     cooc = evidence.cooccurring(store, encoder, features, scope, labels)
+    strong = evidence.strong_thresholds(store, encoder, features)
+    texts = evidence.candidate_texts(store, rows, examples)
     if scorer == "auto":
         scorer = load_scorer(encoder)
     output = scorer.output_tokens(features) if scorer is not None else {}
@@ -122,7 +124,7 @@ def feature_payloads(
     for feature in features:
         mine = rows.filter(pl.col("feature") == feature)
         values = mine["value"].to_numpy()
-        top, quantiles = evidence.pick_examples(mine, 1, examples)
+        top, quantiles = evidence.pick_examples(mine, 1, examples, texts)
         promoted, suppressed = output.get(feature, ((), ()))
         command = ["saeembed", "features", "show", str(db or "DB"), str(feature)]
         if corpus:
@@ -138,7 +140,7 @@ def feature_payloads(
                     "n_encoded": scope.num_rows,
                     "density": len(values) / scope.num_rows if scope.num_rows else 0.0,
                 },
-                "hist": evidence.histogram([values], [scope.num_rows]),
+                "hist": evidence.histogram([values], [scope.num_rows], strong.get(int(feature))),
                 "top": [[builder.add(feature, r) for r in top[0]]],
                 "quantiles": [builder.add(feature, r, q=q) for q, r in quantiles],
                 "promoted": list(promoted),

@@ -65,9 +65,9 @@
     return p;
   }
   function example(ex, scale, side, extra) {
-    const bits = [ex.c, "doc " + ex.d, ex.v > 0 ? "max " + num(ex.v) : "not active"];
+    const bits = [ex.r || ex.c + " · doc " + ex.d, ex.v > 0 ? "max " + num(ex.v) : "not active"];
     if (extra) bits.unshift(extra);
-    return el("div", { class: "ex side-" + (side === 1 ? 1 : 0), "data-doc": String(ex.d) },
+    return el("div", { class: "ex side-" + (side === 1 ? 1 : 0), "data-doc": String(ex.d), title: "doc_id " + ex.d },
       el("div", { class: "exmeta", text: bits.join(" · ") }), docText(ex, scale, side));
   }
 
@@ -87,6 +87,15 @@
     }));
     s.append(sv("line", { x1: L, x2: W - 8, y1: H - B, y2: H - B, class: "axis" }));
     s.append(sv("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
+    if (h.strong !== null && h.strong !== undefined && h.strong <= h.edges[n]) {
+      // the strong threshold: a document above it "has" the concept in the diff's default count
+      const x = L + (W - L - 8) * h.strong / Math.max(1e-12, h.edges[n]);
+      const mark = sv("g", { class: "strong-mark" });
+      mark.append(sv("line", { x1: x, x2: x, y1: T, y2: H - B, stroke: "#333", "stroke-dasharray": "4 3" }),
+        sv("text", { x: x + 3, y: T + 8, "text-anchor": "start" }, "strong ≥ " + num(h.strong)),
+        sv("title", {}, `Above ${num(h.strong)} (half this concept's 99th percentile) a document has it strongly: what diff and correlate count by default (--measure strong)`));
+      s.append(mark);
+    }
     s.append(sv("text", { x: L, y: H - B + 14, "text-anchor": "start" }, "0"));
     s.append(sv("text", { x: W - 8, y: H - B + 14, "text-anchor": "end" }, num(h.edges[n])));
     s.append(sv("text", { x: (L + W) / 2, y: H - B + 14, "text-anchor": "middle" }, "pooled activation"));
@@ -231,7 +240,7 @@
   }
   function labelLine(p) {
     const bits = [];
-    if (p.label_score !== null && p.label_score !== undefined) bits.push("label score " + num(p.label_score));
+    if (p.label_score !== null && p.label_score !== undefined) bits.push("label score " + num(p.label_score) + " (how well the label alone tells documents with the concept from those without, on held-out documents: 0.5 is chance, 1 perfect)");
     bits.push("source " + (p.label_source === "local" ? "named from this store's documents" : (p.label_source || "none")));
     if (p.shipped_label) bits.push("shipped name: " + p.shipped_label);
     if (p.evidence && p.evidence.length) bits.push("fires here on: " + p.evidence.map((e) => `${e[0]} (${e[1]})`).join(", "));
