@@ -533,3 +533,30 @@ def test_info_marks_sources_that_are_gone(tmp_path, corpus_file, tiny_model, tin
     assert json.loads(run("info", db).stdout.splitlines()[0])["source"] == (
         f"{copy} (no longer there)"
     )
+
+
+def test_quiet_means_nothing_but_errors_on_stderr(tmp_path):
+    """`saeembed -q` across the analysis commands: results on stdout, stderr empty; an error
+    still says what went wrong."""
+    from tests.count_store import build_count_store
+
+    db = tmp_path / "q.duckdb"
+    build_count_store(db, {"A": 40, "B": 60}, {1: {"A": 24, "B": 6}, 3: {"A": 4, "B": 42}}).close()
+    db_arg = str(db)
+    commands = [
+        ["diff", "A", "B", "--db", db_arg, "--format", "json"],
+        ["diff", "A", "B", "--db", db_arg, "--format", "table", "--examples", "1"],
+        ["correlate", db_arg, "--format", "json"],
+        ["search", db_arg, "--features", "1", "--format", "json"],
+        ["search", db_arg, "--positive", "A:0", "--positive", "A:1", "--format", "json"],
+        ["cluster", db_arg, "--features", "1,3", "--k", "2", "--format", "json"],
+        ["features", "pages", db_arg, "--out", str(tmp_path / "pages"), "--top", "2"],
+        ["info", db_arg],
+        ["sql", db_arg, "feature_frequencies", "-p", "limit", "3"],
+    ]
+    for args in commands:
+        result = run("-q", *args)
+        assert result.stderr == "", (args, result.stderr)
+        assert result.stdout.strip() or args[0] == "features", args
+    failed = run("-q", "diff", "A", "Z", "--db", db_arg, ok=False)
+    assert failed.exit_code != 0 and failed.stderr.startswith("Error: ")

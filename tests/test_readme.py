@@ -90,11 +90,26 @@ def readme_steps(text: str) -> list[tuple[str, str]]:
     return steps
 
 
+def without_comment(line: str) -> str:
+    """``line`` up to a shell comment: a ``#`` outside quotes that starts a word (as bash reads
+    it: ``data:x#500`` keeps its ``#``)."""
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+    return line
+
+
 def command_words(line: str, places: dict[str, str]) -> list[str]:
+    line = without_comment(line)
     for pattern, replacement, _ in SUBSTITUTIONS:
         line = re.sub(pattern, replacement, line, flags=re.M)
     line = line.format(**places) if "{" in line and "}" in line else line
-    return shlex.split(line, comments=True)
+    return shlex.split(line)
 
 
 def test_readme_steps_are_found():
@@ -109,8 +124,13 @@ def test_readme_steps_are_found():
                    "prefs", "models", "sae", "data", "store", "queries"):  # fmt: skip
         assert any(c.startswith(f"saeembed {family}") for c in commands), family
     assert not [c for c in commands if not c.startswith(("saeembed ", *NOT_RUN))]
-    words = command_words('saeembed diff "data:rotten-tomatoes?category=rotten#500" x', {})
+    words = command_words('saeembed diff "data:rotten-tomatoes?category=rotten#500" x  # y', {})
     assert words == ["saeembed", "diff", "data:rotten-tomatoes?category=rotten#20", "x"]
+    train = command_words("saeembed sae train out --source data:rotten-tomatoes --source "
+                          '"assistant:data:hh-rlhf-harmless#2000"', {})  # fmt: skip
+    assert train[4:] == ["--source", "data:rotten-tomatoes#20", "--source",
+                         "assistant:data:hh-rlhf-harmless#20", "--steps", "20", "--batch-size",
+                         "256", "--d-sae", "512"]  # fmt: skip
 
 
 # ---- the sandbox a newcomer has -------------------------------------------------------------
