@@ -1,7 +1,7 @@
 """Readers and SAEs loaded once per command: `shared_stacks` is a block within which
-`saeembed.encode.load_encoding_stack` keeps each stack it loads, so a command that encodes
+`saeembed.encoding.load_encoding_stack` keeps each stack it loads, so a command that encodes
 several inputs with one encoder (`saeembed diff a.jsonl b.jsonl`) reads the weights once. Kept
-apart from `saeembed.encode` so that a command that may not encode anything does not import
+apart from `saeembed.encoding` so that a command that may not encode anything does not import
 torch to open the block."""
 
 from __future__ import annotations

@@ -116,3 +116,14 @@ def test_every_command_family_is_registered():
     ctx = click.Context(main)
     for name in FAMILIES:
         assert main.get_command(ctx, name).name == name
+
+
+def test_no_module_shadows_a_function_of_the_package():
+    """`saeembed.encode(...)` must stay the function: a top-level module of the same name would
+    replace it on the package as soon as anything imports that module (it used to, after the
+    first call)."""
+    import saeembed
+
+    package = Path(saeembed.__file__).parent
+    for name in saeembed._EXPORTS:
+        assert not (package / f"{name}.py").exists() and not (package / name).is_dir(), name

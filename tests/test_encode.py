@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saeembed.api import encode, open_store
-from saeembed.encode import encode_batch
+from saeembed.encoding import encode_batch
 from saeembed.reader import load_reader
 from saeembed.tokens import plan_batches, tokenize_documents, wrapping_for
 from tests.fakes import encode_until_killed, random_sae

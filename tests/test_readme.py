@@ -60,6 +60,18 @@ SUBSTITUTIONS = [
 NOT_RUN = {"make demo": "run as examples/demo.sh, first", "make test": "this suite"}
 
 
+def review_queue(folder: Path) -> None:
+    """What a person does between `prefs flag --queue` and `prefs apply`: decide each flagged
+    pair (here: keep every label)."""
+    path = folder / "relabel.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.write_text("".join(json.dumps({**r, "decision": "keep"}) + "\n" for r in rows))
+
+
+# Steps a person takes between two README commands, before the command that starts so.
+HUMAN_STEPS = {"saeembed prefs apply": review_queue}
+
+
 # ---- reading the README ---------------------------------------------------------------------
 
 
@@ -109,7 +121,8 @@ def command_words(line: str, places: dict[str, str]) -> list[str]:
     for pattern, replacement, _ in SUBSTITUTIONS:
         line = re.sub(pattern, replacement, line, flags=re.M)
     line = line.format(**places) if "{" in line and "}" in line else line
-    return shlex.split(line)
+    # bash reads \$ inside double quotes as $; shlex keeps the backslash
+    return [word.replace("\\$", "$") for word in shlex.split(line)]
 
 
 def test_readme_steps_are_found():
@@ -260,8 +273,11 @@ def test_every_readme_block_runs(sandbox):
     folder, places = sandbox
     failures = []
     for kind, body in readme_steps(README.read_text()):
-        if kind == "command" and body in NOT_RUN:
+        if kind == "command" and without_comment(body).strip() in NOT_RUN:
             continue
+        for start, step in HUMAN_STEPS.items():
+            if body.startswith(start):
+                step(folder)
         if kind in ("command", "failing"):
             line, _, expected = body.partition("\n")
             words = command_words(line, places)

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import torch
 
-import saeembed.encode as encoding
+import saeembed.encoding as encoding
 from saeembed.api import correlate, diff, encode, import_shards, open_store, search
 from saeembed.errors import SaeembedError
 from saeembed.shards.layout import MANIFEST, read_manifest
@@ -155,7 +155,7 @@ def test_analyses_over_shards_equal_the_imported_file(
 KILL_SCRIPT = """
 import torch
 torch.set_num_threads({threads})
-import saeembed.encode as encoding
+import saeembed.encoding as encoding
 encoding.CHUNK_DOCS = {chunk}
 from saeembed.api import encode
 encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
@@ -194,7 +194,7 @@ def test_kill_9_loses_only_the_shard_in_flight(tmp_path, tiny_model, tiny_sae, s
 
 CUT_SCRIPT = """
 import os, signal
-import saeembed.encode as encoding
+import saeembed.encoding as encoding
 encoding.CHUNK_DOCS = {chunk}
 import saeembed.shards.encode as driver
 real = driver.{hook}
@@ -306,7 +306,7 @@ def test_a_directory_being_created_is_named_as_such(
 RACE_SCRIPT = """
 import time
 from pathlib import Path
-import saeembed.encode as encoding
+import saeembed.encoding as encoding
 encoding.CHUNK_DOCS = {chunk}
 import saeembed.shards.encode as driver
 from saeembed.cli import main

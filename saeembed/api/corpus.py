@@ -26,7 +26,7 @@ from saeembed.store import Store
 from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
 
 if TYPE_CHECKING:
-    from saeembed.encode import EncodeReport
+    from saeembed.encoding import EncodeReport
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def encode(
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
     `saeembed.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
     missing."""
-    from saeembed.encode import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
+    from saeembed.encoding import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
 
     if chunk_tokens is not None:
         from saeembed.chunks import check_chunk_tokens

@@ -35,7 +35,7 @@ from saeembed.shards.layout import is_shard_target
 from saeembed.store import Encoder, Store
 
 if TYPE_CHECKING:
-    from saeembed.encode import EncodeReport
+    from saeembed.encoding import EncodeReport
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def encode_pairs(
     ``pairs`` and encode every response not yet encoded, as an assistant turn by default, with
     its prompt as context when ``context`` is set. Safe to interrupt and to repeat."""
     from saeembed.api.corpus import corpus_name_for
-    from saeembed.encode import encode_stored_corpus, load_encoding_stack
+    from saeembed.encoding import encode_stored_corpus, load_encoding_stack
     from saeembed.prefs.pairs import pairs_from_frame
 
     if isinstance(source, pl.DataFrame):

@@ -26,7 +26,7 @@ from saeembed.cli.options import (
     sae_option,
 )
 from saeembed.cli.views import diff_view, theme_view
-from saeembed.encode import DEFAULT_MAX_TOKENS
+from saeembed.encoding import DEFAULT_MAX_TOKENS
 from saeembed.render import default_format, render
 
 

@@ -27,7 +27,7 @@ from saeembed.cli.options import (
     note,
     sae_option,
 )
-from saeembed.encode import DEFAULT_MAX_TOKENS
+from saeembed.encoding import DEFAULT_MAX_TOKENS
 from saeembed.render import default_format, join_lists, render, scientific, write_json
 
 pairs_option = click.option(
@@ -286,8 +286,12 @@ def prefs_apply(db, decisions, relabel, pairs_name):
     """Record reviewed decisions (a filled-in relabel queue: pair_id and decision keep, flip, a,
     b, tie, drop, or new_label) as a new label column; the original label is never changed."""
     counts = api.apply(db, decisions, relabel=relabel, pairs=pairs_name)
-    summary = ", ".join(f"{n:,} {d}" for d, n in counts.items()) or "nothing decided"
-    note(f"relabelling {relabel!r}: {summary}")
+    if not counts:
+        raise click.ClickException(
+            f"no decisions in {decisions}: fill in `decision` (keep, flip, a, b, tie, drop) for "
+            "the pairs you reviewed, then apply again"
+        )
+    note(f"relabelling {relabel!r}: {', '.join(f'{n:,} {d}' for d, n in counts.items())}")
 
 
 @prefs.command("export")

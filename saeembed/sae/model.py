@@ -213,7 +213,7 @@ class SAE(nn.Module):
 
         Readers such as SmolLM2 put "massive activations" (attention sinks, norms 10-100x the
         rest) on a few tokens; saeembed's trainer leaves them out, so they are outside what the
-        SAE reconstructs, and the encoder does not pool them (saeembed.encode)."""
+        SAE reconstructs, and the encoder does not pool them (saeembed.encoding)."""
         if self.cfg.input_scale == 1.0:
             return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         return x.float().norm(dim=1) * self.cfg.input_scale <= MAX_NORM_RATIO

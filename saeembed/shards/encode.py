@@ -21,8 +21,8 @@ import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-import saeembed.encode as encoding
-from saeembed.encode import (
+import saeembed.encoding as encoding
+from saeembed.encoding import (
     DEFAULT_MAX_TOKENS,
     EncodeReport,
     EncodingStack,
