@@ -29,6 +29,6 @@ cat <<NEXT
 The whole diff, with examples shaded token by token: $REPORT (open it in a browser).
 Next, try:
   saeembed diff rotten fresh --db $DB --by themes            # which kinds of reviews differ
-  saeembed search $DB "a film that drags on too long" --top 5   # documents by what they say
+  saeembed search $DB "boring" --top 5                         # documents with a property
   saeembed features pages $DB --out pages --top 30             # the concepts that set these reviews apart
 NEXT
