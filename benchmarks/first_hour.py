@@ -6,8 +6,7 @@ model and data already cached (a first run adds their download).
 
     .venv/bin/python benchmarks/first_hour.py [--docs 500] [--repeats 1]
 
-Prints one line per step (seconds, and the encode throughput the encoder itself reports) and
-the machine; README.md quotes these figures through docs/benchmarks.md."""
+Prints one line per step (seconds) and the machine; README.md quotes these figures through docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -51,9 +50,8 @@ def main() -> None:
         env["SAEEMBED_DEMO_REPORT"] = str(work / f"report-{repeat}.html")
         demo = ["bash", str(ROOT / "examples" / "demo.sh")]
         first, output = timed(demo, env, work)
-        speeds = re.findall(r"encoded \d[\d,]* \(([\d,]+) tokens, ([\d,]+) tok/s", output)
         named = re.findall(r"named [\d,]+ concepts .*?\(([\d.]+) s\)", output)
-        print(f"demo on a fresh store: {first:.1f} s (encode: {speeds}; naming: {named} s)")
+        print(f"demo on a fresh store: {first:.1f} s (naming: {named} s)")
         again, _ = timed(demo, env, work)
         print(f"demo again on the finished store: {again:.1f} s")
         steps = [

@@ -320,6 +320,7 @@ def _payload(
             for r, k in zip(rows.tolist(), rank.tolist(), strict=True)
         ]
     doc_ids = points["doc_id"].cast(pl.String).to_list()
+    refs = points["doc"].cast(pl.String).to_list() if "doc" in points.columns else None
     return {
         "n_docs": points.height,
         "n_spots": n_spots,
@@ -328,6 +329,8 @@ def _payload(
         "spot_y": [spot_y[s] for s in kept.tolist()],
         "spot_start": start.tolist(),
         "doc_id": [doc_ids[r] for r in rows.tolist()],
+        # the short CORPUS:ROW names people read and type (saeembed.store.doc_refs), if given
+        "doc": [refs[r] for r in rows.tolist()] if refs is not None else None,
         "cluster": cluster[rows].tolist(),
         "text": text,
         "columns": {name: _pick(_numbers(points[name]), rows) for name in columns},

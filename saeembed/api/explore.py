@@ -200,7 +200,7 @@ def _examples(store, members, summary, k) -> pl.DataFrame | None:
     shown = picked.join(store.texts(picked["doc_id"]), on="doc_id").with_columns(
         pl.col("text").map_elements(lambda t: snippet(t, None, None, 60), return_dtype=pl.String)
     )
-    return shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id")
+    return with_refs(store, shown.select("cluster", "doc_id", "text").sort("cluster", "doc_id"))
 
 
 def _write_map(store, encoder, matrix, members, summary, map_path, color_by, name, pages):
@@ -208,7 +208,7 @@ def _write_map(store, encoder, matrix, members, summary, map_path, color_by, nam
 
     path = Path(map_path)
     texts = store.texts(members["doc_id"])
-    points = members.join(texts, on="doc_id", how="left", maintain_order="left")
+    points = with_refs(store, members.join(texts, on="doc_id", how="left", maintain_order="left"))
     color_columns = []
     for feature in color_by:
         column = f"feature:{int(feature)}"

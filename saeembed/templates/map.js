@@ -391,7 +391,7 @@
   function describe(s) {
     const k = count(s), first = start[s];
     if (k === 1) {
-      const lines = [`doc_id: ${data.doc_id[first]}`, `cluster: ${clusterName(data.cluster[first])}`];
+      const lines = [data.doc ? `${data.doc[first]} (doc_id ${data.doc_id[first]})` : `doc_id: ${data.doc_id[first]}`, `cluster: ${clusterName(data.cluster[first])}`];
       if (mode !== "cluster") lines.push(`${mode}: ${format(data.columns[mode][first])}`);
       if (data.text) lines.push("", data.text[first] ?? "");
       return lines.join("\n");
@@ -406,10 +406,10 @@
     lines.push("");
     for (let d = first; d < first + Math.min(k, LISTED); d++) {
       const text = data.text && data.text[d] ? `: ${cut(data.text[d], 140)}` : "";
-      lines.push(`• ${data.doc_id[d]}${text}`);
+      lines.push(`• ${(data.doc || data.doc_id)[d]}${text}`);
     }
     if (k > LISTED) {
-      const ids = data.doc_id.slice(first + LISTED, first + Math.min(k, LISTED + LISTED_IDS));
+      const ids = (data.doc || data.doc_id).slice(first + LISTED, first + Math.min(k, LISTED + LISTED_IDS));
       const rest = k - LISTED - ids.length;
       lines.push(`and ${(k - LISTED).toLocaleString()} more: ${ids.join(", ")}${rest > 0 ? `, … (${rest.toLocaleString()} more)` : ""}`);
     }
