@@ -99,9 +99,9 @@ def build(path: Path, n_docs: int, per_doc: int, seed: int = 0) -> None:
 def build_shards(root: Path, n_docs: int, per_doc: int, seed: int = 0) -> None:
     """The same data as a shard directory: one shard per chunk, written with the shard layout's
     own functions (manifest line last)."""
-    from saeembed.shards.layout import Shard, append_manifest, shard_path, write_header
     from saeembed.shards.worker import shard_counts, write_parquet
     from saeembed.store import Store
+    from saeembed.store.shard_layout import Shard, append_manifest, shard_path, write_header
 
     root.mkdir(parents=True)
     with Store(root / "analysis.duckdb") as analysis:

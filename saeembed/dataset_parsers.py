@@ -1,20 +1,40 @@
 """Parsers of the named datasets' raw files (`saeembed.data` fetches the bytes and caches the
 parsed frames): each turns one file's bytes into a clean polars DataFrame with its documented
-columns and types."""
+columns and types. Also the HH-RLHF dialogue splitter (`split_dialogue`), which pair files
+without a prompt column share (`saeembed.prefs.pairs`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
+import os
 
 import polars as pl
 
 from saeembed.compression import decompress
 from saeembed.errors import InputError
-from saeembed.prefs.hh_rlhf import split_dialogue
 
 HH_RLHF_ENV = "SAEEMBED_HH_RLHF"  # a local copy of HH-RLHF's harmless-base/test.jsonl.gz
+ASSISTANT_MARK = "\n\nAssistant:"  # where an HH-RLHF assistant turn starts
+
+
+def split_dialogue(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
+    """(prompt, chosen reply, rejected reply, same_prompt) of one HH-RLHF pair.
+
+    Common case: both conversations are identical up to and including their last
+    "\\n\\nAssistant:"; that is the prompt and the rest of each is its final reply. Otherwise (5 of
+    2,312 pairs) the prompt is the longest common prefix cut back to just after the last
+    "\\n\\nAssistant:" inside it, and each side keeps everything after that (possibly more turns).
+    """
+    end_c, end_r = chosen.rfind(ASSISTANT_MARK), rejected.rfind(ASSISTANT_MARK)
+    if end_c >= 0 and end_c == end_r and chosen[:end_c] == rejected[:end_r]:
+        end = end_c + len(ASSISTANT_MARK)
+        return chosen[:end], chosen[end:].strip(), rejected[end:].strip(), True
+    common = len(os.path.commonprefix([chosen, rejected]))
+    cut = chosen.rfind(ASSISTANT_MARK, 0, common)
+    end = cut + len(ASSISTANT_MARK) if cut >= 0 else 0
+    return chosen[:end], chosen[end:].strip(), rejected[end:].strip(), False
 
 
 def _csv(raw: bytes) -> pl.DataFrame:

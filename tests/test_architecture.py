@@ -1,6 +1,7 @@
-"""The package's shape: every module imports, no import circles among saeembed's modules, no
-module over the size limit, the shipped templates check out, and the CLI registers every
-command family."""
+"""The package's shape: every module imports, the layers of docs/architecture.md hold (a module
+imports only its own layer and those below; the command line only the API and the foundation),
+no import circles among saeembed's modules, no module over the size limit, the shipped templates
+check out, and the CLI registers every command family."""
 
 from __future__ import annotations
 
@@ -55,7 +56,82 @@ def _imports(path: Path, name: str) -> set[str]:
     return {m for m in found if m in MODULES and m != name}
 
 
+def _named_modules(path: Path, name: str) -> set[str]:
+    """Modules named by a string that is exactly a module's name (``importlib.import_module``
+    tables of lazy exports): an import too, for the layers."""
+    tree = ast.parse(path.read_text(), str(path))
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+    return {m for m in strings if isinstance(m, str) and m in MODULES and m not in (name, ROOT)}
+
+
+ROOT = "saeembed"  # the package: its version, and lazy exports of the API (its public facade)
 GRAPH = {name: _imports(path, name) for name, path in MODULES.items()}
+USES = {
+    name: GRAPH[name] | (_named_modules(path, name) if name != ROOT else set())
+    for name, path in MODULES.items()
+}
+
+# docs/architecture.md's layers, bottom first: a module's layer is that of its longest prefix.
+LAYERS = [
+    ("foundation", ["saeembed", "saeembed.errors", "saeembed.version", "saeembed.files", "saeembed.home",
+                    "saeembed.links", "saeembed.compression", "saeembed.remote",
+                    "saeembed.wheels", "saeembed.sql_values", "saeembed.templates"]),
+    ("inputs", ["saeembed.inputs", "saeembed.input_lines", "saeembed.chunks", "saeembed.frames",
+                "saeembed.data", "saeembed.dataset_parsers", "saeembed.tokens"]),
+    ("models", ["saeembed.reader", "saeembed.sae", "saeembed.pretrained", "saeembed.embedder"]),
+    ("store", ["saeembed.store", "saeembed.queries", "saeembed.embedding_cache"]),
+    ("encoding", ["saeembed.encoding", "saeembed.stack_cache", "saeembed.labels",
+                  "saeembed.train"]),
+    ("subjects", ["saeembed.analysis", "saeembed.prefs", "saeembed.shards", "saeembed.maps"]),
+    ("reports", ["saeembed.reports"]),
+    ("api", ["saeembed.api"]),
+    ("cli", ["saeembed.cli", "saeembed.__main__"]),
+]  # fmt: skip
+# The command line reaches everything through the API; it may import only these layers.
+CLI_MAY_USE = {"foundation", "api", "cli"}
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    best = max(
+        ((i, prefix) for i, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+         if module == prefix or module.startswith(prefix + ".")),
+        key=lambda found: len(found[1]),
+        default=None,
+    )  # fmt: skip
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and docs/architecture.md"
+    return best[0], LAYERS[best[0]][0]
+
+
+def layer_breaks(uses: dict[str, set[str]]) -> list[str]:
+    breaks = []
+    for module, used in sorted(uses.items()):
+        level, layer = layer_of(module)
+        for other in sorted(used):
+            other_level, other_layer = layer_of(other)
+            allowed = other_layer in CLI_MAY_USE if layer == "cli" else other_level <= level
+            if not allowed:
+                breaks.append(f"{module} ({layer}) imports {other} ({other_layer})")
+    return breaks
+
+
+def test_every_module_keeps_to_its_layer():
+    assert layer_breaks(USES) == []
+
+
+def test_the_layer_check_finds_a_break():
+    assert layer_breaks({"saeembed.store.store": {"saeembed.shards.encode"}}) == [
+        "saeembed.store.store (store) imports saeembed.shards.encode (subjects)"
+    ]
+    assert layer_breaks({"saeembed.cli.corpus": {"saeembed.analysis.diff"}}) == [
+        "saeembed.cli.corpus (cli) imports saeembed.analysis.diff (subjects)"
+    ]
+
+
+def test_every_name_the_cli_reads_through_the_api_exists():
+    from saeembed.api import defaults
+
+    for name in defaults.__all__:
+        assert getattr(defaults, name) is not None, name
 
 
 def _cycle() -> list[str] | None:
@@ -87,8 +163,12 @@ def test_no_import_circles():
 
 
 def test_the_cycle_check_finds_a_circle(monkeypatch):
-    monkeypatch.setitem(GRAPH, "saeembed.errors", GRAPH["saeembed.errors"] | {"saeembed.render"})
-    monkeypatch.setitem(GRAPH, "saeembed.render", GRAPH["saeembed.render"] | {"saeembed.errors"})
+    monkeypatch.setitem(
+        GRAPH, "saeembed.errors", GRAPH["saeembed.errors"] | {"saeembed.cli.render"}
+    )
+    monkeypatch.setitem(
+        GRAPH, "saeembed.cli.render", GRAPH["saeembed.cli.render"] | {"saeembed.errors"}
+    )
     assert _cycle() is not None
 
 

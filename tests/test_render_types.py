@@ -1,7 +1,7 @@
 """Every DuckDB result type prints in every output format: `saeembed sql DB QUERY --format F`
 through the real command line on a real store, for each type and each of table, csv, json and
 jsonl, exits 0 with no traceback, and the values that matter read back exactly (a blob's bytes,
-a TIMETZ's offset, inf and NaN in JSON, ...). See `saeembed.render` and `saeembed.sql_values`."""
+a TIMETZ's offset, inf and NaN in JSON, ...). See `saeembed.cli.render` and `saeembed.sql_values`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from saeembed.cli import main
-from saeembed.render import FORMATS, render
+from saeembed.cli.render import FORMATS, render
 from saeembed.store import Store
 
 # one column ``v`` per type, in one or more rows

@@ -21,7 +21,7 @@ import torch
 import saeembed.encoding as encoding
 from saeembed.api import correlate, diff, encode, import_shards, open_store, search
 from saeembed.errors import SaeembedError
-from saeembed.shards.layout import MANIFEST, read_manifest
+from saeembed.store.shard_layout import MANIFEST, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 VOCABULARY = (

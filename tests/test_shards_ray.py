@@ -17,7 +17,7 @@ import pytest
 
 from saeembed.api import encode
 from saeembed.errors import SaeembedError
-from saeembed.shards.layout import MANIFEST, read_manifest
+from saeembed.store.shard_layout import MANIFEST, read_manifest
 from tests.test_shards import CHUNK, SHARD, corpus_file, opts, same_store_rows
 
 pytest.importorskip("ray", reason="Ray is a dev dependency: make install brings it")

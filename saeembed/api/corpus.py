@@ -21,8 +21,8 @@ from saeembed.inputs import ReadReport, documents_from_frame, documents_from_tex
 from saeembed.queries import bind_params, coerce_value, named_queries, run_query
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
-from saeembed.shards.layout import is_shard_target
 from saeembed.store import Store
+from saeembed.store.shard_layout import is_shard_target
 from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
 
 if TYPE_CHECKING:

@@ -31,8 +31,8 @@ from saeembed.prefs.report import (
 )
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
-from saeembed.shards.layout import is_shard_target
 from saeembed.store import Encoder, Store
+from saeembed.store.shard_layout import is_shard_target
 
 if TYPE_CHECKING:
     from saeembed.encoding import EncodeReport

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from saeembed.analysis.measures import DIFF_SORTS, TEST_NAMES
 from saeembed.api import corpus as api
+from saeembed.api.defaults import DEFAULT_MAX_TOKENS, DIFF_SORTS, TEST_NAMES
 from saeembed.cli.options import (
     batch_tokens_option,
     chat_option,
@@ -25,9 +25,8 @@ from saeembed.cli.options import (
     note,
     sae_option,
 )
+from saeembed.cli.render import default_format, render
 from saeembed.cli.views import diff_view, theme_view
-from saeembed.encoding import DEFAULT_MAX_TOKENS
-from saeembed.render import default_format, render
 
 
 @click.command()

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from saeembed.api import resources as api
+from saeembed.api.defaults import PASSAGE_MODES
 from saeembed.cli.options import default_of, domain_errors, format_option, note
-from saeembed.frames import PASSAGE_MODES
-from saeembed.render import render
+from saeembed.cli.render import render
 
 
 @click.group()

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import polars as pl
 
-from saeembed.analysis.measures import get_measure
 from saeembed.api import explore as api
+from saeembed.api.defaults import is_binary
 from saeembed.cli.options import (
     default_of,
     domain_errors,
@@ -21,7 +21,7 @@ from saeembed.cli.options import (
     note,
     options,
 )
-from saeembed.render import default_format, join_lists, render, scientific, write_json
+from saeembed.cli.render import default_format, join_lists, render, scientific, write_json
 
 
 def _ids(values: tuple[str, ...]) -> list[int]:
@@ -256,7 +256,7 @@ def correlate_command(
         max_cosine=max_cosine, show_trivial=show_trivial, measure=measure, max_docs=max_docs,
     )  # fmt: skip
     fmt = fmt or default_format()
-    if fmt == "table" and get_measure(measure).binary and "r" in frame.columns:
+    if fmt == "table" and is_binary(measure) and "r" in frame.columns:
         frame = frame.drop("r")  # a binary measure's Pearson r is phi: one column is enough
     render(frame, fmt)
 

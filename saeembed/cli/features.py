@@ -11,13 +11,19 @@ import click
 import polars as pl
 
 from saeembed.api import features as api
+from saeembed.api.defaults import (
+    MATCH_BY,
+    LocalConfig,
+    feature_report,
+    import_labels,
+    label_features,
+    render_report,
+    report_json,
+    search_features,
+    write_feature_pages,
+)
 from saeembed.cli.options import default_of, domain_errors, encoder_option, format_option, note
-from saeembed.labels import import_labels, label_features
-from saeembed.labels.inspect import feature_report, render_report, report_json
-from saeembed.labels.local import LocalConfig
-from saeembed.labels.search import MATCH_BY, search_features
-from saeembed.render import render
-from saeembed.reports import write_feature_pages
+from saeembed.cli.render import render
 
 
 @click.group()

@@ -10,10 +10,9 @@ import click
 import polars as pl
 
 from saeembed.api import resources as api
+from saeembed.api.defaults import TrainConfig, train_from_sources
 from saeembed.cli.options import default_of, domain_errors, format_option, note
-from saeembed.render import render
-from saeembed.train import TrainConfig
-from saeembed.train.recipe import train_from_sources
+from saeembed.cli.render import render
 
 
 # ---- reader models ----------------------------------------------------------------------------

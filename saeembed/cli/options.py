@@ -13,9 +13,9 @@ import logging
 import click
 import duckdb
 
-from saeembed.analysis.measures import MEASURE_NAMES
+from saeembed.api.defaults import MEASURE_NAMES
+from saeembed.cli.render import FORMATS
 from saeembed.errors import SaeembedError
-from saeembed.render import FORMATS
 
 
 def quiet() -> bool:

@@ -11,6 +11,7 @@ import click
 import polars as pl
 
 from saeembed.api import preferences as api
+from saeembed.api.defaults import DEFAULT_MAX_TOKENS
 from saeembed.cli.options import (
     batch_tokens_option,
     chat_option,
@@ -27,8 +28,7 @@ from saeembed.cli.options import (
     note,
     sae_option,
 )
-from saeembed.encoding import DEFAULT_MAX_TOKENS
-from saeembed.render import default_format, join_lists, render, scientific, write_json
+from saeembed.cli.render import default_format, join_lists, render, scientific, write_json
 
 pairs_option = click.option(
     "--pairs", "pairs_name", help="Pair set name [default: the store's only pair set]."

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from saeembed.api import corpus as api
+from saeembed.api.defaults import DEFAULT_TIMEOUT
 from saeembed.cli.options import domain_errors, format_option, note
-from saeembed.render import default_format, render
-from saeembed.store.user_sql import DEFAULT_TIMEOUT
+from saeembed.cli.render import default_format, render
 
 TERMINAL_ROWS = 1_000  # rows `sql` prints as a table unless --max-rows says otherwise
 PIPED_ROWS = 1_000_000  # ... and as csv, json or jsonl

@@ -1,13 +1,13 @@
 """How result tables look on a terminal and in CSV: the diff's compact view (one column per side
 named after it, the difference with its interval, q; examples one per line under the label)
-and the themes' view. JSON keeps every column; `saeembed.render` fits the table to the width."""
+and the themes' view. JSON keeps every column; `saeembed.cli.render` fits the table to the width."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from saeembed.labels.alike import folded_view
-from saeembed.render import join_lists, scientific
+from saeembed.api.defaults import folded_view
+from saeembed.cli.render import join_lists, scientific
 
 SIDE_NAME_WIDTH = 16
 EXAMPLE_CHARS = 150

@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 
 from saeembed.data import is_dataset_ref, read_dataset_ref
+from saeembed.dataset_parsers import ASSISTANT_MARK, split_dialogue
 from saeembed.errors import InputError
-from saeembed.prefs.hh_rlhf import ASSISTANT_MARK, split_dialogue
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,19 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from saeembed.errors import InputError
-from saeembed.shards.layout import ANALYSIS_DB, HEADER
+from saeembed.store.shard_layout import (
+    ANALYSIS_DB,
+    HEADER,
+    LOCK,
+    directory_state,
+    written_by_creation,
+)
 
 try:
     import fcntl
@@ -37,40 +42,13 @@ except ImportError:  # no flock (Windows): creation is not guarded against a rac
 
 log = logging.getLogger(__name__)
 
-LOCK = ".saeembed-shards.lock"
 CREATE_WAIT_S = 30.0  # how long a run waits for another run that creates the same directory
-_CREATION_FILES = {ANALYSIS_DB, f"{ANALYSIS_DB}.wal", LOCK}
-_CREATION_FOLDERS = {f"{ANALYSIS_DB}.tmp"}  # DuckDB's spill folder
-_TEMPORARY = re.compile(r"\..+\.(tmp|partial)")  # the hidden names of atomic writes
 # tables of the analysis file that hold something a person would miss; creation writes none
 _DATA_TABLES = ("corpora", "documents", "encoded_documents", "activations", "concept_counts",
                 "features", "feature_thresholds", "clusterings", "pair_sets", "text_embeddings",
                 "corpus_sources")  # fmt: skip
 _UNREADABLE_MAX_BYTES = 64 << 20  # an unreadable analysis file up to this size is a cut create
 _FOREIGN = "{root} holds other files and is not a shard directory; choose a new or empty --out"
-
-
-def directory_state(root: Path) -> str:
-    """``new`` (missing or empty), ``shards`` (it has the header), ``unfinished`` (only what
-    creation writes, no header) or ``foreign``."""
-    if not root.is_dir():
-        return "new"
-    if (root / HEADER).is_file():
-        return "shards"
-    entries = list(root.iterdir())
-    if not entries:
-        return "new"
-    return "unfinished" if all(_written_by_creation(p) for p in entries) else "foreign"
-
-
-def _written_by_creation(path: Path) -> bool:
-    if path.is_symlink():
-        return False
-    if path.is_dir():
-        return path.name in _CREATION_FOLDERS or all(
-            _written_by_creation(p) for p in path.iterdir()
-        )
-    return path.name in _CREATION_FILES or bool(_TEMPORARY.fullmatch(path.name))
 
 
 def refuse_foreign(root: Path) -> None:
@@ -118,7 +96,7 @@ def _build(root: Path, build: Callable[[Path], None], made: bool) -> None:
     except BaseException:
         # a failed creation (a full disk, an interrupt) takes back what it wrote
         for path in root.iterdir():
-            if path.name != LOCK and _written_by_creation(path):
+            if path.name != LOCK and written_by_creation(path):
                 _remove(path)
         if made:
             _remove(root / LOCK)

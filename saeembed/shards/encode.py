@@ -30,14 +30,18 @@ from saeembed.encoding import (
     ensure_encoder,
 )
 from saeembed.errors import InputError
-from saeembed.shards.create import create, directory_state, refuse_foreign
-from saeembed.shards.layout import (
+from saeembed.shards.create import create, refuse_foreign
+from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
+from saeembed.store import Store
+from saeembed.store.counts import DOCUMENTS
+from saeembed.store.shard_layout import (
     ANALYSIS_DB,
     HEADER,
     Shard,
     ShardFile,
     append_manifest,
     check_corpus_name,
+    directory_state,
     is_shard_dir,
     read_header,
     read_manifest,
@@ -45,9 +49,6 @@ from saeembed.shards.layout import (
     write_atomically,
     write_header,
 )
-from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
-from saeembed.store import Store
-from saeembed.store.counts import DOCUMENTS
 from saeembed.tokens import wrapping_for
 
 log = logging.getLogger(__name__)

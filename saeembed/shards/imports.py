@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from saeembed.errors import StoreError
-from saeembed.shards.layout import check_shards, is_shard_dir, read_header, read_manifest
-from saeembed.shards.views import analysis_db
 from saeembed.store import Store
 from saeembed.store.counts import KEPT_MEASURES, has_thresholds, recount
+from saeembed.store.shard_layout import check_shards, is_shard_dir, read_header, read_manifest
+from saeembed.store.shard_views import analysis_db
 
 # per-feature tables the analysis file keeps for its encoder, carried over with the encoder id
 FEATURE_TABLES = ("features", "feature_thresholds", "feature_evidence")

@@ -18,8 +18,8 @@ from saeembed.prefs.ingest import (
     response_documents,
 )
 from saeembed.shards.encode import encode_to_shards, encoder_args
-from saeembed.shards.layout import is_shard_dir
 from saeembed.store import Store
+from saeembed.store.shard_layout import is_shard_dir
 
 
 @dataclass

@@ -28,8 +28,8 @@ from saeembed.encoding import (
     load_encoding_stack,
 )
 from saeembed.errors import StoreError
-from saeembed.shards.layout import ShardFile, file_digest, shard_path
 from saeembed.store.counts import DOCUMENTS
+from saeembed.store.shard_layout import ShardFile, file_digest, shard_path
 from saeembed.tokens import wrapping_for
 
 

@@ -21,6 +21,8 @@ import pyarrow as pa
 from saeembed.errors import InputError, StoreError
 from saeembed.store import counts
 from saeembed.store.migrations import MIGRATIONS, STORE_FORMAT, latest_version
+from saeembed.store.shard_layout import directory_state, is_shard_dir, read_header, read_manifest
+from saeembed.store.shard_views import analysis_db, attach_shards, sync_rows
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +125,7 @@ class Store:
         """The DuckDB file behind ``path``: itself, or a shard directory's analysis file."""
         if not path.is_dir():
             return path
-        from saeembed.shards.layout import is_shard_dir
-        from saeembed.shards.views import analysis_db
-
         if not is_shard_dir(path):
-            from saeembed.shards.create import directory_state
-
             if directory_state(path) == "unfinished":
                 raise StoreError(
                     f"{path} is a shard directory whose creation was cut short (a kill or a "
@@ -141,8 +138,6 @@ class Store:
         return analysis_db(path)
 
     def _attach_shards(self, read_only: bool) -> None:
-        from saeembed.shards.layout import read_header
-        from saeembed.shards.views import attach_shards, sync_rows
 
         if not read_only:
             with self.transaction() as con:
@@ -199,7 +194,6 @@ class Store:
         if self.shard_root is not None:
             # the listed shards stay readable, file by file: a directory in the allowed list
             # could be written too (COPY ... TO 'DIR/manifest.jsonl')
-            from saeembed.shards.layout import read_manifest
 
             base = self.shard_root.resolve()
             files = sorted(

@@ -220,3 +220,32 @@ def check_shards(root: Path, shards: list[Shard], fingerprint: str) -> None:
                     f"{listed.bytes:,} (a truncated or replaced {table} shard); restore it, or "
                     f"remove its line from {MANIFEST} and rerun the encode to redo the shard"
                 )
+
+
+# --- what creating a directory writes, to tell a cut-short creation from someone's files ------
+
+LOCK = ".saeembed-shards.lock"
+_CREATION_FILES = {ANALYSIS_DB, f"{ANALYSIS_DB}.wal", LOCK}
+_CREATION_FOLDERS = {f"{ANALYSIS_DB}.tmp"}  # DuckDB's spill folder
+_TEMPORARY = re.compile(r"\..+\.(tmp|partial)")  # the hidden names of atomic writes
+
+
+def directory_state(root: Path) -> str:
+    """``new`` (missing or empty), ``shards`` (it has the header), ``unfinished`` (only what
+    creation writes, no header) or ``foreign``."""
+    if not root.is_dir():
+        return "new"
+    if (root / HEADER).is_file():
+        return "shards"
+    entries = list(root.iterdir())
+    if not entries:
+        return "new"
+    return "unfinished" if all(written_by_creation(p) for p in entries) else "foreign"
+
+
+def written_by_creation(path: Path) -> bool:
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return path.name in _CREATION_FOLDERS or all(written_by_creation(p) for p in path.iterdir())
+    return path.name in _CREATION_FILES or bool(_TEMPORARY.fullmatch(path.name))

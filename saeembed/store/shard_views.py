@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 
 from saeembed.errors import StoreError
-from saeembed.shards.layout import ANALYSIS_DB, check_shards, read_header, read_manifest
 from saeembed.store.counts import own_table
+from saeembed.store.shard_layout import ANALYSIS_DB, check_shards, read_header, read_manifest
 
 _COLUMNS = {
     "documents": "corpus, doc_id, row_idx, ext_id, text, meta::JSON AS meta, context, parent_id, "
