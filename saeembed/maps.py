@@ -10,7 +10,6 @@ and choosing the concept columns belong to the caller."""
 from __future__ import annotations
 
 import html
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -240,7 +239,7 @@ def write_map_html(
         {
             "title": html.escape(title),
             "css": templates.load("map.css"),
-            "data": _script_json(payload),
+            "data": templates.script_json(payload),
             "js": templates.load("map.js"),
         },
     )
@@ -407,10 +406,3 @@ def _truncate(text: str | None, limit: int) -> str:
     if text is None:
         return ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _script_json(payload: dict[str, Any]) -> str:
-    """JSON safe inside <script>: no '<', '>' or '&' survive literally, so neither '</script>'
-    nor '<!--' in document text can end or alter the script element."""
-    text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -21,8 +21,9 @@ from saeembed.errors import InputError
 from saeembed.inputs import documents_from_texts
 from saeembed.labels.table import write_labels
 from saeembed.reports import write_feature_page, write_feature_pages
-from saeembed.reports.page import render, script_json, write_text
+from saeembed.reports.page import render, write_text
 from saeembed.store import Store
+from saeembed.templates import script_json
 from tests.browser import Browser, find_chromium
 from tests.fakes import ENCODER_FIELDS, write_constructed
 

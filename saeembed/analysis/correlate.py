@@ -133,10 +133,10 @@ def cooccurrence_pairs(
 def decoder_cosines(encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray | None:
     """Cosine of the two concepts' SAE decoder directions, when the encoder's SAE can be loaded."""
     from saeembed.errors import SaeembedError
-    from saeembed.sae import load_sae
+    from saeembed.stack_cache import stored_sae
 
     try:
-        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
+        sae = stored_sae(encoder)
     except (SaeembedError, OSError) as exc:
         log.warning("decoder cosines skipped: cannot load SAE %s (%s)", encoder.sae, exc)
         return None

@@ -43,13 +43,10 @@ def _promoted(encoder: Encoder) -> dict[int, tuple[str, ...]]:
     """The tokens each feature promotes (`saeembed.labels.output`), or nothing when the
     encoder's reader or SAE cannot be loaded here."""
     from saeembed.labels.output import promoted_tokens
-    from saeembed.reader import load_reader
-    from saeembed.sae import load_sae
+    from saeembed.stack_cache import stored_stack
 
     try:
-        # refused when it is no longer that SAE, e.g. a shipped one a later saeembed replaced
-        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
-        reader = load_reader(encoder.model, device="cpu")
+        reader, sae = stored_stack(encoder)
     except Exception as error:  # noqa: BLE001 - output tokens are an optional extra
         log.info("no output-side tokens for %s: %s", encoder.name, error)
         return {}

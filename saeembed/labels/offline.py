@@ -33,6 +33,7 @@ from saeembed.labels.evidence import (
     document_classes,
 )
 from saeembed.labels.scoring import ContextBank
+from saeembed.store.counts import STRONG_FRACTION
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class OfflineConfig:
     min_gain: float = 0.01  # balanced-accuracy gain a further term must bring
     n_examples: int = 5  # example snippets kept per feature
     min_heldout: int = 3  # held-out documents needed on each side to score
-    strong_fraction: float = 0.5  # strong = value >= this x the feature's 99th-percentile value
+    strong_fraction: float = STRONG_FRACTION  # strong: value >= this x the 99th percentile
     n_output_tokens: int = 3  # decoder-promoted tokens proposed as terms (when known)
     semantic_positive: int = 12  # strongest peak contexts per feature for the meaning criterion
     semantic_negative: int = 30  # inactive contexts per feature for the meaning criterion

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from saeembed.labels.evidence import NEGATIVE, POSITIVE, Evidence, document_classes
+from saeembed.store.counts import STRONG_FRACTION
 
 CONTEXT_CHARS = 40  # characters kept on each side of the centre word of a context
 
@@ -55,7 +56,7 @@ class ContextBank:
     n_negative: int = 40
     pool_size: int = 2000
     seed: int = 0
-    strong_fraction: float = 0.5
+    strong_fraction: float = STRONG_FRACTION
     min_each: int = 3
     strongest: bool = False  # the strongest contexts, not a random sample of the strong ones
     texts: list[str] = field(default_factory=list)

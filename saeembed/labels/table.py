@@ -139,8 +139,9 @@ def hash_of_rounded_copy(encoder: Encoder, spec: str | Path) -> str:
     evidence made with the encoder can be published for the copy. Refuses anything else."""
     from saeembed.errors import SAEError
     from saeembed.sae import load_sae
+    from saeembed.stack_cache import stored_sae
 
-    original = load_sae(encoder.sae, sha256=encoder.sae_sha256)
+    original = stored_sae(encoder)
     copy = load_sae(spec)
     why = original.rounding_mismatch(copy)
     if why is not None:

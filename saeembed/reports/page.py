@@ -7,39 +7,13 @@ atomically (`saeembed.files.atomic_path`)."""
 from __future__ import annotations
 
 import html
-import json
-import math
 from pathlib import Path
 
 from saeembed import templates
 from saeembed.files import check_output, write_text_atomic
+from saeembed.templates import script_json
 
 DEFAULT_PANELS = 20  # concepts shown up close in a diff or preference report
-
-
-def clean(value):
-    """``value`` with NaN and infinities as None (JSON has neither) and numpy scalars as Python's."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return clean(value.item())
-    return value
-
-
-def script_json(payload: dict) -> str:
-    """JSON safe inside a ``<script>`` element."""
-    text = json.dumps(clean(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
 
 
 def render(title: str, payload: dict) -> str:

@@ -83,12 +83,10 @@ class TokenScorer:
 
 def load_scorer(encoder: Encoder) -> TokenScorer | None:
     """The encoder's reader and SAE on the CPU, or None when they cannot be loaded here."""
-    from saeembed.reader import load_reader
-    from saeembed.sae import load_sae
+    from saeembed.stack_cache import stored_stack
 
     try:
-        sae = load_sae(encoder.sae, sha256=encoder.sae_sha256)
-        reader = load_reader(encoder.model, device="cpu")
+        reader, sae = stored_stack(encoder)
     except Exception as error:  # noqa: BLE001 - token shading is an extra; peaks are the fallback
         log.warning(
             "token-level shading unavailable for %s (%s); showing stored peak tokens",

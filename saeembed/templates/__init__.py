@@ -1,10 +1,13 @@
 """Page templates shipped inside the package (read with importlib.resources, so a wheel install
 has them too): ``map.html`` (`saeembed.maps`) and ``report.html`` (`saeembed.reports.page`) with
 ``{{name}}`` placeholders, and the ``.css`` / ``.js`` each inlines. `fill` substitutes
-placeholders in one pass; `check` is what `make lint` runs."""
+placeholders in one pass; `script_json` is how both pages embed their data; `check` is what
+`make lint` runs."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from html.parser import HTMLParser
 from importlib import resources
@@ -114,3 +117,30 @@ def check() -> list[str]:
     for name in INLINED:
         problems += [f"{name}: {p}" for p in _balanced(load(name))]
     return problems
+
+
+def clean(value):
+    """``value`` with NaN and infinities as None (JSON has neither) and numpy scalars as Python's."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return clean(value.item())
+    return value
+
+
+def script_json(payload: dict) -> str:
+    """``payload`` as JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` survive
+    literally (so neither ``</script>`` nor ``<!--`` in a document's text can end or alter the
+    script), nor U+2028/U+2029; NaN and infinities become null (`clean`)."""
+    text = json.dumps(clean(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
