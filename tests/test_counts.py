@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -96,9 +95,15 @@ def test_kept_diff_equals_the_scan(tmp_path, tiny_model, tiny_sae, monkeypatch):
 
 
 KILL_SCRIPT = """
+import sys, time
 from saeembed.api import encode
+
+def committed(n):  # each committed batch, told to the parent; slow enough to be caught
+    print(n, flush=True)
+    time.sleep(0.05)
+
 encode({source!r}, {db!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
-       batch_tokens=64)
+       batch_tokens=64, on_batch=committed)
 """
 
 
@@ -108,18 +113,16 @@ def test_counts_after_kill_9_and_resume(tmp_path, tiny_model, tiny_sae):
     script = KILL_SCRIPT.format(
         source=str(source), db=str(db), model=str(tiny_model), sae=str(tiny_sae)
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
-    encoded = 0
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and encoded < 100:
-        time.sleep(0.2)
-        try:
-            with open_store(db, read_only=True) as store:
-                encoded = store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]
-        except Exception:  # locked by the writer between batches, or not created yet
-            continue
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    for line in proc.stdout:  # the writer holds the store: its own count of committed batches
+        if int(line) >= 10:
+            break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    with open_store(db, read_only=True) as store:
+        at_kill = store.sql("SELECT count(*) AS n FROM encoded_documents")["n"][0]
+    assert 0 < at_kill < 600, f"the kill did not land mid-encode ({at_kill} of 600 encoded)"
     kept_equal_recount(db)
     encode(source, db, **opts(tiny_model, tiny_sae))
     kept_equal_recount(db)

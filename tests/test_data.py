@@ -45,7 +45,7 @@ S, I64, B, D = pl.String, pl.Int64, pl.Boolean, pl.Date
 
 
 @pytest.fixture(scope="session")
-def home():
+def home(registry):
     """A persistent cache (never tmp_path) so the wheels are downloaded only once."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SAEEMBED_HOME", str(HOME))

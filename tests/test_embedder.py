@@ -294,7 +294,7 @@ REFERENCE_COSINE = 0.7959194
 
 
 @pytest.fixture(scope="module")
-def minilm(saeembed_home):
+def minilm(saeembed_home, registry):
     return load_embedder("default", device="cpu")
 
 

@@ -12,7 +12,7 @@ from saeembed.store import Store
 
 
 @pytest.fixture(scope="module")
-def minilm(saeembed_home):
+def minilm(saeembed_home, registry):
     return load_embedder("default")
 
 

@@ -65,7 +65,7 @@ SPORT = [
 
 
 @pytest.fixture(scope="module")
-def embedder():
+def embedder(registry):
     return load_embedder("default")
 
 
