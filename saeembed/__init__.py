@@ -17,7 +17,7 @@ _EXPORTS = {
     "cluster": "saeembed.api.explore",
     "correlate": "saeembed.api.explore",
     "search": "saeembed.api.explore",
-    "diff": "saeembed.api.corpus",
+    "diff": "saeembed.api.compare",
     "encode": "saeembed.api.corpus",
     "import_shards": "saeembed.api.corpus",
     "info": "saeembed.api.corpus",

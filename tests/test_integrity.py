@@ -349,7 +349,7 @@ def test_a_full_disk_while_writing_shards_is_one_line(tmp_path, tiny_model, tiny
 
 
 def test_diff_cache_stores_are_per_input(tmp_path):
-    from saeembed.api.corpus import diff_cache_store
+    from saeembed.api.compare import diff_cache_store
 
     a, b, c = (tmp_path / f"{n}.txt" for n in "abc")
     for path in (a, b, c):

@@ -2,7 +2,8 @@
 and returns polars DataFrames or small result objects; each `saeembed` command is a thin shell
 over one of these functions.
 
-- `corpus`: `encode`, `diff`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
+- `corpus`: `encode`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
+- `compare`: `diff`
 - `explore`: `cluster`, `search`, `correlate`
 - `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
 - `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
@@ -11,9 +12,9 @@ over one of these functions.
 Store-level functions (taking an open `Store`) live with their subject: `saeembed.analysis`,
 `saeembed.labels`, `saeembed.prefs`."""
 
+from saeembed.api.compare import diff
 from saeembed.api.corpus import (
     EncodeResult,
-    diff,
     encode,
     import_shards,
     info,

@@ -1,7 +1,7 @@
 """The corpus API over a store path: open a store, encode files, named datasets, DataFrames or
-lists of texts into it, diff corpora, describe the store and run SQL or named queries, getting
-polars DataFrames back. The `saeembed encode`, `diff`, `info`, `sql` and `queries` commands are
-thin shells over these functions."""
+lists of texts into it, describe the store and run SQL or named queries, getting polars
+DataFrames back (`diff` is `saeembed.api.compare`). The `saeembed encode`, `info`, `sql` and
+`queries` commands are thin shells over these functions."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
-from saeembed.errors import InputError, SaeembedError, StoreError
+from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import bind_params, coerce_value, named_queries, run_query
 from saeembed.remote import is_url
-from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Store
 from saeembed.store.shard_layout import is_shard_target
 from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EncodeResult",
     "corpus_name_for",
-    "diff",
     "encode",
     "import_shards",
     "info",
@@ -322,217 +319,3 @@ def _mark_gone(sources: str | None) -> str | None:
             f"{source} (no longer there)" if local and not Path(source).exists() else source
         )
     return "; ".join(marked)
-
-
-def diff_cache_store(refs: Sequence[str | Path] = ()) -> Path:
-    """Where `diff` encodes its inputs when no store is given: a cache store under
-    $SAEEMBED_HOME for exactly these inputs (their paths, sizes and modification times, or
-    names), so two diffs of other inputs never share one and an edited file is encoded afresh."""
-    import hashlib
-
-    from saeembed.home import cache_dir
-
-    digest = hashlib.blake2b(digest_size=8)
-    for ref in refs:
-        path = Path(str(ref))
-        if not is_url(str(ref)) and path.exists():
-            stat = path.stat()
-            key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
-        else:
-            key = str(ref)
-        digest.update(key.encode() + b"\1")
-    return cache_dir("stores") / f"diff-{digest.hexdigest()}.duckdb"
-
-
-def _encodable(ref: str | Path) -> bool:
-    """Whether ``ref`` names something a diff encodes on the way: a file (or URL) or a named
-    dataset."""
-    return is_dataset_ref(str(ref)) or is_url(str(ref)) or Path(ref).exists()
-
-
-def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str, object | None]:
-    """A corpus already in ``store`` by that name, or the file/dataset ``ref`` encoded into it
-    (only what is missing). Returns the corpus name and the encoder used when it encoded."""
-    ref = str(ref)
-    if ref in store.corpora() and not Path(ref).exists():
-        return ref, None
-    if not _encodable(ref):
-        have = ", ".join(store.corpora()) or "none"
-        raise SaeembedError(
-            f"{ref!r} is neither a file, a named dataset (data:NAME) nor a corpus in "
-            f"{store.path} (corpora: {have})"
-        )
-    result = encode(ref, store, **encode_options)
-    if result.labels_note:
-        log.warning(result.labels_note)
-    return result.corpus, result.encoding.encoder
-
-
-def diff(
-    a: str | Path,
-    b: str | Path | Sequence[str | Path],
-    *,
-    db: str | Path | None = None,
-    encoder: str | int | None = None,
-    measure: str = DEFAULT_DIFF_MEASURE,
-    test: str | None = None,
-    sort: str = DIFF_SORTS[0],
-    paired: bool = False,
-    pair_on: str = "row",
-    min_support: int = 10,
-    threshold: float = 0.0,
-    alpha: float = 0.05,
-    top: int | None = None,
-    examples: int = 0,
-    model: str = "default",
-    sae: str | Path | None = None,
-    max_tokens: int | None = None,
-    chat: str = "none",
-    device: str = "auto",
-    progress: bool = True,
-    summary: dict | None = None,
-    html: str | Path | None = None,
-    panels: int = DEFAULT_PANELS,
-    report: bool = False,
-    by: str = "concepts",
-    themes: int = 12,
-    seed: int = 0,
-):
-    """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
-    rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
-    (into ``db``, or into a cache store) with ``model`` and ``sae``. Returns the diff table
-    (`saeembed.analysis.diff.DIFF_COLUMNS`, or `PAIRED_COLUMNS` with ``paired=True``): the
-    ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
-    A dict passed as ``summary`` receives the counts behind the table (concepts tested,
-    significant, the sides and the encoder). ``html``: also write the report page there (every
-    tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
-    `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table.
-    ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
-    (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
-    other; `THEME_COLUMNS`); the report shows the themes above the concepts either way."""
-    from saeembed.analysis.diff import check_diff_options, diff_corpora, paired_diff
-    from saeembed.analysis.examples import add_examples
-    from saeembed.analysis.sides import read_sides
-    from saeembed.labels.alike import top_groups
-
-    if html is not None:
-        from saeembed.files import check_output
-
-        check_output(html)  # before any work
-
-    check_diff_options(alpha, threshold, min_support)  # before anything is encoded
-    sides_b = [b] if isinstance(b, (str, Path)) else list(b)
-    if paired and len(sides_b) != 1:
-        raise SaeembedError("paired mode compares exactly two corpora; give one B")
-    if by not in ("concepts", "themes"):
-        raise InputError(f"unknown --by {by!r}; use concepts or themes")
-    if by == "themes" and paired:
-        raise InputError("--by themes compares two samples; it does not take --paired")
-    if by == "themes":
-        from saeembed.analysis.themes import ThemeConfig
-
-        ThemeConfig(k=themes, seed=seed).check()  # before anything is encoded
-    options = dict(
-        model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
-    )
-    # a store is created only to hold files or datasets encoded on the way; a mistyped --db for
-    # corpora already stored is an error, not a new empty store
-    creates = db is None or any(_encodable(ref) for ref in [a, *sides_b])
-    # with only stored corpora to compare, a diff reads: other readers may share the store
-    try:
-        opened = Store(
-            db if db is not None else diff_cache_store([a, *sides_b]), create=creates,
-            read_only=not creates,
-        )  # fmt: skip
-    except StoreError as exc:
-        if db is None and " is in use by " in str(exc):
-            holder = str(exc).split(" is in use by ", 1)[1].split(";")[0]
-            raise StoreError(
-                f"another diff of these same inputs is running ({holder}); retry when it "
-                "has finished, or pass --db FILE to encode into a store of your own"
-            ) from exc
-        raise
-    from saeembed.analysis.weak import weak_diff
-    from saeembed.stack_cache import shared_stacks
-
-    with opened as store, shared_stacks():  # the reader and SAE read once for every input
-        corpus_a, used = _as_corpus(store, a, options)
-        corpora_b = []
-        for ref in sides_b:
-            name, enc = _as_corpus(store, ref, options)
-            corpora_b.append(name)
-            used = used or enc
-        chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
-        # the documents of each side, read once for the table, the themes and the report
-        sides = None if paired else read_sides(store, chosen, [corpus_a], corpora_b)
-        found = None
-        if by == "themes" or ((html is not None or report) and not paired):
-            from saeembed.analysis.themes import diff_themes
-
-            # the report leaves the themes out where a side is too small for them
-            if by == "themes" or min(len(sides.a), len(sides.b)) >= 4:
-                binary = get_measure(measure).binary  # a numeric diff's report: strong themes
-                found = diff_themes(store, sides.a, sides.b, encoder=chosen, k=themes, seed=seed,
-                                    measure=measure if binary or by == "themes" else "strong")  # fmt: skip
-        if by == "themes":
-            if summary is not None:
-                significant = found.table.filter(pl.col("q") < alpha).height
-                summary.update(
-                    by="themes", tested=found.table.height, significant=significant, a=corpus_a,
-                    b=corpora_b, encoder=chosen.name, method=found.method,
-                    weak=weak_diff([corpus_a, " + ".join(corpora_b)], list(found.n_sides),
-                                   significant, alpha, what="theme"),
-                )  # fmt: skip
-            if html is not None or report:
-                from saeembed.reports import build_themes_report
-
-                built = build_themes_report(found, corpus_a, corpora_b, chosen, alpha=alpha)
-                if html is not None:
-                    built.write_html(html)
-                if report:
-                    return built
-            return found.table.head(top) if top else found.table
-        if paired:
-            table = paired_diff(
-                store, corpus_a, corpora_b[0], encoder=chosen, measure=measure, pair_on=pair_on,
-                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
-            )  # fmt: skip
-        else:
-            table = diff_corpora(
-                store, [corpus_a], corpora_b, encoder=chosen, measure=measure, test=test,
-                min_support=min_support, threshold=threshold, alpha=alpha, sort=sort, sides=sides,
-            )  # fmt: skip
-        significant = table.filter(pl.col("q") < alpha).height
-        if "n_pairs" in table.columns:  # paired: the pairs on each side
-            sizes = [int(table["n_pairs"][0]) if table.height else 0] * 2
-        else:
-            sizes = [int(table[c][0]) if table.height else 0 for c in ("size_a", "size_b")]
-        if summary is not None:
-            summary.update(
-                tested=table.height,
-                significant=significant,
-                a=corpus_a,
-                b=corpora_b,
-                encoder=chosen.name,
-                measure=measure,
-                test="paired" if paired else check_test(get_measure(measure), test),
-                sizes=sizes,
-                weak=weak_diff([corpus_a, " + ".join(corpora_b)], sizes, significant, alpha),
-            )
-        if html is not None or report:
-            from saeembed.reports import build_diff_report
-
-            settings = dict(db=db, measure=measure, sort=sort, alpha=alpha, paired=paired,
-                            pair_on=pair_on, min_support=min_support,
-                            test=None if paired else check_test(get_measure(measure), test))  # fmt: skip
-            built = build_diff_report(store, chosen, table, corpora_a=[corpus_a],
-                                      corpora_b=corpora_b, settings=settings, panels=panels,
-                                      progress=progress, themes=found, sides=sides)  # fmt: skip
-            if html is not None:
-                built.write_html(html)
-            if report:
-                return built
-        table = top_groups(table, top) if top else table  # alike concepts go with their leader
-        if paired:
-            return table
-        return add_examples(store, chosen, table, [corpus_a], corpora_b, examples)

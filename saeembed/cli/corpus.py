@@ -1,5 +1,5 @@
 """The corpus commands: `encode` a corpus into a store and `diff` corpora. Each is a thin shell
-over one call of `saeembed.api.corpus`."""
+over one call of `saeembed.api.corpus` or `saeembed.api.compare`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from saeembed.api import compare
 from saeembed.api import corpus as api
 from saeembed.api.defaults import DEFAULT_MAX_TOKENS, DIFF_SORTS, TEST_NAMES
 from saeembed.cli.options import (
@@ -143,35 +144,35 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
 @click.option(
     "--min-support",
     type=click.IntRange(min=1),
-    default=default_of(api.diff, "min_support"),
+    default=default_of(compare.diff, "min_support"),
     show_default=True,
     help="Test only concepts in at least this many documents of A and B together.",
 )
 @click.option(
     "--threshold",
     type=float,
-    default=default_of(api.diff, "threshold"),
+    default=default_of(compare.diff, "threshold"),
     show_default=True,
     help="A document has a concept when its pooled activation exceeds this.",
 )
 @click.option(
     "--alpha",
     type=float,
-    default=default_of(api.diff, "alpha"),
+    default=default_of(compare.diff, "alpha"),
     show_default=True,
     help="q-value cut-off.",
 )
 @click.option(
     "--examples",
     type=click.IntRange(min=0),
-    default=default_of(api.diff, "examples"),
+    default=default_of(compare.diff, "examples"),
     help="Top documents per row.",
 )
-@measure_option(default_of(api.diff, "measure"))
+@measure_option(default_of(compare.diff, "measure"))
 @click.option(
     "--sort",
     type=click.Choice(DIFF_SORTS),
-    default=default_of(api.diff, "sort"),
+    default=default_of(compare.diff, "sort"),
     show_default=True,
     help="Order of the concepts that differ (q < --alpha; the rest follow by p): specific "
     "(the conservative ratio of the sides' frequencies or means: concepts particular to one "
@@ -189,14 +190,14 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
 @click.option(
     "--pair-on",
     type=click.Choice(["row", "id"]),
-    default=default_of(api.diff, "pair_on"),
+    default=default_of(compare.diff, "pair_on"),
     show_default=True,
     help="Pair documents by row number in their files or by their ids (--id-col at encode).",
 )
-@model_option("Reader for inputs to encode.", default=default_of(api.diff, "model"))
+@model_option("Reader for inputs to encode.", default=default_of(compare.diff, "model"))
 @sae_option("SAE for inputs to encode [default: the one shipped for the model].")
 @max_tokens_option(None, "Truncate inputs to encode.")
-@chat_option(default_of(api.diff, "chat"))
+@chat_option(default_of(compare.diff, "chat"))
 @click.option(
     "--html",
     "html",
@@ -206,7 +207,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
 @click.option(
     "--panels",
     type=click.IntRange(min=0),
-    default=default_of(api.diff, "panels"),
+    default=default_of(compare.diff, "panels"),
     show_default=True,
     help="Concepts shown up close in the --html report.",
 )
@@ -222,14 +223,14 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
     "--themes",
     "n_themes",
     type=click.IntRange(min=2),
-    default=default_of(api.diff, "themes"),
+    default=default_of(compare.diff, "themes"),
     show_default=True,
     help="Number of themes (--by themes, and the report's themes section).",
 )
 @click.option(
     "--seed",
     type=int,
-    default=default_of(api.diff, "seed"),
+    default=default_of(compare.diff, "seed"),
     show_default=True,
     help="Seed of the themes' split and fit.",
 )
@@ -250,7 +251,7 @@ def diff_command(
     side leading (--sort specific: with 95% confidence, how many times as often the richer side
     has it); the rest follow by p."""
     summary: dict = {}
-    table = api.diff(
+    table = compare.diff(
         a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
