@@ -1,4 +1,4 @@
-"""Tests for saeembed.labels.imports: Neuronpedia, Goodfire and generic label files, gzip,
+"""Tests for saeembed.labels.published: Neuronpedia, Goodfire and generic label files, gzip,
 de-duplication by score, format detection and the one-line errors."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from saeembed.errors import InputError
-from saeembed.labels.imports import LABEL_COLUMNS, LABEL_SCHEMA, check_fits, read_label_file
+from saeembed.labels.published import LABEL_COLUMNS, LABEL_SCHEMA, check_fits, read_label_file
 
 
 def expected(rows: list[tuple]) -> pl.DataFrame:

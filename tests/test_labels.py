@@ -15,9 +15,9 @@ import torch
 from saeembed.errors import InputError, StoreError
 from saeembed.labels import export_labels, import_labels, label_features, read_labels
 from saeembed.labels.evidence import load_evidence, snippet
-from saeembed.labels.inspect import feature_report, render_report
 from saeembed.labels.llm import ChatClient, LLMError, parse_detection, parse_label
 from saeembed.labels.search import search_features
+from saeembed.labels.show import feature_report, render_report
 from saeembed.labels.table import ensure_shipped_labels
 from tests.labelled_store import build_labelled_store
 
@@ -125,7 +125,7 @@ def test_shipped_labels_apply_to_a_matching_encoder(labelled, tmp_path, monkeypa
     taken = read_labels(store, encoder)
     assert taken["label"].to_list() == frame.sort("feature")["label"].to_list()
     assert taken["label_source"].unique().to_list() == ["shipped:offline"]  # says where from
-    from saeembed.labels.inspect import feature_report, render_report
+    from saeembed.labels.show import feature_report, render_report
 
     shown = render_report(feature_report(store, encoder, 1, top=1))
     assert "(shipped:offline, detection score" in shown and "`saeembed features label`" in shown

@@ -15,8 +15,8 @@ from scipy.special import expit
 from saeembed.api import preferences as api
 from saeembed.cli import main
 from saeembed.errors import InputError, StoreError
+from saeembed.prefs.fit import fit_preferences, preference_data
 from saeembed.prefs.ingest import add_pairs, load_pairs, pair_sets, response_documents
-from saeembed.prefs.report import fit_preferences, preference_data
 from tests.pair_store import EFFECTS, LABELS, build_pair_store, planted_pairs
 
 

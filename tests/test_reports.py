@@ -531,7 +531,7 @@ def test_diff_report_on_real_reviews(saeembed_home, tmp_path, browser):
 def test_top_examples_skip_near_duplicates():
     """A review quoted twice (or one snippet inside another) is shown once among the top
     examples; the next strongest distinct document takes its place."""
-    from saeembed.reports.evidence import near_duplicate, pick_examples
+    from saeembed.reports.concept_data import near_duplicate, pick_examples
 
     def words(text):
         return set(re.findall(r"\w+", text.lower()))

@@ -207,8 +207,8 @@ def encode(
 
 def import_shards(shards: str | Path, db: str | Path):
     """Load the shard directory ``shards`` into the single-file store ``db``; returns the
-    `saeembed.shards.imports.ImportReport`."""
-    from saeembed.shards.imports import import_shards as load
+    `saeembed.shards.merge.ImportReport`."""
+    from saeembed.shards.merge import import_shards as load
 
     return load(shards, db)
 

@@ -56,8 +56,8 @@ def name_concepts(db: str | Path, *, encoder: str | int | None = None, **options
 
 def show_feature(db: str | Path, feature: int, *, encoder: str | int | None = None, **options):
     """One feature's label, score, density, activation histogram and top documents
-    (`saeembed.labels.inspect.feature_report`, whose keyword ``options`` these are)."""
-    from saeembed.labels.inspect import feature_report
+    (`saeembed.labels.show.feature_report`, whose keyword ``options`` these are)."""
+    from saeembed.labels.show import feature_report
 
     with Store(db, read_only=True) as store:
         return feature_report(store, store.resolve_encoder(encoder), feature, **options)

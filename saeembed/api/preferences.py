@@ -19,16 +19,16 @@ from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.labels.table import label_names
 from saeembed.prefs import curate
-from saeembed.prefs.ingest import add_pairs, pair_sets, require_pair_set
-from saeembed.prefs.pairs import read_pairs
-from saeembed.prefs.regression import fit_per_concept
-from saeembed.prefs.report import (
+from saeembed.prefs.fit import (
     CONTROLS,
     SPARSE_KS,
     PreferenceReport,
     fit_preferences,
     preference_data,
 )
+from saeembed.prefs.ingest import add_pairs, pair_sets, require_pair_set
+from saeembed.prefs.pairs import read_pairs
+from saeembed.prefs.regression import fit_per_concept
 from saeembed.remote import is_url
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
@@ -158,7 +158,7 @@ def fit(
 ) -> PreferenceReport:
     """Which concepts do the annotators of pair set ``pairs`` reward or punish? Per-concept
     regressions, k-concept models and held-out AUCs against length and dense baselines
-    (`saeembed.prefs.report`). ``html``: also write the report page there, ``panels`` concepts
+    (`saeembed.prefs.fit`). ``html``: also write the report page there, ``panels`` concepts
     with example pairs (`saeembed.reports.prefs_report`)."""
     if html is not None:
         check_output(html)  # before any work

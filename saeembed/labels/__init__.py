@@ -172,7 +172,7 @@ def import_labels(
 ) -> pl.DataFrame:
     """Read a published label file (Neuronpedia export, Goodfire labels, or a plain table) and
     write its labels for ``encoder``; returns them."""
-    from saeembed.labels.imports import check_fits, read_label_file
+    from saeembed.labels.published import check_fits, read_label_file
 
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)

@@ -1,5 +1,5 @@
 """Reading a label file's bytes into rows: gzip, SQLite (a Goodfire export), Parquet, JSON or JSONL,
-CSV or TSV, recognised by content before name. `saeembed.labels.imports` then finds the fields of a
+CSV or TSV, recognised by content before name. `saeembed.labels.published` then finds the fields of a
 known format in what this returns. Every problem is a one-line `InputError` naming the file."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 (`saeembed.prefs.pair_sae`) trained on the MiniLM embedding differences of the pair set's
 responses, stored as an `encoders` row of its own (pooling ``pair-difference``) with its weights
 (`pair_saes`), one signed activation per (pair, latent) (`pair_activations`) and offline labels
-in `features`. `saeembed.prefs.report` then analyses it exactly like the document encoder, so both
+in `features`. `saeembed.prefs.fit` then analyses it exactly like the document encoder, so both
 can be compared on the same pairs.
 
 Training is deterministic for a seed and a pair set; training again with the same settings

@@ -1,6 +1,6 @@
 """HTML reports people look at: the diff report, feature pages and the preference report. Each
 is one self-contained page (inline CSS and script, data as escaped JSON; `page`) built from the
-store (`evidence`), with the shown documents' tokens shaded by the concept's activation
+store (`concept_data`), with the shown documents' tokens shaded by the concept's activation
 (`tokens`)."""
 
 from saeembed.reports.diff_report import DiffReport, build_diff_report, build_themes_report

@@ -20,7 +20,7 @@ import polars as pl
 from saeembed.analysis.weak import weak_diff
 from saeembed.labels.alike import folded_groups
 from saeembed.labels.table import label_names
-from saeembed.reports import evidence, page
+from saeembed.reports import concept_data, page
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 
@@ -137,19 +137,19 @@ def build_diff_report(
 
         sides = read_sides(store, encoder, corpora_a, corpora_b)
     side_of = np.where(sides.is_a, 0, 1)
-    scope = evidence.scope_table(sides.doc_id, side_of)
+    scope = concept_data.scope_table(sides.doc_id, side_of)
     sizes = [sides.size_a, sides.size_b]
     labels, sources = report_labels(store, encoder)
     # concepts alike to one listed above them are counted on its row (saeembed.labels.alike)
     leaders, alike = folded_groups(table)
     chosen = [int(table["feature"][i]) for i in leaders[:panels]]
-    rows = evidence.activation_rows(store, encoder, chosen, scope)
-    cooc = evidence.cooccurring(store, encoder, chosen, scope, labels)
-    strong = evidence.strong_thresholds(store, encoder, chosen)
-    texts = evidence.candidate_texts(store, rows, examples)
+    rows = concept_data.activation_rows(store, encoder, chosen, scope)
+    cooc = concept_data.cooccurring(store, encoder, chosen, scope, labels)
+    strong = concept_data.strong_thresholds(store, encoder, chosen)
+    texts = concept_data.candidate_texts(store, rows, examples)
     if scorer == "auto":
         scorer = load_scorer(encoder) if chosen else None
-    builder = evidence.ExampleBuilder(store, scorer, progress=progress)
+    builder = concept_data.ExampleBuilder(store, scorer, progress=progress)
     settings = {**settings, "a": " + ".join(corpora_a), "b": corpora_b, "panels": panels}
     db = settings.get("db")
     records = {r["feature"]: r for r in table.filter(pl.col("feature").is_in(chosen)).to_dicts()}
@@ -157,13 +157,13 @@ def build_diff_report(
     for feature in chosen:
         mine = rows.filter(pl.col("feature") == feature)
         values = [mine.filter(pl.col("side") == s)["value"].to_numpy() for s in (0, 1)]
-        top, quantiles = evidence.pick_examples(mine, 2, examples, texts)
+        top, quantiles = concept_data.pick_examples(mine, 2, examples, texts)
         details.append(
             {
                 **label_fields(labels, sources, feature),
                 "alike": alike.get(int(feature), []),
                 "row": {k: v for k, v in records[feature].items() if not isinstance(v, list)},
-                "hist": evidence.histogram(values, sizes, strong.get(int(feature))),
+                "hist": concept_data.histogram(values, sizes, strong.get(int(feature))),
                 "top": [[builder.add(feature, r) for r in side] for side in top],
                 "quantiles": [
                     builder.add(feature, r, q=q, side=int(r["side"])) for q, r in quantiles

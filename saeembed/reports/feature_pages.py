@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.links import relative_href
-from saeembed.reports import evidence, page
+from saeembed.reports import concept_data, page
 from saeembed.reports.diff_report import label_fields, report_labels, table_columns
 from saeembed.store import Encoder, Store
 
@@ -110,21 +110,21 @@ def feature_payloads(
         raise InputError(f"feature {bad[0]} does not exist; features are 0..{encoder.d_sae - 1}")
     if corpus is not None:
         store.require_corpus(corpus)
-    scope = evidence.encoded_scope(store, encoder, corpus)
+    scope = concept_data.encoded_scope(store, encoder, corpus)
     labels, sources = report_labels(store, encoder)
-    rows = evidence.activation_rows(store, encoder, features, scope)
-    cooc = evidence.cooccurring(store, encoder, features, scope, labels)
-    strong = evidence.strong_thresholds(store, encoder, features)
-    texts = evidence.candidate_texts(store, rows, examples)
+    rows = concept_data.activation_rows(store, encoder, features, scope)
+    cooc = concept_data.cooccurring(store, encoder, features, scope, labels)
+    strong = concept_data.strong_thresholds(store, encoder, features)
+    texts = concept_data.candidate_texts(store, rows, examples)
     if scorer == "auto":
         scorer = load_scorer(encoder)
     output = scorer.output_tokens(features) if scorer is not None else {}
-    builder = evidence.ExampleBuilder(store, scorer, progress=progress)
+    builder = concept_data.ExampleBuilder(store, scorer, progress=progress)
     pages = []
     for feature in features:
         mine = rows.filter(pl.col("feature") == feature)
         values = mine["value"].to_numpy()
-        top, quantiles = evidence.pick_examples(mine, 1, examples, texts)
+        top, quantiles = concept_data.pick_examples(mine, 1, examples, texts)
         promoted, suppressed = output.get(feature, ((), ()))
         command = ["saeembed", "features", "show", str(db or "DB"), str(feature)]
         if corpus:
@@ -140,7 +140,9 @@ def feature_payloads(
                     "n_encoded": scope.num_rows,
                     "density": len(values) / scope.num_rows if scope.num_rows else 0.0,
                 },
-                "hist": evidence.histogram([values], [scope.num_rows], strong.get(int(feature))),
+                "hist": concept_data.histogram(
+                    [values], [scope.num_rows], strong.get(int(feature))
+                ),
                 "top": [[builder.add(feature, r) for r in top[0]]],
                 "quantiles": [builder.add(feature, r, q=q) for q, r in quantiles],
                 "promoted": list(promoted),

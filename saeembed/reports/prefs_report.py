@@ -14,7 +14,7 @@ import polars as pl
 from saeembed.analysis.stats import Z95
 from saeembed.files import check_output
 from saeembed.prefs.ingest import load_pairs
-from saeembed.reports import evidence, page
+from saeembed.reports import concept_data, page
 from saeembed.reports.diff_report import label_fields, report_labels, table_columns
 from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
@@ -49,12 +49,12 @@ def prefs_payload(
     pairs = pairs.filter(pl.col(label).is_in([0.0, 1.0]))
     chosen = table.head(panels)["feature"].to_list()
     docs = np.concatenate([pairs["doc_a"].to_numpy(), pairs["doc_b"].to_numpy()])
-    scope = evidence.scope_table(docs, np.zeros(len(docs), np.int32))
-    rows = evidence.activation_rows(store, encoder, chosen, scope)
+    scope = concept_data.scope_table(docs, np.zeros(len(docs), np.int32))
+    rows = concept_data.activation_rows(store, encoder, chosen, scope)
     labels, sources = report_labels(store, encoder)
     if scorer == "auto":
         scorer = load_scorer(encoder) if chosen else None
-    builder = evidence.ExampleBuilder(store, scorer, progress=progress)
+    builder = concept_data.ExampleBuilder(store, scorer, progress=progress)
     records = {r["feature"]: r for r in table.head(panels).to_dicts()}
     details = []
     for feature in chosen:
