@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -151,3 +152,14 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def shoot(browser: Browser, page: Path, name: str, height: int | None = None) -> Path:
+    """A screenshot of the page, checked to hold something; kept in $SAEEMBED_SCREENSHOTS when
+    that is set (to look at them), else beside the page."""
+    keep = os.environ.get("SAEEMBED_SCREENSHOTS")
+    target = Path(keep) / f"{name}.png" if keep else page.with_suffix(".png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shot = browser.screenshot(target, height=height)
+    assert shot.stat().st_size > 10_000
+    return shot

@@ -52,3 +52,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "registry" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fetches)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium (tests/browser.py) for the page tests of a module."""
+    from tests.browser import Browser, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    instance = Browser(tmp_path_factory.mktemp("chromium"))
+    yield instance
+    instance.close()

@@ -3,6 +3,7 @@ tokenizer (offsets and a chat template included), and small random SAEs in saeem
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -188,3 +189,13 @@ def encode_until_killed(source, db, *, after: int = 2, **kwargs) -> None:
 
     with pytest.raises(Killed):
         encode(source, db, on_batch=die, **kwargs)
+
+
+def send_json(handler, payload: dict) -> None:
+    """Answer an http.server request with ``payload`` as JSON (the fake LLM servers' reply)."""
+    data = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -19,6 +19,7 @@ from saeembed.labels.llm import ChatClient, LLMError, parse_detection, parse_lab
 from saeembed.labels.search import search_features
 from saeembed.labels.show import feature_report, render_report
 from saeembed.labels.table import ensure_shipped_labels
+from tests.fakes import send_json
 from tests.labelled_store import build_labelled_store
 
 
@@ -224,13 +225,7 @@ class FakeLLM(BaseHTTPRequestHandler):
             marked = [p.split("»")[0] for p in prompt.split("«")[1:]]
             word = max(set(marked), key=marked.count)
             content = f"LABEL: {word}\nDESCRIPTION: documents with the word {word}."
-        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, {"choices": [{"message": {"role": "assistant", "content": content}}]})
 
     def log_message(self, *args):
         pass

@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from saeembed.maps import (
     write_map_html,
     write_map_parquet,
 )
-from tests.browser import Browser, find_chromium
+from tests.browser import Browser, find_chromium, shoot
 
 EMBEDDED = re.compile(r'<script type="application/json" id="map-data">(.*?)</script>', re.S)
 SELFTEST = re.compile(r'<pre id="selftest"[^>]*>(\{.*?)</pre>', re.S)
@@ -384,25 +383,6 @@ def test_page_samples_positions_above_max_points(tmp_path):
     assert again == data  # the sample is seeded
     with pytest.raises(InputError, match="max_points"):
         write_map_html(points, tmp_path / "c.html", title="t", max_points=0)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if find_chromium() is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    instance = Browser(tmp_path_factory.mktemp("chromium"))
-    yield instance
-    instance.close()
-
-
-def shoot(browser: Browser, page: Path, name: str) -> Path:
-    """A screenshot of the page; kept in $SAEEMBED_SCREENSHOTS when set (to look at them)."""
-    keep = os.environ.get("SAEEMBED_SCREENSHOTS")
-    target = Path(keep) / f"{name}.png" if keep else page.with_suffix(".png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shot = browser.screenshot(target)
-    assert shot.stat().st_size > 10_000
-    return shot
 
 
 def hover_at(browser: Browser, x: float, y: float) -> str:

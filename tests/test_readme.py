@@ -33,6 +33,8 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from tests.fakes import send_json
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,13 +164,8 @@ class FakeLLM(BaseHTTPRequestHandler):
             else ("LABEL: a test label\nDESCRIPTION: what the fake server says")
         )
         assert system
-        data = json.dumps({"choices": [{"message": {"content": reply}}],
-                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, {"choices": [{"message": {"content": reply}}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1}})  # fmt: skip
 
     def log_message(self, *args):
         pass

@@ -6,7 +6,6 @@ sorting and filtering, token shading, quantile examples, and hostile text shown 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -24,7 +23,7 @@ from saeembed.reports import write_feature_page, write_feature_pages
 from saeembed.reports.page import render, write_text
 from saeembed.store import Store
 from saeembed.templates import script_json
-from tests.browser import Browser, find_chromium
+from tests.browser import Browser, shoot
 from tests.fakes import ENCODER_FIELDS, write_constructed
 
 HOSTILE = "</script><script>window.injected = 1</script> <!-- plain words here"
@@ -73,30 +72,11 @@ def diff_db(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if find_chromium() is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    instance = Browser(tmp_path_factory.mktemp("chromium"))
-    yield instance
-    instance.close()
-
-
-def shoot(browser: Browser, path: Path, name: str) -> Path:
-    """A screenshot of the page; kept in $SAEEMBED_SCREENSHOTS when set (to look at them)."""
-    keep = os.environ.get("SAEEMBED_SCREENSHOTS")
-    target = Path(keep) / f"{name}.png" if keep else path.with_suffix(".png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shot = browser.screenshot(target, height=1400)
-    assert shot.stat().st_size > 10_000
-    return shot
-
-
 def load(browser: Browser, page: Path, name: str) -> None:
     browser.open(page)
     assert browser.errors == []
     assert browser.outside_requests(page) == []
-    shoot(browser, page, name)
+    shoot(browser, page, name, height=1400)
 
 
 def payload_of(page: Path) -> dict:
@@ -471,7 +451,7 @@ def test_cluster_map_lists_concepts_linked_to_feature_pages(diff_db, tmp_path, b
     )
     assert links and all(link.startswith("map-features/feature-") for link in links)
     assert all((tmp_path / link).exists() for link in links)
-    shoot(browser, path, "cluster-map")
+    shoot(browser, path, "cluster-map", height=1400)
 
 
 def test_cluster_map_links_stay_relative_whatever_the_map_is_called(diff_db, tmp_path):
