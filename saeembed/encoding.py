@@ -20,6 +20,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from saeembed.encoding_options import DEFAULT_MAX_TOKENS
 from saeembed.errors import InputError, SAEError
 from saeembed.reader import Reader, dtype_name
 from saeembed.sae import SAE, check_sae_fits, load_sae
@@ -46,7 +47,6 @@ ENCODING_VERSION = 3
 # 2: activations also keep value_sum, the sum of the concept's activations over the tokens
 POOLING = "max"
 TRUNCATION = "keep_first"
-DEFAULT_MAX_TOKENS = 512
 CHUNK_DOCS = 2048  # documents read from the store, tokenised and length-sorted at a time
 
 

@@ -558,3 +558,25 @@ def test_quiet_means_nothing_but_errors_on_stderr(tmp_path):
         assert result.stdout.strip() or args[0] == "features", args
     failed = run("-q", "diff", "A", "Z", "--db", db_arg, ok=False)
     assert failed.exit_code != 0 and failed.stderr.startswith("Error: ")
+
+
+def test_encoding_options_are_defined_once():
+    """The encoding options the commands offer come from `EncodingOptions`; the API functions
+    that encode default to the same values (prefs encode reads assistant turns)."""
+    import inspect
+
+    from saeembed import api
+    from saeembed.api.compare import diff
+    from saeembed.encoding_options import EncodingOptions
+
+    base = EncodingOptions()
+    from saeembed.api import preferences
+
+    for fn, differ in ((api.encode, {}), (preferences.encode_pairs, {"chat": "assistant"}),
+                       (diff, {})):  # fmt: skip
+        params = inspect.signature(fn).parameters
+        for name in EncodingOptions.names():
+            if name in params:
+                assert params[name].default == differ.get(name, getattr(base, name)), (fn, name)
+    with pytest.raises(Exception, match="unknown chat turn 'system'"):
+        EncodingOptions(chat="system").check()

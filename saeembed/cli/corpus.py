@@ -9,22 +9,15 @@ import click
 
 from saeembed.api import compare
 from saeembed.api import corpus as api
-from saeembed.api.defaults import DEFAULT_MAX_TOKENS, DIFF_SORTS, TEST_NAMES
+from saeembed.api.defaults import DIFF_SORTS, TEST_NAMES
 from saeembed.cli.options import (
-    batch_tokens_option,
-    chat_option,
     default_of,
-    device_option,
     domain_errors,
-    dtype_option,
     encoder_option,
+    encoding_options,
     format_option,
-    layer_option,
-    max_tokens_option,
     measure_option,
-    model_option,
     note,
-    sae_option,
 )
 from saeembed.cli.render import default_format, render
 from saeembed.cli.views import diff_view, theme_view
@@ -47,27 +40,7 @@ from saeembed.cli.views import diff_view, theme_view
     "--text-col", help="Column holding the text [default: `text`, or the only string column]."
 )
 @click.option("--id-col", help="Column with your own document ids (must be unique).")
-@model_option(
-    "Reader LLM: Hub id (owner/name[@revision]), local path, or `default` (SmolLM2-135M-Instruct).",
-    default=default_of(api.encode, "model"),
-)
-@sae_option(
-    "SAE: directory, checkpoint file or Hub id (saeembed, SAELens, sparsify, Goodfire) [default: the one shipped for the model]."
-)
-@layer_option("Residual stream after this decoder block (0-based) [default: the SAE's].")
-@max_tokens_option(
-    DEFAULT_MAX_TOKENS,
-    "Keep the first N tokens of each document (longer ones are truncated and counted).",
-)
-@batch_tokens_option("Token budget per batch [default: 1024 on CPU, 65536 on CUDA].")
-@device_option(default_of(api.encode, "device"), "auto, cuda, mps or cpu.")
-@dtype_option(
-    default_of(api.encode, "dtype"), "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."
-)
-@chat_option(
-    default_of(api.encode, "chat"),
-    help="Wrap each document in the model's chat template as this turn (scaffolding is not pooled).",
-)
+@encoding_options()
 @click.option(
     "--chunk-tokens",
     type=int,
@@ -99,9 +72,8 @@ from saeembed.cli.views import diff_view, theme_view
 )
 @click.pass_context
 @domain_errors
-def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer, max_tokens,
-           batch_tokens, device, dtype, chat, chunk_tokens, engine, address, workers,
-           gpus_per_worker, shard_docs):  # fmt: skip
+def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_tokens, engine,
+           address, workers, gpus_per_worker, shard_docs):  # fmt: skip
     """Encode a corpus file or a named dataset into the store.
 
     INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
@@ -122,9 +94,8 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
         raise click.UsageError("--engine, --address, --workers, --gpus-per-worker and "
                                "--shard-docs write shards: pass --out DIR")  # fmt: skip
     result = api.encode(
-        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, model=model, sae=sae,
-        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
-        dtype=dtype, chat=chat, chunk_tokens=chunk_tokens, progress=not ctx.obj["quiet"],
+        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, **encoding.kwargs(),
+        chunk_tokens=chunk_tokens, progress=not ctx.obj["quiet"],
         engine=engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
         shard_docs=shard_docs,
     )  # fmt: skip
@@ -194,10 +165,12 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
     show_default=True,
     help="Pair documents by row number in their files or by their ids (--id-col at encode).",
 )
-@model_option("Reader for inputs to encode.", default=default_of(compare.diff, "model"))
-@sae_option("SAE for inputs to encode [default: the one shipped for the model].")
-@max_tokens_option(None, "Truncate inputs to encode.")
-@chat_option(default_of(compare.diff, "chat"))
+@encoding_options(
+    only=("model", "sae", "max_tokens", "chat"),
+    help={"model": "Reader for inputs to encode.",
+          "sae": "SAE for inputs to encode [default: the one shipped for the model].",
+          "max_tokens": "Truncate inputs to encode [default: 512 tokens]."},
+)  # fmt: skip
 @click.option(
     "--html",
     "html",
@@ -239,7 +212,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, model, sae, layer
 @domain_errors
 def diff_command(
     ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
-    pair_on, model, sae, max_tokens, chat, html, panels, by, n_themes, seed, fmt,
+    pair_on, encoding, html, panels, by, n_themes, seed, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
 
@@ -255,7 +228,7 @@ def diff_command(
         a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
-        model=model, sae=sae, max_tokens=max_tokens, chat=chat, progress=not ctx.obj["quiet"],
+        **encoding.kwargs("model", "sae", "max_tokens", "chat"), progress=not ctx.obj["quiet"],
         summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed,
     )  # fmt: skip
     if html is not None:

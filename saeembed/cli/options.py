@@ -128,49 +128,43 @@ def options(*decorators):
 
 # ---- encoding: reader, SAE, layer, truncation, batching, device, chat wrapping -----------------
 
-
-def model_option(help: str, *, default: str = "default"):
-    return click.option("--model", default=default, show_default=True, help=help)
-
-
-def sae_option(help: str):
-    return click.option("--sae", help=help)
+_ENCODING_FLAGS = {"chat": "--as-chat"}  # the option's name where it is not --field-name
+_ENCODING_TYPES = {"layer": int, "max_tokens": click.IntRange(1), "batch_tokens": click.IntRange(1)}
 
 
-def layer_option(help: str):
-    return click.option("--layer", type=int, help=help)
+def encoding_options(
+    *,
+    only: tuple[str, ...] | None = None,
+    defaults: dict | None = None,
+    help: dict | None = None,
+    chat_choices: tuple[str, ...] | None = None,
+):
+    """The options of `saeembed.encoding_options.EncodingOptions` (all of them, or ``only``
+    these), with the defaults and help it holds (``defaults`` and ``help`` change them for one
+    command). The command receives them as one argument, ``encoding``: an `EncodingOptions`,
+    checked."""
+    from saeembed.api.defaults import CHAT_TURNS, EncodingOptions
 
+    names = only or EncodingOptions.names()
+    base = EncodingOptions()
+    decorators = []
+    for name in names:
+        flag = _ENCODING_FLAGS.get(name, "--" + name.replace("_", "-"))
+        default = (defaults or {}).get(name, getattr(base, name))
+        kind = _ENCODING_TYPES.get(name)
+        if name == "chat":
+            kind = click.Choice(list(chat_choices or CHAT_TURNS))
+        decorators.append(click.option(
+            flag, name, type=kind, default=default, show_default=default is not None,
+            help=(help or {}).get(name, EncodingOptions.help(name)),
+        ))  # fmt: skip
 
-def max_tokens_option(default: int | None, help: str):
-    """``--max-tokens``; ``default`` None leaves it to the library (not shown)."""
-    return click.option(
-        "--max-tokens",
-        type=click.IntRange(1),
-        default=default,
-        show_default=default is not None,
-        help=help,
-    )
+    def wrap(fn):
+        @functools.wraps(fn)
+        def with_options(*args, **kwargs):
+            given = {name: kwargs.pop(name) for name in names}
+            return fn(*args, encoding=EncodingOptions(**given).check(), **kwargs)
 
+        return options(*decorators)(with_options)
 
-def batch_tokens_option(help: str):
-    return click.option("--batch-tokens", type=click.IntRange(1), help=help)
-
-
-def device_option(default: str, help: str | None = None):
-    return click.option("--device", default=default, show_default=True, help=help)
-
-
-def dtype_option(default: str, help: str | None = None):
-    return click.option("--dtype", default=default, show_default=True, help=help)
-
-
-def chat_option(default: str, choices: tuple[str, ...] = ("none", "user", "assistant"), help=None):
-    """``--as-chat``: wrap each document in the chat template as this turn."""
-    return click.option(
-        "--as-chat",
-        "chat",
-        type=click.Choice(list(choices)),
-        default=default,
-        show_default=True,
-        help=help,
-    )
+    return wrap

@@ -11,22 +11,14 @@ import click
 import polars as pl
 
 from saeembed.api import preferences as api
-from saeembed.api.defaults import DEFAULT_MAX_TOKENS
 from saeembed.cli.options import (
-    batch_tokens_option,
-    chat_option,
     default_of,
-    device_option,
     domain_errors,
-    dtype_option,
     encoder_option,
+    encoding_options,
     format_option,
-    layer_option,
-    max_tokens_option,
     measure_option,
-    model_option,
     note,
-    sae_option,
 )
 from saeembed.cli.render import default_format, join_lists, render, scientific, write_json
 
@@ -65,25 +57,16 @@ def prefs() -> None:
     show_default=True,
     help="A/B coin for chosen/rejected.",
 )
-@model_option("Reader LLM.", default=default_of(api.encode_pairs, "model"))
-@sae_option("SAE [default: the one shipped for the model].")
-@layer_option("Residual stream layer [default: the SAE's].")
-@max_tokens_option(
-    DEFAULT_MAX_TOKENS,
-    "Keep the first N tokens of each response (and the last N of its context).",
-)
-@batch_tokens_option("Token budget per batch.")
-@device_option(default_of(api.encode_pairs, "device"))
-@dtype_option(default_of(api.encode_pairs, "dtype"))
-@chat_option(
-    default_of(api.encode_pairs, "chat"),
-    choices=("none", "assistant"),
-    help="Read responses as assistant turns of the chat template, or as plain text.",
-)
+@encoding_options(
+    defaults={"chat": default_of(api.encode_pairs, "chat")},
+    chat_choices=("none", "assistant"),
+    help={"max_tokens": "Keep the first N tokens of each response (and the last N of its "
+                        "context) [default: 512].",
+          "chat": "Read responses as assistant turns of the chat template, or as plain text."},
+)  # fmt: skip
 @click.pass_context
 @domain_errors
-def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, layer, max_tokens,
-                 batch_tokens, device, dtype, chat):  # fmt: skip
+def prefs_encode(ctx, input_path, db, pairs_name, context, seed, encoding):
     """Store preference pairs as a pair set and encode every response.
 
     INPUT is a file with prompt/response_a/response_b/label (label 1 = A preferred, 0 = B,
@@ -91,9 +74,8 @@ def prefs_encode(ctx, input_path, db, pairs_name, context, seed, model, sae, lay
     HH-RLHF dialogues; or a named dataset such as data:hh-rlhf-harmless. Interrupt it at any
     time: running it again finishes the job."""
     result = api.encode_pairs(
-        input_path, db, pairs=pairs_name, context=context, seed=seed, model=model, sae=sae,
-        layer=layer, max_tokens=max_tokens, batch_tokens=batch_tokens, device=device,
-        dtype=dtype, chat=chat, progress=not ctx.obj["quiet"],
+        input_path, db, pairs=pairs_name, context=context, seed=seed, **encoding.kwargs(),
+        progress=not ctx.obj["quiet"],
     )  # fmt: skip
     note(result.summary())
 
