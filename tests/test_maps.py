@@ -19,15 +19,10 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import silhouette_score
 
+from saeembed.analysis.umap_layout import umap_coordinates
 from saeembed.errors import InputError
 from saeembed.links import safe_href
-from saeembed.maps import (
-    MAX_POINTS,
-    TEXTS_PER_SPOT,
-    umap_coordinates,
-    write_map_html,
-    write_map_parquet,
-)
+from saeembed.maps import MAX_POINTS, TEXTS_PER_SPOT, write_map_html, write_map_parquet
 from tests.browser import Browser, find_chromium, shoot
 
 EMBEDDED = re.compile(r'<script type="application/json" id="map-data">(.*?)</script>', re.S)

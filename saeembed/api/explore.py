@@ -131,7 +131,7 @@ def cluster(
             {"doc_id": matrix.doc_ids, "cluster": result.labels, "assigned": result.assigned}
         )
         if map_path is not None:
-            from saeembed.maps import umap_coordinates
+            from saeembed.analysis.umap_layout import umap_coordinates
 
             xy = umap_coordinates(x, seed=seed)
             members = members.with_columns(pl.Series("x", xy[:, 0]), pl.Series("y", xy[:, 1]))
