@@ -222,12 +222,13 @@ def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, rea
     con.close()
     assert 0 < partial < 120
 
+    # (-q would silence the summary these lines read: nothing but errors on stderr)
     rerun = subprocess.run(
-        _encode_cmd(reviews, db, real_sae, "-q"), check=True, capture_output=True, text=True
+        _encode_cmd(reviews, db, real_sae, "-v"), check=True, capture_output=True, text=True
     )
     assert f"encoded {120 - partial} " in rerun.stderr
     again = subprocess.run(
-        _encode_cmd(reviews, db, real_sae, "-q"), check=True, capture_output=True, text=True
+        _encode_cmd(reviews, db, real_sae, "-v"), check=True, capture_output=True, text=True
     )
     assert "0 new documents; encoded 0 " in again.stderr
 
