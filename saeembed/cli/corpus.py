@@ -137,7 +137,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     "--examples",
     type=click.IntRange(min=0),
     default=default_of(compare.diff, "examples"),
-    help="Top documents per row.",
+    help="Top documents per row (on a terminal, one per line under the label).",
 )
 @measure_option(default_of(compare.diff, "measure"))
 @click.option(
@@ -222,7 +222,9 @@ def diff_command(
     with a 95% CI, the log odds ratio, a p-value (Fisher or two-proportion z) and a
     Benjamini-Hochberg q-value. Concepts that differ come first, those most particular to one
     side leading (--sort specific: with 95% confidence, how many times as often the richer side
-    has it); the rest follow by p."""
+    has it); the rest follow by p. On a terminal the table fits the window (a column per side,
+    the difference with its interval, q); --format csv or json gives every column. A diff where
+    nothing passes the correction, or a side has under 20 documents, says so on stderr."""
     summary: dict = {}
     table = compare.diff(
         a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
