@@ -424,16 +424,27 @@ def paired_diff(
         raise InputError(f"unknown pairing {pair_on!r}; use row or id")
     check_sort(sort, get_measure(measure), "paired", paired=True)
     m = prepare(store, encoder, measure)
-    # chunks of one document share its row and id: pair them chunk by chunk
+    side = _paired_side_sql(store, encoder, corpus_a, corpus_b, pair_on)
+    counts, n_pairs = _paired_counts(store, encoder, m, side, corpus_a, corpus_b, pair_on,
+                                     threshold)  # fmt: skip
+    counts = counts.filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
+    frame = _paired_tests(counts, n_pairs, m.binary)
+    frame = frame.join(label_names(store, encoder), on="feature", how="left")
+    frame = rank(_with_private(frame, columns_for(m, paired=True)), alpha, sort)
+    return _fold(store, encoder, frame, top)
+
+
+def _paired_side_sql(store, encoder, corpus_a, corpus_b, pair_on) -> str:
+    """The SQL of one side's (pairing key, doc_id) rows (``{}`` for the side's letter), refused
+    when two documents of a side share a key. Chunks of one document share its row and id:
+    they are paired chunk by chunk."""
     key = ("d.row_idx::VARCHAR" if pair_on == "row" else "d.ext_id") + (
         " || coalesce('#' || d.chunk_idx, '')"
     )
-    params = {"a": corpus_a, "b": corpus_b, "enc": encoder.encoder_id, "t": threshold}
     side = f"""
         SELECT {key} AS k, d.doc_id FROM documents d
         SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $enc
         WHERE d.corpus = ${{}} AND {key} IS NOT NULL"""
-    keys = {k: v for k, v in params.items() if k != "t"}
     for letter, name in (("a", corpus_a), ("b", corpus_b)):
         repeated = store.sql(
             f"SELECT k, count(*) AS n FROM ({side.format(letter)}) GROUP BY k HAVING n > 1 "
@@ -447,6 +458,14 @@ def paired_diff(
                 f"{repeated['k'][0]!r}; pairing needs one document per {what} on each side: "
                 "give each document its own id (--id-col) and pair on it"
             )
+    return side
+
+
+def _paired_counts(store, encoder, m, side, corpus_a, corpus_b, pair_on, threshold):
+    """Per concept over the pairs: documents with it on each side and on both, and the sums
+    and sums of squares of the measure (and of the per-pair difference); and the number of
+    pairs. Documents without a partner are left out, and said so."""
+    params = {"a": corpus_a, "b": corpus_b, "enc": encoder.encoder_id, "t": threshold}
     rows = f"{rows_sql(m)} AND a.value > $t"
     counts = store.sql(
         f"""
@@ -472,7 +491,7 @@ def paired_diff(
         f"WITH pa AS ({side.format('a')}), pb AS ({side.format('b')}) "
         "SELECT (SELECT count(*) FROM pa JOIN pb USING (k)) AS n, "
         "(SELECT count(*) FROM pa) AS n_a, (SELECT count(*) FROM pb) AS n_b",
-        keys,
+        {k: v for k, v in params.items() if k != "t"},
     ).row(0, named=True)
     n_pairs = sizes["n"]
     if n_pairs and (sizes["n_a"] > n_pairs or sizes["n_b"] > n_pairs):
@@ -487,7 +506,13 @@ def paired_diff(
             f"no {'row numbers' if pair_on == 'row' else 'ids'} shared by {corpus_a!r} and "
             f"{corpus_b!r}; paired mode needs corresponding documents"
         )
-    counts = counts.filter((pl.col("n_a") + pl.col("n_b")) >= min_support)
+    return counts, n_pairs
+
+
+def _paired_tests(counts: pl.DataFrame, n_pairs: int, binary: bool) -> pl.DataFrame:
+    """The paired tests of each concept of ``counts``: McNemar's (binary measures, with the
+    Wald interval for paired proportions) or the paired t-test, and the bounds of `specific`
+    (the log ratio of the means over the pairs, paired interval)."""
     n_a, n_b, both = (counts[c].to_numpy().astype(np.int64) for c in ("n_a", "n_b", "both"))
     common = {
         "feature": counts["feature"].cast(pl.Int64),
@@ -496,7 +521,6 @@ def paired_diff(
         "n_b": n_b,
         "both": both,
     }
-    # the bounds of `specific`: the log ratio of the means over the pairs, paired interval
     sq_a, sq_b, sq_d = (
         counts[c].to_numpy().astype(float) for c in ("sumsq_a", "sumsq_b", "sumsq_d")
     )
@@ -505,46 +529,27 @@ def paired_diff(
         _typical(counts), cross=(sq_a + sq_b - sq_d) / 2,
     )  # fmt: skip
     private = {"_specific_low": spec_low, "_specific_high": spec_high}
-    if m.binary:
+    if binary:
         only_a, only_b = n_a - both, n_b - both
         d = (only_a - only_b) / n_pairs
         se = np.sqrt(np.maximum(only_a + only_b - (only_a - only_b) ** 2 / n_pairs, 0)) / n_pairs
         p = stats.mcnemar_p(only_a, only_b)
-        frame = pl.DataFrame(
+        return pl.DataFrame(
             {
-                **common,
-                "only_a": only_a,
-                "only_b": only_b,
-                "freq_a": n_a / n_pairs,
-                "freq_b": n_b / n_pairs,
-                "diff": d,
-                "ci_low": d - stats.Z95 * se,
-                "ci_high": d + stats.Z95 * se,
-                "p": p,
-                "q": stats.bh_qvalues(p),
-                "test": ["mcnemar"] * len(n_a),
-                **private,
+                **common, "only_a": only_a, "only_b": only_b,
+                "freq_a": n_a / n_pairs, "freq_b": n_b / n_pairs,
+                "diff": d, "ci_low": d - stats.Z95 * se, "ci_high": d + stats.Z95 * se,
+                "p": p, "q": stats.bh_qvalues(p), "test": ["mcnemar"] * len(n_a), **private,
             }
-        )
-    else:
-        sum_a, sum_b = counts["sum_a"].to_numpy(), counts["sum_b"].to_numpy()
-        d, low, high, p = stats.paired_t_from_moments(
-            sum_a - sum_b, counts["sumsq_d"].to_numpy(), n_pairs
-        )
-        frame = pl.DataFrame(
-            {
-                **common,
-                "mean_a": sum_a / n_pairs,
-                "mean_b": sum_b / n_pairs,
-                "diff": d,
-                "ci_low": low,
-                "ci_high": high,
-                "p": p,
-                "q": stats.bh_qvalues(p),
-                "test": ["paired-t"] * len(n_a),
-                **private,
-            }
-        )
-    frame = frame.join(label_names(store, encoder), on="feature", how="left")
-    frame = rank(_with_private(frame, columns_for(m, paired=True)), alpha, sort)
-    return _fold(store, encoder, frame, top)
+        )  # fmt: skip
+    sum_a, sum_b = counts["sum_a"].to_numpy(), counts["sum_b"].to_numpy()
+    d, low, high, p = stats.paired_t_from_moments(
+        sum_a - sum_b, counts["sumsq_d"].to_numpy(), n_pairs
+    )
+    return pl.DataFrame(
+        {
+            **common, "mean_a": sum_a / n_pairs, "mean_b": sum_b / n_pairs,
+            "diff": d, "ci_low": low, "ci_high": high,
+            "p": p, "q": stats.bh_qvalues(p), "test": ["paired-t"] * len(n_a), **private,
+        }
+    )  # fmt: skip
