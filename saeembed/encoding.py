@@ -20,7 +20,7 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from saeembed.encoding_options import DEFAULT_MAX_TOKENS
+from saeembed.encoding_options import DEFAULT_MAX_TOKENS, EncodingOptions
 from saeembed.errors import InputError, SAEError
 from saeembed.reader import Reader, dtype_name
 from saeembed.sae import SAE, check_sae_fits, load_sae
@@ -394,10 +394,7 @@ def load_encoding_stack(
     (`load_reader`), for a driver that only fingerprints the encoder and tokenises."""
     from saeembed.reader import load_reader
 
-    if batch_tokens is not None and batch_tokens < 1:
-        raise InputError(f"--batch-tokens must be at least 1 (got {batch_tokens})")
-    if max_tokens is not None and max_tokens < 1:
-        raise InputError(f"--max-tokens must be at least 1 (got {max_tokens})")
+    EncodingOptions(max_tokens=max_tokens, batch_tokens=batch_tokens).check()
     shared = SHARED_STACKS.get()
     key = (model, None if sae is None else str(sae), layer, device, dtype, weights)
     if shared is not None and key in shared:

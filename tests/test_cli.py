@@ -580,3 +580,7 @@ def test_encoding_options_are_defined_once():
                 assert params[name].default == differ.get(name, getattr(base, name)), (fn, name)
     with pytest.raises(Exception, match="unknown chat turn 'system'"):
         EncodingOptions(chat="system").check()
+    from saeembed.encoding_options import CHAT_TURNS
+    from saeembed.tokens import CHAT_MODES
+
+    assert CHAT_TURNS == CHAT_MODES  # kept apart only so that the options need no torch

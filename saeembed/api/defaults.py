@@ -28,6 +28,7 @@ _OWNERS = {
     "MATCH_BY": "saeembed.labels.search",
     "search_features": "saeembed.labels.search",
     "write_feature_pages": "saeembed.reports",
+    "PAGE_ORDERS": "saeembed.reports.feature_pages",
     "DEFAULT_TIMEOUT": "saeembed.store.user_sql",
     "TrainConfig": "saeembed.train",
     "train_from_sources": "saeembed.train.recipe",

@@ -13,6 +13,7 @@ import polars as pl
 from saeembed.api import features as api
 from saeembed.api.defaults import (
     MATCH_BY,
+    PAGE_ORDERS,
     LocalConfig,
     feature_report,
     import_labels,
@@ -194,7 +195,7 @@ def _feature_ids(values: str | None) -> list[int] | None:
 )
 @click.option(
     "--order",
-    type=click.Choice(["distinctive", "frequent"]),
+    type=click.Choice(PAGE_ORDERS),
     default=default_of(write_feature_pages, "order"),
     show_default=True,
     help="Without --features: distinctive = far more frequent here than in the SAE's labelling "

@@ -21,7 +21,7 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 TOP_EXAMPLES = 6
-ORDERS = ("distinctive", "frequent")
+PAGE_ORDERS = ("distinctive", "frequent")
 # A feature active in more than this share of the documents says little about any one of them.
 UBIQUITOUS = 0.5
 
@@ -43,14 +43,10 @@ def choose_features(
     labels shipped with the SAE), among features active in at least 3 documents and in at most
     half of them, one per group of alike concepts. Without shipped frequencies (an SAE of your
     own), the most frequent of those features."""
-    n_total = store.con.execute(
-        "SELECT count(DISTINCT doc_id) FROM activations WHERE encoder_id = ? AND doc_id IN "
-        "(SELECT doc_id FROM documents WHERE ? IS NULL OR corpus = ?)",
-        [encoder.encoder_id, corpus, corpus],
-    ).fetchall()[0][0]
     ranked = counts.sort(["n_docs", "feature"], descending=[True, False])
-    if order == "frequent" or not n_total:
+    if order == "frequent" or counts.is_empty():
         return ranked["feature"].head(top).to_list()
+    n_total = len(store.encoded_doc_ids(encoder, corpus=corpus))
     alike = store.sql(
         "SELECT feature FROM features WHERE encoder_id = $enc AND alike_of IS NOT NULL",
         {"enc": encoder.encoder_id},
@@ -188,13 +184,13 @@ def write_feature_pages(
     **options,
 ) -> Path:
     """Write ``index.html`` and a page per feature into directory ``out`` (made if missing).
-    Without ``features``: the ``top`` features by ``order`` (`ORDERS`; `choose_features`).
+    Without ``features``: the ``top`` features by ``order`` (`PAGE_ORDERS`; `choose_features`).
     Returns the index."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a directory; choose a directory")
-    if order not in ORDERS:
-        raise InputError(f"unknown order {order!r}; use one of: {', '.join(ORDERS)}")
+    if order not in PAGE_ORDERS:
+        raise InputError(f"unknown order {order!r}; use one of: {', '.join(PAGE_ORDERS)}")
     out.mkdir(parents=True, exist_ok=True)
     counts = store.sql(
         """
