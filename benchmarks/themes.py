@@ -70,6 +70,13 @@ def prepare(db: Path, n_base: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument(
+        "--concept-themes",
+        type=int,
+        default=None,
+        help="per side (default: the library's; 0: regions only)",
+    )
     parser.add_argument("--n-side", type=int, default=300)
     parser.add_argument("--plant", type=float, default=0.10)
     parser.add_argument("--genres", nargs="+", default=list(GENRES))
@@ -102,7 +109,7 @@ def run(db: Path, args) -> None:
         n_plant = int(round(args.plant * args.n_side))
         for genre in ["null", *args.genres]:
             outcomes = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 rng = np.random.default_rng(seed)
                 base = rng.permutation(ids["news"])
                 side_a, side_b = base[: args.n_side], base[args.n_side : 2 * args.n_side]
@@ -111,7 +118,9 @@ def run(db: Path, args) -> None:
                     planted = rng.choice(ids[GENRES[genre]], n_plant, replace=False)
                     side_a = np.concatenate([side_a[: args.n_side - n_plant], planted])
                 started = time.perf_counter()
-                themes = diff_themes(store, side_a, side_b, seed=seed)
+                themes = diff_themes(
+                    store, side_a, side_b, seed=seed, concept_themes=args.concept_themes
+                )
                 seconds = time.perf_counter() - started
                 outcomes.append(judge(themes.table, planted, seconds))
                 print(f"{genre} seed {seed}: {outcomes[-1]}", file=sys.stderr)

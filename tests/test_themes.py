@@ -21,6 +21,7 @@ from tests.fakes import ENCODER_FIELDS, write_constructed
 
 N_SIDE = 120
 PLANTED = 24  # documents of side A carrying the planted concepts 40, 41, 42
+TOPIC = 30  # documents of side A carrying four of the topic concepts 300..305
 
 
 def _store(path, seed: int = 0, planted: int = PLANTED) -> tuple[Store, dict]:
@@ -56,12 +57,69 @@ def test_a_planted_kind_of_document_is_one_theme_and_differs(tmp_path):
     assert top["q"] < 0.05 and top["diff"] > 0 and top["n_b"] == 0
     assert {c["feature"] for c in top["concepts"][:3]} == {40, 41, 42}
     assert {e["side"] for e in top["examples"]} == {"A"}  # B has none to show
-    # no other theme differs; the documents the sides share come last, shown but not tested
-    assert (table["q"][1:].fill_null(1.0) >= 0.05).all()
+    # the planted kind is found both ways: as alike documents, and as the documents carrying
+    # its concepts together (a rule); no other theme differs; the documents the sides share
+    # come last, shown but not tested
+    both_ways = table.filter(pl.col("q") < 0.05)
+    assert sorted(both_ways["kind"]) == ["concepts", "region"]
+    assert all(set(m) == set(ids["A"][:PLANTED]) for m in both_ways["doc_ids"])
+    rule = both_ways.filter(pl.col("kind") == "concepts").row(0, named=True)
+    assert rule["rule"] == "at least 2 of 3 concepts" and rule["found_in"] == "A"
+    assert {c["feature"] for c in rule["concepts"]} == {40, 41, 42}
     shared = table.row(-1, named=True)
     assert shared["found_in"] == "both" and shared["q"] is None and shared["p"] is None
-    assert top["found_in"] == "A"
+    assert shared["kind"] == "rest" and top["found_in"] == "A"
     assert "tested on the other half" in found.method
+
+
+def _topic_store(path, seed: int = 0) -> tuple[Store, dict]:
+    """Sides A and B of 200 documents, each with 40 background concepts of 0..199 and each of
+    the topic concepts 300..305 at a rate of 3%; `TOPIC` documents of A also carry four of the
+    six topic concepts, drawn at random: a topic each document shows by a few concepts among
+    many."""
+    rng = np.random.default_rng(seed)
+    store = Store(path)
+    encoder, _ = store.get_or_create_encoder("fp-topics", {**ENCODER_FIELDS, "d_sae": 320})
+    rows, ids = [], {}
+    for corpus in ("A", "B"):
+        docs, _ = documents_from_texts([f"{corpus} document {i}" for i in range(200)])
+        store.add_documents(corpus, docs)
+        ids[corpus] = store.sql(
+            "SELECT doc_id FROM documents WHERE corpus = ? ORDER BY row_idx", [corpus]
+        )["doc_id"].to_list()
+        for i, doc_id in enumerate(ids[corpus]):
+            concepts = set(rng.choice(200, 40, replace=False).tolist())
+            concepts |= {300 + t for t in range(6) if rng.random() < 0.03}
+            if corpus == "A" and i < TOPIC:
+                concepts |= set((300 + rng.choice(6, 4, replace=False)).tolist())
+            rows.extend((doc_id, int(f), 1.0, 0, 1) for f in sorted(concepts))
+    write_constructed(store, encoder.encoder_id, [d for v in ids.values() for d in v], rows, 4)
+    return store, ids
+
+
+def test_a_topic_of_a_few_concepts_among_many_is_a_concept_theme(tmp_path):
+    """The planted documents share no concept: each carries four of six, and each of the six is
+    also in 3% of all documents; what marks them is carrying several together."""
+    store, ids = _topic_store(tmp_path / "topic.duckdb")
+    planted = set(ids["A"][:TOPIC])
+    with store:
+        table = diff_themes(store, ids["A"], ids["B"], measure="presence", seed=0).table
+    found = table.filter((pl.col("q") < 0.05) & (pl.col("kind") == "concepts"))
+    assert found.height == 1
+    theme = found.row(0, named=True)
+    assert theme["found_in"] == "A" and theme["diff"] > 0 and theme["n_b"] <= 1
+    members = set(theme["doc_ids"])
+    assert len(members & planted) >= 0.7 * TOPIC and len(members & planted) >= 0.8 * len(members)
+    assert {c["feature"] for c in theme["concepts"]} <= set(range(300, 306))
+    assert theme["rule"] == f"at least 2 of {len(theme['concepts'])} concepts"
+    # every member carries at least two of the theme's concepts, and no other document does
+    with Store(tmp_path / "topic.duckdb", read_only=True) as store:
+        carried = store.sql(
+            "SELECT doc_id FROM activations WHERE feature IN (SELECT unnest($1)) "
+            "GROUP BY doc_id HAVING count(DISTINCT feature) >= 2",
+            [[c["feature"] for c in theme["concepts"]]],
+        )["doc_id"].to_list()
+    assert members == set(carried)
 
 
 def test_random_halves_give_no_significant_theme(tmp_path):
@@ -93,8 +151,10 @@ def test_no_document_is_tested_in_the_half_that_formed_its_theme(tmp_path):
         # the counts tested are the members outside the discovery half, per side
         assert row["n_a"] == len(members & tested & set(a.tolist()))
         assert row["n_b"] == len(members & tested & set(b.tolist()))
-    assert found.table["n_a"].sum() + found.table["n_b"].sum() == len(tested)  # all assigned
-    assert found.table["size"].sum() == 2 * N_SIDE
+    # every document is in one region theme (concept themes overlap them)
+    regions = found.table.filter(pl.col("kind") != "concepts")
+    assert regions["n_a"].sum() + regions["n_b"].sum() == len(tested)
+    assert regions["size"].sum() == 2 * N_SIDE
 
 
 def test_themes_refuse_what_they_cannot_do(tmp_path):
@@ -138,7 +198,7 @@ def test_the_cli_and_api_give_themes_as_json_csv_html_and_one_against_the_rest(t
                "--format", "csv"],
     )  # fmt: skip
     header = csv.output.splitlines()[0].split(",")
-    assert header[:4] == ["theme", "name", "found_in", "size"] and "doc_ids" in header
+    assert header[:5] == ["theme", "name", "kind", "found_in", "size"] and "doc_ids" in header
     paired = CliRunner().invoke(
         main, ["diff", "A", "B", "--db", str(path), "--by", "themes", "--paired"]
     )
@@ -169,3 +229,23 @@ def test_real_model_finds_plot_summaries_planted_among_reviews(saeembed_home, tm
     best = max(enriched["doc_ids"].to_list(), key=lambda m: len(plot_ids & set(m)))
     assert len(plot_ids & set(best)) >= 0.6 * len(plot_ids)  # most plot summaries, in one theme
     assert len(plot_ids & set(best)) >= 0.6 * len(best)  # which is mostly plot summaries
+
+
+def test_concept_themes_find_concepts_one_side_carries_together():
+    """On a matrix alone: the first 20 documents of B carry concepts 5, 6 and 7 together (and
+    nothing else does); concepts 0..4 are noise on both sides."""
+    import scipy.sparse as sp
+
+    from saeembed.analysis.concept_themes import find_concept_themes
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((200, 10)) < 0.3).astype(np.float32)
+    x[:, 5:] = 0
+    x[100:120, 5:8] = 1  # rows 100.. are B
+    is_a = np.arange(200) < 100
+    found = find_concept_themes(sp.csr_matrix(x), is_a)
+    assert len(found) == 1
+    theme = found[0]
+    assert theme.side == "B" and set(theme.concepts) == {5, 6, 7} and theme.at_least == 2
+    assert np.flatnonzero(theme.members(sp.csr_matrix(x))).tolist() == list(range(100, 120))
+    assert theme.discovery_p < 1e-3

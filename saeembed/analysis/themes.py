@@ -3,8 +3,10 @@
 A per-concept diff misses a difference carried by a kind of document whose concepts are each
 weak (a tenth of side A is religious writing: no single concept passes the correction over
 thousands), and drowns a large difference in thousands of token-level rows. A theme is a group
-of documents alike in their concepts; the diff of themes tests each theme's share of side A
-against its share of side B.
+of documents: alike in their concepts (a *region*, ``kind="region"``), or carrying several of a
+group of concepts found together (``kind="concepts"``, `saeembed.analysis.concept_themes`: a
+topic inside one register, which is no region, since news about religion is nearest other
+news). The diff of themes tests each theme's share of side A against its share of side B.
 
 Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
 
@@ -22,27 +24,30 @@ Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
    whose neighbourhood holds more of one side than chance, joined along the neighbour graph
    (a large region split by Ward linkage); the documents in no such region form one last
    theme, those the sides share, which is shown but not tested. (``method="ward"`` or
-   ``"kmeans"`` cut every document into ``k`` themes instead.)
+   ``"kmeans"`` cut every document into ``k`` themes instead.) The concept themes are found on
+   the same discovery documents, at most ``k // 4`` per side, each with its rule (``at least 2
+   of 4 concepts``); they may overlap the regions and each other, and a kind found both ways is
+   shown both ways.
 3. **Assign** every document (both halves) the theme of its nearest fitted documents (10, by
    cosine, weighted by similarity: themes are formed along neighbours, so they are assigned
    along neighbours too), reading the concept matrix in chunks of ``chunk_docs`` documents:
    memory is bounded by the chunk and the fit sample, not the store. A document with no strong
-   concept gets no theme (-1).
+   concept gets no region (-1). A document is in a concept theme when it meets its rule.
 4. **Test** each theme on the test half: its members among the test documents of A and of B
    (`n_a`, `n_b`), their shares, the difference with a Newcombe 95% interval, p (Fisher's exact
    test for small counts, else the z-test) and a Benjamini-Hochberg q over the themes
    (`saeembed.analysis.diff.compare_counts`).
-5. **Describe** each theme by its most distinctive concepts (the theme against the other
-   discovery documents, `saeembed.analysis.cluster.describe_clusters`, the specific ones first:
-   difference times log ratio of the frequencies; concepts alike to one already listed, or named
-   the same, are skipped), a name from the first three, and the documents of each side nearest
-   its centre.
+5. **Describe** (`saeembed.analysis.theme_text`) a concept theme by its own concepts and the
+   documents of each side that carry the most of them; a region by its most distinctive
+   concepts (the theme against the other discovery documents,
+   `saeembed.analysis.cluster.describe_clusters`, the specific ones first: difference times log
+   ratio of the frequencies; concepts alike to one already listed, or named the same, are
+   skipped), a name from the first three, and the documents of each side nearest its centre.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -54,13 +59,12 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.neighbors import kneighbors_graph
 from sklearn.preprocessing import normalize
 
-from saeembed.analysis.cluster import describe_clusters
+from saeembed.analysis.concept_themes import find_concept_themes
 from saeembed.analysis.diff import compare_counts
 from saeembed.analysis.matrix import load_matrix
 from saeembed.analysis.stats import bh_qvalues
+from saeembed.analysis.theme_text import describe_themes, rule_text, theme_examples
 from saeembed.errors import InputError
-from saeembed.labels.alike import stored_groups
-from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ MIN_THEME = 5  # documents of the discovery half a theme needs
 THEME_COLUMNS = [
     "theme",
     "name",
+    "kind",
     "found_in",
     "size",
     "n_a",
@@ -88,6 +93,7 @@ THEME_COLUMNS = [
     "ci_high",
     "p",
     "q",
+    "rule",
     "concepts",
     "examples",
     "doc_ids",
@@ -96,8 +102,9 @@ THEME_COLUMNS = [
 
 @dataclass(frozen=True)
 class ThemeConfig:
-    """How themes are found: at most ``k`` themes (with ``method="regions"``, up to ``k - 1``
-    where one side is dense and the documents the sides share); ``measure`` (a binary one)
+    """How themes are found: at most ``k`` regions (with ``method="regions"``, up to ``k - 1``
+    where one side is dense and the documents the sides share) and ``concept_themes`` (by
+    default ``k // 4``) concept themes per side; ``measure`` (a binary one)
     makes the document vectors; at most ``fit_docs`` discovery documents fit them, with at most
     ``svd`` components; documents are read ``chunk_docs`` at a time; ``top_concepts`` describe
     a theme and ``n_examples`` per side show it; ``seed`` fixes the split and the fit."""
@@ -111,6 +118,7 @@ class ThemeConfig:
     top_concepts: int = 5
     n_examples: int = 2
     seed: int = 0
+    concept_themes: int | None = None  # at most this many per side (None: k // 4; 0: none)
 
     def check(self) -> None:
         if self.k < 2:
@@ -121,6 +129,8 @@ class ThemeConfig:
             raise InputError(
                 "fit_docs must be at least k, chunk_docs at least 1 and svd at least 2"
             )
+        if self.concept_themes is not None and self.concept_themes < 0:
+            raise InputError(f"concept_themes must be 0 or more, got {self.concept_themes}")
 
 
 @dataclass
@@ -338,6 +348,63 @@ def diff_themes(
     config.check()
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
+    a, b = _two_sides(docs_a, docs_b)
+    discovery = split_halves(a, b, config.seed)
+    sample = discovery
+    if len(sample) > config.fit_docs:
+        rng = np.random.default_rng(config.seed)
+        sample = np.sort(rng.choice(sample, config.fit_docs, replace=False))
+    fitted = load_matrix(store, encoder, doc_ids=sample, measure=config.measure)
+    if not fitted.measure.binary:
+        raise InputError(f"themes need a binary measure (strong, presence), not {config.measure}")
+    sample_is_a = np.isin(fitted.doc_ids, a)
+    values = fitted.values.tocsr()
+    model, sample_labels = _fit(values, sample_is_a, config)
+    # a kind found both ways is shown both ways: dropping the concept theme where it repeats a
+    # region (Jaccard >= 0.8) lost a planted topic the region's neighbours assigned worse
+    limit = max(1, config.k // 4) if config.concept_themes is None else config.concept_themes
+    topics = find_concept_themes(values, sample_is_a, limit=limit) if limit > 0 else []
+    everyone = np.union1d(a, b)
+    found = _assign(store, encoder, everyone, fitted.doc_ids, values, sample_labels, model,
+                    topics, config)  # fmt: skip
+    is_a = np.isin(everyone, a)
+    in_test = ~np.isin(everyone, discovery)
+    stats = _test(found, is_a, in_test)
+    k = len(model.centres)
+    described = describe_themes(store, encoder, values, sample_labels, k, topics, config)
+    examples = theme_examples(store, everyone, is_a, found.members, found.closeness,
+                              config.n_examples)  # fmt: skip
+    table = stats.with_columns(
+        pl.Series("name", [described[t][0] for t in range(found.n)]),
+        pl.Series("kind", found.kinds),
+        pl.Series("found_in", found.found_in, dtype=pl.String),
+        pl.Series("size", [int(m.sum()) for m in found.members], dtype=pl.Int64),
+        pl.Series("rule", [None] * k + [rule_text(t) for t in topics], dtype=pl.String),
+        pl.Series(
+            "concepts", [described[t][1] for t in range(found.n)],
+            dtype=pl.List(pl.Struct({"feature": pl.Int64, "label": pl.String})),
+        ),
+        pl.Series(
+            "examples", [examples[t] for t in range(found.n)],
+            dtype=pl.List(pl.Struct({"side": pl.String, "doc_id": pl.Int64, "text": pl.String})),
+        ),
+        pl.Series("doc_ids", [everyone[m].tolist() for m in found.members],
+                  dtype=pl.List(pl.Int64)),
+    )  # fmt: skip
+    table = table.sort(["q", "p", "theme"], nulls_last=True).select(THEME_COLUMNS)
+    test_a, test_b = int((in_test & is_a).sum()), int((in_test & ~is_a).sum())
+    together = f" and {len(topics)} of concepts found together" if topics else ""
+    method = (
+        f"{k} themes of alike documents{together} found on a random half of each side "
+        f"({len(discovery):,} documents, seed {config.seed}) and tested on the other half "
+        f"({test_a:,} + {test_b:,}); q is Benjamini-Hochberg over the themes"
+    )
+    return Themes(table, method, len(discovery), (test_a, test_b),
+                  found.n_unassigned, (len(a), len(b)), config)  # fmt: skip
+
+
+def _two_sides(docs_a, docs_b) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted, unique ids of each side, a document on both sides left out."""
     a = np.unique(np.asarray(docs_a, dtype=np.int64))
     b = np.unique(np.asarray(docs_b, dtype=np.int64))
     both = np.intersect1d(a, b)
@@ -346,164 +413,70 @@ def diff_themes(
         a, b = np.setdiff1d(a, both), np.setdiff1d(b, both)
     if len(a) < 4 or len(b) < 4:
         raise InputError(f"themes need at least 4 documents per side (A has {len(a)}, B {len(b)})")
-    discovery = split_halves(a, b, config.seed)
-    rng = np.random.default_rng(config.seed)
-    sample = discovery
-    if len(sample) > config.fit_docs:
-        sample = np.sort(rng.choice(sample, config.fit_docs, replace=False))
-    fitted = load_matrix(store, encoder, doc_ids=sample, measure=config.measure)
-    if not fitted.measure.binary:
-        raise InputError(f"themes need a binary measure (strong, presence), not {config.measure}")
-    sample_is_a = np.isin(fitted.doc_ids, a)
-    values = fitted.values.tocsr()
-    model, sample_labels = _fit(values, sample_is_a, config)
-    k = len(model.centres)
+    return a, b
 
-    everyone = np.concatenate([a, b])
-    everyone.sort()
+
+@dataclass
+class _Found:
+    """Every document's themes: one membership mask per theme (the regions, then the concept
+    themes), each member's closeness to its theme, and what kind each theme is."""
+
+    members: list[np.ndarray]
+    closeness: list[np.ndarray]
+    kinds: list[str]
+    found_in: list
+    n_unassigned: int
+
+    @property
+    def n(self) -> int:
+        return len(self.members)
+
+
+def _assign(store, encoder, everyone, fitted_ids, values, labels, model, topics, config):
+    """Each document's region theme and the concept themes it is in (`_Found`): the fitted
+    documents keep the region they were given; every other one is read a chunk at a time (one
+    the encoder has not encoded is in none)."""
     themes = np.full(len(everyone), -1, dtype=np.int64)
     closeness = np.zeros(len(everyone))
-    # the documents the themes were formed on keep the theme they were given
-    fit_rows = np.searchsorted(everyone, fitted.doc_ids)
-    themes[fit_rows] = sample_labels
-    closeness[fit_rows] = model.closeness(values, sample_labels)
-    # every other document of both sides, a chunk at a time (one the encoder has not encoded
-    # keeps -1)
-    rest = np.setdiff1d(everyone, fitted.doc_ids, assume_unique=True)
+    carried = np.zeros((len(everyone), len(topics)), dtype=np.int64)
+    rows = np.searchsorted(everyone, fitted_ids)
+    themes[rows] = labels
+    closeness[rows] = model.closeness(values, labels)
+    for j, topic in enumerate(topics):
+        carried[rows, j] = topic.carried(values)
+    rest = np.setdiff1d(everyone, fitted_ids, assume_unique=True)
     for start in range(0, len(rest), config.chunk_docs):
-        chunk = rest[start : start + config.chunk_docs]
-        m = load_matrix(store, encoder, doc_ids=chunk, measure=config.measure)
-        where = np.searchsorted(everyone, m.doc_ids)
-        themes[where], closeness[where] = model.assign(m.values.tocsr())
-    is_a = np.isin(everyone, a)
-    in_test = ~np.isin(everyone, discovery)
+        m = load_matrix(store, encoder, doc_ids=rest[start : start + config.chunk_docs],
+                        measure=config.measure)  # fmt: skip
+        rows = np.searchsorted(everyone, m.doc_ids)
+        themes[rows], closeness[rows] = model.assign(m.values.tocsr())
+        for j, topic in enumerate(topics):
+            carried[rows, j] = topic.carried(m.values)
+    k = len(model.centres)
+    members = [themes == t for t in range(k)]
+    members += [carried[:, j] >= t.at_least for j, t in enumerate(topics)]
+    near = [closeness] * k + [carried[:, j] / len(t.concepts) for j, t in enumerate(topics)]
+    kinds = ["rest" if side == "both" else "region" for side in model.sides]
+    return _Found(members, near, kinds + ["concepts"] * len(topics),
+                  list(model.sides) + [t.side for t in topics], int((themes < 0).sum()))  # fmt: skip
+
+
+def _test(found: _Found, is_a: np.ndarray, in_test: np.ndarray) -> pl.DataFrame:
+    """Each theme's members among the test documents of each side, their shares and the test;
+    the documents the sides share are what is left when the themes are taken out: their share
+    mirrors the themes', so they are shown, not tested (and not in the correction)."""
     test_a, test_b = int((in_test & is_a).sum()), int((in_test & ~is_a).sum())
-    ids = np.arange(k)
-    n_a = np.bincount(themes[in_test & is_a & (themes >= 0)], minlength=k)
-    n_b = np.bincount(themes[in_test & ~is_a & (themes >= 0)], minlength=k)
-    stats = compare_counts(ids, n_a, n_b, test_a, test_b)
-    # the documents the sides share are what is left when the themes are taken out: their share
-    # mirrors the themes', so they are shown, not tested (and not in the correction)
-    tested = np.array([side != "both" for side in model.sides])
+    n_a = np.array([(m & in_test & is_a).sum() for m in found.members], dtype=np.int64)
+    n_b = np.array([(m & in_test & ~is_a).sum() for m in found.members], dtype=np.int64)
+    stats = compare_counts(np.arange(found.n), n_a, n_b, test_a, test_b)
+    tested = np.array([side != "both" for side in found.found_in])
     p = np.where(tested, stats["p"].to_numpy(), np.nan)
-    q = np.full(k, np.nan)
+    q = np.full(found.n, np.nan)
     q[tested] = bh_qvalues(p[tested])
-    stats = stats.with_columns(pl.Series("p", p).fill_nan(None), pl.Series("q", q).fill_nan(None))
-
-    described = _describe(store, encoder, values, sample_labels, k, config)
-    examples = _examples(store, everyone, is_a, themes, closeness, k, config.n_examples)
-    members = [everyone[themes == t].tolist() for t in ids]
-    table = pl.DataFrame(
-        {
-            "theme": ids.astype(np.int64),
-            "name": [described[t][0] for t in ids],
-            "found_in": [model.sides[t] for t in ids],
-            "size": np.array([len(m) for m in members], dtype=np.int64),
-            "n_a": n_a.astype(np.int64),
-            "n_b": n_b.astype(np.int64),
-            "test_a": np.full(k, test_a, dtype=np.int64),
-            "test_b": np.full(k, test_b, dtype=np.int64),
-            "share_a": stats["freq_a"],
-            "share_b": stats["freq_b"],
-            "diff": stats["diff"],
-            "ci_low": stats["ci_low"],
-            "ci_high": stats["ci_high"],
-            "p": stats["p"],
-            "q": stats["q"],
-            "concepts": [described[t][1] for t in ids],
-            "examples": [examples[t] for t in ids],
-            "doc_ids": members,
-        },
-        schema_overrides={
-            "concepts": pl.List(pl.Struct({"feature": pl.Int64, "label": pl.String})),
-            "examples": pl.List(
-                pl.Struct({"side": pl.String, "doc_id": pl.Int64, "text": pl.String})
-            ),
-            "doc_ids": pl.List(pl.Int64),
-            "found_in": pl.String,
-        },
-    )
-    table = table.sort(["q", "p", "theme"], nulls_last=True).select(THEME_COLUMNS)
-    method = (
-        f"{k} themes found on a random half of each side ({len(discovery):,} documents, seed "
-        f"{config.seed}) and tested on the other half ({test_a:,} + {test_b:,}); q is "
-        "Benjamini-Hochberg over the themes"
-    )
-    return Themes(table, method, len(discovery), (test_a, test_b),
-                  int((themes < 0).sum()), (len(a), len(b)), config)  # fmt: skip
-
-
-def _describe(store, encoder, values, labels, k, config) -> dict[int, tuple[str, list[dict]]]:
-    """Each theme's name and its most distinctive concepts (alike ones skipped)."""
-    names = label_names(store, encoder)
-    feature_labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
-    groups = stored_groups(store, encoder)
-    columns = np.flatnonzero(np.asarray((values > 0).sum(axis=0)).ravel() > 0)
-    frame = describe_clusters(
-        sp.csc_matrix(values[:, columns]), labels, columns, feature_labels,
-        top=4 * config.top_concepts, min_support=3,
+    return stats.select(
+        pl.col("feature").alias("theme"), "n_a", "n_b",
+        pl.col("size_a").alias("test_a"), pl.col("size_b").alias("test_b"),
+        pl.col("freq_a").alias("share_a"), pl.col("freq_b").alias("share_b"),
+        "diff", "ci_low", "ci_high",
+        pl.Series("p", p).fill_nan(None), pl.Series("q", q).fill_nan(None),
     )  # fmt: skip
-    # among the candidates, the specific ones first: the difference weighted by the log ratio of
-    # the frequencies (a concept frequent everywhere, a full stop, says little about a kind)
-    frame = frame.with_columns(
-        (
-            pl.col("diff")
-            * (pl.col("freq_in") / pl.max_horizontal(pl.col("freq_out"), pl.lit(1e-3))).log()
-        ).alias("specific")
-    ).sort(["cluster", "significant", "specific"], descending=[False, True, True])
-    out = {}
-    for t in range(k):
-        seen, concepts = set(), []
-        for f, label in frame.filter(pl.col("cluster") == t).select("feature", "label").iter_rows():
-            group = groups.get(int(f), int(f))
-            if group in seen or (label and label in seen):  # alike, or named the same
-                continue
-            seen.update({group, label} if label else {group})
-            concepts.append({"feature": int(f), "label": label})
-            if len(concepts) == 2 * config.top_concepts:
-                break
-        # named by what the documents are about: concepts named by content words first (a full
-        # stop or "the" may differ, but says nothing a reader can recognise a kind by)
-        concepts.sort(key=lambda c: not says_something(c["label"]))
-        concepts = concepts[: config.top_concepts]
-        words = [c["label"] or f"#{c['feature']}" for c in concepts[:3]]
-        out[t] = (" · ".join(words) or f"theme {t}", concepts)
-    return out
-
-
-def says_something(label: str | None) -> bool:
-    """Whether a concept's name holds a content word: a word of three letters or more that is
-    no English stop word, outside a described symbol (``"." ending a sentence``) or a shape
-    label's frame (``capitalised words (...)``)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    from saeembed.labels.local import is_described_symbol, label_terms
-
-    for term in label_terms(label):
-        if is_described_symbol(term):
-            continue
-        for word in re.findall(r"[^\W\d_]{3,}", term):
-            if word not in ENGLISH_STOP_WORDS:
-                return True
-    return False
-
-
-def _examples(store, everyone, is_a, themes, closeness, k, n) -> dict[int, list[dict]]:
-    """Per theme, the ``n`` documents of each side nearest its centre (the start of their text)."""
-    picked: dict[int, list[tuple[str, int]]] = {}
-    for t in range(k):
-        for side, mask in (("A", is_a), ("B", ~is_a)):
-            rows = np.flatnonzero(mask & (themes == t))
-            best = rows[np.argsort(-closeness[rows], kind="stable")[:n]]
-            picked.setdefault(t, []).extend((side, int(everyone[i])) for i in best)
-    wanted = sorted({d for rows in picked.values() for _, d in rows})
-    texts = dict(store.texts(wanted).iter_rows()) if wanted else {}
-    return {
-        t: [{"side": s, "doc_id": d, "text": _excerpt(texts.get(d) or "")} for s, d in rows]
-        for t, rows in picked.items()
-    }
-
-
-def _excerpt(text: str, width: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"

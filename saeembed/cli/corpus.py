@@ -189,8 +189,9 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     type=click.Choice(["concepts", "themes"]),
     default="concepts",
     show_default=True,
-    help="What to compare: each concept, or themes (kinds of documents, found on a random half "
-    "of each side and tested on the other; docs/diff.md#themes).",
+    help="What to compare: each concept, or themes (kinds of documents: regions of alike "
+    "documents, and documents carrying several concepts found together; found on a random "
+    "half of each side and tested on the other; docs/diff.md#themes).",
 )
 @click.option(
     "--themes",
@@ -198,7 +199,8 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     type=click.IntRange(min=2),
     default=default_of(compare.diff, "themes"),
     show_default=True,
-    help="Number of themes (--by themes, and the report's themes section).",
+    help="Most regions of alike documents (--by themes, and the report's themes section); "
+    "themes of concepts found together add at most a quarter as many per side.",
 )
 @click.option(
     "--seed",

@@ -101,12 +101,18 @@ def theme_view(table: pl.DataFrame, fmt: str) -> pl.DataFrame:
         return table.with_columns(
             concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
         )
+    # how a theme holds its documents, in words: alike ones, or a rule over concepts found together
+    kind = (
+        pl.when(pl.col("kind") == "concepts").then(pl.col("rule"))
+        .when(pl.col("kind") == "rest").then(pl.lit("the rest"))
+        .otherwise(pl.lit("alike documents"))
+    )  # fmt: skip
     first = pl.col("examples").list.eval(
         pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
                        pl.element().struct.field("text").str.slice(0, 90)])
     ).list.gather_every(2).list.join("\n")  # fmt: skip
     return scientific(
-        table.select("theme", "name", "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
+        table.select("theme", "name", kind.alias("kind"), "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
                      "ci_low", "ci_high", "p", "q", first.alias("examples")),
         "p", "q",
     )  # fmt: skip

@@ -259,22 +259,25 @@
 
   // ---- themes: kinds of documents ----------------------------------------------------------------
   function themesSection(th, names, alpha) {
-    // th: {method, rows: [{theme, name, size, n_a, n_b, share_a, share_b, diff, ci_low, ci_high, p, q, concepts, examples}]}
+    // th: {method, rows: [{theme, name, kind, found_in, rule, size, n_a, n_b, share_a, share_b, diff, ci_low, ci_high, p, q, concepts, examples}]}
     const box = el("section", { id: "themes" });
     box.append(el("h2", { text: `Kinds of documents: ${th.rows.length} themes` }),
-      el("p", { class: "note", text: th.method + ". A theme is a group of documents alike in their concepts; share = its members among the test documents of each side." }));
+      el("p", { class: "note", text: th.method + ". A theme is a group of documents alike in their concepts, or the documents that carry several of a group of concepts found together; share = its members among the test documents of each side." }));
     const rows = th.rows.map((r) => ({ label: `${r.theme}: ${r.name}`, est: r.diff, lo: r.ci_low, hi: r.ci_high, side: r.diff >= 0 ? 0 : 1, href: "#theme-" + r.theme }));
     box.append(forest(rows, names, { axis: "0" }));
     for (const r of th.rows) {
       const sig = r.q < alpha;
-      const where = r.found_in === "both" ? " (documents both sides share: shown, not tested)" : r.found_in ? ` (found dense in ${r.found_in === "A" ? names[0] : names[1]})` : "";
+      const side = r.found_in === "A" ? names[0] : names[1];
+      const where = r.found_in === "both" ? " (documents both sides share: shown, not tested)"
+        : r.kind === "concepts" ? ` (documents with ${r.rule} found together, more in ${side})`
+        : r.found_in ? ` (alike documents, found dense in ${side})` : "";
       const head = el("h3", { id: "theme-" + r.theme, text: `Theme ${r.theme}: ${r.name}` }, el("span", { class: "note", text: where }));
       const facts = el("p", { class: "facts" },
         el("span", {}, el("span", { class: "side-a", text: names[0] }), ` ${pct(r.share_a)} (${r.n_a.toLocaleString("en")})`),
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${pct(r.share_b)} (${r.n_b.toLocaleString("en")})`),
         el("span", { text: `difference ${num(r.diff)} [${num(r.ci_low)}, ${num(r.ci_high)}] · p ${num(r.p, "p")} · q ${num(r.q, "q")}${sig ? " · differs" : ""}` }),
         el("span", { text: `${r.size.toLocaleString("en")} documents in all` }));
-      const concepts = el("p", { class: "note", text: "distinctive concepts: " + r.concepts.map((c) => `#${c.feature} ${c.label || "(unlabelled)"}`).join(" · ") });
+      const concepts = el("p", { class: "note", text: (r.kind === "concepts" ? "its concepts: " : "distinctive concepts: ") + r.concepts.map((c) => `#${c.feature} ${c.label || "(unlabelled)"}`).join(" · ") });
       const ex = el("div", { class: "examples" });
       for (const e of r.examples) ex.append(el("p", { class: "doc" }, el("span", { class: e.side === "A" ? "side-a" : "side-b", text: (e.side === "A" ? names[0] : names[1]) + " " }), e.text));
       box.append(el("div", { class: "panel theme" + (sig ? " sig" : "") }, head, facts, concepts, ex));
