@@ -24,6 +24,15 @@ PLANTED = 24  # documents of side A carrying the planted concepts 40, 41, 42
 TOPIC = 30  # documents of side A carrying four of the topic concepts 300..305
 
 
+def _add_corpus(store: Store, corpus: str, n: int) -> list[int]:
+    """``n`` placeholder documents in ``corpus``; their ids in row order."""
+    docs, _ = documents_from_texts([f"{corpus} document {i}" for i in range(n)])
+    store.add_documents(corpus, docs)
+    return store.sql("SELECT doc_id FROM documents WHERE corpus = ? ORDER BY row_idx", [corpus])[
+        "doc_id"
+    ].to_list()
+
+
 def _store(path, seed: int = 0, planted: int = PLANTED) -> tuple[Store, dict]:
     """Sides A and B of ``N_SIDE`` documents (plus a corpus C like B), each with six background
     concepts drawn from 0..29; the first ``planted`` documents of A also carry 40, 41 and 42."""
@@ -32,11 +41,7 @@ def _store(path, seed: int = 0, planted: int = PLANTED) -> tuple[Store, dict]:
     encoder, _ = store.get_or_create_encoder("fp-themes", {**ENCODER_FIELDS, "d_sae": 64})
     rows, ids = [], {}
     for corpus in ("A", "B", "C"):
-        docs, _ = documents_from_texts([f"{corpus} document {i}" for i in range(N_SIDE)])
-        store.add_documents(corpus, docs)
-        ids[corpus] = store.sql(
-            "SELECT doc_id FROM documents WHERE corpus = ? ORDER BY row_idx", [corpus]
-        )["doc_id"].to_list()
+        ids[corpus] = _add_corpus(store, corpus, N_SIDE)
         for i, doc_id in enumerate(ids[corpus]):
             concepts = set(rng.choice(30, 6, replace=False).tolist())
             if corpus == "A" and i < planted:
@@ -82,11 +87,7 @@ def _topic_store(path, seed: int = 0) -> tuple[Store, dict]:
     encoder, _ = store.get_or_create_encoder("fp-topics", {**ENCODER_FIELDS, "d_sae": 320})
     rows, ids = [], {}
     for corpus in ("A", "B"):
-        docs, _ = documents_from_texts([f"{corpus} document {i}" for i in range(200)])
-        store.add_documents(corpus, docs)
-        ids[corpus] = store.sql(
-            "SELECT doc_id FROM documents WHERE corpus = ? ORDER BY row_idx", [corpus]
-        )["doc_id"].to_list()
+        ids[corpus] = _add_corpus(store, corpus, 200)
         for i, doc_id in enumerate(ids[corpus]):
             concepts = set(rng.choice(200, 40, replace=False).tolist())
             concepts |= {300 + t for t in range(6) if rng.random() < 0.03}

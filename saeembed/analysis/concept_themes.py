@@ -25,8 +25,8 @@ each side S in turn:
    groups of at least two concepts.
 4. **Rule**: for each group the ``at_least`` (2 .. size) whose documents are most enriched in S
    in the discovery half; a group is kept when that enrichment's tail is below `DISCOVERY_P`,
-   the most enriched first, dropping one whose documents are mostly those of one kept already,
-   at most ``limit`` per side.
+   the most enriched first, dropping one whose documents are mostly those of one kept already;
+   at most ``limit`` of both sides together, the most enriched.
 
 Measured in docs/benchmarks.md#themes--benchmarksthemespy (the planted religious news).
 """
@@ -80,15 +80,17 @@ def find_concept_themes(
     presence: sp.spmatrix, is_a: np.ndarray, limit: int = 3
 ) -> list[ConceptTheme]:
     """The concept themes of the discovery documents ``presence`` (rows: documents, nonzero =
-    carried; ``is_a``: which rows are side A), at most ``limit`` per side, A's first; see the
-    module docstring."""
+    carried; ``is_a``: which rows are side A), at most ``limit`` of both sides together, the
+    most enriched first (each one more tested costs the others power); see the module
+    docstring."""
     x = sp.csr_matrix(presence != 0, dtype=np.float32)
     found: list[ConceptTheme] = []
     for side, in_side in (("A", np.asarray(is_a, bool)), ("B", ~np.asarray(is_a, bool))):
         if in_side.sum() < MIN_SUPPORT or (~in_side).sum() < 1:
             continue
         found.extend(_side_themes(x, in_side, side, limit))
-    return found
+    found.sort(key=lambda t: (t.discovery_p, t.side, t.concepts))
+    return found[:limit]
 
 
 def _side_themes(x: sp.csr_matrix, in_side: np.ndarray, side: str, limit: int) -> list:

@@ -25,7 +25,7 @@ Method (measured in docs/benchmarks.md#themes--benchmarksthemespy):
    (a large region split by Ward linkage); the documents in no such region form one last
    theme, those the sides share, which is shown but not tested. (``method="ward"`` or
    ``"kmeans"`` cut every document into ``k`` themes instead.) The concept themes are found on
-   the same discovery documents, at most ``k // 4`` per side, each with its rule (``at least 2
+   the same discovery documents, at most ``k // 4``, each with its rule (``at least 2
    of 4 concepts``); they may overlap the regions and each other, and a kind found both ways is
    shown both ways.
 3. **Assign** every document (both halves) the theme of its nearest fitted documents (10, by
@@ -104,7 +104,7 @@ THEME_COLUMNS = [
 class ThemeConfig:
     """How themes are found: at most ``k`` regions (with ``method="regions"``, up to ``k - 1``
     where one side is dense and the documents the sides share) and ``concept_themes`` (by
-    default ``k // 4``) concept themes per side; ``measure`` (a binary one)
+    default ``k // 4``) concept themes; ``measure`` (a binary one)
     makes the document vectors; at most ``fit_docs`` discovery documents fit them, with at most
     ``svd`` components; documents are read ``chunk_docs`` at a time; ``top_concepts`` describe
     a theme and ``n_examples`` per side show it; ``seed`` fixes the split and the fit."""
@@ -118,7 +118,7 @@ class ThemeConfig:
     top_concepts: int = 5
     n_examples: int = 2
     seed: int = 0
-    concept_themes: int | None = None  # at most this many per side (None: k // 4; 0: none)
+    concept_themes: int | None = None  # at most this many (None: k // 4; 0: none)
 
     def check(self) -> None:
         if self.k < 2:

@@ -200,7 +200,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     default=default_of(compare.diff, "themes"),
     show_default=True,
     help="Most regions of alike documents (--by themes, and the report's themes section); "
-    "themes of concepts found together add at most a quarter as many per side.",
+    "themes of concepts found together add at most a quarter as many.",
 )
 @click.option(
     "--seed",
