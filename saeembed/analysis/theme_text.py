@@ -20,8 +20,8 @@ def describe_themes(
     store: Store, encoder: Encoder, values, labels, k: int, topics: list[ConceptTheme], config
 ) -> dict[int, tuple[str, list[dict]]]:
     """Each theme's name and concepts: a region theme (0 .. k-1) by its most distinctive
-    concepts against the other discovery documents ``values`` (``labels``: each one's region),
-    a concept theme (k ..) by its own concepts; alike ones skipped."""
+    concepts against the other discovery documents ``values`` (``labels``: each one's region;
+    alike ones skipped), a concept theme (k ..) by every concept of its rule."""
     names = label_names(store, encoder)
     feature_labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
     groups = stored_groups(store, encoder)
@@ -43,8 +43,13 @@ def describe_themes(
         rows = frame.filter(pl.col("cluster") == t).select("feature", "label").iter_rows()
         out[t] = _named(rows, groups, config.top_concepts, t)
     for j, topic in enumerate(topics):
-        rows = ((f, feature_labels.get(f)) for f in topic.concepts)
-        out[k + j] = _named(rows, groups, config.top_concepts, k + j)
+        # a rule's concepts are all listed (a reader checks the rule against them); the name
+        # comes from the first three that differ
+        rows = [(f, feature_labels.get(f)) for f in topic.concepts]
+        name, _ = _named(iter(rows), groups, 3, k + j)
+        listed = [{"feature": int(f), "label": label} for f, label in rows]
+        listed.sort(key=lambda c: not says_something(c["label"]))
+        out[k + j] = (name, listed)
     return out
 
 
