@@ -145,7 +145,7 @@ def test_python_api_on_corpora_in_a_store(tmp_path):
     assert by_effect["feature"].to_list() == [3, 1]
     assert summary == {
         "tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1",
-        "measure": "strong", "test": "proportion", "sizes": [40, 80], "weak": None,
+        "measure": "strong", "test": "proportion", "sizes": [40, 80], "weak": None, "where": None,
     }  # fmt: skip
     paired = saeembed.diff("A", "B", db=tmp_path / "api.duckdb", paired=True, pair_on="id")
     assert paired.filter(feature=1)["only_a"][0] == 18

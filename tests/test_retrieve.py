@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from saeembed.analysis.concepts import choose_concepts
-from saeembed.analysis.retrieve import rank_fusion, search_documents, where_sql
+from saeembed.analysis.doc_filter import where_sql
+from saeembed.analysis.retrieve import rank_fusion, search_documents
 from saeembed.errors import InputError, StoreError
 from saeembed.store import Store
 from tests.topic_store import build_topic_store

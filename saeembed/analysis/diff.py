@@ -195,7 +195,7 @@ def diff_corpora(
     numeric ones compare means by Welch's t-test (``test="welch"``) or distributions by the
     Mann-Whitney U test (``test="mannwhitney"``, effect: rank-biserial correlation). Concepts
     active in fewer than ``min_support`` documents of both sides together are not tested.
-    ``sides``: the `Sides` when the caller has read them already."""
+    ``sides``: the `Sides` when the caller has read them already (filtered: only their documents)."""
     if not isinstance(encoder, Encoder):
         encoder = store.resolve_encoder(encoder)
     check_diff_options(alpha, threshold, min_support)
@@ -204,7 +204,8 @@ def diff_corpora(
     check_sort(sort, get_measure(measure), test)
     m = prepare(store, encoder, measure)
     kept = None
-    if threshold == 0 and len(corpora_a) == len(corpora_b) == 1:
+    whole = sides is None or sides.where is None
+    if threshold == 0 and whole and len(corpora_a) == len(corpora_b) == 1:
         kept = kept_moments(store.con, encoder.encoder_id, corpora_a[0], corpora_b[0], m.name)
     if kept is not None:  # two whole corpora under a kept measure: the counts, not the rows
         moments, size_a, size_b = kept

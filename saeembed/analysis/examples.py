@@ -16,37 +16,42 @@ def add_examples(
     corpora_a: list[str],
     corpora_b: list[str],
     k: int,
+    sides=None,
 ) -> pl.DataFrame:
     """Add ``examples``: the top ``k`` documents of the richer side for each row's concept, peak
-    token marked «like this»."""
+    token marked «like this»; ``sides`` (`saeembed.analysis.sides.Sides`, read when None): the
+    documents of each side (a filtered diff's: only those)."""
     if k <= 0 or frame.height == 0:
         return frame
-    rows = store.sql(
-        """
-        WITH wanted AS (
-            SELECT unnest($features) AS feature, unnest($richer_a) AS richer_a
-        ),
-        ranked AS (
-            SELECT w.feature, d.text, x.peak_start, x.peak_end, x.value,
-                   row_number() OVER (PARTITION BY w.feature ORDER BY x.value DESC, d.doc_id) AS r
-            FROM wanted w
-            JOIN activations x ON x.feature = w.feature AND x.encoder_id = $enc
-            JOIN documents d ON d.doc_id = x.doc_id
-            WHERE CASE WHEN w.richer_a THEN list_contains($a, d.corpus)
-                       ELSE list_contains($b, d.corpus) END
+    if sides is None:
+        from saeembed.analysis.sides import read_sides
+
+        sides = read_sides(store, encoder, corpora_a, corpora_b)
+    with store.temporary(example_sides=sides.table()):
+        rows = store.sql(
+            """
+            WITH wanted AS (
+                SELECT unnest($features) AS feature, unnest($richer_a) AS richer_a
+            ),
+            ranked AS (
+                SELECT w.feature, d.text, x.peak_start, x.peak_end, x.value,
+                       row_number() OVER (PARTITION BY w.feature ORDER BY x.value DESC, d.doc_id)
+                           AS r
+                FROM wanted w
+                JOIN activations x ON x.feature = w.feature AND x.encoder_id = $enc
+                JOIN example_sides s ON s.doc_id = x.doc_id AND s.is_a = w.richer_a
+                JOIN documents d ON d.doc_id = x.doc_id
+            )
+            SELECT feature, text, peak_start, peak_end FROM ranked WHERE r <= $k
+            ORDER BY feature, r
+            """,
+            {
+                "features": frame["feature"].to_list(),
+                "richer_a": (frame["diff"] >= 0).to_list(),
+                "enc": encoder.encoder_id,
+                "k": k,
+            },
         )
-        SELECT feature, text, peak_start, peak_end FROM ranked WHERE r <= $k
-        ORDER BY feature, r
-        """,
-        {
-            "features": frame["feature"].to_list(),
-            "richer_a": (frame["diff"] >= 0).to_list(),
-            "enc": encoder.encoder_id,
-            "a": list(corpora_a),
-            "b": list(corpora_b),
-            "k": k,
-        },
-    )
     snippets = rows.with_columns(
         pl.struct("text", "peak_start", "peak_end")
         .map_elements(

@@ -19,54 +19,24 @@
   chosen concepts when there are any) are closest in cosine to a given document's; with
   ``dense``, the closest embeddings.
 
-A ``where`` filter narrows the candidates with SQL over the documents: ``feature:123`` stands for
-that concept's activation in the document (0 when absent) and ``meta.KEY`` for a metadata field
-as text (cast it for numbers: ``CAST(meta.year AS INTEGER) >= 2015``)."""
+A ``where`` filter narrows the candidates (`saeembed.analysis.doc_filter`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from saeembed.analysis.concepts import ConceptChoice
-from saeembed.errors import InputError, StoreError
+from saeembed.analysis.doc_filter import filtered, where_sql
+from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
 from saeembed.store import Encoder, Store
-from saeembed.store.user_sql import check_statements
 
 MODES = ("sae", "dense", "hybrid")
 RRF_K = 60
 SEARCH_COLUMNS = ["rank", "doc_id", "corpus", "score", "text", "concepts"]
-_FEATURE = re.compile(r"\bfeature:(\d+)\b")
-_META = re.compile(r"\bmeta\.([A-Za-z_][A-Za-z0-9_]*)\b")
-# SQL string literals and quoted names
-_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
-
-
-def where_sql(expression: str, encoder: Encoder) -> str:
-    """The SQL condition (over documents ``d``) a ``--where`` expression stands for; quoted text
-    (``'feature:1'``, ``"meta.x"``) is left as it is."""
-    parts = _QUOTED.split(expression)  # odd positions are the quoted pieces
-    return "".join(part if i % 2 else _rewrite(part, encoder) for i, part in enumerate(parts))
-
-
-def _rewrite(sql: str, encoder: Encoder) -> str:
-    for number in _FEATURE.findall(sql):
-        if int(number) >= encoder.d_sae:
-            raise InputError(
-                f"feature:{number} does not exist (encoder has {encoder.d_sae} features)"
-            )
-    sql = _FEATURE.sub(
-        lambda m: (
-            "coalesce((SELECT max(x.value) FROM activations x WHERE x.encoder_id = "
-            f"{encoder.encoder_id} AND x.doc_id = d.doc_id AND x.feature = {int(m.group(1))}), 0)"
-        ),
-        sql,
-    )
-    return _META.sub(lambda m: f"(d.meta->>'{m.group(1)}')", sql)
 
 
 def candidates(
@@ -84,19 +54,7 @@ def candidates(
               AND ({condition})
             GROUP BY d.doc_id ORDER BY d.doc_id
             """
-    if where and not store.read_only:
-        raise StoreError(
-            "a --where filter runs only on a read-only store (`saeembed.store.user_sql`); "
-            "filter the candidates first (`saeembed.api.explore.search` does)"
-        )
-    try:
-        if where:
-            store.restrict_sql()
-            check_statements(query)  # one SELECT: the filter cannot end it and start another
-        return store.sql(query, {"corpus": corpus, "enc": encoder.encoder_id})
-    except StoreError as exc:
-        raise InputError(f"cannot use --where {where!r} ({exc}); write it as SQL, e.g. "
-                         "\"feature:12 > 0 AND meta.party = 'D'\"") from exc  # fmt: skip
+    return filtered(store, query, {"corpus": corpus, "enc": encoder.encoder_id}, where)
 
 
 def sae_scores(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saeembed.analysis.doc_filter import filtered, where_sql
 from saeembed.errors import InputError
 from saeembed.store import Encoder, Store
 
@@ -27,12 +28,13 @@ class Sides:
     """The documents a diff compares, read once and shared by everything that needs them (the
     concept table, the themes, the examples, the report): one row per (document, side) of the
     documents ``encoder`` encoded in a corpus of side A or of side B (a document in a corpus of
-    each side is on both)."""
+    each side is on both) and passing the ``where`` filter, when there is one."""
 
     corpora_a: tuple[str, ...]
     corpora_b: tuple[str, ...]
     doc_id: np.ndarray  # int64
     is_a: np.ndarray  # bool
+    where: str | None = None
 
     @property
     def size_a(self) -> int:
@@ -57,23 +59,34 @@ class Sides:
         return pa.table({"doc_id": self.doc_id, "is_a": self.is_a})
 
 
-def read_sides(store: Store, encoder: Encoder, corpora_a: list[str], corpora_b: list[str]) -> Sides:
-    """The `Sides` of a diff of ``corpora_a`` against ``corpora_b``; an error when a side has no
-    document ``encoder`` encoded."""
+def read_sides(
+    store: Store,
+    encoder: Encoder,
+    corpora_a: list[str],
+    corpora_b: list[str],
+    where: str | None = None,
+) -> Sides:
+    """The `Sides` of a diff of ``corpora_a`` against ``corpora_b``, only the documents passing
+    ``where`` when given (`saeembed.analysis.doc_filter`: on a read-only store); an error when a
+    side has no such document ``encoder`` encoded."""
     check_sides(store, corpora_a, corpora_b)
-    rows = store.sql(
-        """
+    condition = where_sql(where, encoder) if where else "true"
+    query = f"""
         SELECT DISTINCT d.doc_id, list_contains($a, d.corpus) AS is_a FROM documents d
         SEMI JOIN encoded_documents e ON e.doc_id = d.doc_id AND e.encoder_id = $encoder
-        WHERE list_contains($a, d.corpus) OR list_contains($b, d.corpus)
+        WHERE (list_contains($a, d.corpus) OR list_contains($b, d.corpus)) AND ({condition})
         ORDER BY d.doc_id, is_a
-        """,
-        {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id},
-    )
+        """
+    params = {"a": list(corpora_a), "b": list(corpora_b), "encoder": encoder.encoder_id}
+    rows = filtered(store, query, params, where)
     sides = Sides(tuple(corpora_a), tuple(corpora_b), rows["doc_id"].to_numpy(),
-                  rows["is_a"].to_numpy().astype(bool))  # fmt: skip
+                  rows["is_a"].to_numpy().astype(bool), where)  # fmt: skip
     if not sides.size_a or not sides.size_b:
         empty = "A" if not sides.size_a else "B"
+        if where:
+            raise InputError(
+                f"side {empty} has no document passing --where {where!r}; loosen the filter"
+            )
         raise InputError(
             f"side {empty} has no documents encoded by {encoder.name}; encode it first"
         )

@@ -96,6 +96,7 @@ def diff(
     by: str = "concepts",
     themes: int = 12,
     seed: int = 0,
+    where: str | None = None,
 ):
     """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
     rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
@@ -108,32 +109,40 @@ def diff(
     `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table.
     ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
     (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
-    other; `THEME_COLUMNS`); the report shows the themes above the concepts either way."""
+    other; `THEME_COLUMNS`); the report shows the themes above the concepts either way.
+    ``where``: compare only the documents of each side passing this filter
+    (`saeembed.analysis.doc_filter`; unpaired diffs), read on the store opened read-only once
+    anything to encode is encoded."""
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
     _check_request(sides_b, paired=paired, by=by, themes=themes, seed=seed, alpha=alpha,
-                   threshold=threshold, min_support=min_support, html=html)  # fmt: skip
+                   threshold=threshold, min_support=min_support, html=html,
+                   where=where)  # fmt: skip
     options = dict(
         model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
     )
     from saeembed.stack_cache import shared_stacks
 
-    with _open_store(db, [a, *sides_b]) as store, shared_stacks():  # each reader and SAE once
-        sides = _Sides.encoded(store, a, sides_b, options, encoder, paired)
-        found = None
-        if by == "themes" or ((html is not None or report) and not paired):
-            found = _themes(store, sides, k=themes, seed=seed, measure=measure, by=by)
-        if by == "themes":
-            return _themes_result(found, sides, alpha=alpha, top=top, html=html, report=report,
-                                  summary=summary)  # fmt: skip
-        return _concepts_result(
-            store, sides, found, db=db, measure=measure, test=test, sort=sort, paired=paired,
-            pair_on=pair_on, min_support=min_support, threshold=threshold, alpha=alpha, top=top,
-            examples=examples, html=html, panels=panels, report=report, summary=summary,
-            progress=progress,
-        )  # fmt: skip
+    with shared_stacks():  # each reader and SAE loaded once
+        if where is not None:  # the filter reads a read-only store: encode first
+            db, (a, *sides_b), encoder = _encoded_first(db, [a, *sides_b], options, encoder)
+        with _open_store(db, [a, *sides_b]) as store:
+            sides = _Sides.encoded(store, a, sides_b, options, encoder, paired, where)
+            found = None
+            if by == "themes" or ((html is not None or report) and not paired):
+                found = _themes(store, sides, k=themes, seed=seed, measure=measure, by=by)
+            if by == "themes":
+                return _themes_result(found, sides, alpha=alpha, top=top, html=html,
+                                      report=report, summary=summary)  # fmt: skip
+            return _concepts_result(
+                store, sides, found, db=db, measure=measure, test=test, sort=sort,
+                paired=paired, pair_on=pair_on, min_support=min_support, threshold=threshold,
+                alpha=alpha, top=top, examples=examples, html=html, panels=panels, report=report,
+                summary=summary, progress=progress,
+            )  # fmt: skip
 
 
-def _check_request(sides_b, *, paired, by, themes, seed, alpha, threshold, min_support, html):
+def _check_request(sides_b, *, paired, by, themes, seed, alpha, threshold, min_support, html,
+                   where):  # fmt: skip
     """Everything a diff can refuse, refused before anything is encoded or written."""
     from saeembed.analysis.diff import check_diff_options
 
@@ -148,10 +157,32 @@ def _check_request(sides_b, *, paired, by, themes, seed, alpha, threshold, min_s
         raise InputError(f"unknown --by {by!r}; use concepts or themes")
     if by == "themes" and paired:
         raise InputError("--by themes compares two samples; it does not take --paired")
+    if where is not None and paired:
+        raise InputError("--where keeps a subset of each side, which would break the pairs of "
+                         "--paired; filter the corpora before encoding them instead")  # fmt: skip
+    if where is not None and not where.strip():
+        raise InputError("--where is empty; give a condition, e.g. \"meta.year = '2020'\"")
     if by == "themes":
         from saeembed.analysis.themes import ThemeConfig
 
         ThemeConfig(k=themes, seed=seed).check()
+
+
+def _encoded_first(db, refs, options, encoder):
+    """For a filtered diff, which reads its store opened read-only: what is not stored yet
+    encoded first, in a store session of its own. Returns the store's path, the sides as corpus
+    names and the encoder to compare under."""
+    if not any(_encodable(ref) for ref in refs):
+        return db, refs, encoder
+    with _open_store(db, refs) as store:
+        names, used = [], None
+        for ref in refs:
+            name, enc = _as_corpus(store, ref, options)
+            names.append(name)
+            used = used or enc
+        if encoder is None and used is not None:
+            encoder = used.encoder_id
+        return store.path, names, encoder
 
 
 def _open_store(db, refs) -> Store:
@@ -183,7 +214,7 @@ class _Sides:
     documents: object | None  # saeembed.analysis.sides.Sides
 
     @classmethod
-    def encoded(cls, store, a, sides_b, options, encoder, paired) -> _Sides:
+    def encoded(cls, store, a, sides_b, options, encoder, paired, where=None) -> _Sides:
         from saeembed.analysis.sides import read_sides
 
         corpus_a, used = _as_corpus(store, a, options)
@@ -193,8 +224,12 @@ class _Sides:
             corpora_b.append(name)
             used = used or enc
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
-        documents = None if paired else read_sides(store, chosen, [corpus_a], corpora_b)
+        documents = None if paired else read_sides(store, chosen, [corpus_a], corpora_b, where)
         return cls(corpus_a, corpora_b, chosen, documents)
+
+    @property
+    def where(self) -> str | None:
+        return None if self.documents is None else self.documents.where
 
     @property
     def names(self) -> list[str]:
@@ -221,13 +256,14 @@ def _themes_result(found, sides: _Sides, *, alpha, top, html, report, summary):
         significant = found.table.filter(pl.col("q") < alpha).height
         summary.update(
             by="themes", tested=found.table.height, significant=significant, a=sides.a,
-            b=sides.b, encoder=sides.encoder.name, method=found.method,
+            b=sides.b, encoder=sides.encoder.name, method=found.method, where=sides.where,
             weak=weak_diff(sides.names, list(found.n_sides), significant, alpha, what="theme"),
         )  # fmt: skip
     if html is not None or report:
         from saeembed.reports import build_themes_report
 
-        built = build_themes_report(found, sides.a, sides.b, sides.encoder, alpha=alpha)
+        built = build_themes_report(found, sides.a, sides.b, sides.encoder, alpha=alpha,
+                                    where=sides.where)  # fmt: skip
         if html is not None:
             built.write_html(html)
         if report:
@@ -261,14 +297,14 @@ def _concepts_result(store, sides: _Sides, found, *, db, measure, test, sort, pa
         sizes = _side_sizes(table)
         summary.update(
             tested=table.height, significant=significant, a=sides.a, b=sides.b,
-            encoder=chosen.name, measure=measure, test=test_name, sizes=sizes,
+            encoder=chosen.name, measure=measure, test=test_name, sizes=sizes, where=sides.where,
             weak=weak_diff(sides.names, sizes, significant, alpha),
         )  # fmt: skip
     if html is not None or report:
         from saeembed.reports import build_diff_report
 
         settings = dict(db=db, measure=measure, sort=sort, alpha=alpha, paired=paired,
-                        pair_on=pair_on, min_support=min_support,
+                        pair_on=pair_on, min_support=min_support, where=sides.where,
                         test=None if paired else test_name)  # fmt: skip
         built = build_diff_report(store, chosen, table, corpora_a=[sides.a], corpora_b=sides.b,
                                   settings=settings, panels=panels, progress=progress,
@@ -280,7 +316,7 @@ def _concepts_result(store, sides: _Sides, found, *, db, measure, test, sort, pa
     table = top_groups(table, top) if top else table  # alike concepts go with their leader
     if paired:
         return table
-    return add_examples(store, chosen, table, [sides.a], sides.b, examples)
+    return add_examples(store, chosen, table, [sides.a], sides.b, examples, sides.documents)
 
 
 def _side_sizes(table: pl.DataFrame) -> list[int]:

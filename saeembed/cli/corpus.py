@@ -209,12 +209,17 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     show_default=True,
     help="Seed of the themes' split and fit.",
 )
+@click.option(
+    "--where",
+    help="Compare only the documents of each side passing this SQL filter: feature:123 > 0, "
+    "meta.KEY = 'value', AND/OR/NOT (docs/diff.md, Subsets).",
+)
 @format_option
 @click.pass_context
 @domain_errors
 def diff_command(
     ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
-    pair_on, encoding, html, panels, by, n_themes, seed, fmt,
+    pair_on, encoding, html, panels, by, n_themes, seed, where, fmt,
 ):  # fmt: skip
     """Which concepts are more frequent in A than in B?
 
@@ -225,31 +230,34 @@ def diff_command(
     Benjamini-Hochberg q-value. Concepts that differ come first, those most particular to one
     side leading (--sort specific: with 95% confidence, how many times as often the richer side
     has it); the rest follow by p. On a terminal the table fits the window (a column per side,
-    the difference with its interval, q); --format csv or json gives every column. A diff where
-    nothing passes the correction, or a side has under 20 documents, says so on stderr."""
+    the difference with its interval, q); --format csv or json gives every column. --where
+    compares only the documents passing a filter. A diff where nothing passes the correction, or
+    a side has under 20 documents, says so on stderr."""
     summary: dict = {}
     table = compare.diff(
         a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
         pair_on=pair_on,
         min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
         **encoding.kwargs("model", "sae", "max_tokens", "chat"), progress=not ctx.obj["quiet"],
-        summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed,
+        summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed, where=where,
     )  # fmt: skip
     if html is not None:
         note(f"report: {html}")
+    sides = f"{summary['a']} vs {' + '.join(summary['b'])}"
+    if where is not None:
+        sides += f" (only documents where {where})"
     if by == "themes":
         note(
-            f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
+            f"{sides} ({summary['encoder']}): "
             f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
             f"differ at q < {alpha}",
         )
         if summary.get("weak"):
             note(f"saeembed: {summary['weak']}")
-        render(theme_view(table, fmt or default_format()), fmt or default_format())
+        render(theme_view(table, fmt or default_format(), summary), fmt or default_format())
         return
     note(
-        f"{summary['a']} vs {' + '.join(summary['b'])} ({summary['encoder']}): "
-        f"{summary['tested']:,} concepts tested by {summary['measure']}"
+        f"{sides} ({summary['encoder']}): {summary['tested']:,} concepts tested by {summary['measure']}"
         f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
         f"{summary['significant']:,} differ at q < {alpha}",
     )

@@ -11,6 +11,7 @@ from saeembed.cli.render import join_lists, scientific
 
 SIDE_NAME_WIDTH = 16
 EXAMPLE_CHARS = 150
+THEME_EXAMPLE_CHARS = 80
 
 
 def side_names(a: str, b: list[str]) -> tuple[str, str]:
@@ -84,35 +85,55 @@ def _interval(estimate, low, high, digits: int | None) -> str:
     return f"{form(estimate)} ({form(low)}, {form(high)})"
 
 
-def theme_view(table: pl.DataFrame, fmt: str) -> pl.DataFrame:
-    """The themes table as ``fmt`` shows it: on a terminal the main columns, the concepts by
-    name and one example per side; in CSV the lists joined; JSON keeps everything."""
+def theme_view(table: pl.DataFrame, fmt: str, summary: dict | None = None) -> pl.DataFrame:
+    """The themes table as ``fmt`` shows it. Table (as the concept diff's): the name, under it
+    how the theme holds its documents (alike ones, or a rule over concepts found together) and
+    one example per side; per side "documents tested (share)" under the side's name (from
+    ``summary``); ``diff (95% CI)``; q. CSV: every column, lists joined. JSON: as is."""
     if fmt not in ("table", "csv"):
         return table
-    concepts = pl.col("concepts").list.eval(
-        pl.concat_str([pl.lit("#"), pl.element().struct.field("feature").cast(pl.String),
-                       pl.lit(" "), pl.element().struct.field("label").fill_null("")])
-    ).list.join(" · ")  # fmt: skip
-    examples = pl.col("examples").list.eval(
-        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
-                       pl.element().struct.field("text")])
-    ).list.join(" | ")  # fmt: skip
     if fmt == "csv":
+        concepts = pl.col("concepts").list.eval(
+            pl.concat_str([pl.lit("#"), pl.element().struct.field("feature").cast(pl.String),
+                           pl.lit(" "), pl.element().struct.field("label").fill_null("")])
+        ).list.join(" · ")  # fmt: skip
+        examples = pl.col("examples").list.eval(
+            pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
+                           pl.element().struct.field("text")])
+        ).list.join(" | ")  # fmt: skip
         return table.with_columns(
             concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
         )
+    summary = summary or {"a": "A", "b": ["B"]}
+    name_a, name_b = side_names(summary["a"], summary["b"])
+    found = {"A": name_a, "B": name_b}
     # how a theme holds its documents, in words: alike ones, or a rule over concepts found together
     kind = (
         pl.when(pl.col("kind") == "concepts").then(pl.col("rule"))
-        .when(pl.col("kind") == "rest").then(pl.lit("the rest"))
+        .when(pl.col("kind") == "rest").then(pl.lit("documents the sides share"))
         .otherwise(pl.lit("alike documents"))
     )  # fmt: skip
-    first = pl.col("examples").list.eval(
-        pl.concat_str([pl.element().struct.field("side"), pl.lit(": "),
-                       pl.element().struct.field("text").str.slice(0, 90)])
+    where = pl.col("found_in").replace_strict(found, default=None, return_dtype=pl.String)
+    how = pl.concat_str([kind, pl.lit(", found in "), where], ignore_nulls=False)
+    shown = pl.col("examples").list.eval(
+        pl.concat_str([pl.lit("› "), pl.element().struct.field("side")
+                       .replace_strict(found, default="", return_dtype=pl.String), pl.lit(": "),
+                       pl.element().struct.field("text").str.slice(0, THEME_EXAMPLE_CHARS)
+                       .str.replace_all("\n", " ")])
     ).list.gather_every(2).list.join("\n")  # fmt: skip
-    return scientific(
-        table.select("theme", "name", kind.alias("kind"), "found_in", "size", "n_a", "n_b", "share_a", "share_b", "diff",
-                     "ci_low", "ci_high", "p", "q", first.alias("examples")),
-        "p", "q",
-    )  # fmt: skip
+    name = pl.concat_str([pl.col("name"), pl.coalesce(how, kind), shown], separator="\n",
+                         ignore_nulls=True)  # fmt: skip
+    side = [_count_share(f"n_{s}", pl.col(f"share_{s}")) for s in "ab"]
+    difference = pl.struct("diff", "ci_low", "ci_high").map_elements(
+        lambda r: _interval(r["diff"], r["ci_low"], r["ci_high"], 2), return_dtype=pl.String
+    )
+    view = table.select(
+        "theme",
+        name.alias("theme: name, kind, examples"),
+        side[0].alias(name_a),
+        side[1].alias(name_b),
+        difference.alias("diff (95% CI)"),
+        "q",
+    )
+    # the documents the sides share are shown, not tested
+    return scientific(view, "q").with_columns(pl.col("q").fill_null("not tested"))

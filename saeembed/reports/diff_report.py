@@ -102,8 +102,8 @@ def diff_command(settings: dict, html_path: str = "report.html") -> str:
         words += ["--paired", "--pair-on", settings.get("pair_on", "row")]
     elif settings.get("test"):
         words += ["--test", settings["test"]]
-    for option in ("min_support", "alpha", "threshold"):
-        if option in settings:
+    for option in ("min_support", "alpha", "threshold", "where"):
+        if settings.get(option) is not None:
             words += [f"--{option.replace('_', '-')}", str(settings[option])]
     words += ["--html", html_path, "--panels", str(settings.get("panels", DEFAULT_PANELS))]
     return shlex.join(words)
@@ -186,31 +186,9 @@ def build_diff_report(
             }
         )
     shading = builder.finish()
-    significant = int((table["q"] < settings.get("alpha", 0.05)).sum()) if table.height else 0
     payload = {
         "kind": "diff",
-        "meta": {
-            "sides": [settings["a"], " + ".join(corpora_b)],
-            "sizes": sizes,
-            "encoder": encoder.name,
-            "measure": settings.get("measure"),
-            "test": settings.get("test")
-            or (table["test"][0] if "test" in table.columns and table.height else None),
-            "sort": settings.get("sort"),
-            "alpha": settings.get("alpha", 0.05),
-            "paired": bool(settings.get("paired")),
-            "one_vs_rest": len(corpora_b) > 1,
-            "tested": table.height,
-            "significant": significant,
-            "weak": weak_diff(
-                [settings["a"], " + ".join(corpora_b)],
-                sizes,
-                significant,
-                settings.get("alpha", 0.05),
-            ),  # fmt: skip
-            "shading": shading,
-            "command": diff_command(settings),
-        },
+        "meta": _diff_meta(table, settings, encoder, sizes, corpora_b, shading),
         "table": table_columns(table.select([c for c in table.columns if c != "examples"])),
         "forest": min(FOREST_ROWS, len(leaders)),
         "forest_rows": leaders[:FOREST_ROWS],
@@ -221,6 +199,31 @@ def build_diff_report(
         payload["themes"] = themes_payload(themes)
     title = f"saeembed diff: {settings['a']} vs {' + '.join(corpora_b)}"
     return DiffReport(table, payload, title)
+
+
+def _diff_meta(table, settings, encoder, sizes, corpora_b, shading) -> dict:
+    """The report header's facts: the sides, the settings, the counts, the command."""
+    alpha = settings.get("alpha", 0.05)
+    sides = [settings["a"], " + ".join(corpora_b)]
+    significant = int((table["q"] < alpha).sum()) if table.height else 0
+    return {
+        "sides": sides,
+        "sizes": sizes,
+        "encoder": encoder.name,
+        "measure": settings.get("measure"),
+        "test": settings.get("test")
+        or (table["test"][0] if "test" in table.columns and table.height else None),
+        "sort": settings.get("sort"),
+        "alpha": alpha,
+        "paired": bool(settings.get("paired")),
+        "one_vs_rest": len(corpora_b) > 1,
+        "where": settings.get("where"),
+        "tested": table.height,
+        "significant": significant,
+        "weak": weak_diff(sides, sizes, significant, alpha),
+        "shading": shading,
+        "command": diff_command(settings),
+    }
 
 
 def themes_payload(themes) -> dict:
@@ -234,12 +237,13 @@ def themes_payload(themes) -> dict:
 
 
 def build_themes_report(themes, corpus_a: str, corpora_b: list[str], encoder: Encoder,
-                        alpha: float = 0.05) -> DiffReport:  # fmt: skip
+                        alpha: float = 0.05, where: str | None = None) -> DiffReport:  # fmt: skip
     """The report of `saeembed diff --by themes`: the themes, their tests, concepts and
-    examples."""
+    examples (``where``: the filter the diff kept its documents by)."""
     sides = [corpus_a, " + ".join(corpora_b)]
-    command = shlex.join(["saeembed", "diff", corpus_a, *corpora_b, "--by", "themes",
-                          "--themes", str(themes.config.k), "--seed", str(themes.config.seed)])  # fmt: skip
+    words = ["saeembed", "diff", corpus_a, *corpora_b, "--by", "themes", "--themes",
+             str(themes.config.k), "--seed", str(themes.config.seed)]  # fmt: skip
+    command = shlex.join(words + (["--where", where] if where is not None else []))
     payload = {
         "kind": "themes",
         "meta": {
@@ -256,6 +260,7 @@ def build_themes_report(themes, corpus_a: str, corpora_b: list[str], encoder: En
                 what="theme",
             ),  # fmt: skip
             "command": command,
+            "where": where,
         },
         "themes": themes_payload(themes),
     }

@@ -284,13 +284,17 @@
     }
     return box;
   }
+  // a filtered diff says which documents it kept (saeembed diff --where)
+  function whereFact(m) {
+    return m.where ? [el("span", { id: "where" }, "only documents where ", el("code", { text: m.where }))] : [];
+  }
   function renderThemes() {
     const m = D.meta, names = m.sides;
     root.append(el("h1", { text: `${names[0]} vs ${names[1]}: kinds of documents` }),
       el("div", { class: "facts" },
         el("span", {}, el("span", { class: "side-a", text: names[0] }), ` ${m.sizes[0].toLocaleString("en")} documents`),
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${m.sizes[1].toLocaleString("en")} documents`),
-        el("span", {}, "encoder ", el("b", { text: m.encoder }))),
+        el("span", {}, "encoder ", el("b", { text: m.encoder })), ...whereFact(m)),
       el("p", { id: "headline" }, el("b", { text: String(m.significant) }), ` of ${D.themes.rows.length} themes differ at q < ${m.alpha}.`),
       ...(m.weak ? [el("p", { class: "warning", id: "weak", text: m.weak })] : []),
       themesSection(D.themes, names, m.alpha),
@@ -311,7 +315,7 @@
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${m.sizes[1].toLocaleString("en")} documents`),
         el("span", {}, "encoder ", el("b", { text: m.encoder })),
         el("span", { text: `${kind}` }),
-        el("span", {}, "measure ", el("b", { text: m.measure }), " · test ", el("b", { text: m.test || "–" }), " · sort ", el("b", { text: m.sort }))),
+        el("span", {}, "measure ", el("b", { text: m.measure }), " · test ", el("b", { text: m.test || "–" }), " · sort ", el("b", { text: m.sort })), ...whereFact(m)),
       el("p", { id: "headline" }, el("b", { text: m.tested.toLocaleString("en") }), " concepts tested; ",
         el("b", { text: m.significant.toLocaleString("en") }), ` differ at q < ${m.alpha} (Benjamini-Hochberg).`),
       el("p", { class: "note", text: shadingNote(m.shading) }));
