@@ -5,6 +5,7 @@ the real default model on shipped data."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -250,3 +251,23 @@ def test_concept_themes_find_concepts_one_side_carries_together():
     assert theme.side == "B" and set(theme.concepts) == {5, 6, 7} and theme.at_least == 2
     assert np.flatnonzero(theme.members(sp.csr_matrix(x))).tolist() == list(range(100, 120))
     assert theme.discovery_p < 1e-3
+
+
+def test_the_terminal_view_of_themes_fits_and_names_the_sides(tmp_path):
+    path = tmp_path / "view.duckdb"
+    _store(path)[0].close()
+    out = CliRunner(env={"COLUMNS": "110"}).invoke(
+        main, ["-q", "diff", "A", "B", "--db", str(path), "--by", "themes", "--themes", "6",
+               "--format", "table"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 110
+    header = next(line for line in lines if "diff (95% CI)" in line)
+    assert [c.strip() for c in header.strip("│").split("┆")] == [
+        "#", "theme", "A", "B", "diff (95% CI)", "q",
+    ]  # fmt: skip
+    text = out.stdout
+    assert "alike documents, found in A" in text and "at least 2 of 3 concepts, found in A" in text
+    assert re.search(r"9 \(15.0%\) +┆ 0 \(0.0%\)", text) and "not tested" in text  # the rest
+    assert "› A: A document" in text

@@ -11,7 +11,7 @@ from saeembed.cli.render import join_lists, scientific
 
 SIDE_NAME_WIDTH = 16
 EXAMPLE_CHARS = 150
-THEME_EXAMPLE_CHARS = 80
+THEME_EXAMPLE_CHARS = 72
 
 
 def side_names(a: str, b: list[str]) -> tuple[str, str]:
@@ -68,6 +68,15 @@ def diff_view(table: pl.DataFrame, summary: dict, fmt: str) -> pl.DataFrame:
     return scientific(view, "q")
 
 
+def _cut(text: str, limit: int = THEME_EXAMPLE_CHARS) -> str:
+    """``text`` on one line, cut at a word boundary before ``limit`` characters (… marks a cut)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
+
+
 def _count_share(count: str, share: pl.Expr) -> pl.Expr:
     return pl.format("{} ({}%)", pl.col(count), (share * 100).round(1))
 
@@ -118,8 +127,8 @@ def theme_view(table: pl.DataFrame, fmt: str, summary: dict | None = None) -> pl
     shown = pl.col("examples").list.eval(
         pl.concat_str([pl.lit("› "), pl.element().struct.field("side")
                        .replace_strict(found, default="", return_dtype=pl.String), pl.lit(": "),
-                       pl.element().struct.field("text").str.slice(0, THEME_EXAMPLE_CHARS)
-                       .str.replace_all("\n", " ")])
+                       pl.element().struct.field("text")
+                       .map_elements(_cut, return_dtype=pl.String)])
     ).list.gather_every(2).list.join("\n")  # fmt: skip
     name = pl.concat_str([pl.col("name"), pl.coalesce(how, kind), shown], separator="\n",
                          ignore_nulls=True)  # fmt: skip
@@ -128,8 +137,8 @@ def theme_view(table: pl.DataFrame, fmt: str, summary: dict | None = None) -> pl
         lambda r: _interval(r["diff"], r["ci_low"], r["ci_high"], 2), return_dtype=pl.String
     )
     view = table.select(
-        "theme",
-        name.alias("theme: name, kind, examples"),
+        pl.col("theme").alias("#"),
+        name.alias("theme"),
         side[0].alias(name_a),
         side[1].alias(name_b),
         difference.alias("diff (95% CI)"),
