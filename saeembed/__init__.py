@@ -1,6 +1,6 @@
 """saeembed: sparse-autoencoder embeddings of text corpora, stored in DuckDB, with analyses on top.
 
-The Python API (`saeembed.api`), over store paths: `encode`, `diff`, `correlate`, `cluster`,
+The Python API (`saeembed.api`), over store paths: `encode`, `diff` (settings in a `DiffSettings`), `correlate`, `cluster`,
 `search`, the feature labels (`label_features`, `show_feature`, `search_features`,
 `import_labels`, `export_labels`), the preference analysis (`saeembed.preferences.fit(db)` and
 the rest of `saeembed.api.preferences`), `info`, `sql`, `import_shards`, `open_store` and `run_query` (and
@@ -18,6 +18,9 @@ _EXPORTS = {
     "correlate": "saeembed.api.explore",
     "search": "saeembed.api.explore",
     "diff": "saeembed.api.compare",
+    "DiffResult": "saeembed.api.compare",
+    "DiffSettings": "saeembed.analysis.diff_settings",
+    "EncodingOptions": "saeembed.encoding_options",
     "encode": "saeembed.api.corpus",
     "import_shards": "saeembed.api.corpus",
     "info": "saeembed.api.corpus",

@@ -413,7 +413,7 @@ def test_commands_that_count_share_one_default_measure():
     def default(fn):
         return inspect.signature(fn).parameters["measure"].default
 
-    assert default(api.diff) == default(api.correlate) == "strong"
+    assert api.DiffSettings().measure == default(api.correlate) == "strong"
 
 
 def test_bad_token_limits_are_refused_before_writing(tmp_path, corpus_file, tiny_model, tiny_sae):
@@ -572,8 +572,11 @@ def test_encoding_options_are_defined_once():
     base = EncodingOptions()
     from saeembed.api import preferences
 
-    for fn, differ in ((api.encode, {}), (preferences.encode_pairs, {"chat": "assistant"}),
-                       (diff, {})):  # fmt: skip
+    assert inspect.signature(diff).parameters["encoding"].annotation in (
+        "EncodingOptions | None",
+        EncodingOptions | None,
+    )  # the diff takes the options themselves
+    for fn, differ in ((api.encode, {}), (preferences.encode_pairs, {"chat": "assistant"})):
         params = inspect.signature(fn).parameters
         for name in EncodingOptions.names():
             if name in params:

@@ -135,22 +135,44 @@ def test_bad_sides(store):
 
 def test_python_api_on_corpora_in_a_store(tmp_path):
     import saeembed
+    from saeembed import DiffSettings
 
-    build_count_store(tmp_path / "api.duckdb", SIZES, COUNTS).close()
-    summary: dict = {}
-    table = saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", top=2, summary=summary)
+    db = tmp_path / "api.duckdb"
+    build_count_store(db, SIZES, COUNTS).close()
+    result = saeembed.diff("A", ["B", "C"], db=db, settings=DiffSettings(top=2))
+    table = result.table
     assert table["feature"].to_list() == [1, 3]  # significant ones by p
     assert table["p"][0] < table["p"][1] and abs(table["diff"][0]) < abs(table["diff"][1])
-    by_effect = saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", top=2, sort="effect")
-    assert by_effect["feature"].to_list() == [3, 1]
-    assert summary == {
-        "tested": 3, "significant": 2, "a": "A", "b": ["B", "C"], "encoder": "m-L1",
-        "measure": "strong", "test": "proportion", "sizes": [40, 80], "weak": None, "where": None,
-    }  # fmt: skip
-    paired = saeembed.diff("A", "B", db=tmp_path / "api.duckdb", paired=True, pair_on="id")
-    assert paired.filter(feature=1)["only_a"][0] == 18
+    by_effect = saeembed.diff("A", ["B", "C"], db=db, settings=DiffSettings(top=2, sort="effect"))
+    assert by_effect.table["feature"].to_list() == [3, 1]
+    assert (result.tested, result.significant, result.a, result.b, result.encoder) == (
+        3, 2, "A", ["B", "C"], "m-L1"
+    )  # fmt: skip
+    assert (result.test, result.sizes, result.weak, result.report) == ("proportion", [40, 80],
+                                                                        None, None)  # fmt: skip
+    assert result.settings == DiffSettings(top=2) and result.method is None
+    paired = saeembed.diff("A", "B", db=db, settings=DiffSettings(paired=True, pair_on="id"))
+    assert paired.table.filter(feature=1)["only_a"][0] == 18 and paired.test == "paired"
     with pytest.raises(saeembed.errors.SaeembedError, match="paired mode compares exactly two"):
-        saeembed.diff("A", ["B", "C"], db=tmp_path / "api.duckdb", paired=True)
+        saeembed.diff("A", ["B", "C"], db=db, settings=DiffSettings(paired=True))
+
+
+def test_settings_refuse_bad_values_and_combinations():
+    from saeembed import DiffSettings
+
+    for changes, message in [
+        ({"measure": "loud"}, "unknown --measure 'loud'; use one of presence, strong"),
+        ({"by": "topics"}, "unknown --by 'topics'; use one of concepts, themes"),
+        ({"top": 0}, "--top must be >= 1"),
+        ({"themes": 1}, "--themes must be >= 2"),
+        ({"measure": "count", "test": "proportion"}, "test 'proportion' does not fit"),
+        ({"measure": "count", "sort": "logodds"}, "sort 'logodds' needs document counts"),
+        ({"paired": True, "by": "themes"}, "does not take --paired"),
+        ({"alpha": 1.5}, "--alpha must be between 0 and 1"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            DiffSettings(**changes).check()
+    assert DiffSettings().but(measure="count").test is None  # the measure's default test
 
 
 def test_relative_risk_is_null_when_b_never_has_it():
@@ -204,13 +226,15 @@ def test_a_diff_of_two_files_reads_the_reader_and_sae_once(
         (tmp_path / f"{name}.txt").write_text(
             "\n".join(f"the {word} number {i} was fine" for i in range(12)) + "\n"
         )
-    table = api.diff(tmp_path / "a.txt", tmp_path / "b.txt", db=tmp_path / "s.duckdb",
-                     model=str(tiny_model), sae=str(tiny_sae), progress=False, min_support=1)  # fmt: skip
-    assert table.height > 0
+    one = api.DiffSettings(min_support=1)
+    result = api.diff(tmp_path / "a.txt", tmp_path / "b.txt", db=tmp_path / "s.duckdb",
+                      encoding=api.EncodingOptions(model=str(tiny_model), sae=str(tiny_sae)),
+                      settings=one, progress=False)  # fmt: skip
+    assert result.table.height > 0
     assert len(loads) == 1  # both inputs encoded with one loaded stack
     # the same diff again: everything is stored, nothing is loaded
     loads.clear()
-    api.diff("a", "b", db=tmp_path / "s.duckdb", progress=False, min_support=1)
+    api.diff("a", "b", db=tmp_path / "s.duckdb", settings=one, progress=False)
     assert loads == []
 
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import saeembed
+from saeembed import DiffSettings
 from saeembed.cli import main
 from saeembed.errors import InputError
 from saeembed.store import Store
@@ -30,28 +31,29 @@ def db(tmp_path):
     return path
 
 
+def _diff(a, b, db, **settings):
+    return saeembed.diff(a, b, db=db, settings=DiffSettings(**settings), progress=False)
+
+
 def test_a_filtered_diff_counts_only_the_documents_passing_it(db):
-    summary: dict = {}
-    table = saeembed.diff("A", "B", db=db, where=LATER, min_support=1, examples=2,
-                          summary=summary)  # fmt: skip
-    rows = {r["feature"]: r for r in table.iter_rows(named=True)}
+    result = _diff("A", "B", db, where=LATER, min_support=1, examples=2)
+    rows = {r["feature"]: r for r in result.table.iter_rows(named=True)}
     assert sorted(rows) == [1, 3]  # 2 and 4 are in no document that passes
     assert [rows[1][c] for c in ("n_a", "n_b", "size_a", "size_b")] == [14, 0, 30, 45]
     assert [rows[3][c] for c in ("n_a", "n_b", "size_a", "size_b")] == [0, 27, 30, 45]
     # the examples come from the documents kept: A's strongest kept ones are 10 and 11
     assert rows[1]["examples"] == ["«A» document 10", "«A» document 11"]
     assert rows[3]["examples"] == ["«B» document 15", "«B» document 16"]
-    assert summary["where"] == LATER and summary["sizes"] == [30, 45]
+    assert result.settings.where == LATER and result.sizes == [30, 45]
     # unfiltered, the same store gives the whole corpora (the kept counts' fast path)
-    whole = saeembed.diff("A", "B", db=db, min_support=1).filter(feature=1).row(0, named=True)
+    whole = _diff("A", "B", db, min_support=1).table.filter(feature=1).row(0, named=True)
     assert (whole["n_a"], whole["size_a"]) == (24, 40)
 
 
 def test_a_filter_on_metadata_and_one_against_the_rest(db):
     with Store(db) as store:  # the documents' ext_id is their row number
         store.con.execute("UPDATE documents SET meta = json_object('n', ext_id)")
-    table = saeembed.diff("A", ["B", "C"], db=db, where="CAST(meta.n AS INTEGER) < 20",
-                          min_support=1)  # fmt: skip
+    table = _diff("A", ["B", "C"], db, where="CAST(meta.n AS INTEGER) < 20", min_support=1).table
     three = table.filter(feature=3).row(0, named=True)  # A 0..3; B 0..19 and C 0..9 of 20 + 20
     assert (three["n_a"], three["size_a"], three["n_b"], three["size_b"]) == (4, 20, 30, 40)
 
@@ -61,14 +63,13 @@ def test_themes_of_a_filtered_diff_lose_what_the_filter_drops(tmp_path):
 
     path = tmp_path / "t.duckdb"
     _store(path)[0].close()
-    planted = saeembed.diff("A", "B", db=path, by="themes", themes=6, progress=False)
+    planted = _diff("A", "B", path, by="themes", themes=6).table
     assert planted.filter(pl.col("q") < 0.05).height >= 1
-    summary: dict = {}
-    table = saeembed.diff("A", "B", db=path, by="themes", themes=6, progress=False,
-                          where="feature:40 = 0", summary=summary)  # fmt: skip
+    result = _diff("A", "B", path, by="themes", themes=6, where="feature:40 = 0")
+    table = result.table
     assert table.filter(pl.col("q") < 0.05).height == 0  # the planted documents are gone
     kept = {d for members in table["doc_ids"] for d in members}
-    assert len(kept) == (N_SIDE - PLANTED) + N_SIDE and summary["where"] == "feature:40 = 0"
+    assert len(kept) == (N_SIDE - PLANTED) + N_SIDE and result.settings.where == "feature:40 = 0"
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,7 @@ def test_themes_of_a_filtered_diff_lose_what_the_filter_drops(tmp_path):
 )
 def test_unusable_filters_are_refused_and_the_store_is_untouched(db, options, message):
     with pytest.raises(InputError, match=message):
-        saeembed.diff("A", "B", db=db, min_support=1, **options)
+        _diff("A", "B", db, min_support=1, **options)
     with Store(db, read_only=True) as store:
         assert store.sql("SELECT count(*) AS n FROM documents")["n"][0] == sum(SIZES.values())
 

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from saeembed.api import diff, encode
+from saeembed.api import DiffSettings, diff, encode
 from saeembed.errors import InputError
 from saeembed.inputs import documents_from_texts
 from saeembed.labels.table import write_labels
@@ -114,7 +114,8 @@ def test_write_is_atomic_and_checks_the_directory(tmp_path):
 @pytest.fixture(scope="module")
 def diff_page(diff_db, tmp_path_factory) -> tuple[Path, pl.DataFrame]:
     page = tmp_path_factory.mktemp("diff-page") / "report.html"
-    report = diff("left", "right", db=diff_db, min_support=1, report=True, progress=False)
+    report = diff("left", "right", db=diff_db, settings=DiffSettings(min_support=1), report=True,
+                  progress=False).report  # fmt: skip
     report.write_html(page)
     return page, report.table
 
@@ -192,7 +193,8 @@ def test_diff_report_in_the_browser(diff_page, browser):
 
 def test_one_vs_rest_and_paired_reports(diff_db, tmp_path, browser):
     rest = tmp_path / "rest.html"
-    diff("left", ["right", "other"], db=diff_db, min_support=1, html=rest, progress=False)
+    diff("left", ["right", "other"], db=diff_db, settings=DiffSettings(min_support=1), html=rest,
+         progress=False)  # fmt: skip
     data = payload_of(rest)
     assert data["meta"]["sides"] == ["left", "right + other"]
     assert data["meta"]["one_vs_rest"] and data["meta"]["sizes"] == [40, 80]
@@ -201,9 +203,8 @@ def test_one_vs_rest_and_paired_reports(diff_db, tmp_path, browser):
         "document.querySelector('.facts').textContent"
     )
     paired = tmp_path / "paired.html"
-    table = diff(
-        "left", "right", db=diff_db, paired=True, min_support=1, html=paired, progress=False
-    )
+    table = diff("left", "right", db=diff_db, settings=DiffSettings(paired=True, min_support=1),
+                 html=paired, progress=False).table  # fmt: skip
     data = payload_of(paired)
     assert data["meta"]["paired"] and "n_pairs" in data["table"]
     assert data["meta"]["tested"] == table.height
@@ -235,8 +236,10 @@ def test_diff_report_from_the_command_line(diff_db, tmp_path):
 
 
 def test_diff_report_shows_in_jupyter(diff_db):
-    report = diff("left", "right", db=diff_db, min_support=1, report=True, panels=1, progress=False)
-    shown = report._repr_html_()
+    result = diff("left", "right", db=diff_db, settings=DiffSettings(min_support=1, panels=1),
+                  report=True, progress=False)  # fmt: skip
+    shown = result._repr_html_()  # the report, when there is one
+    assert shown == result.report._repr_html_()
     assert shown.startswith("<iframe srcdoc=") and "&lt;script" in shown
     assert "<script>" not in shown  # the page is inside the attribute, escaped
 
@@ -267,7 +270,7 @@ def test_token_shading_matches_the_stored_peaks(tmp_path, tiny_model, tiny_sae, 
     for corpus, chunk in (("x", texts[:30]), ("y", texts[30:])):
         encode(chunk, db, corpus=corpus, model=str(tiny_model), sae=str(tiny_sae), progress=False)
     page = tmp_path / "tiny.html"
-    diff("x", "y", db=db, min_support=1, html=page, panels=5, progress=False)
+    diff("x", "y", db=db, settings=DiffSettings(min_support=1, panels=5), html=page, progress=False)
     data = payload_of(page)
     assert data["meta"]["shading"] == "tokens"
     checked = 0
@@ -490,8 +493,8 @@ def test_diff_report_on_real_reviews(saeembed_home, tmp_path, browser):
     encode(GOOD, db, corpus="good", progress=False)
     encode(BAD, db, corpus="bad", progress=False)
     page = tmp_path / "real.html"
-    report = diff("good", "bad", db=db, min_support=2, html=page, panels=3, report=True,
-                  progress=False)  # fmt: skip
+    report = diff("good", "bad", db=db, settings=DiffSettings(min_support=2, panels=3), html=page,
+                  report=True, progress=False).report  # fmt: skip
     data = payload_of(page)
     assert data["meta"]["shading"] == "tokens" and data["meta"]["tested"] == report.table.height
     for panel in data["panels"]:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import saeembed.encoding as encoding
-from saeembed.api import correlate, diff, encode, import_shards, open_store, search
+from saeembed.api import DiffSettings, correlate, diff, encode, import_shards, open_store, search
 from saeembed.errors import SaeembedError
 from saeembed.store.shard_layout import MANIFEST, read_manifest
 
@@ -141,8 +141,9 @@ def test_analyses_over_shards_equal_the_imported_file(
     same_store_rows(tmp_path / "imported.duckdb", shards, exact=True)
     single, sharded = tmp_path / "imported.duckdb", shards
     for measure in ("presence", "strong", "mean"):
-        expected = diff("a", "b", db=single, measure=measure, min_support=2, progress=False)
-        got = diff("a", "b", db=sharded, measure=measure, min_support=2, progress=False)
+        settings = DiffSettings(measure=measure, min_support=2)
+        expected = diff("a", "b", db=single, settings=settings, progress=False).table
+        got = diff("a", "b", db=sharded, settings=settings, progress=False).table
         same_results(expected, got)
     # texts in both corpora once took their metadata from whichever row DuckDB scanned first,
     # so this differed now and then; the metadata now comes from the asked corpus

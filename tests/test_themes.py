@@ -177,7 +177,9 @@ def test_the_cli_and_api_give_themes_as_json_csv_html_and_one_against_the_rest(t
     store, ids = _store(path)
     store.close()
     # one against the rest: A against B and C pooled
-    table = api.diff("A", ["B", "C"], db=path, by="themes", themes=6, progress=False)
+    table = api.diff(
+        "A", ["B", "C"], db=path, settings=api.DiffSettings(by="themes", themes=6), progress=False
+    ).table
     assert table.columns == THEME_COLUMNS
     lead = table.row(0, named=True)
     assert lead["test_b"] == N_SIDE and lead["n_b"] == 0 and lead["q"] < 0.05
@@ -225,7 +227,9 @@ def test_real_model_finds_plot_summaries_planted_among_reviews(saeembed_home, tm
                 "doc_id"
             ].to_list()
         )
-    table = api.diff("mixed", "reviews", db=db, by="themes", progress=False)
+    table = api.diff(
+        "mixed", "reviews", db=db, settings=api.DiffSettings(by="themes"), progress=False
+    ).table
     enriched = table.filter((pl.col("q") < 0.05) & (pl.col("diff") > 0))
     assert enriched.height >= 1
     best = max(enriched["doc_ids"].to_list(), key=lambda m: len(plot_ids & set(m)))

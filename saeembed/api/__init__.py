@@ -3,7 +3,7 @@ and returns polars DataFrames or small result objects; each `saeembed` command i
 over one of these functions.
 
 - `corpus`: `encode`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
-- `compare`: `diff`
+- `compare`: `diff` (with `DiffSettings`, `EncodingOptions`; returns a `DiffResult`)
 - `explore`: `cluster`, `search`, `correlate`
 - `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
 - `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
@@ -12,7 +12,8 @@ over one of these functions.
 Store-level functions (taking an open `Store`) live with their subject: `saeembed.analysis`,
 `saeembed.labels`, `saeembed.prefs`."""
 
-from saeembed.api.compare import diff
+from saeembed.analysis.diff_settings import DiffSettings
+from saeembed.api.compare import DiffResult, diff
 from saeembed.api.corpus import (
     EncodeResult,
     encode,
@@ -30,10 +31,14 @@ from saeembed.api.features import (
     search_features,
     show_feature,
 )
+from saeembed.encoding_options import EncodingOptions
 
 __all__ = [
     "Clustering",
+    "DiffResult",
+    "DiffSettings",
     "EncodeResult",
+    "EncodingOptions",
     "SearchResult",
     "cluster",
     "correlate",

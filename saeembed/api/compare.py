@@ -12,12 +12,13 @@ from pathlib import Path
 
 import polars as pl
 
-from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE, DIFF_SORTS, check_test, get_measure
+from saeembed.analysis.diff_settings import DiffSettings
+from saeembed.analysis.measures import check_test, get_measure
 from saeembed.api.corpus import encode
 from saeembed.data import is_dataset_ref
-from saeembed.errors import InputError, SaeembedError, StoreError
+from saeembed.encoding_options import EncodingOptions
+from saeembed.errors import SaeembedError, StoreError
 from saeembed.remote import is_url
-from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
@@ -67,105 +68,83 @@ def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str
     return result.corpus, result.encoding.encoder
 
 
+@dataclass
+class DiffResult:
+    """What `diff` found. ``table``: per concept (`saeembed.analysis.diff.DIFF_COLUMNS`, or
+    `PAIRED_COLUMNS`) or per theme (`saeembed.analysis.themes.THEME_COLUMNS`), ranked, cut to
+    ``settings.top``; the sides ``a`` and ``b`` (corpora of the store), the ``encoder``'s name,
+    the ``settings``; ``tested`` and ``significant`` (q < alpha) rows, the documents of each
+    side (``sizes``: paired, the pairs; themes, the tested half); ``weak``: a sentence when the
+    evidence is weak; ``test``: the test of the concepts (proportion, welch, mannwhitney or
+    paired); ``method``: how themes were found and tested; ``report``: the
+    `saeembed.reports.DiffReport`, when one was asked for. Shows itself in Jupyter (the report
+    when there is one)."""
+
+    table: pl.DataFrame
+    a: str
+    b: list[str]
+    encoder: str
+    settings: DiffSettings
+    tested: int
+    significant: int
+    sizes: list[int]
+    weak: str | None
+    test: str | None = None
+    method: str | None = None
+    report: object | None = None  # saeembed.reports.DiffReport
+
+    def _repr_html_(self) -> str:
+        if self.report is not None:
+            return self.report._repr_html_()
+        return self.table._repr_html_()
+
+
 def diff(
     a: str | Path,
     b: str | Path | Sequence[str | Path],
     *,
     db: str | Path | None = None,
     encoder: str | int | None = None,
-    measure: str = DEFAULT_DIFF_MEASURE,
-    test: str | None = None,
-    sort: str = DIFF_SORTS[0],
-    paired: bool = False,
-    pair_on: str = "row",
-    min_support: int = 10,
-    threshold: float = 0.0,
-    alpha: float = 0.05,
-    top: int | None = None,
-    examples: int = 0,
-    model: str = "default",
-    sae: str | Path | None = None,
-    max_tokens: int | None = None,
-    chat: str = "none",
-    device: str = "auto",
-    progress: bool = True,
-    summary: dict | None = None,
+    settings: DiffSettings | None = None,
+    encoding: EncodingOptions | None = None,
     html: str | Path | None = None,
-    panels: int = DEFAULT_PANELS,
     report: bool = False,
-    by: str = "concepts",
-    themes: int = 12,
-    seed: int = 0,
-    where: str | None = None,
-):
-    """Which concepts are more frequent in ``a`` than in ``b`` (several ``b``: one against the
-    rest, pooled)? Each side is a corpus in ``db`` or a file / named dataset, encoded first
-    (into ``db``, or into a cache store) with ``model`` and ``sae``. Returns the diff table
-    (`saeembed.analysis.diff.DIFF_COLUMNS`, or `PAIRED_COLUMNS` with ``paired=True``): the
-    ``top`` rows (all when None), with ``examples`` top documents of the richer side per row.
-    A dict passed as ``summary`` receives the counts behind the table (concepts tested,
-    significant, the sides and the encoder). ``html``: also write the report page there (every
-    tested concept, ``panels`` of them up close; `saeembed.reports`); ``report=True``: return the
-    `saeembed.reports.DiffReport` (table and page; shows itself in Jupyter) instead of the table.
-    ``by="themes"``: the diff of ``themes`` kinds of documents instead of concepts
-    (`saeembed.analysis.themes`: found on a random half of each side, ``seed``, tested on the
-    other; `THEME_COLUMNS`); the report shows the themes above the concepts either way.
-    ``where``: compare only the documents of each side passing this filter
-    (`saeembed.analysis.doc_filter`; unpaired diffs), read on the store opened read-only once
-    anything to encode is encoded."""
+    progress: bool = True,
+) -> DiffResult:
+    """What differs between ``a`` and ``b`` (several ``b``: one against the rest, pooled)? Each
+    side is a corpus in ``db`` or a file / named dataset, encoded first (into ``db``, or into a
+    cache store) with ``encoding`` (`EncodingOptions`). ``settings`` (`DiffSettings`, checked
+    before anything is encoded): concepts one by one (``by="concepts"``, under ``measure``,
+    ``paired`` or not) or kinds of documents (``by="themes"``: found on a random half of each
+    side, tested on the other; `saeembed.analysis.themes`), only the documents passing
+    ``where`` when given (`saeembed.analysis.doc_filter`: read on the store opened read-only
+    once anything to encode is encoded). ``html``: also write the report page there (every
+    tested concept, ``settings.panels`` up close, the themes above them); ``report=True``: also
+    build it, in the result. Returns a `DiffResult`."""
+    settings = (settings or DiffSettings()).check()
     sides_b = [b] if isinstance(b, (str, Path)) else list(b)
-    _check_request(sides_b, paired=paired, by=by, themes=themes, seed=seed, alpha=alpha,
-                   threshold=threshold, min_support=min_support, html=html,
-                   where=where)  # fmt: skip
-    options = dict(
-        model=model, sae=sae, max_tokens=max_tokens, chat=chat, device=device, progress=progress
-    )
-    from saeembed.stack_cache import shared_stacks
-
-    with shared_stacks():  # each reader and SAE loaded once
-        if where is not None:  # the filter reads a read-only store: encode first
-            db, (a, *sides_b), encoder = _encoded_first(db, [a, *sides_b], options, encoder)
-        with _open_store(db, [a, *sides_b]) as store:
-            sides = _Sides.encoded(store, a, sides_b, options, encoder, paired, where)
-            found = None
-            if by == "themes" or ((html is not None or report) and not paired):
-                found = _themes(store, sides, k=themes, seed=seed, measure=measure, by=by)
-            if by == "themes":
-                return _themes_result(found, sides, alpha=alpha, top=top, html=html,
-                                      report=report, summary=summary)  # fmt: skip
-            return _concepts_result(
-                store, sides, found, db=db, measure=measure, test=test, sort=sort,
-                paired=paired, pair_on=pair_on, min_support=min_support, threshold=threshold,
-                alpha=alpha, top=top, examples=examples, html=html, panels=panels, report=report,
-                summary=summary, progress=progress,
-            )  # fmt: skip
-
-
-def _check_request(sides_b, *, paired, by, themes, seed, alpha, threshold, min_support, html,
-                   where):  # fmt: skip
-    """Everything a diff can refuse, refused before anything is encoded or written."""
-    from saeembed.analysis.diff import check_diff_options
-
+    if settings.paired and len(sides_b) != 1:
+        raise SaeembedError("paired mode compares exactly two corpora; give one B")
     if html is not None:
         from saeembed.files import check_output
 
         check_output(html)
-    check_diff_options(alpha, threshold, min_support)
-    if paired and len(sides_b) != 1:
-        raise SaeembedError("paired mode compares exactly two corpora; give one B")
-    if by not in ("concepts", "themes"):
-        raise InputError(f"unknown --by {by!r}; use concepts or themes")
-    if by == "themes" and paired:
-        raise InputError("--by themes compares two samples; it does not take --paired")
-    if where is not None and paired:
-        raise InputError("--where keeps a subset of each side, which would break the pairs of "
-                         "--paired; filter the corpora before encoding them instead")  # fmt: skip
-    if where is not None and not where.strip():
-        raise InputError("--where is empty; give a condition, e.g. \"meta.year = '2020'\"")
-    if by == "themes":
-        from saeembed.analysis.themes import ThemeConfig
+    options = {**(encoding or EncodingOptions()).check().kwargs(), "progress": progress}
+    from saeembed.stack_cache import shared_stacks
 
-        ThemeConfig(k=themes, seed=seed).check()
+    with shared_stacks():  # each reader and SAE loaded once
+        if settings.where is not None:  # the filter reads a read-only store: encode first
+            db, (a, *sides_b), encoder = _encoded_first(db, [a, *sides_b], options, encoder)
+        with _open_store(db, [a, *sides_b]) as store:
+            sides = _Sides.encoded(store, a, sides_b, options, encoder, settings)
+            wanted = html is not None or report
+            found = None
+            if settings.by == "themes" or (wanted and not settings.paired):
+                found = _themes(store, sides, settings)
+            if settings.by == "themes":
+                return _themes_result(found, sides, settings, html=html, report=report)
+            return _concepts_result(store, sides, found, settings, db=db, html=html,
+                                    report=report, progress=progress)  # fmt: skip
 
 
 def _encoded_first(db, refs, options, encoder):
@@ -214,7 +193,7 @@ class _Sides:
     documents: object | None  # saeembed.analysis.sides.Sides
 
     @classmethod
-    def encoded(cls, store, a, sides_b, options, encoder, paired, where=None) -> _Sides:
+    def encoded(cls, store, a, sides_b, options, encoder, settings: DiffSettings) -> _Sides:
         from saeembed.analysis.sides import read_sides
 
         corpus_a, used = _as_corpus(store, a, options)
@@ -224,99 +203,93 @@ class _Sides:
             corpora_b.append(name)
             used = used or enc
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
-        documents = None if paired else read_sides(store, chosen, [corpus_a], corpora_b, where)
+        documents = (
+            None if settings.paired
+            else read_sides(store, chosen, [corpus_a], corpora_b, settings.where)
+        )  # fmt: skip
         return cls(corpus_a, corpora_b, chosen, documents)
-
-    @property
-    def where(self) -> str | None:
-        return None if self.documents is None else self.documents.where
 
     @property
     def names(self) -> list[str]:
         return [self.a, " + ".join(self.b)]
 
 
-def _themes(store, sides: _Sides, *, k, seed, measure, by):
+def _themes(store, sides: _Sides, settings: DiffSettings):
     """The themes of the diff (`saeembed.analysis.themes`), or None where a report's side is
     too small for them. A numeric diff's report shows strong themes."""
     from saeembed.analysis.themes import diff_themes
 
     docs = sides.documents
-    if by != "themes" and min(len(docs.a), len(docs.b)) < 4:
+    by_themes = settings.by == "themes"
+    if not by_themes and min(len(docs.a), len(docs.b)) < 4:
         return None
-    binary = get_measure(measure).binary
-    return diff_themes(store, docs.a, docs.b, encoder=sides.encoder, k=k, seed=seed,
-                       measure=measure if binary or by == "themes" else "strong")  # fmt: skip
+    measure = settings.measure
+    if not (get_measure(measure).binary or by_themes):
+        measure = "strong"
+    return diff_themes(store, docs.a, docs.b, encoder=sides.encoder, k=settings.themes,
+                       seed=settings.seed, measure=measure)  # fmt: skip
 
 
-def _themes_result(found, sides: _Sides, *, alpha, top, html, report, summary):
+def _themes_result(found, sides: _Sides, settings: DiffSettings, *, html, report) -> DiffResult:
     from saeembed.analysis.weak import weak_diff
 
-    if summary is not None:
-        significant = found.table.filter(pl.col("q") < alpha).height
-        summary.update(
-            by="themes", tested=found.table.height, significant=significant, a=sides.a,
-            b=sides.b, encoder=sides.encoder.name, method=found.method, where=sides.where,
-            weak=weak_diff(sides.names, list(found.n_sides), significant, alpha, what="theme"),
-        )  # fmt: skip
+    alpha = settings.alpha
+    significant = found.table.filter(pl.col("q") < alpha).height
+    sizes = [int(n) for n in found.n_sides]
+    result = DiffResult(
+        found.table.head(settings.top) if settings.top else found.table, sides.a, sides.b,
+        sides.encoder.name, settings, tested=found.table.height, significant=significant,
+        sizes=sizes, weak=weak_diff(sides.names, sizes, significant, alpha, what="theme"),
+        method=found.method,
+    )  # fmt: skip
     if html is not None or report:
         from saeembed.reports import build_themes_report
 
-        built = build_themes_report(found, sides.a, sides.b, sides.encoder, alpha=alpha,
-                                    where=sides.where)  # fmt: skip
+        result.report = build_themes_report(found, sides.a, sides.b, sides.encoder, alpha=alpha,
+                                            where=settings.where)  # fmt: skip
         if html is not None:
-            built.write_html(html)
-        if report:
-            return built
-    return found.table.head(top) if top else found.table
+            result.report.write_html(html)
+    return result
 
 
-def _concepts_result(store, sides: _Sides, found, *, db, measure, test, sort, paired, pair_on,
-                     min_support, threshold, alpha, top, examples, html, panels, report, summary,
-                     progress):  # fmt: skip
+def _concepts_result(store, sides: _Sides, found, settings: DiffSettings, *, db, html, report,
+                     progress) -> DiffResult:  # fmt: skip
     from saeembed.analysis.diff import diff_corpora, paired_diff
     from saeembed.analysis.examples import add_examples
     from saeembed.analysis.weak import weak_diff
     from saeembed.labels.alike import top_groups
 
-    chosen = sides.encoder
-    if paired:
-        table = paired_diff(
-            store, sides.a, sides.b[0], encoder=chosen, measure=measure, pair_on=pair_on,
-            min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
-        )  # fmt: skip
+    s, chosen = settings, sides.encoder
+    common = dict(encoder=chosen, measure=s.measure, min_support=s.min_support,
+                  threshold=s.threshold, alpha=s.alpha, sort=s.sort)  # fmt: skip
+    if s.paired:
+        table = paired_diff(store, sides.a, sides.b[0], pair_on=s.pair_on, **common)
     else:
-        table = diff_corpora(
-            store, [sides.a], sides.b, encoder=chosen, measure=measure, test=test,
-            min_support=min_support, threshold=threshold, alpha=alpha, sort=sort,
-            sides=sides.documents,
-        )  # fmt: skip
-    test_name = "paired" if paired else check_test(get_measure(measure), test)
-    if summary is not None:
-        significant = table.filter(pl.col("q") < alpha).height
-        sizes = _side_sizes(table)
-        summary.update(
-            tested=table.height, significant=significant, a=sides.a, b=sides.b,
-            encoder=chosen.name, measure=measure, test=test_name, sizes=sizes, where=sides.where,
-            weak=weak_diff(sides.names, sizes, significant, alpha),
-        )  # fmt: skip
+        table = diff_corpora(store, [sides.a], sides.b, test=s.test, sides=sides.documents,
+                             **common)  # fmt: skip
+    test_name = "paired" if s.paired else check_test(get_measure(s.measure), s.test)
+    significant = table.filter(pl.col("q") < s.alpha).height
+    sizes = _side_sizes(table)
+    built = None
     if html is not None or report:
         from saeembed.reports import build_diff_report
 
-        settings = dict(db=db, measure=measure, sort=sort, alpha=alpha, paired=paired,
-                        pair_on=pair_on, min_support=min_support, where=sides.where,
-                        test=None if paired else test_name)  # fmt: skip
+        page = dict(db=db, measure=s.measure, sort=s.sort, alpha=s.alpha, paired=s.paired,
+                    pair_on=s.pair_on, min_support=s.min_support, where=s.where,
+                    test=None if s.paired else test_name)  # fmt: skip
         built = build_diff_report(store, chosen, table, corpora_a=[sides.a], corpora_b=sides.b,
-                                  settings=settings, panels=panels, progress=progress,
+                                  settings=page, panels=s.panels, progress=progress,
                                   themes=found, sides=sides.documents)  # fmt: skip
         if html is not None:
             built.write_html(html)
-        if report:
-            return built
-    table = top_groups(table, top) if top else table  # alike concepts go with their leader
-    if paired:
-        return table
-    return add_examples(store, chosen, table, [sides.a], sides.b, examples, sides.documents)
+    shown = top_groups(table, s.top) if s.top else table  # alike concepts go with their leader
+    if not s.paired:
+        shown = add_examples(store, chosen, shown, [sides.a], sides.b, s.examples,
+                             sides.documents)  # fmt: skip
+    return DiffResult(shown, sides.a, sides.b, chosen.name, settings, tested=table.height,
+                      significant=significant, sizes=sizes,
+                      weak=weak_diff(sides.names, sizes, significant, s.alpha),
+                      test=test_name, report=built)  # fmt: skip
 
 
 def _side_sizes(table: pl.DataFrame) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 _OWNERS = {
+    "DiffSettings": "saeembed.analysis.diff_settings",
     "DIFF_SORTS": "saeembed.analysis.measures",
     "MEASURE_NAMES": "saeembed.analysis.measures",
     "TEST_NAMES": "saeembed.analysis.measures",

@@ -9,15 +9,14 @@ import click
 
 from saeembed.api import compare
 from saeembed.api import corpus as api
-from saeembed.api.defaults import DIFF_SORTS, TEST_NAMES
+from saeembed.api.defaults import DiffSettings
 from saeembed.cli.options import (
-    default_of,
     domain_errors,
     encoder_option,
     encoding_options,
     format_option,
-    measure_option,
     note,
+    settings_options,
 )
 from saeembed.cli.render import default_format, render
 from saeembed.cli.views import diff_view, theme_view
@@ -111,60 +110,7 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     help="Store holding (or receiving) the corpora [default: a cache store under $SAEEMBED_HOME].",
 )
 @encoder_option("Encoder id or name, when the store has several.")
-@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option(
-    "--min-support",
-    type=click.IntRange(min=1),
-    default=default_of(compare.diff, "min_support"),
-    show_default=True,
-    help="Test only concepts in at least this many documents of A and B together.",
-)
-@click.option(
-    "--threshold",
-    type=float,
-    default=default_of(compare.diff, "threshold"),
-    show_default=True,
-    help="A document has a concept when its pooled activation exceeds this.",
-)
-@click.option(
-    "--alpha",
-    type=float,
-    default=default_of(compare.diff, "alpha"),
-    show_default=True,
-    help="q-value cut-off.",
-)
-@click.option(
-    "--examples",
-    type=click.IntRange(min=0),
-    default=default_of(compare.diff, "examples"),
-    help="Top documents per row (on a terminal, one per line under the label).",
-)
-@measure_option(default_of(compare.diff, "measure"))
-@click.option(
-    "--sort",
-    type=click.Choice(DIFF_SORTS),
-    default=default_of(compare.diff, "sort"),
-    show_default=True,
-    help="Order of the concepts that differ (q < --alpha; the rest follow by p): specific "
-    "(the conservative ratio of the sides' frequencies or means: concepts particular to one "
-    "side), p, effect (absolute diff) or logodds (the conservative log odds ratio; presence and "
-    "strong only). See docs/diff.md#order-of-the-rows.",
-)
-@click.option(
-    "--test",
-    type=click.Choice(TEST_NAMES),
-    help="Test for the measure [default: proportion for binary measures, welch for numeric].",
-)
-@click.option(
-    "--paired", is_flag=True, help="Rows of A and B correspond (McNemar's or the paired t-test)."
-)
-@click.option(
-    "--pair-on",
-    type=click.Choice(["row", "id"]),
-    default=default_of(compare.diff, "pair_on"),
-    show_default=True,
-    help="Pair documents by row number in their files or by their ids (--id-col at encode).",
-)
+@settings_options(DiffSettings, defaults={"top": 20})
 @encoding_options(
     only=("model", "sae", "max_tokens", "chat"),
     help={"model": "Reader for inputs to encode.",
@@ -177,50 +123,10 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     type=click.Path(path_type=Path),
     help="Also write the report page there (every tested concept; docs/reports.md).",
 )
-@click.option(
-    "--panels",
-    type=click.IntRange(min=0),
-    default=default_of(compare.diff, "panels"),
-    show_default=True,
-    help="Concepts shown up close in the --html report.",
-)
-@click.option(
-    "--by",
-    type=click.Choice(["concepts", "themes"]),
-    default="concepts",
-    show_default=True,
-    help="What to compare: each concept, or themes (kinds of documents: regions of alike "
-    "documents, and documents carrying several concepts found together; found on a random "
-    "half of each side and tested on the other; docs/diff.md#themes).",
-)
-@click.option(
-    "--themes",
-    "n_themes",
-    type=click.IntRange(min=2),
-    default=default_of(compare.diff, "themes"),
-    show_default=True,
-    help="Most regions of alike documents (--by themes, and the report's themes section); "
-    "themes of concepts found together add at most a quarter as many.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=default_of(compare.diff, "seed"),
-    show_default=True,
-    help="Seed of the themes' split and fit.",
-)
-@click.option(
-    "--where",
-    help="Compare only the documents of each side passing this SQL filter: feature:123 > 0, "
-    "meta.KEY = 'value', AND/OR/NOT (docs/diff.md, Subsets).",
-)
 @format_option
 @click.pass_context
 @domain_errors
-def diff_command(
-    ctx, a, b, db, encoder, top, min_support, threshold, alpha, examples, measure, sort, test, paired,
-    pair_on, encoding, html, panels, by, n_themes, seed, where, fmt,
-):  # fmt: skip
+def diff_command(ctx, a, b, db, encoder, settings, encoding, html, fmt):
     """Which concepts are more frequent in A than in B?
 
     A and B are files (any format `encode` reads), named datasets (data:rotten-tomatoes?category=fresh)
@@ -231,40 +137,33 @@ def diff_command(
     side leading (--sort specific: with 95% confidence, how many times as often the richer side
     has it); the rest follow by p. On a terminal the table fits the window (a column per side,
     the difference with its interval, q); --format csv or json gives every column. --where
-    compares only the documents passing a filter. A diff where nothing passes the correction, or
-    a side has under 20 documents, says so on stderr."""
-    summary: dict = {}
-    table = compare.diff(
-        a, list(b), db=db, encoder=encoder, measure=measure, test=test, sort=sort, paired=paired,
-        pair_on=pair_on,
-        min_support=min_support, threshold=threshold, alpha=alpha, top=top, examples=examples,
-        **encoding.kwargs("model", "sae", "max_tokens", "chat"), progress=not ctx.obj["quiet"],
-        summary=summary, html=html, panels=panels, by=by, themes=n_themes, seed=seed, where=where,
-    )  # fmt: skip
+    compares only the documents passing a filter; --by themes compares kinds of documents. A
+    diff where nothing passes the correction, or a side has under 20 documents, says so on
+    stderr."""
+    result = compare.diff(a, list(b), db=db, encoder=encoder, settings=settings,
+                          encoding=encoding, html=html, progress=not ctx.obj["quiet"])  # fmt: skip
     if html is not None:
         note(f"report: {html}")
-    sides = f"{summary['a']} vs {' + '.join(summary['b'])}"
-    if where is not None:
-        sides += f" (only documents where {where})"
-    if by == "themes":
+    sides = f"{result.a} vs {' + '.join(result.b)}"
+    if settings.where is not None:
+        sides += f" (only documents where {settings.where})"
+    alpha = settings.alpha
+    if settings.by == "themes":
+        note(f"{sides} ({result.encoder}): {result.method}; {result.significant:,} of "
+             f"{result.tested:,} differ at q < {alpha}")  # fmt: skip
+    else:
         note(
-            f"{sides} ({summary['encoder']}): "
-            f"{summary['method']}; {summary['significant']:,} of {summary['tested']:,} "
-            f"differ at q < {alpha}",
+            f"{sides} ({result.encoder}): {result.tested:,} concepts tested by {settings.measure}"
+            f"{'/' + result.test if result.test else ''} (support >= {settings.min_support}), "
+            f"{result.significant:,} differ at q < {alpha}",
         )
-        if summary.get("weak"):
-            note(f"saeembed: {summary['weak']}")
-        render(theme_view(table, fmt or default_format(), summary), fmt or default_format())
-        return
-    note(
-        f"{sides} ({summary['encoder']}): {summary['tested']:,} concepts tested by {summary['measure']}"
-        f"{'/' + summary['test'] if summary['test'] else ''} (support >= {min_support}), "
-        f"{summary['significant']:,} differ at q < {alpha}",
-    )
-    if summary.get("weak"):
-        note(f"saeembed: {summary['weak']}")
+    if result.weak:
+        note(f"saeembed: {result.weak}")
     fmt = fmt or default_format()
-    render(diff_view(table, summary, fmt), fmt)
+    if settings.by == "themes":
+        render(theme_view(result, fmt), fmt)
+    else:
+        render(diff_view(result, fmt), fmt)
 
 
 COMMANDS = [encode, diff_command]

@@ -165,6 +165,56 @@ def encoding_options(
             given = {name: kwargs.pop(name) for name in names}
             return fn(*args, encoding=EncodingOptions(**given).check(), **kwargs)
 
-        return options(*decorators)(with_options)
+        return options(*decorators)(domain_errors(with_options))  # a bad value: one line
 
     return wrap
+
+
+# ---- analysis settings: one option per field of a settings dataclass ---------------------------
+
+
+def settings_options(cls, *, argument: str = "settings", defaults: dict | None = None,
+                     types: dict | None = None):  # fmt: skip
+    """One option per field of the settings dataclass ``cls`` (`saeembed.api.DiffSettings`),
+    with the default, the choices (``choices``), the smallest value (``min``) and the help the
+    field holds (``defaults`` and ``types`` change them for one command; a bool field is a
+    flag). The command receives them as one argument, ``argument``: a ``cls``, checked."""
+    decorators, names = [], []
+    for f in dataclasses.fields(cls):
+        names.append(f.name)
+        default = (defaults or {}).get(f.name, f.default)
+        kind = (types or {}).get(f.name) or _click_type(f, default)
+        if kind is bool:
+            decorators.append(click.option("--" + f.name.replace("_", "-"), f.name,
+                                           is_flag=True, help=f.metadata["help"]))  # fmt: skip
+            continue
+        decorators.append(click.option(
+            "--" + f.name.replace("_", "-"), f.name, type=kind, default=default,
+            show_default=default is not None and default != "", help=f.metadata["help"],
+        ))  # fmt: skip
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def with_settings(*args, **kwargs):
+            given = {name: kwargs.pop(name) for name in names}
+            return fn(*args, **{argument: cls(**given).check()}, **kwargs)
+
+        return options(*decorators)(domain_errors(with_settings))  # a bad value: one line
+
+    return wrap
+
+
+def _click_type(f: dataclasses.Field, default):
+    """The click type of a settings field: its choices, a range from its ``min``, or the type of
+    its default (str when it has none)."""
+    if f.metadata.get("choices"):
+        return click.Choice(list(f.metadata["choices"]))
+    value = default if default is not None else f.default
+    low = f.metadata.get("min")
+    if isinstance(value, bool):
+        return bool
+    if isinstance(value, int) or (value is None and isinstance(low, int)):
+        return click.IntRange(min=low) if low is not None else int
+    if isinstance(value, float):
+        return click.FloatRange(min=low) if low is not None else float
+    return str

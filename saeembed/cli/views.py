@@ -28,17 +28,18 @@ def _short(name: str) -> str:
     return name if len(name) <= SIDE_NAME_WIDTH else name[: SIDE_NAME_WIDTH - 1] + "…"
 
 
-def diff_view(table: pl.DataFrame, summary: dict, fmt: str) -> pl.DataFrame:
+def diff_view(result, fmt: str) -> pl.DataFrame:
     """The diff table as ``fmt`` shows it. Table: concepts alike to one above are folded into
     its row; per side "documents (share)" (or the mean, for a numeric measure) under the side's
     name; ``diff (95% CI)``; q; the examples one per line under the label. CSV: every column,
     lists joined. JSON: as is."""
+    table = result.table
     if fmt == "csv":
         return join_lists(table, {"examples": " | "})
     if fmt != "table":
         return table
     table = folded_view(table)
-    name_a, name_b = side_names(summary["a"], summary["b"])
+    name_a, name_b = side_names(result.a, result.b)
     label = pl.col("label").fill_null("(unlabelled)")
     if "examples" in table.columns:
         shown = pl.col("examples").list.eval(
@@ -94,11 +95,13 @@ def _interval(estimate, low, high, digits: int | None) -> str:
     return f"{form(estimate)} ({form(low)}, {form(high)})"
 
 
-def theme_view(table: pl.DataFrame, fmt: str, summary: dict | None = None) -> pl.DataFrame:
+def theme_view(result, fmt: str) -> pl.DataFrame:
     """The themes table as ``fmt`` shows it. Table (as the concept diff's): the name, under it
     how the theme holds its documents (alike ones, or a rule over concepts found together) and
     one example per side; per side "documents tested (share)" under the side's name (from
-    ``summary``); ``diff (95% CI)``; q. CSV: every column, lists joined. JSON: as is."""
+    ``result``, a `saeembed.api.DiffResult`); ``diff (95% CI)``; q. CSV: every column, lists
+    joined. JSON: as is."""
+    table = result.table
     if fmt not in ("table", "csv"):
         return table
     if fmt == "csv":
@@ -113,8 +116,7 @@ def theme_view(table: pl.DataFrame, fmt: str, summary: dict | None = None) -> pl
         return table.with_columns(
             concepts, examples, pl.col("doc_ids").cast(pl.List(pl.String)).list.join(" ")
         )
-    summary = summary or {"a": "A", "b": ["B"]}
-    name_a, name_b = side_names(summary["a"], summary["b"])
+    name_a, name_b = side_names(result.a, result.b)
     found = {"A": name_a, "B": name_b}
     # how a theme holds its documents, in words: alike ones, or a rule over concepts found together
     kind = (

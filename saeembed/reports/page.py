@@ -10,10 +10,9 @@ import html
 from pathlib import Path
 
 from saeembed import templates
+from saeembed.analysis.diff_settings import DEFAULT_PANELS  # noqa: F401 (the reports' default)
 from saeembed.files import check_output, write_text_atomic
 from saeembed.templates import script_json
-
-DEFAULT_PANELS = 20  # concepts shown up close in a diff or preference report
 
 
 def render(title: str, payload: dict) -> str:
