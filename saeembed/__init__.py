@@ -15,6 +15,8 @@ from saeembed.version import __version__
 
 _EXPORTS = {
     "cluster": "saeembed.api.explore",
+    "ClusterSettings": "saeembed.analysis.cluster_settings",
+    "ConceptQuery": "saeembed.analysis.concept_query",
     "correlate": "saeembed.api.explore",
     "search": "saeembed.api.explore",
     "diff": "saeembed.api.compare",

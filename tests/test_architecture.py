@@ -221,7 +221,6 @@ LONG_FUNCTIONS = {
     "saeembed.reports.diff_report.build_diff_report": (90, "the panels are built in one place"),
     "saeembed.analysis.concepts.choose_concepts": (96, "phrase, examples and ids in one"),
     "saeembed.labels.label_features": (95, "offline and LLM labelling share its setup"),
-    "saeembed.api.explore.cluster": (93, "waits on typed cluster settings"),
     "saeembed.api.corpus.encode": (93, "waits on typed encoding options"),
     "saeembed.shards.encode.encode_to_shards": (92, "planning and committing shards"),
     "saeembed.reports.prefs_report.prefs_payload": (91, "the payload is built in one place"),

@@ -246,12 +246,16 @@ def test_kill_9_mid_encode_then_resume_matches_an_uninterrupted_run(reviews, rea
 def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     """`saeembed cluster` (with a map) and `saeembed search` on 120 real Rotten Tomatoes
     snippets encoded by the default reader and SAE, with the shipped labels."""
-    from saeembed.api import encode
-    from saeembed.api.explore import cluster, search
+    from saeembed.api import ClusterSettings, cluster, encode, search
 
     db = tmp_path / "rt.duckdb"
     encode(reviews, db, corpus="rt", max_tokens=64, progress=False)
-    result = cluster(db, "rt", k=3, weighting="idf", map_path=tmp_path / "rt.html", top=3)
+    result = cluster(
+        db,
+        "rt",
+        map_path=tmp_path / "rt.html",
+        settings=ClusterSettings(k=3, weighting="idf", top=3),
+    )
     sizes = result.summary.filter(pl.col("cluster") >= 0)["size"].to_list()
     assert len(sizes) == 3 and sum(sizes) == 120 and sizes == sorted(sizes, reverse=True)
     assert result.summary["name"].null_count() == 0

@@ -432,14 +432,20 @@ def test_prefs_report_in_the_browser(tmp_path, browser):
 
 
 def test_cluster_map_lists_concepts_linked_to_feature_pages(diff_db, tmp_path, browser):
-    from saeembed.api.explore import cluster
+    from saeembed.api import ClusterSettings, cluster
 
     plain = tmp_path / "plain.html"
-    cluster(diff_db, method="kmeans", k=3, map_path=plain, name="plain", top=3)
+    cluster(
+        diff_db, map_path=plain, name="plain", settings=ClusterSettings(method="kmeans", k=3, top=3)
+    )
     assert not (tmp_path / "plain-features").exists()  # feature pages are opt-in
     path = tmp_path / "map.html"
     result = cluster(
-        diff_db, method="kmeans", k=3, map_path=path, name="three", top=3, map_pages=True
+        diff_db,
+        map_path=path,
+        name="three",
+        map_pages=True,
+        settings=ClusterSettings(method="kmeans", k=3, top=3),
     )
     folder = tmp_path / "map-features"
     assert (folder / "index.html").exists()
@@ -460,10 +466,16 @@ def test_cluster_map_lists_concepts_linked_to_feature_pages(diff_db, tmp_path, b
 def test_cluster_map_links_stay_relative_whatever_the_map_is_called(diff_db, tmp_path):
     """A map file named like a URL (``javascript:``, ``#``, ``?``, quotes, a space) links its
     concepts by relative, percent-encoded paths to pages that exist, never by a scheme."""
-    from saeembed.api.explore import cluster
+    from saeembed.api import ClusterSettings, cluster
 
     path = tmp_path / "javascript:alert(1)#x?y'z \"q.html"
-    cluster(diff_db, method="kmeans", k=3, map_path=path, name="hostile", top=3, map_pages=True)
+    cluster(
+        diff_db,
+        map_path=path,
+        name="hostile",
+        map_pages=True,
+        settings=ClusterSettings(method="kmeans", k=3, top=3),
+    )
     page = path.read_text(encoding="utf-8")
     data = json.loads(MAP_BLOCK.search(page).group(1))
     hrefs = [c["href"] for concepts in data["cluster_concepts"].values() for c in concepts]

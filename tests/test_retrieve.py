@@ -232,7 +232,7 @@ def test_phrase_search_reads_concepts_through_their_evidence(tmp_path, saeembed_
 def test_search_leaves_out_its_examples(topics, reader):
     """`search --positive`: the examples choose the concepts and are never returned themselves
     (as `--like` leaves out its document)."""
-    from saeembed.api import search
+    from saeembed.api import ConceptQuery, search
 
     store, encoder, truth = topics
     negative = truth.filter(pl.col("tone") == "negative")["doc_id"].head(40).to_list()
@@ -240,7 +240,7 @@ def test_search_leaves_out_its_examples(topics, reader):
     found = search_documents(store, encoder, choice=choice, leave_out=negative, top=300)
     assert not set(found["doc_id"].to_list()) & set(negative)
     assert found.height == truth.height - 40
-    result = search(reader[0].path, positives=negative, top=20)
+    result = search(reader[0].path, top=20, concepts=ConceptQuery(positives=negative))
     assert result.note is None and result.choice.features[0] == 7
     assert not set(result.hits["doc_id"].to_list()) & set(negative)
     tone = dict(zip(truth["doc_id"].to_list(), truth["tone"].to_list(), strict=True))
@@ -250,12 +250,12 @@ def test_search_leaves_out_its_examples(topics, reader):
 def test_too_few_examples_rank_by_similarity_to_them(topics, reader):
     """Two examples pass no multiple-testing correction: the search says so and ranks by
     closeness to their mean concept vector instead of failing."""
-    from saeembed.api import search
+    from saeembed.api import ConceptQuery, search
 
     _, _, truth = topics
     kind = truth.filter((pl.col("topic") == "cooking") & (pl.col("tone") == "negative"))
     examples = kind["doc_id"].head(2).to_list()
-    result = search(reader[0].path, positives=examples, top=10)
+    result = search(reader[0].path, top=10, concepts=ConceptQuery(positives=examples))
     assert result.choice is None
     assert result.note == (
         "no concept separates the 2 example documents from the rest at q < 0.05; ranked by "

@@ -19,7 +19,16 @@ import pytest
 import torch
 
 import saeembed.encoding as encoding
-from saeembed.api import DiffSettings, correlate, diff, encode, import_shards, open_store, search
+from saeembed.api import (
+    ConceptQuery,
+    DiffSettings,
+    correlate,
+    diff,
+    encode,
+    import_shards,
+    open_store,
+    search,
+)
 from saeembed.errors import SaeembedError
 from saeembed.store.shard_layout import MANIFEST, read_manifest
 
@@ -149,8 +158,10 @@ def test_analyses_over_shards_equal_the_imported_file(
     # so this differed now and then; the metadata now comes from the asked corpus
     expected = correlate(single, "score", corpus="a", min_support=2)
     same_results(expected, correlate(sharded, "score", corpus="a", min_support=2))
-    found = search(single, features=[3], top=10, corpus="b")
-    same_results(found.hits, search(sharded, features=[3], top=10, corpus="b").hits)
+    found = search(single, top=10, corpus="b", concepts=ConceptQuery(features=[3]))
+    same_results(
+        found.hits, search(sharded, top=10, corpus="b", concepts=ConceptQuery(features=[3])).hits
+    )
 
 
 KILL_SCRIPT = """

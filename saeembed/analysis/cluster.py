@@ -37,10 +37,9 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from saeembed.analysis import stats
+from saeembed.analysis.cluster_settings import METHODS, WEIGHTINGS
 from saeembed.errors import InputError
 
-WEIGHTINGS = ("binary", "log", "idf")
-METHODS = ("kmeans", "hdbscan", "agglomerative")
 #: KMeans restarts (the best of them is kept).
 KMEANS_N_INIT = 10
 #: Dense methods (hdbscan, agglomerative) work on at most this many SVD components.

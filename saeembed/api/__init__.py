@@ -4,7 +4,8 @@ over one of these functions.
 
 - `corpus`: `encode`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
 - `compare`: `diff` (with `DiffSettings`, `EncodingOptions`; returns a `DiffResult`)
-- `explore`: `cluster`, `search`, `correlate`
+- `explore`: `cluster` (with `ClusterSettings`), `search`, `correlate`; both choose concepts
+  with a `ConceptQuery`
 - `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
 - `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
 - `resources`: named datasets, reader models and SAEs
@@ -12,6 +13,8 @@ over one of these functions.
 Store-level functions (taking an open `Store`) live with their subject: `saeembed.analysis`,
 `saeembed.labels`, `saeembed.prefs`."""
 
+from saeembed.analysis.cluster_settings import ClusterSettings
+from saeembed.analysis.concept_query import ConceptQuery
 from saeembed.analysis.diff_settings import DiffSettings
 from saeembed.api.compare import DiffResult, diff
 from saeembed.api.corpus import (
@@ -34,7 +37,9 @@ from saeembed.api.features import (
 from saeembed.encoding_options import EncodingOptions
 
 __all__ = [
+    "ClusterSettings",
     "Clustering",
+    "ConceptQuery",
     "DiffResult",
     "DiffSettings",
     "EncodeResult",

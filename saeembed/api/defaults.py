@@ -12,6 +12,9 @@ import importlib
 
 _OWNERS = {
     "DiffSettings": "saeembed.analysis.diff_settings",
+    "ClusterSettings": "saeembed.analysis.cluster_settings",
+    "ConceptQuery": "saeembed.analysis.concept_query",
+    "flag_of": "saeembed.analysis.settings",
     "DIFF_SORTS": "saeembed.analysis.measures",
     "MEASURE_NAMES": "saeembed.analysis.measures",
     "TEST_NAMES": "saeembed.analysis.measures",

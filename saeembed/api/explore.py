@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from saeembed.analysis.concepts import ConceptChoice, NoSeparatingConcept, choose_concepts
+from saeembed.analysis.cluster_settings import ClusterSettings
+from saeembed.analysis.concept_query import ConceptQuery
+from saeembed.analysis.concepts import ConceptChoice, NoSeparatingConcept
 from saeembed.analysis.measures import DEFAULT_DIFF_MEASURE
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.store import Encoder, Store
-from saeembed.store.doc_refs import resolve_doc, resolve_docs, with_refs
+from saeembed.store.doc_refs import resolve_doc, with_refs
 
 log = logging.getLogger(__name__)
 
@@ -41,62 +43,35 @@ class Clustering:
     examples: pl.DataFrame | None = None
 
 
-def _choice(store, encoder, phrase, features, exclude, exclude_phrase, positives, corpus, top):
-    if not (phrase or features or positives):
-        if exclude or exclude_phrase:
-            everything = list(range(encoder.d_sae))
-            return choose_concepts(store, encoder, features=everything, exclude=exclude,
-                                   exclude_phrase=exclude_phrase)  # fmt: skip
-        return None
-    return choose_concepts(
-        store, encoder, phrase=phrase, features=features, exclude=exclude,
-        exclude_phrase=exclude_phrase, positives=positives, corpus=corpus, top=top,
-    )  # fmt: skip
-
-
 def cluster(
     db: str | Path,
     corpus: str | None = None,
     *,
     encoder: str | int | None = None,
-    concepts: str | None = None,
-    features: Sequence[int] = (),
-    exclude: Sequence[int] = (),
-    exclude_concepts: str | None = None,
-    positives: Sequence[int] = (),
-    n_concepts: int = 20,
-    method: str = "kmeans",
-    k: int | None = None,
-    weighting: str = "binary",
-    min_cluster_size: int | None = None,
-    assign_outliers: bool = False,
-    seed: int = 0,
+    concepts: ConceptQuery | str | None = None,
+    settings: ClusterSettings | None = None,
     name: str | None = None,
-    top: int = 5,
-    examples: int = 2,
     map_path: str | Path | None = None,
     color_by: Sequence[int] = (),
-    max_docs: int | None = None,
-    measure: str = "max",
     map_pages: bool = False,
 ) -> Clustering:
-    """Cluster the documents of ``corpus`` on the chosen concepts (all concepts when none are
-    chosen), describe each cluster by its most distinctive concepts (a diff against the rest,
-    over every concept) and a few example documents, and store the result. With ``map_path``,
-    also a 2-D UMAP map: ``map_path`` with .html gives the interactive page and a .parquet of
-    the coordinates beside it; .parquet gives the coordinates only. ``map_pages``: also write
-    the feature pages of each cluster's concepts into ``MAP-features/`` beside an .html map,
-    which lists them when a cluster is clicked (`saeembed.reports`)."""
+    """Cluster the documents of ``corpus`` on the ``concepts`` chosen (a `ConceptQuery`, or a
+    phrase; all concepts when none), as ``settings`` say (`ClusterSettings`), describe each
+    cluster by its most distinctive concepts (a diff against the rest, over every concept) and a
+    few example documents, and store the result under ``name``. With ``map_path``, also a 2-D
+    UMAP map: ``map_path`` with .html gives the interactive page and a .parquet of the
+    coordinates beside it (``color_by``: feature ids it can colour by); .parquet gives the
+    coordinates only. ``map_pages``: also write the feature pages of each cluster's concepts
+    into ``MAP-features/`` beside an .html map, which lists them when a cluster is clicked
+    (`saeembed.reports`)."""
     from saeembed.analysis import cluster as clustering
     from saeembed.analysis.matrix import load_matrix
     from saeembed.labels.table import label_names
 
-    if map_path is not None:
-        check_output(map_path)
-    if map_path is not None and Path(map_path).suffix.lower() not in (".html", ".parquet"):
-        raise InputError(
-            f"cannot write a map to {Path(map_path).name}: use a .html or .parquet path"
-        )
+    s = (settings or ClusterSettings()).check()
+    query = ConceptQuery(phrase=concepts) if isinstance(concepts, str) else concepts
+    query = (query or ConceptQuery()).check()
+    _check_map(map_path)
     with Store(db, create=False) as store:
         chosen_encoder = store.resolve_encoder(encoder)
         wrong = [f for f in color_by if not 0 <= int(f) < chosen_encoder.d_sae]
@@ -107,24 +82,22 @@ def cluster(
             )
         if corpus is not None:
             store.require_corpus(corpus)
-        positives = resolve_docs(store, positives)  # CORPUS:ROW references or doc_ids
-        choice = _choice(store, chosen_encoder, concepts, features, exclude, exclude_concepts,
-                         positives, corpus, n_concepts)  # fmt: skip
+        choice = query.resolved(store).choose(store, chosen_encoder, corpus)
         if choice is not None:
             log.info("clustering on %s", choice.describe())
         matrix = load_matrix(
-            store, chosen_encoder, corpus=corpus, max_docs=max_docs, measure=measure
+            store, chosen_encoder, corpus=corpus, max_docs=s.max_docs, measure=s.measure
         )
         used = choice.features if choice is not None else np.arange(chosen_encoder.d_sae)
-        x = clustering.weight_matrix(matrix.values[:, used].tocsr(), weighting)
+        x = clustering.weight_matrix(matrix.values[:, used].tocsr(), s.weighting)
         result = clustering.cluster_documents(
-            x, method=method, k=k, seed=seed, min_cluster_size=min_cluster_size,
-            assign_outliers=assign_outliers,
+            x, method=s.method, k=s.k, seed=s.seed, min_cluster_size=s.min_cluster_size,
+            assign_outliers=s.assign_outliers,
         )  # fmt: skip
         names = label_names(store, chosen_encoder)
         labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
         described = clustering.describe_clusters(
-            matrix.presence, result.labels, np.arange(chosen_encoder.d_sae), labels, top=top
+            matrix.presence, result.labels, np.arange(chosen_encoder.d_sae), labels, top=s.top
         )
         summary = clustering.cluster_summary(result, described)
         members = pl.DataFrame(
@@ -133,20 +106,30 @@ def cluster(
         if map_path is not None:
             from saeembed.analysis.umap_layout import umap_coordinates
 
-            xy = umap_coordinates(x, seed=seed)
+            xy = umap_coordinates(x, seed=s.seed)
             members = members.with_columns(pl.Series("x", xy[:, 0]), pl.Series("y", xy[:, 1]))
         params = {
-            **result.params, "method": method, "weighting": weighting, "measure": measure,
-            "corpus": corpus,
-            "n_docs": int(matrix.n_docs), "max_docs": max_docs,
+            **result.params, "method": s.method, "weighting": s.weighting, "measure": s.measure,
+            "corpus": corpus, "n_docs": int(matrix.n_docs), "max_docs": s.max_docs,
         }  # fmt: skip
         stored = _store_clustering(store, chosen_encoder, corpus, name, params, choice, result,
                                    summary, members)  # fmt: skip
-        shown = _examples(store, members, summary, examples)
+        shown = _examples(store, members, summary, s.examples)
         if map_path is not None:
             _write_map(store, chosen_encoder, matrix, members, summary, map_path, color_by,
                        stored[1], map_pages)  # fmt: skip
     return Clustering(stored[0], stored[1], choice, summary, described, members, params, shown)
+
+
+def _check_map(map_path) -> None:
+    """A map path that can be written, ending in .html or .parquet (refused before any work)."""
+    if map_path is None:
+        return
+    check_output(map_path)
+    if Path(map_path).suffix.lower() not in (".html", ".parquet"):
+        raise InputError(
+            f"cannot write a map to {Path(map_path).name}: use a .html or .parquet path"
+        )
 
 
 def _store_clustering(store, encoder, corpus, name, params, choice, result, summary, members):
@@ -245,20 +228,18 @@ def search(
     *,
     encoder: str | int | None = None,
     corpus: str | None = None,
-    features: Sequence[int] = (),
-    exclude: Sequence[int] = (),
-    positives: Sequence[int | str] = (),
+    concepts: ConceptQuery | None = None,
     like: int | str | None = None,
     where: str | None = None,
     mode: str = "sae",
-    n_concepts: int = 20,
     top: int = 10,
     measure: str = "max",
 ) -> SearchResult:
-    """Documents with a property: ``query`` (a phrase) and/or ``features``/``positives`` choose
-    the concepts; ``like`` finds documents similar to one (documents as ``CORPUS:ROW``
-    references, `saeembed.store.doc_refs`, or doc_ids; results carry both); ``mode`` is ``sae``, ``dense``
-    (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.retrieve`)."""
+    """Documents with a property: ``query`` (a phrase) and/or ``concepts`` (a `ConceptQuery`:
+    feature ids, example documents, exclusions; its phrase is ``query``) choose the concepts;
+    ``like`` finds documents similar to one (documents as ``CORPUS:ROW`` references,
+    `saeembed.store.doc_refs`, or doc_ids; results carry both); ``mode`` is ``sae``, ``dense``
+    (MiniLM) or ``hybrid``; ``where`` filters (`saeembed.analysis.doc_filter`)."""
     from saeembed.analysis.retrieve import reads_by_meaning, search_documents
 
     # the concepts' search only reads; dense and hybrid cache document embeddings in the store
@@ -276,15 +257,13 @@ def search(
         chosen = store.resolve_encoder(encoder)
         if corpus is not None:
             store.require_corpus(corpus)
-        positives = resolve_docs(store, positives)  # CORPUS:ROW references or doc_ids
+        wanted = (concepts or ConceptQuery()).but(phrase=query).resolved(store)
+        positives = list(wanted.positives)  # CORPUS:ROW references, as doc_ids
         like = None if like is None else resolve_doc(store, like)
         choice, note = None, None
-        if mode != "dense" and (query or features or positives):
+        if mode != "dense" and wanted.chooses:
             try:
-                choice = choose_concepts(
-                    store, chosen, phrase=query, features=features, exclude=exclude,
-                    positives=positives, corpus=corpus, top=n_concepts,
-                )  # fmt: skip
+                choice = wanted.choose(store, chosen, corpus)
             except NoSeparatingConcept as exc:
                 if like is not None:
                     raise

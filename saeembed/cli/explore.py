@@ -11,96 +11,42 @@ import click
 import polars as pl
 
 from saeembed.api import explore as api
-from saeembed.api.defaults import is_binary
+from saeembed.api.defaults import ClusterSettings, ConceptQuery, is_binary
 from saeembed.cli.options import (
     default_of,
     domain_errors,
     encoder_option,
+    feature_ids,
     format_option,
     measure_option,
     note,
-    options,
+    settings_options,
 )
 from saeembed.cli.render import default_format, join_lists, render, scientific, write_json
 
 
-def _ids(values: tuple[str, ...]) -> list[int]:
-    out = []
-    for value in values:
-        for part in value.split(","):
-            if part.strip():
-                try:
-                    out.append(int(part))
-                except ValueError as exc:
-                    raise click.BadParameter(f"{part!r} is not a feature id") from exc
-    return out
-
-
-def _refs(values: tuple[str, ...]) -> list[str]:
-    """Document references given with a repeatable option, each maybe comma-separated."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-concept_options = options(
-    click.option(
-        "--features",
-        "features",
-        multiple=True,
-        help="Feature ids to use (comma-separated or repeated).",
-    ),  # fmt: skip
-    click.option("--exclude", multiple=True, help="Feature ids to leave out."),
-    click.option(
-        "--positive",
-        "positives",
-        multiple=True,
-        help="An example document that has the property, as results show it (fresh:12) or its "
-        "doc_id (repeatable).",
-    ),  # fmt: skip
-    click.option(
-        "--n-concepts",
-        type=click.IntRange(min=1),
-        default=default_of(api.cluster, "n_concepts"),
-        show_default=True,
-        help="At most this many concepts from the phrase (and from the examples).",
-    ),  # fmt: skip
-)
+def concept_options(only: tuple[str, ...]):
+    """The options of `saeembed.api.ConceptQuery` (``only`` these); the command receives
+    ``concepts``, a checked `ConceptQuery`."""
+    return settings_options(ConceptQuery, argument="concepts", only=only)
 
 
 @click.command("cluster")
 @click.argument("db", type=click.Path(path_type=Path))
 @click.option("--corpus", help="Cluster this corpus [default: every encoded document].")
 @encoder_option()
-@click.option("--concepts", help='Cluster on concepts matching this phrase, e.g. "tone".')
-@click.option("--exclude-concepts", help="Leave out concepts matching this phrase.")
-@concept_options
-@click.option("--method", type=click.Choice(["kmeans", "hdbscan", "agglomerative"]),
-              default=default_of(api.cluster, "method"), show_default=True)  # fmt: skip
-@click.option("--k", type=click.IntRange(min=2), help="Number of clusters (kmeans, agglomerative).")
-@click.option("--weighting", type=click.Choice(["binary", "log", "idf"]),
-              default=default_of(api.cluster, "weighting"),
-              show_default=True, help="How the measure counts before clustering.")  # fmt: skip
-@measure_option(default_of(api.cluster, "measure"))
-@click.option("--min-cluster-size", type=click.IntRange(min=2), help="hdbscan's smallest cluster.")
-@click.option("--assign-outliers", is_flag=True, help="Give hdbscan's outliers their nearest cluster.")  # fmt: skip
-@click.option("--seed", type=int, default=default_of(api.cluster, "seed"), show_default=True)
+@concept_options(only=None)
+@settings_options(ClusterSettings)
 @click.option("--name", help="Store the clustering under this name [default: corpus-method-N].")
-@click.option("--top", type=click.IntRange(min=1), default=default_of(api.cluster, "top"),
-              show_default=True, help="Distinctive concepts per cluster.")  # fmt: skip
-@click.option("--examples", type=click.IntRange(min=0), default=default_of(api.cluster, "examples"),
-              show_default=True,
-              help="Example documents per cluster.")  # fmt: skip
 @click.option("--map", "map_path", type=click.Path(path_type=Path),
               help="Write a 2-D UMAP map: .html (interactive, plus .parquet beside it) or .parquet.")  # fmt: skip
 @click.option("--map-pages", is_flag=True,
               help="With an .html --map: also write each cluster's concepts' feature pages beside "
               "it (MAP-features/), listed when a cluster is clicked.")  # fmt: skip
 @click.option("--color-by", multiple=True, help="Feature ids the map can colour by (besides cluster).")  # fmt: skip
-@click.option("--max-docs", type=click.IntRange(min=10), help="Cluster a fixed sample of this many documents.")  # fmt: skip
 @format_option
 @domain_errors
-def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, exclude, positives,
-                    n_concepts, method, k, weighting, min_cluster_size, assign_outliers, seed,
-                    measure, name, top, examples, map_path, map_pages, color_by, max_docs,
+def cluster_command(db, corpus, encoder, concepts, settings, name, map_path, map_pages, color_by,
                     fmt):  # fmt: skip
     """Cluster documents on the concepts that matter.
 
@@ -110,12 +56,8 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
     with q-values) and example documents. The clustering is stored in DB (tables clusterings,
     clusters, cluster_members) for SQL."""
     result = api.cluster(
-        db, corpus, encoder=encoder, concepts=concepts, features=_ids(features),
-        exclude=_ids(exclude), exclude_concepts=exclude_concepts, positives=_refs(positives),
-        n_concepts=n_concepts, method=method, k=k, weighting=weighting, measure=measure,
-        min_cluster_size=min_cluster_size, assign_outliers=assign_outliers, seed=seed, name=name,
-        top=top, examples=examples, map_path=map_path, color_by=_ids(color_by), max_docs=max_docs,
-        map_pages=map_pages,
+        db, corpus, encoder=encoder, concepts=concepts, settings=settings, name=name,
+        map_path=map_path, color_by=feature_ids(color_by, "--color-by"), map_pages=map_pages,
     )  # fmt: skip
     if result.choice is not None:
         note(f"using {result.choice.describe()}")
@@ -156,7 +98,7 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
 @click.argument("query", required=False)
 @click.option("--corpus", help="Search this corpus [default: every encoded document].")
 @encoder_option()
-@concept_options
+@concept_options(only=("features", "exclude", "positives", "n_concepts"))
 @click.option("--like", help="Find documents similar to this one (fresh:12, or a doc_id).")
 @click.option("--where", help="SQL filter: feature:123 > 0, meta.KEY = 'value', AND/OR/NOT.")
 @click.option(
@@ -168,8 +110,8 @@ def cluster_command(db, corpus, encoder, concepts, exclude_concepts, features, e
 @measure_option(default_of(api.search, "measure"))
 @format_option
 @domain_errors
-def search_command(db, query, corpus, encoder, features, exclude, positives, n_concepts, like,
-                   where, mode, top, measure, fmt):  # fmt: skip
+def search_command(db, query, corpus, encoder, concepts, like, where, mode, top, measure,
+                   fmt):  # fmt: skip
     """Find documents that have a property.
 
     QUERY is a phrase ("refuses the request"): each document's concepts are read through what
@@ -180,9 +122,8 @@ def search_command(db, query, corpus, encoder, features, exclude, positives, n_c
     DOC_ID ranks by concept similarity to a document; --where filters; --dense runs the MiniLM
     baseline through the same interface."""
     result = api.search(
-        db, query, encoder=encoder, corpus=corpus, features=_ids(features), exclude=_ids(exclude),
-        positives=_refs(positives), like=like, where=where, mode=mode or "sae",
-        n_concepts=n_concepts, top=top, measure=measure,
+        db, query, encoder=encoder, corpus=corpus, concepts=concepts, like=like, where=where,
+        mode=mode or "sae", top=top, measure=measure,
     )  # fmt: skip
     if result.note:
         note(result.note)

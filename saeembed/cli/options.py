@@ -173,35 +173,67 @@ def encoding_options(
 # ---- analysis settings: one option per field of a settings dataclass ---------------------------
 
 
-def settings_options(cls, *, argument: str = "settings", defaults: dict | None = None,
-                     types: dict | None = None):  # fmt: skip
-    """One option per field of the settings dataclass ``cls`` (`saeembed.api.DiffSettings`),
-    with the default, the choices (``choices``), the smallest value (``min``) and the help the
-    field holds (``defaults`` and ``types`` change them for one command; a bool field is a
-    flag). The command receives them as one argument, ``argument``: a ``cls``, checked."""
-    decorators, names = [], []
-    for f in dataclasses.fields(cls):
-        names.append(f.name)
+def settings_options(cls, *, argument: str = "settings", only: tuple[str, ...] | None = None,
+                     defaults: dict | None = None, help: dict | None = None):  # fmt: skip
+    """One option per field of the settings dataclass ``cls`` (`saeembed.api.DiffSettings`;
+    ``only`` these fields), with the default, allowed values, smallest value, flag and help the
+    field holds (`saeembed.analysis.settings.setting`; ``defaults`` and ``help`` change them for
+    one command; a bool is a flag, a ``many`` field a repeatable option of comma-separated
+    values). The command receives them as one argument, ``argument``: a ``cls``, checked."""
+    from saeembed.api.defaults import flag_of
+
+    chosen = [f for f in dataclasses.fields(cls) if only is None or f.name in only]
+    decorators = []
+    for f in chosen:
+        text = (help or {}).get(f.name, f.metadata["help"])
+        if f.metadata.get("many"):
+            decorators.append(click.option(flag_of(f), f.name, multiple=True, help=text))
+            continue
         default = (defaults or {}).get(f.name, f.default)
-        kind = (types or {}).get(f.name) or _click_type(f, default)
+        kind = _click_type(f, default)
         if kind is bool:
-            decorators.append(click.option("--" + f.name.replace("_", "-"), f.name,
-                                           is_flag=True, help=f.metadata["help"]))  # fmt: skip
+            decorators.append(click.option(flag_of(f), f.name, is_flag=True, help=text))
             continue
         decorators.append(click.option(
-            "--" + f.name.replace("_", "-"), f.name, type=kind, default=default,
-            show_default=default is not None and default != "", help=f.metadata["help"],
+            flag_of(f), f.name, type=kind, default=default,
+            show_default=default is not None and default != (), help=text,
         ))  # fmt: skip
 
     def wrap(fn):
         @functools.wraps(fn)
         def with_settings(*args, **kwargs):
-            given = {name: kwargs.pop(name) for name in names}
+            given = {f.name: _parsed(f, kwargs.pop(f.name)) for f in chosen}
             return fn(*args, **{argument: cls(**given).check()}, **kwargs)
 
         return options(*decorators)(domain_errors(with_settings))  # a bad value: one line
 
     return wrap
+
+
+def _parsed(f: dataclasses.Field, value):
+    """A repeatable option's values as the field's tuple: feature ids or document references,
+    each given repeated or comma-separated."""
+    many = f.metadata.get("many")
+    if not many:
+        return value
+    if many == "refs":
+        return tuple(_parts(value))
+    from saeembed.api.defaults import flag_of
+
+    return tuple(feature_ids(value, flag_of(f)))
+
+
+def _parts(values) -> list[str]:
+    return [part.strip() for item in values for part in item.split(",") if part.strip()]
+
+
+def feature_ids(values, option: str = "--features") -> list[int]:
+    """Feature ids given with a repeatable ``option``, each maybe comma-separated."""
+    parts = _parts(values)
+    for part in parts:
+        if not part.lstrip("-").isdigit():
+            raise click.BadParameter(f"{part!r} is not a feature id", param_hint=option)
+    return [int(part) for part in parts]
 
 
 def _click_type(f: dataclasses.Field, default):
