@@ -41,7 +41,7 @@ import polars as pl
 
 from saeembed.analysis.diff import diff_corpora, rank, sort_score
 from saeembed.analysis.measures import DIFF_SORTS, prepare, rows_sql
-from saeembed.api import encode
+from saeembed.api import EncodingOptions, encode
 from saeembed.errors import InputError
 from saeembed.home import cache_dir
 from saeembed.labels.table import label_names
@@ -217,12 +217,17 @@ def main() -> None:
     db = cache_dir("stores") / "bench-diff-stats.duckdb"
     base_name = f"base-{args.n_base}"
     texts = source_texts(SourceSpec.parse(f"{args.base}#{args.n_base}"), passages=None, seed=0)
-    encode(texts, db, corpus=base_name, max_tokens=128)
+    encode(texts, db, corpus=base_name, encoding=EncodingOptions(max_tokens=128))
     if args.donor:
         donor_texts = source_texts(
             SourceSpec.parse(f"{args.donor}#{args.n_donor}"), passages=None, seed=0
         )
-        encode(donor_texts, db, corpus=f"donor-{args.n_donor}", max_tokens=128)
+        encode(
+            donor_texts,
+            db,
+            corpus=f"donor-{args.n_donor}",
+            encoding=EncodingOptions(max_tokens=128),
+        )
 
     with Store(db) as store:
         all_base = doc_ids(store, base_name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from saeembed.api import encode
+from saeembed.api import EncodingOptions, encode
 from saeembed.data import load_dataset
 from saeembed.home import cache_dir
 from saeembed.labels import label_features
@@ -51,7 +51,9 @@ def bench_store(only: list[str] | None = None, relabel: bool = False):
     for name, frame in corpora().items():
         if only and name not in only:
             continue
-        result = encode(frame, path, corpus=name, text_col="text", max_tokens=128)
+        result = encode(
+            frame, path, corpus=name, text_col="text", encoding=EncodingOptions(max_tokens=128)
+        )
         encoder = result.encoding.encoder
     with Store(path) as store:
         labelled = store.sql(

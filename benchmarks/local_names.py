@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from saeembed.api import EncodingOptions
 from saeembed.embedder import load_embedder
 from saeembed.labels.evidence import load_evidence
 from saeembed.labels.local import SOURCE, LocalConfig
@@ -54,7 +55,7 @@ def build(path: Path, n: int, seed: int) -> None:
 
     for name in ("news-articles", "commons-speeches"):
         texts = passages(name, n // 2, 150, seed)
-        encode(texts, path, corpus=name, max_tokens=256)
+        encode(texts, path, corpus=name, encoding=EncodingOptions(max_tokens=256))
 
 
 def summarise(name: str, scores) -> str:

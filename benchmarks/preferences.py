@@ -72,7 +72,8 @@ def main() -> None:
     for name, file, context in runs:
         db = cache_dir("stores") / file
         encoded = api.encode_pairs(f"data:{PAIRS}", db, pairs=PAIRS, context=context,
-                                   max_tokens=args.max_tokens, seed=args.seed)  # fmt: skip
+                                   encoding=api.PAIR_ENCODING.but(max_tokens=args.max_tokens),
+                                   seed=args.seed)  # fmt: skip
         with Store(db) as store:  # labels from the responses themselves (offline, ~15 s)
             label_features(store, encoded.encoding.encoder, corpus=PAIRS, progress=False)
         started = time.perf_counter()

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 import saeembed
+from saeembed.api import EncodingOptions
 from saeembed.data import load_dataset
 
 
@@ -23,9 +24,13 @@ def main() -> None:
         "The soup was cold and the waiter rude.",
         "A wonderful evening: great food, kind staff.",
     ]
-    saeembed.encode(notes, db, corpus="notes", sae=args.sae, progress=False)
+    saeembed.encode(
+        notes, db, corpus="notes", progress=False, encoding=EncodingOptions(sae=args.sae)
+    )
     debates = load_dataset("debates-2016").filter(pl.col("party") != "Moderator").head(200)
-    saeembed.encode(debates, db, corpus="debates", sae=args.sae, progress=False)
+    saeembed.encode(
+        debates, db, corpus="debates", progress=False, encoding=EncodingOptions(sae=args.sae)
+    )
 
     with saeembed.open_store(db) as store:
         print(saeembed.run_query(store, "corpus_summary"))

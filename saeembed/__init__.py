@@ -23,6 +23,7 @@ _EXPORTS = {
     "DiffResult": "saeembed.api.compare",
     "DiffSettings": "saeembed.analysis.diff_settings",
     "EncodingOptions": "saeembed.encoding_options",
+    "ShardOptions": "saeembed.shards.options",
     "encode": "saeembed.api.corpus",
     "import_shards": "saeembed.api.corpus",
     "info": "saeembed.api.corpus",

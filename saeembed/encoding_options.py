@@ -5,7 +5,7 @@ diff's encoding on the way share, each with its default and the help the command
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from saeembed.errors import InputError
@@ -51,6 +51,10 @@ class EncodingOptions:
         if self.chat not in CHAT_TURNS:
             raise InputError(f"unknown chat turn {self.chat!r}; use one of {', '.join(CHAT_TURNS)}")
         return self
+
+    def but(self, **changes) -> EncodingOptions:
+        """A copy with ``changes``, checked."""
+        return replace(self, **changes).check()
 
     def kwargs(self, *names: str) -> dict:
         """The options as keyword arguments (only ``names``, when given)."""

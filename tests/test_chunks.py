@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from saeembed.api import encode, open_store, run_query
+from saeembed.api import EncodingOptions, encode, open_store, run_query
 from saeembed.chunks import chunk_documents, chunk_id_for, chunk_spans
 from saeembed.cli import main
 from saeembed.errors import InputError
@@ -43,8 +43,8 @@ def own_ids(tokenizer, text: str) -> list[int]:
 
 def encode_kwargs(tiny_model, tiny_sae, **extra) -> dict:
     return dict(
-        corpus="c", model=str(tiny_model), sae=str(tiny_sae), id_col="id", chunk_tokens=N,
-        progress=False, **extra,
+        corpus="c", encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae), **extra),
+        id_col="id", chunk_tokens=N, progress=False,
     )  # fmt: skip
 
 
@@ -99,8 +99,7 @@ def test_encode_stores_chunks_as_documents_and_twice_adds_nothing(tmp_path, tiny
     db = tmp_path / "s.duckdb"
     first = encode(FRAME, db, **encode_kwargs(tiny_model, tiny_sae))
     assert "new chunks of up to 4 tokens (from 5 documents)" in first.summary()
-    encode(["the movie was great"], db, corpus="whole", model=str(tiny_model), sae=str(tiny_sae),
-           progress=False)  # fmt: skip
+    encode(["the movie was great"], db, corpus="whole", progress=False, encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae)))  # fmt: skip
     with open_store(db) as store:
         stored = store.sql(
             "SELECT d.doc_id, d.parent_id, d.chunk_idx, d.ext_id, d.text, d.meta, e.n_tokens "
@@ -186,7 +185,14 @@ def test_bad_chunk_sizes_are_refused_before_anything_is_written(tmp_path, bad):
 def test_chunks_longer_than_max_tokens_are_refused(tmp_path):
     db = tmp_path / "s.duckdb"
     with pytest.raises(InputError, match="exceeds --max-tokens 8"):
-        encode(["it fell"], db, corpus="c", chunk_tokens=9, max_tokens=8, progress=False)
+        encode(
+            ["it fell"],
+            db,
+            corpus="c",
+            chunk_tokens=9,
+            progress=False,
+            encoding=EncodingOptions(max_tokens=8),
+        )
     assert not db.exists()
 
 

@@ -561,26 +561,20 @@ def test_quiet_means_nothing_but_errors_on_stderr(tmp_path):
 
 
 def test_encoding_options_are_defined_once():
-    """The encoding options the commands offer come from `EncodingOptions`; the API functions
-    that encode default to the same values (prefs encode reads assistant turns)."""
+    """The encoding options the commands offer come from `EncodingOptions`, and every API
+    function that encodes takes them as one `EncodingOptions` (none repeats a field as a
+    parameter of its own); pairs are read as assistant turns unless told otherwise."""
     import inspect
 
     from saeembed import api
-    from saeembed.api.compare import diff
+    from saeembed.api import preferences
     from saeembed.encoding_options import EncodingOptions
 
-    base = EncodingOptions()
-    from saeembed.api import preferences
-
-    assert inspect.signature(diff).parameters["encoding"].annotation in (
-        "EncodingOptions | None",
-        EncodingOptions | None,
-    )  # the diff takes the options themselves
-    for fn, differ in ((api.encode, {}), (preferences.encode_pairs, {"chat": "assistant"})):
+    for fn in (api.encode, preferences.encode_pairs, api.diff):
         params = inspect.signature(fn).parameters
-        for name in EncodingOptions.names():
-            if name in params:
-                assert params[name].default == differ.get(name, getattr(base, name)), (fn, name)
+        assert "encoding" in params and params["encoding"].default is None, fn
+        assert not set(EncodingOptions.names()) & set(params), fn
+    assert EncodingOptions(chat="assistant") == preferences.PAIR_ENCODING
     with pytest.raises(Exception, match="unknown chat turn 'system'"):
         EncodingOptions(chat="system").check()
     from saeembed.encoding_options import CHAT_TURNS

@@ -17,7 +17,7 @@ import polars as pl
 import saeembed.analysis.diff as diff_module
 from saeembed.analysis.diff import diff_corpora
 from saeembed.analysis.measures import ensure_thresholds
-from saeembed.api import encode, open_store
+from saeembed.api import ShardOptions, encode, open_store
 from saeembed.store import Store
 from tests.test_shards import SHARD, corpus_file, opts
 
@@ -96,14 +96,14 @@ def test_kept_diff_equals_the_scan(tmp_path, tiny_model, tiny_sae, monkeypatch):
 
 KILL_SCRIPT = """
 import sys, time
-from saeembed.api import encode
+from saeembed.api import EncodingOptions, encode
 
 def committed(n):  # each committed batch, told to the parent; slow enough to be caught
     print(n, flush=True)
     time.sleep(0.05)
 
-encode({source!r}, {db!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
-       batch_tokens=64, on_batch=committed)
+options = EncodingOptions(model={model!r}, sae={sae!r}, device="cpu", batch_tokens=64)
+encode({source!r}, {db!r}, encoding=options, progress=False, on_batch=committed)
 """
 
 
@@ -149,7 +149,9 @@ def test_shard_counts_equal_a_recount(tmp_path, tiny_model, tiny_sae, monkeypatc
     shared = ["a shared text"]
     for name, seed in (("a", 1), ("b", 2)):
         source = corpus_file(tmp_path / f"{name}.csv", 70, seed, shared)
-        encode(source, f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+        encode(
+            source, f"{out}/", **opts(tiny_model, tiny_sae), shards=ShardOptions(shard_docs=SHARD)
+        )
     kept_equal_recount(out)
     with Store(out) as store:  # strong counts kept in the analysis file once thresholds exist
         ensure_thresholds(store, store.resolve_encoder(None))

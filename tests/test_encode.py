@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saeembed.api import encode, open_store
+from saeembed.api import EncodingOptions, encode, open_store
 from saeembed.encoding import encode_batch
 from saeembed.reader import load_reader
 from saeembed.tokens import plan_batches, tokenize_documents, wrapping_for
@@ -176,9 +176,10 @@ def _rows(store, encoder_id):
 
 def test_encode_twice_stores_nothing_new(tmp_path, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
-    first = encode(TEXTS, db, corpus="c", model=str(tiny_model), sae=str(tiny_sae), progress=False)
+    options = EncodingOptions(model=str(tiny_model), sae=str(tiny_sae))
+    first = encode(TEXTS, db, corpus="c", progress=False, encoding=options)
     assert first.n_new_documents == len(TEXTS) and first.encoding.n_encoded == len(TEXTS)
-    second = encode(TEXTS, db, corpus="c", model=str(tiny_model), sae=str(tiny_sae), progress=False)
+    second = encode(TEXTS, db, corpus="c", progress=False, encoding=options)
     assert second.n_new_documents == 0 and second.encoding.n_encoded == 0
     assert second.encoding.encoder.encoder_id == first.encoding.encoder.encoder_id
     with open_store(db) as store:
@@ -191,9 +192,8 @@ def test_encode_twice_stores_nothing_new(tmp_path, tiny_model, tiny_sae):
 
 def test_interrupted_encode_resumes_without_loss_or_duplication(tmp_path, tiny_model, tiny_sae):
     reference_db, db = tmp_path / "ref.duckdb", tmp_path / "s.duckdb"
-    kwargs = dict(
-        corpus="c", model=str(tiny_model), sae=str(tiny_sae), batch_tokens=16, progress=False
-    )
+    options = EncodingOptions(model=str(tiny_model), sae=str(tiny_sae), batch_tokens=16)
+    kwargs = dict(corpus="c", encoding=options, progress=False)
     encode(TEXTS, reference_db, **kwargs)
 
     encode_until_killed(TEXTS, db, **kwargs)
@@ -209,14 +209,15 @@ def test_interrupted_encode_resumes_without_loss_or_duplication(tmp_path, tiny_m
 
 def test_other_layer_or_sae_is_a_second_encoder(tmp_path, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
-    common = dict(corpus="c", model=str(tiny_model), progress=False)
-    a = encode(TEXTS, db, sae=str(tiny_sae), **common)
+    common = dict(corpus="c", progress=False)
+    model = str(tiny_model)
+    a = encode(TEXTS, db, **common, encoding=EncodingOptions(model=model, sae=str(tiny_sae)))
     other = tmp_path / "other-sae"
     random_sae(seed=1).save(other)
-    b = encode(TEXTS, db, sae=str(other), **common)
+    b = encode(TEXTS, db, **common, encoding=EncodingOptions(model=model, sae=str(other)))
     layer0 = tmp_path / "layer0-sae"
     random_sae(layer=0).save(layer0)
-    c = encode(TEXTS, db, sae=str(layer0), **common)
+    c = encode(TEXTS, db, **common, encoding=EncodingOptions(model=model, sae=str(layer0)))
     ids = {r.encoding.encoder.encoder_id for r in (a, b, c)}
     assert ids == {1, 2, 3}
     with open_store(db) as store:
@@ -234,10 +235,8 @@ def test_truncated_documents_are_counted_and_recorded(tmp_path, tiny_model, tiny
         TEXTS,
         db,
         corpus="c",
-        model=str(tiny_model),
-        sae=str(tiny_sae),
-        max_tokens=5,
         progress=False,
+        encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae), max_tokens=5),
     )
     long_docs = sum(len(t.split()) > 5 for t in TEXTS)
     assert result.encoding.n_truncated == long_docs
@@ -253,7 +252,13 @@ def test_truncated_documents_are_counted_and_recorded(tmp_path, tiny_model, tiny
 
 def test_stored_peak_offsets_point_at_the_peak_token(tmp_path, tiny_model, tiny_sae):
     db = tmp_path / "s.duckdb"
-    encode(TEXTS, db, corpus="c", model=str(tiny_model), sae=str(tiny_sae), progress=False)
+    encode(
+        TEXTS,
+        db,
+        corpus="c",
+        progress=False,
+        encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae)),
+    )
     with open_store(db) as store:
         rows = store.sql(
             "SELECT d.text, a.peak_token, a.peak_start, a.peak_end FROM activations a JOIN documents d USING (doc_id)"
@@ -274,9 +279,8 @@ def test_sae_for_another_model_is_refused(tmp_path, tiny_model):
             TEXTS,
             tmp_path / "s.duckdb",
             corpus="c",
-            model=str(tiny_model),
-            sae=str(wide),
             progress=False,
+            encoding=EncodingOptions(model=str(tiny_model), sae=str(wide)),
         )
 
 
@@ -288,8 +292,6 @@ def test_layer_must_agree_with_the_sae(tmp_path, tiny_model, tiny_sae):
             TEXTS,
             tmp_path / "s.duckdb",
             corpus="c",
-            model=str(tiny_model),
-            sae=str(tiny_sae),
-            layer=0,
             progress=False,
+            encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae), layer=0),
         )

@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from saeembed.api import EncodingOptions
 from saeembed.labels import label_features, llm, read_labels
 from saeembed.labels.llm import LLMConfig, LLMError
 
@@ -225,7 +226,7 @@ def reviews_store(saeembed_home, tmp_path_factory):
     frame = load_dataset("rotten-tomatoes").filter(pl.col("category") != "plot")
     texts = frame.sample(40, seed=3)["text"].to_list()
     db = tmp_path_factory.mktemp("llm-store") / "reviews.duckdb"
-    encode(texts, db, corpus="rt", device="cpu", progress=False)
+    encode(texts, db, corpus="rt", progress=False, encoding=EncodingOptions(device="cpu"))
     return db
 
 

@@ -146,7 +146,8 @@ def test_real_model_on_real_hh_rlhf_pairs(tmp_path, saeembed_home):
         pytest.skip(f"HH-RLHF harmless not available: {exc}")
     frame = pairs.select("prompt", "response_a", "response_b", "label")
     db = tmp_path / "hh.duckdb"
-    result = api.encode_pairs(frame, db, pairs="hh", max_tokens=96, progress=False)
+    options = api.PAIR_ENCODING.but(max_tokens=96)
+    result = api.encode_pairs(frame, db, pairs="hh", encoding=options, progress=False)
     assert result.n_pairs == 120 and result.encoding.n_encoded == 240
     report = api.fit(db, dense=False, ks=(5,), min_prevalence=0.05)
     assert report.features.height > 100 and report.features["label"].null_count() == 0

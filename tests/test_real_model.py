@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 import torch
 
+from saeembed.api import EncodingOptions
+
 pytestmark = pytest.mark.slow
 
 
@@ -139,7 +141,9 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
     from saeembed.api import encode
 
     db = tmp_path / "rt.duckdb"
-    result = encode(str(reviews), db, sae=str(real_sae), device="cpu", progress=False)
+    result = encode(
+        str(reviews), db, progress=False, encoding=EncodingOptions(sae=str(real_sae), device="cpu")
+    )
     assert result.corpus == "reviews" and result.encoding.n_encoded == result.n_new_documents == 120
     con = duckdb.connect(str(db), read_only=True)
     (n_docs, n_enc, n_acts, dupes, bad_peaks) = con.execute(
@@ -199,7 +203,9 @@ def test_real_encode_is_queryable_with_plain_duckdb_and_polars(reviews, real_sae
         assert after.height == shipped.height  # replaced, plus unchanged
         counts = dict(after["label_source"].value_counts().rows())
         assert counts["offline"] == active and sum(counts.values()) == shipped.height
-    again = encode(str(reviews), db, sae=str(real_sae), device="cpu", progress=False)
+    again = encode(
+        str(reviews), db, progress=False, encoding=EncodingOptions(sae=str(real_sae), device="cpu")
+    )
     assert again.encoding.n_encoded == 0 and again.encoding.naming is None
     assert "labels came with" not in again.summary() and "named" not in again.summary()
 
@@ -249,7 +255,7 @@ def test_cluster_map_and_search_on_real_reviews(reviews, tmp_path):
     from saeembed.api import ClusterSettings, cluster, encode, search
 
     db = tmp_path / "rt.duckdb"
-    encode(reviews, db, corpus="rt", max_tokens=64, progress=False)
+    encode(reviews, db, corpus="rt", progress=False, encoding=EncodingOptions(max_tokens=64))
     result = cluster(
         db,
         "rt",
@@ -303,12 +309,9 @@ def test_measures_on_real_long_passages(real_sae, tmp_path):
     news = news.filter(pl.col("text").str.split(" ").list.len() >= 200).head(24)
     short = load_dataset("rotten-tomatoes").filter(pl.col("category") != "plot").head(24)
     db = tmp_path / "long.duckdb"
-    encode(news["text"].to_list(), db, corpus="news", sae=str(real_sae), device="cpu", progress=False)  # fmt: skip
-    encode(short["text"].to_list(), db, corpus="short", sae=str(real_sae), device="cpu", progress=False)  # fmt: skip
-    chunked = encode(
-        news["text"].head(3).to_list(), db, corpus="chunks", sae=str(real_sae), device="cpu",
-        progress=False, chunk_tokens=64,
-    )  # fmt: skip
+    encode(news["text"].to_list(), db, corpus="news", progress=False, encoding=EncodingOptions(sae=str(real_sae), device="cpu"))  # fmt: skip
+    encode(short["text"].to_list(), db, corpus="short", progress=False, encoding=EncodingOptions(sae=str(real_sae), device="cpu"))  # fmt: skip
+    chunked = encode(news["text"].head(3).to_list(), db, corpus="chunks", progress=False, chunk_tokens=64, encoding=EncodingOptions(sae=str(real_sae), device="cpu"))  # fmt: skip
     with open_store(db) as store:
         bad = store.sql(
             """

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from saeembed.api import DiffSettings, diff, encode
+from saeembed.api import DiffSettings, EncodingOptions, diff, encode
 from saeembed.errors import InputError
 from saeembed.inputs import documents_from_texts
 from saeembed.labels.table import write_labels
@@ -268,7 +268,13 @@ def test_token_shading_matches_the_stored_peaks(tmp_path, tiny_model, tiny_sae, 
     rng = np.random.default_rng(1)
     texts = [" ".join(rng.choice(words, size=10)) for _ in range(60)]
     for corpus, chunk in (("x", texts[:30]), ("y", texts[30:])):
-        encode(chunk, db, corpus=corpus, model=str(tiny_model), sae=str(tiny_sae), progress=False)
+        encode(
+            chunk,
+            db,
+            corpus=corpus,
+            progress=False,
+            encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae)),
+        )
     page = tmp_path / "tiny.html"
     diff("x", "y", db=db, settings=DiffSettings(min_support=1, panels=5), html=page, progress=False)
     data = payload_of(page)

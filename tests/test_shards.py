@@ -22,6 +22,8 @@ import saeembed.encoding as encoding
 from saeembed.api import (
     ConceptQuery,
     DiffSettings,
+    EncodingOptions,
+    ShardOptions,
     correlate,
     diff,
     encode,
@@ -79,7 +81,10 @@ def corpora(tmp_path):
 
 
 def opts(tiny_model, tiny_sae):
-    return dict(model=str(tiny_model), sae=str(tiny_sae), device="cpu", progress=False)
+    return dict(
+        encoding=EncodingOptions(model=str(tiny_model), sae=str(tiny_sae), device="cpu"),
+        progress=False,
+    )
 
 
 def rows(db, query):
@@ -120,7 +125,12 @@ def test_shards_hold_the_single_file_rows(tmp_path, corpora, tiny_model, tiny_sa
     a, b = corpora
     for source in (a, b):
         encode(source, tmp_path / "single.duckdb", **opts(tiny_model, tiny_sae))
-        encode(source, f"{tmp_path}/shards/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+        encode(
+            source,
+            f"{tmp_path}/shards/",
+            **opts(tiny_model, tiny_sae),
+            shards=ShardOptions(shard_docs=SHARD),
+        )
         # corpus a: whole chunks in the same order, one process: the same bits
         same_store_rows(tmp_path / "single.duckdb", tmp_path / "shards", exact=source == a)
     manifest = read_manifest(tmp_path / "shards")
@@ -143,7 +153,12 @@ def test_analyses_over_shards_equal_the_imported_file(
     a, b = corpora
     shards = tmp_path / "shards"
     for source in (a, b):
-        encode(source, f"{shards}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+        encode(
+            source,
+            f"{shards}/",
+            **opts(tiny_model, tiny_sae),
+            shards=ShardOptions(shard_docs=SHARD),
+        )
     report = import_shards(shards, tmp_path / "imported.duckdb")
     assert (report.documents, report.encoded) == (202, 201)
     assert import_shards(shards, tmp_path / "imported.duckdb").documents == 0  # repeatable
@@ -169,9 +184,9 @@ import torch
 torch.set_num_threads({threads})
 import saeembed.encoding as encoding
 encoding.CHUNK_DOCS = {chunk}
-from saeembed.api import encode
-encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
-       shard_docs={shard})
+from saeembed.api import EncodingOptions, ShardOptions, encode
+encode({source!r}, {out!r}, encoding=EncodingOptions(model={model!r}, sae={sae!r}, device="cpu"),
+       progress=False, shards=ShardOptions(shard_docs={shard}))
 """
 
 
@@ -217,9 +232,9 @@ def cut(*args, **kwargs):  # the kill -9 at this step of the directory's creatio
     os.kill(os.getpid(), signal.SIGKILL)
 
 driver.{hook} = cut
-from saeembed.api import encode
-encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
-       shard_docs={shard})
+from saeembed.api import EncodingOptions, ShardOptions, encode
+encode({source!r}, {out!r}, encoding=EncodingOptions(model={model!r}, sae={sae!r}, device="cpu"),
+       progress=False, shards=ShardOptions(shard_docs={shard}))
 """
 
 
@@ -252,7 +267,9 @@ def test_a_creation_cut_short_is_finished_by_the_rerun(
     tmp_path, corpora, tiny_model, tiny_sae, small_chunks, hook, after, lock
 ):
     clean = tmp_path / "clean"
-    encode(corpora[0], f"{clean}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(
+        corpora[0], f"{clean}/", **opts(tiny_model, tiny_sae), shards=ShardOptions(shard_docs=SHARD)
+    )
     out = tmp_path / "shards"
     script = CUT_SCRIPT.format(
         chunk=CHUNK, hook=hook, after=after, source=str(corpora[0]), out=f"{out}/",
@@ -264,7 +281,9 @@ def test_a_creation_cut_short_is_finished_by_the_rerun(
         (out / ".saeembed-shards.lock").unlink()
     with pytest.raises(SaeembedError, match="creation was cut short.*rerun"):
         open_store(out, read_only=True)  # not a shard directory yet: readers say so
-    result = encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    result = encode(
+        corpora[0], f"{out}/", **opts(tiny_model, tiny_sae), shards=ShardOptions(shard_docs=SHARD)
+    )
     assert result.n_new_documents == 111
     same_directory(clean, out)
 
@@ -284,11 +303,23 @@ def test_a_failed_creation_takes_back_what_it_wrote(
     empty.mkdir()
     for out in (tmp_path / "new", empty):
         with pytest.raises(OSError, match="No space left"):
-            encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+            encode(
+                corpora[0],
+                f"{out}/",
+                **opts(tiny_model, tiny_sae),
+                shards=ShardOptions(shard_docs=SHARD),
+            )
     assert not (tmp_path / "new").exists() and list(empty.iterdir()) == []
     monkeypatch.undo()
-    encode(corpora[0], f"{empty}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
-    encode(corpora[0], f"{tmp_path}/clean/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(
+        corpora[0], f"{empty}/", **opts(tiny_model, tiny_sae), shards=ShardOptions(shard_docs=SHARD)
+    )
+    encode(
+        corpora[0],
+        f"{tmp_path}/clean/",
+        **opts(tiny_model, tiny_sae),
+        shards=ShardOptions(shard_docs=SHARD),
+    )
     same_directory(tmp_path / "clean", empty)
 
 
@@ -307,11 +338,18 @@ def test_a_directory_being_created_is_named_as_such(
     with open(lock) as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as a run that is creating the directory holds it
         with pytest.raises(SaeembedError) as excinfo:
-            encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+            encode(
+                corpora[0],
+                f"{out}/",
+                **opts(tiny_model, tiny_sae),
+                shards=ShardOptions(shard_docs=SHARD),
+            )
     message = one_line_error(excinfo)
     assert f"is being created by process {os.getpid()}" in message and "retry" in message
     assert [p.name for p in out.iterdir()] == [lock.name]  # nothing written meanwhile
-    encode(corpora[0], f"{out}/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(
+        corpora[0], f"{out}/", **opts(tiny_model, tiny_sae), shards=ShardOptions(shard_docs=SHARD)
+    )
     assert not lock.exists()
 
 
@@ -370,13 +408,23 @@ def test_two_first_runs_at_once(tmp_path, corpora, tiny_model, tiny_sae, small_c
             assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
             assert "is in use by" in lines[0] or "is being created by" in lines[0], stderr
             assert "retry" in lines[0]
-    encode(corpora[0], f"{tmp_path}/clean/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(
+        corpora[0],
+        f"{tmp_path}/clean/",
+        **opts(tiny_model, tiny_sae),
+        shards=ShardOptions(shard_docs=SHARD),
+    )
     same_directory(tmp_path / "clean", out)
 
 
 @pytest.fixture()
 def encoded_dir(tmp_path, corpora, tiny_model, tiny_sae, small_chunks):
-    encode(corpora[0], f"{tmp_path}/shards/", shard_docs=SHARD, **opts(tiny_model, tiny_sae))
+    encode(
+        corpora[0],
+        f"{tmp_path}/shards/",
+        **opts(tiny_model, tiny_sae),
+        shards=ShardOptions(shard_docs=SHARD),
+    )
     return tmp_path / "shards"
 
 
@@ -433,12 +481,13 @@ def test_bad_targets_fail_before_writing(tmp_path, encoded_dir, corpora, tiny_mo
 
     random_sae(seed=5).save(other_sae)
     cases = [
-        (dict(sae=str(other_sae)), "holds the shards of encoder"),
+        (dict(encoding=EncodingOptions(model=str(tiny_model), sae=str(other_sae))),
+         "holds the shards of encoder"),
         (dict(corpus="a", source=corpora[1]), "was encoded from another input"),
         (dict(corpus="bad name/x"), "cannot name a shard folder"),
         (dict(corpus="x" * 300), "too long to name a shard folder"),
-        (dict(shard_docs=0), "--shard-docs must be at least 1"),
-    ]
+        (dict(shards=ShardOptions(shard_docs=0)), "--shard-docs must be >= 1 (got 0)"),
+    ]  # fmt: skip
     for change, message in cases:
         options = {**opts(tiny_model, tiny_sae), **change}
         source = options.pop("source", corpora[0])
@@ -507,7 +556,8 @@ def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, sma
     from saeembed.api import preferences
 
     source = pairs_file(tmp_path / "pairs.jsonl", 60, 8)
-    common = dict(context=True, **opts(tiny_model, tiny_sae))
+    reading = opts(tiny_model, tiny_sae)["encoding"].but(chat="assistant")  # as responses are
+    common = dict(context=True, encoding=reading, progress=False)
     shards = tmp_path / "shards"
     single = preferences.encode_pairs(source, tmp_path / "single.duckdb", **common)
     sharded = preferences.encode_pairs(source, f"{shards}/", **common)
@@ -531,3 +581,14 @@ def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, sma
     with pytest.raises(SaeembedError, match="holds different pairs"):
         preferences.encode_pairs(tmp_path / "other.jsonl", f"{tmp_path}/shards/", pairs="pairs",
                                  **common)  # fmt: skip
+
+
+def test_ray_options_without_the_ray_engine_are_refused(tmp_path, corpora, tiny_model, tiny_sae):
+    from saeembed.errors import InputError
+
+    for options in (ShardOptions(workers=2), ShardOptions(gpus_per_worker=1.0)):
+        with pytest.raises(InputError, match="run Ray actors; add --engine ray"):
+            encode(corpora[0], f"{tmp_path}/out/", **opts(tiny_model, tiny_sae), shards=options)
+    assert not (tmp_path / "out").exists()  # refused before a directory is made
+    with pytest.raises(InputError, match="--workers must be >= 1"):
+        ShardOptions(engine="ray", workers=0).check()

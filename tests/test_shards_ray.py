@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from saeembed.api import encode
+from saeembed.api import ShardOptions, encode
 from saeembed.errors import SaeembedError
 from saeembed.store.shard_layout import MANIFEST, read_manifest
 from tests.test_shards import CHUNK, SHARD, corpus_file, opts, same_store_rows
@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 RAY_SCRIPT = """
 import saeembed.encoding as encoding
 encoding.CHUNK_DOCS = {chunk}
-from saeembed.api import encode
-encode({source!r}, {out!r}, model={model!r}, sae={sae!r}, device="cpu", progress=False,
-       shard_docs={shard}, engine="ray", workers=2)
+from saeembed.api import EncodingOptions, ShardOptions, encode
+encode({source!r}, {out!r}, encoding=EncodingOptions(model={model!r}, sae={sae!r}, device="cpu"),
+       progress=False, shards=ShardOptions(shard_docs={shard}, engine="ray", workers=2))
 """
 
 
@@ -202,10 +202,7 @@ def test_a_running_cluster_is_joined_and_left_running(tmp_path, tiny_model, tiny
 def test_an_unreachable_address_is_one_line(tmp_path, tiny_model, tiny_sae):
     source = corpus_file(tmp_path / "c.csv", 10, 6)
     with pytest.raises(SaeembedError) as excinfo:
-        encode(
-            source, f"{tmp_path}/shards/", engine="ray", address="127.0.0.1:9",
-            **opts(tiny_model, tiny_sae),
-        )  # fmt: skip
+        encode(source, f"{tmp_path}/shards/", **opts(tiny_model, tiny_sae), shards=ShardOptions(engine="ray", address="127.0.0.1:9"))  # fmt: skip
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in str(excinfo.value)
     assert "\n" not in str(excinfo.value)
     assert not (tmp_path / "shards").exists()

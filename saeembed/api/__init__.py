@@ -2,7 +2,7 @@
 and returns polars DataFrames or small result objects; each `saeembed` command is a thin shell
 over one of these functions.
 
-- `corpus`: `encode`, `info`, `sql`, `open_store`, `run_query`, `import_shards`
+- `corpus`: `encode` (with `EncodingOptions`, `ShardOptions`), `info`, `sql`, `open_store`, `run_query`, `import_shards`
 - `compare`: `diff` (with `DiffSettings`, `EncodingOptions`; returns a `DiffResult`)
 - `explore`: `cluster` (with `ClusterSettings`), `search`, `correlate`; both choose concepts
   with a `ConceptQuery`
@@ -35,6 +35,7 @@ from saeembed.api.features import (
     show_feature,
 )
 from saeembed.encoding_options import EncodingOptions
+from saeembed.shards.options import ShardOptions
 
 __all__ = [
     "ClusterSettings",
@@ -45,6 +46,7 @@ __all__ = [
     "EncodeResult",
     "EncodingOptions",
     "SearchResult",
+    "ShardOptions",
     "cluster",
     "correlate",
     "diff",

@@ -129,7 +129,7 @@ def diff(
         from saeembed.files import check_output
 
         check_output(html)
-    options = {**(encoding or EncodingOptions()).check().kwargs(), "progress": progress}
+    options = {"encoding": (encoding or EncodingOptions()).check(), "progress": progress}
     from saeembed.stack_cache import shared_stacks
 
     with shared_stacks():  # each reader and SAE loaded once

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
+from saeembed.encoding_options import EncodingOptions
 from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import bind_params, coerce_value, named_queries, run_query
 from saeembed.remote import is_url
+from saeembed.shards.options import ShardOptions
 from saeembed.store import Store
 from saeembed.store.shard_layout import is_shard_target
 from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
@@ -117,42 +119,32 @@ def encode(
     corpus: str | None = None,
     text_col: str | None = None,
     id_col: str | None = None,
-    model: str = "default",
-    sae: str | Path | None = None,
-    layer: int | None = None,
-    max_tokens: int | None = None,
-    batch_tokens: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    chat: str = "none",
+    encoding: EncodingOptions | None = None,
     chunk_tokens: int | None = None,
+    shards: ShardOptions | None = None,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
-    engine: str | None = None,
-    address: str | None = None,
-    workers: int | None = None,
-    gpus_per_worker: float = 0,
-    shard_docs: int | None = None,
 ) -> EncodeResult:
     """Read ``source`` (a file, a DataFrame, or a list of texts), add its documents to ``corpus``
-    in ``db`` and encode every one not yet encoded with this model, SAE and layer.
+    in ``db`` and encode every one not yet encoded with the reader, SAE and layer of
+    ``encoding`` (`EncodingOptions`: also truncation, batching, device, precision, chat turns).
 
     A directory ``db`` (an existing shard directory, or a path ending in ``/``) receives Parquet
-    shards instead (`saeembed.shards`, docs/scale.md), encoded in this process (``engine``
-    "local") or on Ray actors (``engine="ray"``: ``address`` of a running cluster or a local
-    one, ``workers`` actors with ``gpus_per_worker`` GPUs each); ``shard_docs`` documents per
-    shard.
+    shards instead (`saeembed.shards`, docs/scale.md), as ``shards`` say (`ShardOptions`: in this
+    process, or on Ray actors, and the documents per shard).
 
     With ``chunk_tokens`` N, each document is stored as its consecutive windows of N tokens of the
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
     `saeembed.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
     missing."""
+    o = (encoding or EncodingOptions()).check()
+    shards = (shards or ShardOptions()).check()
     from saeembed.encoding import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
 
     if chunk_tokens is not None:
         from saeembed.chunks import check_chunk_tokens
 
-        chunk_tokens = check_chunk_tokens(chunk_tokens, max_tokens or DEFAULT_MAX_TOKENS)
+        chunk_tokens = check_chunk_tokens(chunk_tokens, o.max_tokens or DEFAULT_MAX_TOKENS)
     if corpus is None:
         if not isinstance(source, (str, Path)):
             raise SaeembedError(
@@ -163,15 +155,17 @@ def encode(
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
     sharded = not isinstance(db, Store) and is_shard_target(db)
-    if not sharded and (engine not in (None, "local") or shard_docs is not None):
-        raise InputError("--engine ray and --shard-docs write shards; pass --out DIR/")
-    if sharded and gpus_per_worker and dtype == "auto":
+    if not sharded and shards.given:
+        raise InputError("--engine, --address, --workers, --gpus-per-worker and --shard-docs "
+                         "write shards; pass --out DIR/")  # fmt: skip
+    dtype = o.dtype
+    if sharded and shards.gpus_per_worker and dtype == "auto":
         dtype = "bfloat16"  # what the GPU workers choose: the driver's encoder must match
     # everything that can fail on bad arguments happens before the store is touched
-    on_ray = sharded and engine == "ray"  # the driver fingerprints and tokenises; actors encode
+    on_ray = sharded and shards.engine == "ray"  # the driver fingerprints and tokenises
     stack = load_encoding_stack(
-        model, sae, layer, device="cpu" if on_ray else device, dtype=dtype,
-        max_tokens=max_tokens, batch_tokens=batch_tokens, weights=not on_ray,
+        o.model, o.sae, o.layer, device="cpu" if on_ray else o.device, dtype=dtype,
+        max_tokens=o.max_tokens, batch_tokens=o.batch_tokens, weights=not on_ray,
     )  # fmt: skip
     if chunk_tokens is not None:
         from saeembed.chunks import chunk_documents
@@ -180,29 +174,24 @@ def encode(
     if sharded:
         from saeembed.shards.encode import encode_to_shards, encoder_args
 
-        args = encoder_args(
-            model=model, sae=None if sae is None else str(sae), layer=layer, device=device,
-            dtype=dtype, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
-        )  # fmt: skip
-        added, encoding = encode_to_shards(
-            db, corpus, docs, report, origin, stack, args, engine=engine or "local",
-            address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-            shard_docs=shard_docs, progress=progress,
-        )  # fmt: skip
-        return EncodeResult(corpus, report, added, encoding, chunk_tokens, Path(db))
+        args = encoder_args(**{**o.kwargs(), "sae": None if o.sae is None else str(o.sae),
+                               "dtype": dtype})  # fmt: skip
+        added, done = encode_to_shards(db, corpus, docs, report, origin, stack, args,
+                                       options=shards, progress=progress)  # fmt: skip
+        return EncodeResult(corpus, report, added, done, chunk_tokens, Path(db))
     store = db if isinstance(db, Store) else Store(db)
     try:
         added = store.add_documents(
             corpus, docs, source=origin, text_col=report.text_col, id_col=report.id_col
         )
-        encoding = encode_stored_corpus(
-            store, corpus, stack, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
-            progress=progress, on_batch=on_batch,
+        done = encode_stored_corpus(
+            store, corpus, stack, max_tokens=o.max_tokens, batch_tokens=o.batch_tokens,
+            chat=o.chat, progress=progress, on_batch=on_batch,
         )  # fmt: skip
     finally:
         if not isinstance(db, Store):
             store.close()
-    return EncodeResult(corpus, report, added, encoding, chunk_tokens, store.path)
+    return EncodeResult(corpus, report, added, done, chunk_tokens, store.path)
 
 
 def import_shards(shards: str | Path, db: str | Path):

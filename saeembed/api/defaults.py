@@ -15,6 +15,7 @@ _OWNERS = {
     "ClusterSettings": "saeembed.analysis.cluster_settings",
     "ConceptQuery": "saeembed.analysis.concept_query",
     "flag_of": "saeembed.analysis.settings",
+    "ShardOptions": "saeembed.shards.options",
     "DIFF_SORTS": "saeembed.analysis.measures",
     "MEASURE_NAMES": "saeembed.analysis.measures",
     "TEST_NAMES": "saeembed.analysis.measures",

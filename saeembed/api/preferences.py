@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from saeembed.data import is_dataset_ref
+from saeembed.encoding_options import EncodingOptions
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.labels.table import label_names
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: How `encode_pairs` reads responses unless told otherwise: as assistant turns.
+PAIR_ENCODING = EncodingOptions(chat="assistant")
+
+
 @dataclass
 class PairEncodeResult:
     pairs: str
@@ -61,19 +66,14 @@ def encode_pairs(
     pairs: str | None = None,
     context: bool = False,
     seed: int = 0,
-    model: str = "default",
-    sae: str | Path | None = None,
-    layer: int | None = None,
-    max_tokens: int | None = None,
-    batch_tokens: int | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    chat: str = "assistant",
+    encoding: EncodingOptions | None = None,
     progress: bool = True,
 ) -> PairEncodeResult:
     """Read preference pairs (a file, a DataFrame or ``data:NAME``), store them as pair set
-    ``pairs`` and encode every response not yet encoded, as an assistant turn by default, with
-    its prompt as context when ``context`` is set. Safe to interrupt and to repeat."""
+    ``pairs`` and encode every response not yet encoded with ``encoding`` (`EncodingOptions`;
+    default: the default reader and SAE, each response read as an assistant turn,
+    `PAIR_ENCODING`), with its prompt as context when ``context`` is set. Safe to interrupt and
+    to repeat."""
     from saeembed.api.corpus import corpus_name_for
     from saeembed.encoding import encode_stored_corpus, load_encoding_stack
     from saeembed.prefs.pairs import pairs_from_frame
@@ -87,26 +87,25 @@ def encode_pairs(
         remote = is_dataset_ref(str(source)) or is_url(str(source))
         origin = str(source) if remote else str(Path(source).resolve())
     name = pairs or corpus_name_for(source)
+    o = (encoding or PAIR_ENCODING).check()
     stack = load_encoding_stack(
-        model, sae, layer, device=device, dtype=dtype, max_tokens=max_tokens,
-        batch_tokens=batch_tokens,
+        o.model, o.sae, o.layer, device=o.device, dtype=o.dtype, max_tokens=o.max_tokens,
+        batch_tokens=o.batch_tokens,
     )  # fmt: skip
     if is_shard_target(db):
         from saeembed.shards.pairs import encode_pairs_to_shards
 
-        options = dict(model=model, sae=sae, layer=layer, device=device, dtype=dtype,
-                       max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat)  # fmt: skip
-        added, encoding = encode_pairs_to_shards(
-            db, name, table, origin, stack, options, context=context, progress=progress
+        added, done = encode_pairs_to_shards(
+            db, name, table, origin, stack, o.kwargs(), context=context, progress=progress
         )
-        return PairEncodeResult(name, table.height, added, encoding)
+        return PairEncodeResult(name, table.height, added, done)
     with Store(db) as store:
         added = add_pairs(store, name, table, context=context, source=origin)
-        encoding = encode_stored_corpus(
-            store, name, stack, max_tokens=max_tokens, batch_tokens=batch_tokens, chat=chat,
-            progress=progress,
+        done = encode_stored_corpus(
+            store, name, stack, max_tokens=o.max_tokens, batch_tokens=o.batch_tokens,
+            chat=o.chat, progress=progress,
         )  # fmt: skip
-    return PairEncodeResult(name, table.height, added, encoding)
+    return PairEncodeResult(name, table.height, added, done)
 
 
 def list_pair_sets(db: str | Path) -> pl.DataFrame:

@@ -9,7 +9,7 @@ import click
 
 from saeembed.api import compare
 from saeembed.api import corpus as api
-from saeembed.api.defaults import DiffSettings
+from saeembed.api.defaults import DiffSettings, ShardOptions
 from saeembed.cli.options import (
     domain_errors,
     encoder_option,
@@ -46,33 +46,10 @@ from saeembed.cli.views import diff_view, theme_view
     help="Store each document as consecutive chunks of N tokens, each a document with parent_id "
     "and chunk_idx [default: whole documents].",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    help="With --out: encode in this process, or on Ray actors [default: local].",
-)
-@click.option(
-    "--address", help="With --engine ray: a running cluster [default: start a local one]."
-)
-@click.option(
-    "--workers", type=click.IntRange(min=1), help="With --engine ray: actors [default: CPUs / 2]."
-)
-@click.option(
-    "--gpus-per-worker",
-    type=click.FloatRange(min=0),
-    default=0,
-    help="With --engine ray: GPUs per actor (0: CPU actors).",
-)
-@click.option(
-    "--shard-docs",
-    type=click.IntRange(min=1),
-    help="With --out: documents per shard [default: 8,192; multiples of 2,048 give values "
-    "bit-identical to a --db encode].",
-)
+@settings_options(ShardOptions, argument="shards")
 @click.pass_context
 @domain_errors
-def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_tokens, engine,
-           address, workers, gpus_per_worker, shard_docs):  # fmt: skip
+def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_tokens, shards):
     """Encode a corpus file or a named dataset into the store.
 
     INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
@@ -89,14 +66,12 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
         raise click.UsageError("pass either --db FILE (a DuckDB store) or --out DIR (shards)")
     if out is not None:
         db = f"{out}/" if not str(out).endswith("/") else str(out)
-    elif engine or address or workers or gpus_per_worker or shard_docs:
+    elif shards.given:
         raise click.UsageError("--engine, --address, --workers, --gpus-per-worker and "
                                "--shard-docs write shards: pass --out DIR")  # fmt: skip
     result = api.encode(
-        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, **encoding.kwargs(),
-        chunk_tokens=chunk_tokens, progress=not ctx.obj["quiet"],
-        engine=engine, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-        shard_docs=shard_docs,
+        input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, encoding=encoding,
+        chunk_tokens=chunk_tokens, shards=shards, progress=not ctx.obj["quiet"],
     )  # fmt: skip
     note(result.summary())
 

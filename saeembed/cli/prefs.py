@@ -58,7 +58,7 @@ def prefs() -> None:
     help="A/B coin for chosen/rejected.",
 )
 @encoding_options(
-    defaults={"chat": default_of(api.encode_pairs, "chat")},
+    defaults={"chat": api.PAIR_ENCODING.chat},
     chat_choices=("none", "assistant"),
     help={"max_tokens": "Keep the first N tokens of each response (and the last N of its "
                         "context) [default: 512].",
@@ -74,7 +74,7 @@ def prefs_encode(ctx, input_path, db, pairs_name, context, seed, encoding):
     HH-RLHF dialogues; or a named dataset such as data:hh-rlhf-harmless. Interrupt it at any
     time: running it again finishes the job."""
     result = api.encode_pairs(
-        input_path, db, pairs=pairs_name, context=context, seed=seed, **encoding.kwargs(),
+        input_path, db, pairs=pairs_name, context=context, seed=seed, encoding=encoding,
         progress=not ctx.obj["quiet"],
     )  # fmt: skip
     note(result.summary())

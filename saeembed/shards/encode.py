@@ -31,6 +31,7 @@ from saeembed.encoding import (
 )
 from saeembed.errors import InputError
 from saeembed.shards.create import create, refuse_foreign
+from saeembed.shards.options import ShardOptions
 from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
 from saeembed.store import Store
 from saeembed.store.counts import DOCUMENTS
@@ -54,7 +55,6 @@ from saeembed.tokens import wrapping_for
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_DOCS = 4 * encoding.CHUNK_DOCS  # a whole number of the single-file store's chunks
-ENGINES = ("local", "ray")
 _DOCUMENT_COLUMNS = ("doc_id", "row_idx", "ext_id", "text", "meta", "context", "parent_id",
                      "chunk_idx")  # fmt: skip
 
@@ -145,21 +145,17 @@ def encode_to_shards(
     stack: EncodingStack,
     args: EncoderArgs,
     *,
-    engine: str = "local",
-    address: str | None = None,
-    workers: int | None = None,
-    gpus_per_worker: float = 0,
-    shard_docs: int | None = None,
+    options: ShardOptions | None = None,
     progress: bool = True,
 ) -> tuple[int, EncodeReport]:
     """Encode ``docs`` (the document table of `saeembed.inputs`) as corpus ``corpus`` of the
-    shard directory ``root``; returns (documents new to the directory, the encoding report)."""
+    shard directory ``root``, as ``options`` say (`ShardOptions`: the engine, Ray's address,
+    workers and GPUs, the documents per shard); returns (documents new to the directory, the
+    encoding report)."""
+    options = (options or ShardOptions()).check().check_engine()
+    engine, shard_docs = options.engine or "local", options.shard_docs
     root = Path(root)
     chunk_docs = encoding.CHUNK_DOCS  # read now: the single-file encoder's chunk, as it is now
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if shard_docs is not None and shard_docs < 1:
-        raise InputError(f"--shard-docs must be at least 1 (got {shard_docs:,})")
     if shard_docs is not None and shard_docs % chunk_docs:
         # batches are planned per chunk: other shard sizes batch differently
         log.info(
@@ -176,7 +172,7 @@ def encode_to_shards(
     if engine == "ray":
         from saeembed.shards.ray_engine import check_address
 
-        check_address(address)
+        check_address(options.address)
     if not is_shard_dir(root):
         create(root, lambda new: _create(new, stack, spec, shard_docs or DEFAULT_SHARD_DOCS))
         check_target(root, spec.fingerprint(), corpus, docs)  # a racing run may have created it
@@ -209,8 +205,9 @@ def encode_to_shards(
         n_new = sum(min(size, docs.height - i * size) for i in pending)
         bar = tqdm(total=n_new, unit="doc", disable=not progress, desc=f"encoding {corpus}")
         results = _run(
-            engine, root, tasks, args, spec.fingerprint(), stack=stack, address=address,
-            workers=workers, gpus_per_worker=gpus_per_worker, chunk_docs=chunk_docs,
+            engine, root, tasks, args, spec.fingerprint(), stack=stack, address=options.address,
+            workers=options.workers, gpus_per_worker=options.gpus_per_worker,
+            chunk_docs=chunk_docs,
         )  # fmt: skip
         # closed on any exit: a Ray engine stops the local cluster it started there and then
         with bar, closing(results):
