@@ -77,13 +77,13 @@ def main() -> None:
         with Store(db) as store:  # labels from the responses themselves (offline, ~15 s)
             label_features(store, encoded.encoding.encoder, corpus=PAIRS, progress=False)
         started = time.perf_counter()
-        report = api.fit(db, PAIRS, seed=args.seed, examples=1)
+        report = api.fit(db, PAIRS, settings=api.FitSettings(seed=args.seed, examples=1))
         rows.append(report_row(name, report, time.perf_counter() - started))
         for measure in args.measures.split(","):
             if measure == "presence":  # the row above
                 continue
             started = time.perf_counter()
-            other = api.fit(db, PAIRS, seed=args.seed, measure=measure)
+            other = api.fit(db, PAIRS, settings=api.FitSettings(seed=args.seed, measure=measure))
             rows.append(
                 report_row(f"{name}, --measure {measure}", other, time.perf_counter() - started)
             )
@@ -93,7 +93,12 @@ def main() -> None:
             encoder, _, stats = api.train_sae(db, PAIRS, seed=args.seed)
             trained = time.perf_counter() - started
             started = time.perf_counter()
-            wimhf = api.fit(db, PAIRS, encoder=encoder.name, seed=args.seed, min_prevalence=0.0)
+            wimhf = api.fit(
+                db,
+                PAIRS,
+                encoder=encoder.name,
+                settings=api.FitSettings(seed=args.seed, min_prevalence=0.0),
+            )
             rows.append(
                 report_row("WIMHF pair SAE (32 latents, k = 4)", wimhf, time.perf_counter() - started)
             )  # fmt: skip

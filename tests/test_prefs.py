@@ -218,7 +218,7 @@ def test_bad_decisions_are_refused_whole(planted, tmp_path):
     with pytest.raises(InputError, match="cannot read concept"):
         api.flag(path, concepts=["harm"])
     with pytest.raises(StoreError, match="no relabelling 'x'"):
-        api.fit(path, relabel="x", dense=False)
+        api.fit(path, settings=api.FitSettings(relabel="x", dense=False))
 
 
 def test_annotators_share_the_planted_model(tmp_path):
@@ -355,3 +355,19 @@ def test_pairs_that_all_share_one_prompt_fold_by_pair(tmp_path):
     for fold in range(5):
         assert set(data.y[data.folds != fold]) == {0, 1}
     assert 0.0 <= report.metrics["all"] <= 1.0
+
+
+def test_fit_settings_refuse_bad_values():
+    for changes, message in [
+        ({"alpha": 0.0}, "--alpha must be between 0 and 1"),
+        ({"min_prevalence": 1.5}, "at most 1"),
+        ({"controls": ("length", "topic")}, "unknown control 'topic'"),
+        ({"ks": (5, 0)}, "--k needs sizes of at least 1"),
+        ({"measure": "loud"}, "unknown --measure 'loud'"),
+        ({"top": 0}, "--top must be >= 1"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            api.FitSettings(**changes).check()
+    settings = api.FitSettings(ks=[2, 3], controls=[])
+    assert (settings.ks, settings.controls) == ((2, 3), ())  # kept as tuples
+    assert "panels" not in settings.fit_kwargs() and settings.fit_kwargs()["ks"] == (2, 3)

@@ -130,7 +130,9 @@ def test_pair_sae_is_an_encoder_the_report_can_use(tmp_path):
         labels = store.sql("SELECT * FROM features WHERE encoder_id = ?", [encoder.encoder_id])
         weights = store.sql("SELECT weights FROM pair_saes")["weights"][0]
     assert 0 < n_rows <= 300 * 8 and labels.height == 8 and len(weights) > 1000
-    report = api.fit(db, encoder=encoder.name, dense=False, ks=(2,), min_prevalence=0.0)
+    report = api.fit(
+        db, encoder=encoder.name, settings=api.FitSettings(dense=False, ks=(2,), min_prevalence=0.0)
+    )
     assert report.summary["encoder"] == encoder.name and 0 < report.features.height <= 8
     assert set(report.metrics) == {"length", "all", "k2"}
 
@@ -149,7 +151,7 @@ def test_real_model_on_real_hh_rlhf_pairs(tmp_path, saeembed_home):
     options = api.PAIR_ENCODING.but(max_tokens=96)
     result = api.encode_pairs(frame, db, pairs="hh", encoding=options, progress=False)
     assert result.n_pairs == 120 and result.encoding.n_encoded == 240
-    report = api.fit(db, dense=False, ks=(5,), min_prevalence=0.05)
+    report = api.fit(db, settings=api.FitSettings(dense=False, ks=(5,), min_prevalence=0.05))
     assert report.features.height > 100 and report.features["label"].null_count() == 0
     assert 0.3 < report.metrics["k5"] < 0.9
     flagged = api.flag(db, k=5, confidence=0.6)

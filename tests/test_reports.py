@@ -388,7 +388,7 @@ def test_feature_pages_start_with_the_distinctive_features(diff_db, monkeypatch)
 
 
 def test_prefs_report_in_the_browser(tmp_path, browser):
-    from saeembed.api.preferences import fit
+    from saeembed.api.preferences import FitSettings, fit
     from tests.pair_store import LABELS as PAIR_LABELS
     from tests.pair_store import build_pair_store
 
@@ -396,7 +396,7 @@ def test_prefs_report_in_the_browser(tmp_path, browser):
     store, *_ = build_pair_store(db, n=400)
     store.close()
     page = tmp_path / "prefs.html"
-    report = fit(db, dense=False, html=page, panels=3, top=5, progress=False)
+    report = fit(db, html=page, progress=False, settings=FitSettings(dense=False, panels=3, top=5))
     assert report.features.height == 5
     data = payload_of(page)
     assert len(data["table"]["feature"]) == data["meta"]["n_concepts_tested"]
@@ -428,7 +428,12 @@ def test_prefs_report_in_the_browser(tmp_path, browser):
     store, *_ = build_pair_store(tmp_path / "weak.duckdb", n=100)
     store.con.execute("UPDATE pairs SET label = CASE WHEN hash(pair_id) % 2 = 0 THEN 1 ELSE 0 END")
     store.close()
-    weak = fit(tmp_path / "weak.duckdb", dense=False, html=tmp_path / "weak.html", progress=False)
+    weak = fit(
+        tmp_path / "weak.duckdb",
+        html=tmp_path / "weak.html",
+        progress=False,
+        settings=FitSettings(dense=False),
+    )
     assert weak.summary["weak"]
     load(browser, tmp_path / "weak.html", "prefs-weak")
     assert ev("document.getElementById('weak').textContent") == weak.summary["weak"]

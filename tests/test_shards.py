@@ -572,7 +572,8 @@ def test_preference_pairs_shard_the_same_way(tmp_path, tiny_model, tiny_sae, sma
     query = "SELECT * FROM pairs ORDER BY ALL"
     assert rows(tmp_path / "imported.duckdb", query).equals(rows(tmp_path / "shards", query))
     fits = [
-        preferences.fit(db, dense=False, ks=(2,)) for db in (tmp_path / "imported.duckdb", shards)
+        preferences.fit(db, settings=preferences.FitSettings(dense=False, ks=(2,)))
+        for db in (tmp_path / "imported.duckdb", shards)
     ]
     same_results(fits[0].features, fits[1].features)
     assert fits[0].metrics == pytest.approx(fits[1].metrics)

@@ -17,13 +17,11 @@ from saeembed.analysis.measures import (
     check_test,
     get_measure,
 )
-from saeembed.analysis.settings import check_fields, setting
+from saeembed.analysis.settings import DEFAULT_PANELS, check_fields, setting
 from saeembed.errors import InputError
 
 BY = ("concepts", "themes")
 PAIR_ON = ("row", "id")
-#: concepts shown up close in a diff or preference report (`saeembed.reports`)
-DEFAULT_PANELS = 20
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from dataclasses import field, fields
 
 from saeembed.errors import InputError
 
+#: Concepts shown up close in a diff or preference report (`saeembed.reports`).
+DEFAULT_PANELS = 20
+
 
 def setting(default, help: str, *, choices=None, min=None, flag: str | None = None,
             many: str | None = None):  # fmt: skip

@@ -20,18 +20,12 @@ from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.labels.table import label_names
 from saeembed.prefs import curate
-from saeembed.prefs.fit import (
-    CONTROLS,
-    SPARSE_KS,
-    PreferenceReport,
-    fit_preferences,
-    preference_data,
-)
+from saeembed.prefs.fit import PreferenceReport, fit_preferences, preference_data
+from saeembed.prefs.fit_settings import FitSettings
 from saeembed.prefs.ingest import add_pairs, pair_sets, require_pair_set
 from saeembed.prefs.pairs import read_pairs
 from saeembed.prefs.regression import fit_per_concept
 from saeembed.remote import is_url
-from saeembed.reports.page import DEFAULT_PANELS
 from saeembed.store import Encoder, Store
 from saeembed.store.shard_layout import is_shard_target
 
@@ -141,41 +135,32 @@ def fit(
     pairs: str | None = None,
     *,
     encoder: str | int | None = None,
-    measure: str | None = None,
-    controls: Sequence[str] = CONTROLS,
-    relabel: str | None = None,
-    min_prevalence: float = 0.01,
-    alpha: float = 0.05,
-    ks: Sequence[int] = SPARSE_KS,
-    dense: bool = True,
-    examples: int = 0,
-    top: int | None = None,
-    seed: int = 0,
+    settings: FitSettings | None = None,
     html: str | Path | None = None,
-    panels: int = DEFAULT_PANELS,
     progress: bool = True,
 ) -> PreferenceReport:
     """Which concepts do the annotators of pair set ``pairs`` reward or punish? Per-concept
     regressions, k-concept models and held-out AUCs against length and dense baselines
-    (`saeembed.prefs.fit`). ``html``: also write the report page there, ``panels`` concepts
-    with example pairs (`saeembed.reports.prefs_report`)."""
+    (`saeembed.prefs.fit`), as ``settings`` say (`FitSettings`, checked before any work).
+    ``html``: also write the report page there, ``settings.panels`` concepts with example
+    pairs (`saeembed.reports.prefs_report`)."""
+    s = (settings or FitSettings()).check()
     if html is not None:
         check_output(html)  # before any work
     # a fit only caches (embeddings, thresholds): a store it cannot write is read
     with Store(db, create=False, read_only=not Store.can_write(db)) as store:
         name = require_pair_set(store, pairs)
         chosen = _pair_encoder(store, name, encoder)
-        report = fit_preferences(
-            store, name, chosen, measure=measure, controls=tuple(controls), relabel=relabel,
-            min_prevalence=min_prevalence, alpha=alpha, ks=tuple(ks), dense=dense,
-            examples=examples, top=None if html is not None else top, seed=seed,
-        )  # fmt: skip
+        kwargs = s.fit_kwargs()
+        if html is not None:
+            kwargs["top"] = None  # the page shows every concept; the result keeps the top
+        report = fit_preferences(store, name, chosen, **kwargs)
         if html is not None:
             from saeembed.reports import write_prefs_report
 
-            write_prefs_report(store, chosen, report, html, pairs_name=name, relabel=relabel,
-                               panels=panels, progress=progress)  # fmt: skip
-            report.features = report.features.head(top) if top else report.features
+            write_prefs_report(store, chosen, report, html, pairs_name=name, relabel=s.relabel,
+                               panels=s.panels, progress=progress)  # fmt: skip
+            report.features = report.features.head(s.top) if s.top else report.features
         return report
 
 

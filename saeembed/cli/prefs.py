@@ -96,7 +96,7 @@ def prefs_list(db, fmt):
 @click.option(
     "--controls",
     type=click.Choice(["length", "none"]),
-    default=",".join(default_of(api.fit, "controls")),
+    default=",".join(api.FitSettings().controls),
     show_default=True,
     help="Control every regression for the length difference (characters), or for nothing.",
 )
@@ -111,23 +111,23 @@ def prefs_list(db, fmt):
 )
 @relabel_option
 @click.option("--min-prevalence", type=click.FloatRange(0, 1),
-              default=default_of(api.fit, "min_prevalence"), show_default=True,
+              default=api.FitSettings().min_prevalence, show_default=True,
               help="Test concepts that differ between the responses in at least this share of pairs.")  # fmt: skip
-@click.option("--alpha", type=float, default=default_of(api.fit, "alpha"), show_default=True,
+@click.option("--alpha", type=float, default=api.FitSettings().alpha, show_default=True,
               help="q-value cut-off.")  # fmt: skip
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--examples", type=click.IntRange(min=0), default=default_of(api.fit, "examples"),
+@click.option("--examples", type=click.IntRange(min=0), default=api.FitSettings().examples,
               help="Example pairs per row.")  # fmt: skip
-@click.option("--k", "ks", default=",".join(map(str, default_of(api.fit, "ks"))), show_default=True,
+@click.option("--k", "ks", default=",".join(map(str, api.FitSettings().ks)), show_default=True,
               help="Sizes of the sparse concept models (comma-separated).")  # fmt: skip
 @click.option("--no-dense", is_flag=True, help="Skip the dense MiniLM baseline.")
-@click.option("--seed", type=int, default=default_of(api.fit, "seed"), show_default=True,
+@click.option("--seed", type=int, default=api.FitSettings().seed, show_default=True,
               help="Cross-validation folds.")  # fmt: skip
 @click.option("--html", type=click.Path(path_type=Path), help="Also write the report page there.")
 @click.option(
     "--panels",
     type=click.IntRange(min=0),
-    default=default_of(api.fit, "panels"),
+    default=api.FitSettings().panels,
     show_default=True,
     help="Concepts shown with example pairs in the --html report.",
 )
@@ -148,14 +148,14 @@ def prefs_fit(ctx, db, pairs_name, encoder, controls, measure, values, relabel, 
         k_values = tuple(int(k) for k in ks.split(",") if k.strip())
     except ValueError as exc:
         raise click.BadParameter(f"--k {ks!r}: give integers like 5,10,20") from exc
-    report = api.fit(
-        db, pairs_name, encoder=encoder,
+    settings = api.FitSettings(
         measure={"value": "max", "presence": "presence"}[values] if values else measure,
         controls=() if controls == "none" else (controls,), relabel=relabel,
         min_prevalence=min_prevalence, alpha=alpha, ks=k_values, dense=not no_dense,
-        examples=examples, top=top, seed=seed, html=html, panels=panels,
-        progress=not ctx.obj["quiet"],
-    )  # fmt: skip
+        examples=examples, top=top, seed=seed, panels=panels,
+    ).check()  # fmt: skip
+    report = api.fit(db, pairs_name, encoder=encoder, settings=settings, html=html,
+                     progress=not ctx.obj["quiet"])  # fmt: skip
     if html is not None:
         note(f"report: {html}")
     s = report.summary

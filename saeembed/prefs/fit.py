@@ -25,6 +25,7 @@ from saeembed.analysis.weak import weak_fit
 from saeembed.errors import InputError, StoreError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
+from saeembed.prefs.fit_settings import CONTROLS, SPARSE_KS
 from saeembed.prefs.ingest import dense_differences, load_pairs
 from saeembed.prefs.pair_encoder import is_pair_encoder, pair_activation_matrix
 from saeembed.prefs.pairs import assign_folds, folds_by_prompt
@@ -34,8 +35,6 @@ from saeembed.store import Encoder, Store
 
 log = logging.getLogger(__name__)
 
-CONTROLS = ("length",)
-SPARSE_KS = (5, 10, 20)
 FEATURE_COLUMNS = ["feature", "label", "prevalence", "n_differ", "a_more", "effect", "coef", "se",
                    "odds_ratio", "p", "q", "p_bonferroni", "win_rate_delta", "separated"]  # fmt: skip
 

@@ -10,7 +10,7 @@ import html
 from pathlib import Path
 
 from saeembed import templates
-from saeembed.analysis.diff_settings import DEFAULT_PANELS  # noqa: F401 (the reports' default)
+from saeembed.analysis.settings import DEFAULT_PANELS  # noqa: F401 (the reports' default)
 from saeembed.files import check_output, write_text_atomic
 from saeembed.templates import script_json
 
