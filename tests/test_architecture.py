@@ -247,3 +247,24 @@ def test_functions_are_short_but_for_the_listed_ones():
     assert over == {}, "split these functions (or they grew past their listed length)"
     stale = {name for name, (limit, _) in LONG_FUNCTIONS.items() if lengths.get(name, 0) < limit}
     assert stale == set(), "these got shorter: lower or remove their entry in LONG_FUNCTIONS"
+
+
+MAX_API_PARAMETERS = 12
+
+
+def test_public_api_functions_take_at_most_a_dozen_arguments():
+    """Options beyond a dozen go into a settings object (`DiffSettings`, `ClusterSettings`,
+    `ConceptQuery`, `EncodingOptions`, `ShardOptions`, `FitSettings`), checked once."""
+    import inspect
+
+    import saeembed
+    from saeembed.api import preferences
+
+    functions = {f"saeembed.{name}": getattr(saeembed, name) for name in saeembed.__all__
+                 if name != "preferences" and inspect.isfunction(getattr(saeembed, name))}  # fmt: skip
+    functions |= {f"saeembed.preferences.{name}": fn for name, fn in vars(preferences).items()
+                  if inspect.isfunction(fn) and not name.startswith("_")
+                  and fn.__module__ == preferences.__name__}  # fmt: skip
+    assert len(functions) >= 20
+    wide = {name: len(inspect.signature(fn).parameters) for name, fn in functions.items()}
+    assert {n: k for n, k in wide.items() if k > MAX_API_PARAMETERS} == {}
