@@ -11,7 +11,7 @@ group (matrix products, attention, element-wise, SAE top-k, other) from torch.pr
 
 The naive loop is what research code does: batches of 8 in corpus order padded to the longest,
 a full forward with output_hidden_states=True, the dense SAE output moved to the host, and
-max-pooling per document there. saeembed's path is `saeembed.encoding.encode_corpus` into a fresh
+max-pooling per document there. saeembed's path is `saeembed.encoding.core.encode_corpus` into a fresh
 DuckDB file (tokenising and writing included; model loading excluded for both). Speed does not depend on the SAE's weights, so a random
 TopK SAE (8,192 latents, k=32) stands in when no trained SAE is given or shipped.
 """
@@ -31,7 +31,7 @@ import polars as pl
 import torch
 
 from saeembed.data import load_dataset
-from saeembed.encoding import default_batch_tokens, encode_corpus, encode_texts, resolve_sae
+from saeembed.encoding.core import default_batch_tokens, encode_corpus, encode_texts, resolve_sae
 from saeembed.errors import SAEError
 from saeembed.inputs import documents_from_texts
 from saeembed.reader import load_reader

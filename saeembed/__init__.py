@@ -22,7 +22,7 @@ _EXPORTS = {
     "diff": "saeembed.api.compare",
     "DiffResult": "saeembed.api.compare",
     "DiffSettings": "saeembed.analysis.diff_settings",
-    "EncodingOptions": "saeembed.encoding_options",
+    "EncodingOptions": "saeembed.encoding.options",
     "ShardOptions": "saeembed.shards.options",
     "encode": "saeembed.api.corpus",
     "import_shards": "saeembed.api.corpus",

@@ -80,7 +80,7 @@ LAYERS = [
                 "saeembed.data", "saeembed.dataset_parsers", "saeembed.tokens"]),
     ("models", ["saeembed.reader", "saeembed.sae", "saeembed.pretrained", "saeembed.embedder"]),
     ("store", ["saeembed.store", "saeembed.queries", "saeembed.embedding_cache"]),
-    ("encoding", ["saeembed.encoding", "saeembed.encoding_options", "saeembed.stack_cache",
+    ("encoding", ["saeembed.encoding",
                   "saeembed.labels",
                   "saeembed.train"]),
     ("subjects", ["saeembed.analysis", "saeembed.prefs", "saeembed.shards", "saeembed.maps"]),

@@ -568,7 +568,7 @@ def test_encoding_options_are_defined_once():
 
     from saeembed import api
     from saeembed.api import preferences
-    from saeembed.encoding_options import EncodingOptions
+    from saeembed.encoding.options import EncodingOptions
 
     for fn in (api.encode, preferences.encode_pairs, api.diff):
         params = inspect.signature(fn).parameters
@@ -577,7 +577,7 @@ def test_encoding_options_are_defined_once():
     assert EncodingOptions(chat="assistant") == preferences.PAIR_ENCODING
     with pytest.raises(Exception, match="unknown chat turn 'system'"):
         EncodingOptions(chat="system").check()
-    from saeembed.encoding_options import CHAT_TURNS
+    from saeembed.encoding.options import CHAT_TURNS
     from saeembed.tokens import CHAT_MODES
 
     assert CHAT_TURNS == CHAT_MODES  # kept apart only so that the options need no torch

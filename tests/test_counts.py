@@ -142,7 +142,7 @@ def test_migration_backfills_the_counts(tmp_path, tiny_model, tiny_sae):
 
 
 def test_shard_counts_equal_a_recount(tmp_path, tiny_model, tiny_sae, monkeypatch):
-    import saeembed.encoding as encoding
+    import saeembed.encoding.core as encoding
 
     monkeypatch.setattr(encoding, "CHUNK_DOCS", SHARD // 2)
     out = tmp_path / "shards"

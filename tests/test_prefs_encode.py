@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from saeembed.api import preferences as api
 from saeembed.cli import main
-from saeembed.encoding import encode_batch
+from saeembed.encoding.core import encode_batch
 from saeembed.reader import load_reader
 from saeembed.store import Store
 from saeembed.tokens import context_messages, context_prefix, tokenize_documents, wrapping_for

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 import torch
 
-import saeembed.encoding as encoding
+import saeembed.encoding.core as encoding
 from saeembed.api import (
     ConceptQuery,
     DiffSettings,
@@ -182,7 +182,7 @@ def test_analyses_over_shards_equal_the_imported_file(
 KILL_SCRIPT = """
 import torch
 torch.set_num_threads({threads})
-import saeembed.encoding as encoding
+import saeembed.encoding.core as encoding
 encoding.CHUNK_DOCS = {chunk}
 from saeembed.api import EncodingOptions, ShardOptions, encode
 encode({source!r}, {out!r}, encoding=EncodingOptions(model={model!r}, sae={sae!r}, device="cpu"),
@@ -221,7 +221,7 @@ def test_kill_9_loses_only_the_shard_in_flight(tmp_path, tiny_model, tiny_sae, s
 
 CUT_SCRIPT = """
 import os, signal
-import saeembed.encoding as encoding
+import saeembed.encoding.core as encoding
 encoding.CHUNK_DOCS = {chunk}
 import saeembed.shards.encode as driver
 real = driver.{hook}
@@ -356,7 +356,7 @@ def test_a_directory_being_created_is_named_as_such(
 RACE_SCRIPT = """
 import time
 from pathlib import Path
-import saeembed.encoding as encoding
+import saeembed.encoding.core as encoding
 encoding.CHUNK_DOCS = {chunk}
 import saeembed.shards.encode as driver
 from saeembed.cli import main

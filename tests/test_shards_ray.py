@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 RAY_SCRIPT = """
-import saeembed.encoding as encoding
+import saeembed.encoding.core as encoding
 encoding.CHUNK_DOCS = {chunk}
 from saeembed.api import EncodingOptions, ShardOptions, encode
 encode({source!r}, {out!r}, encoding=EncodingOptions(model={model!r}, sae={sae!r}, device="cpu"),
@@ -56,7 +56,7 @@ def actor_pids() -> list[int]:
 
 
 def test_ray_shards_equal_the_single_process_encoding(tmp_path, tiny_model, tiny_sae, monkeypatch):
-    import saeembed.encoding as encoding
+    import saeembed.encoding.core as encoding
 
     monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
     source = corpus_file(tmp_path / "c.csv", 300, 4)
@@ -68,7 +68,7 @@ def test_ray_shards_equal_the_single_process_encoding(tmp_path, tiny_model, tiny
 
 
 def test_kill_9_of_an_actor_stores_every_document_once(tmp_path, tiny_model, tiny_sae, monkeypatch):
-    import saeembed.encoding as encoding
+    import saeembed.encoding.core as encoding
 
     monkeypatch.setattr(encoding, "CHUNK_DOCS", CHUNK)
     source = corpus_file(tmp_path / "c.csv", 640, 5)

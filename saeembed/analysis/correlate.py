@@ -132,8 +132,8 @@ def cooccurrence_pairs(
 
 def decoder_cosines(encoder: Encoder, pairs: pl.DataFrame) -> np.ndarray | None:
     """Cosine of the two concepts' SAE decoder directions, when the encoder's SAE can be loaded."""
+    from saeembed.encoding.stack_cache import stored_sae
     from saeembed.errors import SaeembedError
-    from saeembed.stack_cache import stored_sae
 
     try:
         sae = stored_sae(encoder)

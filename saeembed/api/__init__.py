@@ -34,7 +34,7 @@ from saeembed.api.features import (
     search_features,
     show_feature,
 )
-from saeembed.encoding_options import EncodingOptions
+from saeembed.encoding.options import EncodingOptions
 from saeembed.shards.options import ShardOptions
 
 __all__ = [

@@ -16,7 +16,7 @@ from saeembed.analysis.diff_settings import DiffSettings
 from saeembed.analysis.measures import check_test, get_measure
 from saeembed.api.corpus import encode
 from saeembed.data import is_dataset_ref
-from saeembed.encoding_options import EncodingOptions
+from saeembed.encoding.options import EncodingOptions
 from saeembed.errors import SaeembedError, StoreError
 from saeembed.remote import is_url
 from saeembed.store import Encoder, Store
@@ -130,7 +130,7 @@ def diff(
 
         check_output(html)
     options = {"encoding": (encoding or EncodingOptions()).check(), "progress": progress}
-    from saeembed.stack_cache import shared_stacks
+    from saeembed.encoding.stack_cache import shared_stacks
 
     with shared_stacks():  # each reader and SAE loaded once
         if settings.where is not None:  # the filter reads a read-only store: encode first

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from saeembed.data import is_dataset_ref, read_dataset_ref, ref_name
-from saeembed.encoding_options import EncodingOptions
+from saeembed.encoding.options import EncodingOptions
 from saeembed.errors import InputError, SaeembedError
 from saeembed.inputs import ReadReport, documents_from_frame, documents_from_texts, read_documents
 from saeembed.queries import bind_params, coerce_value, named_queries, run_query
@@ -26,7 +26,7 @@ from saeembed.store.shard_layout import is_shard_target
 from saeembed.store.user_sql import DEFAULT_TIMEOUT, QueryResult, open_user_store, run_user_query
 
 if TYPE_CHECKING:
-    from saeembed.encoding import EncodeReport
+    from saeembed.encoding.core import EncodeReport
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def encode(
     missing."""
     o = (encoding or EncodingOptions()).check()
     shards = (shards or ShardOptions()).check()
-    from saeembed.encoding import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
+    from saeembed.encoding.core import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
 
     if chunk_tokens is not None:
         from saeembed.chunks import check_chunk_tokens

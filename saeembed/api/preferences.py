@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from saeembed.data import is_dataset_ref
-from saeembed.encoding_options import EncodingOptions
+from saeembed.encoding.options import EncodingOptions
 from saeembed.errors import InputError
 from saeembed.files import check_output
 from saeembed.labels.table import label_names
@@ -30,7 +30,7 @@ from saeembed.store import Encoder, Store
 from saeembed.store.shard_layout import is_shard_target
 
 if TYPE_CHECKING:
-    from saeembed.encoding import EncodeReport
+    from saeembed.encoding.core import EncodeReport
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def encode_pairs(
     `PAIR_ENCODING`), with its prompt as context when ``context`` is set. Safe to interrupt and
     to repeat."""
     from saeembed.api.corpus import corpus_name_for
-    from saeembed.encoding import encode_stored_corpus, load_encoding_stack
+    from saeembed.encoding.core import encode_stored_corpus, load_encoding_stack
     from saeembed.prefs.pairs import pairs_from_frame
 
     if isinstance(source, pl.DataFrame):

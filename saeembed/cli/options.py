@@ -139,7 +139,7 @@ def encoding_options(
     help: dict | None = None,
     chat_choices: tuple[str, ...] | None = None,
 ):
-    """The options of `saeembed.encoding_options.EncodingOptions` (all of them, or ``only``
+    """The options of `saeembed.encoding.options.EncodingOptions` (all of them, or ``only``
     these), with the defaults and help it holds (``defaults`` and ``help`` change them for one
     command). The command receives them as one argument, ``encoding``: an `EncodingOptions`,
     checked."""

@@ -42,8 +42,8 @@ SAVE_EVERY = 100  # LLM labels are committed in groups this size, so a stopped r
 def _promoted(encoder: Encoder) -> dict[int, tuple[str, ...]]:
     """The tokens each feature promotes (`saeembed.labels.output`), or nothing when the
     encoder's reader or SAE cannot be loaded here."""
+    from saeembed.encoding.stack_cache import stored_stack
     from saeembed.labels.output import promoted_tokens
-    from saeembed.stack_cache import stored_stack
 
     try:
         reader, sae = stored_stack(encoder)

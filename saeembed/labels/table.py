@@ -137,9 +137,9 @@ def hash_of_rounded_copy(encoder: Encoder, spec: str | Path) -> str:
     """The content hash of the SAE at ``spec`` once it is shown to be ``encoder``'s SAE stored at
     another precision (as `saeembed sae convert --dtype float16` writes it), so that labels and
     evidence made with the encoder can be published for the copy. Refuses anything else."""
+    from saeembed.encoding.stack_cache import stored_sae
     from saeembed.errors import SAEError
     from saeembed.sae import load_sae
-    from saeembed.stack_cache import stored_sae
 
     original = stored_sae(encoder)
     copy = load_sae(spec)

@@ -83,7 +83,7 @@ class TokenScorer:
 
 def load_scorer(encoder: Encoder) -> TokenScorer | None:
     """The encoder's reader and SAE on the CPU, or None when they cannot be loaded here."""
-    from saeembed.stack_cache import stored_stack
+    from saeembed.encoding.stack_cache import stored_stack
 
     try:
         reader, sae = stored_stack(encoder)

@@ -21,8 +21,8 @@ import polars as pl
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-import saeembed.encoding as encoding
-from saeembed.encoding import (
+import saeembed.encoding.core as encoding
+from saeembed.encoding.core import (
     DEFAULT_MAX_TOKENS,
     EncodeReport,
     EncodingStack,

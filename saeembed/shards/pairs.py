@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from saeembed.encoding import EncodeReport, EncodingStack
+from saeembed.encoding.core import EncodeReport, EncodingStack
 from saeembed.prefs.ingest import (
     RESPONSE_COLUMNS,
     insert_pair_rows,

@@ -1,6 +1,6 @@
 """The shard worker: loads the encoding stack once and turns a shard task (a documents file of
 the shard directory) into the shard's `encoded` and `activations` Parquet files, with the same
-encoding core as the single-file store (`saeembed.encoding.encode_texts`), chunk by chunk in the
+encoding core as the single-file store (`saeembed.encoding.core.encode_texts`), chunk by chunk in the
 same order, so that a shard holds exactly the rows a single-file encode stores. Used in-process
 by the local engine and inside each Ray actor."""
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from saeembed.encoding import (
+from saeembed.encoding.core import (
     CHUNK_DOCS,
     DEFAULT_MAX_TOKENS,
     EncodingStack,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from saeembed.encoding import default_batch_tokens
+from saeembed.encoding.core import default_batch_tokens
 from saeembed.errors import InputError
 from saeembed.files import atomic_path
 from saeembed.tokens import (

@@ -1,5 +1,5 @@
 """Loading readers and SAEs. `shared_stacks` is a block within which
-`saeembed.encoding.load_encoding_stack` keeps each stack it loads, so a command that encodes
+`saeembed.encoding.core.load_encoding_stack` keeps each stack it loads, so a command that encodes
 several inputs with one encoder (`saeembed diff a.jsonl b.jsonl`) reads the weights once;
 `stored_sae` and `stored_stack` load what a store's encoder was made with (labels, reports and
 correlations read them). Kept apart from `saeembed.encoding` so that a command that may not

@@ -20,11 +20,11 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
-from saeembed.encoding_options import DEFAULT_MAX_TOKENS, EncodingOptions
+from saeembed.encoding.options import DEFAULT_MAX_TOKENS, EncodingOptions
+from saeembed.encoding.stack_cache import SHARED_STACKS
 from saeembed.errors import InputError, SAEError
 from saeembed.reader import Reader, dtype_name
 from saeembed.sae import SAE, check_sae_fits, load_sae
-from saeembed.stack_cache import SHARED_STACKS
 from saeembed.store import Encoder, Store
 from saeembed.tokens import (
     ChatMode,
