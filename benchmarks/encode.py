@@ -34,10 +34,10 @@ from saeembed.data import load_dataset
 from saeembed.encoding.core import default_batch_tokens, encode_corpus, encode_texts, resolve_sae
 from saeembed.errors import SAEError
 from saeembed.inputs import documents_from_texts
+from saeembed.inputs.tokens import tokenize_documents, wrapping_for
 from saeembed.reader import load_reader
 from saeembed.sae import SAE, SAEConfig
 from saeembed.store import Store
-from saeembed.tokens import tokenize_documents, wrapping_for
 
 
 def _sync(device: torch.device) -> None:

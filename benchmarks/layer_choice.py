@@ -35,14 +35,14 @@ import polars as pl
 import torch
 
 from saeembed.data import load_dataset
-from saeembed.reader import Reader, load_reader
-from saeembed.tokens import (
+from saeembed.inputs.tokens import (
     Tokenized,
     assemble_batch,
     plan_batches,
     tokenize_documents,
     wrapping_for,
 )
+from saeembed.reader import Reader, load_reader
 
 log = logging.getLogger("layer_choice")
 

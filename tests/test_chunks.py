@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from saeembed.api import EncodingOptions, encode, open_store, run_query
-from saeembed.chunks import chunk_documents, chunk_id_for, chunk_spans
 from saeembed.cli import main
 from saeembed.errors import InputError
 from saeembed.inputs import doc_id_for, documents_from_frame
+from saeembed.inputs.chunks import chunk_documents, chunk_id_for, chunk_spans
 from saeembed.reader import load_reader
 from tests.fakes import encode_until_killed
 

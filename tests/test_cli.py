@@ -578,6 +578,6 @@ def test_encoding_options_are_defined_once():
     with pytest.raises(Exception, match="unknown chat turn 'system'"):
         EncodingOptions(chat="system").check()
     from saeembed.encoding.options import CHAT_TURNS
-    from saeembed.tokens import CHAT_MODES
+    from saeembed.inputs.tokens import CHAT_MODES
 
     assert CHAT_TURNS == CHAT_MODES  # kept apart only so that the options need no torch

@@ -26,8 +26,8 @@ from saeembed.data import (
     prefer_local_hh_rlhf,
 )
 from saeembed.errors import InputError, SaeembedError
-from saeembed.frames import filter_frame, split_into_passages, write_dataset
 from saeembed.inputs import read_documents
+from saeembed.inputs.frames import filter_frame, split_into_passages, write_dataset
 from tests.conftest import HH_RLHF_FILE
 
 HOME = Path(os.environ.get("SAEEMBED_HOME") or Path.home() / ".cache" / "saeembed")

@@ -8,8 +8,8 @@ import torch
 
 from saeembed.api import EncodingOptions, encode, open_store
 from saeembed.encoding.core import encode_batch
+from saeembed.inputs.tokens import plan_batches, tokenize_documents, wrapping_for
 from saeembed.reader import load_reader
-from saeembed.tokens import plan_batches, tokenize_documents, wrapping_for
 from tests.fakes import encode_until_killed, random_sae
 
 TEXTS = [

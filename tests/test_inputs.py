@@ -676,13 +676,13 @@ def test_lines_across_read_blocks(tmp_path, monkeypatch):
     """Lines, CRLF endings, multi-byte characters, a BOM and the offset of a bad byte come out
     the same when every read is a few bytes (as they cross block boundaries in large files)."""
     import saeembed.compression
-    import saeembed.input_lines
+    import saeembed.inputs.lines
 
     data = "\ufeffcafé one\r\nnaïve ✓ two\r\ncafé one\r\n\r\nlast ✓".encode()
     names = {".txt": data, ".jsonl": encode("jsonl", [{"text": t} for t in ["é ✓", "b", "é ✓"]])}
     expected = {}
     for size in (1 << 20, 3, 1):
-        monkeypatch.setattr(saeembed.input_lines, "_BLOCK", size)
+        monkeypatch.setattr(saeembed.inputs.lines, "_BLOCK", size)
         monkeypatch.setattr(saeembed.compression, "_ZSTD_STEP", size)
         for suffix, plain in names.items():
             for compression in ("", ".zst", ".gz"):

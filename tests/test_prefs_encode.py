@@ -13,9 +13,14 @@ from click.testing import CliRunner
 from saeembed.api import preferences as api
 from saeembed.cli import main
 from saeembed.encoding.core import encode_batch
+from saeembed.inputs.tokens import (
+    context_messages,
+    context_prefix,
+    tokenize_documents,
+    wrapping_for,
+)
 from saeembed.reader import load_reader
 from saeembed.store import Store
-from saeembed.tokens import context_messages, context_prefix, tokenize_documents, wrapping_for
 from tests.fakes import random_sae
 from tests.pair_store import build_pair_store
 

@@ -88,7 +88,7 @@ def test_default_reader_is_smollm2(reader):
 def test_a_weightless_stack_fingerprints_the_encoder_as_the_loaded_one(reader, real_sae):
     # the Ray driver loads no weights: same encoder fingerprint, nothing held in memory
     from saeembed.encoding.core import encoder_spec, load_encoding_stack
-    from saeembed.tokens import wrapping_for
+    from saeembed.inputs.tokens import wrapping_for
 
     light = load_encoding_stack("default", real_sae, device="cpu", weights=False)
     full = load_encoding_stack("default", real_sae, device="cpu")
@@ -103,7 +103,7 @@ def test_a_weightless_stack_fingerprints_the_encoder_as_the_loaded_one(reader, r
 
 
 def test_layer_15_residual_norm_matches_the_design_figure(reader):
-    from saeembed.tokens import tokenize_documents, wrapping_for
+    from saeembed.inputs.tokens import tokenize_documents, wrapping_for
 
     wrap = wrapping_for(reader.tokenizer)
     doc = tokenize_documents(

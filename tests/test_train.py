@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from saeembed.errors import SaeembedError
+from saeembed.inputs.tokens import tokenize_documents, wrapping_for
 from saeembed.reader import load_reader
 from saeembed.sae import SAE
-from saeembed.tokens import tokenize_documents, wrapping_for
 from saeembed.train import (
     ActivationLoader,
     TextSource,

@@ -135,14 +135,14 @@ def encode(
 
     With ``chunk_tokens`` N, each document is stored as its consecutive windows of N tokens of the
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
-    `saeembed.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
+    `saeembed.inputs.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
     missing."""
     o = (encoding or EncodingOptions()).check()
     shards = (shards or ShardOptions()).check()
     from saeembed.encoding.core import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
 
     if chunk_tokens is not None:
-        from saeembed.chunks import check_chunk_tokens
+        from saeembed.inputs.chunks import check_chunk_tokens
 
         chunk_tokens = check_chunk_tokens(chunk_tokens, o.max_tokens or DEFAULT_MAX_TOKENS)
     if corpus is None:
@@ -168,7 +168,7 @@ def encode(
         max_tokens=o.max_tokens, batch_tokens=o.batch_tokens, weights=not on_ray,
     )  # fmt: skip
     if chunk_tokens is not None:
-        from saeembed.chunks import chunk_documents
+        from saeembed.inputs.chunks import chunk_documents
 
         docs = chunk_documents(docs, stack.reader.tokenizer, chunk_tokens)
     if sharded:

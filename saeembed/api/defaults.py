@@ -22,7 +22,7 @@ _OWNERS = {
     "DEFAULT_MAX_TOKENS": "saeembed.encoding.options",
     "EncodingOptions": "saeembed.encoding.options",
     "CHAT_TURNS": "saeembed.encoding.options",
-    "PASSAGE_MODES": "saeembed.frames",
+    "PASSAGE_MODES": "saeembed.inputs.frames",
     "import_labels": "saeembed.labels",
     "label_features": "saeembed.labels",
     "folded_view": "saeembed.labels.alike",

@@ -42,9 +42,9 @@ def get_dataset(
 ) -> tuple[pl.DataFrame, Path | None]:
     """The rows of a named dataset: ``ref`` is ``NAME`` or ``NAME?column=value,value`` (with or
     without ``data:``), split into passages when asked; with ``output``, also written there
-    (`saeembed.frames.write_dataset`). Returns the rows and the path written, if any."""
+    (`saeembed.inputs.frames.write_dataset`). Returns the rows and the path written, if any."""
     from saeembed.data import DATA_PREFIX, read_dataset_ref
-    from saeembed.frames import write_dataset
+    from saeembed.inputs.frames import write_dataset
 
     ref = ref if ref.startswith(DATA_PREFIX) else DATA_PREFIX + ref
     _, frame = read_dataset_ref(ref, split_passages=split_passages, max_tokens=max_tokens)

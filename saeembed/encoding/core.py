@@ -23,10 +23,7 @@ from tqdm.auto import tqdm
 from saeembed.encoding.options import DEFAULT_MAX_TOKENS, EncodingOptions
 from saeembed.encoding.stack_cache import SHARED_STACKS
 from saeembed.errors import InputError, SAEError
-from saeembed.reader import Reader, dtype_name
-from saeembed.sae import SAE, check_sae_fits, load_sae
-from saeembed.store import Encoder, Store
-from saeembed.tokens import (
+from saeembed.inputs.tokens import (
     ChatMode,
     Tokenized,
     Wrapping,
@@ -35,6 +32,9 @@ from saeembed.tokens import (
     tokenize_documents,
     wrapping_for,
 )
+from saeembed.reader import Reader, dtype_name
+from saeembed.sae import SAE, check_sae_fits, load_sae
+from saeembed.store import Encoder, Store
 from saeembed.version import __version__
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from scipy.special import expit
 
 from saeembed.errors import InputError
 from saeembed.files import atomic_path
-from saeembed.frames import write_dataset
+from saeembed.inputs.frames import write_dataset
 from saeembed.prefs.fit import PreferenceData
 from saeembed.prefs.ingest import load_pairs
 from saeembed.prefs.sparse import out_of_fold

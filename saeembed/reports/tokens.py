@@ -40,7 +40,12 @@ class TokenScorer:
     ) -> list[dict[int, list[tuple[int, int, float]]]]:
         """Per document, for each feature of its ``wanted`` set, the (start, end, activation) of
         every token the feature is active on (character offsets in the text)."""
-        from saeembed.tokens import assemble_batch, plan_batches, tokenize_documents, wrapping_for
+        from saeembed.inputs.tokens import (
+            assemble_batch,
+            plan_batches,
+            tokenize_documents,
+            wrapping_for,
+        )
 
         wrapping = wrapping_for(self.reader.tokenizer, self.chat)
         docs = tokenize_documents(self.reader.tokenizer, texts, self.max_tokens, contexts, wrapping)

@@ -30,6 +30,7 @@ from saeembed.encoding.core import (
     ensure_encoder,
 )
 from saeembed.errors import InputError
+from saeembed.inputs.tokens import wrapping_for
 from saeembed.shards.create import create, refuse_foreign
 from saeembed.shards.options import ShardOptions
 from saeembed.shards.worker import EncoderArgs, ShardEncoder, ShardResult, ShardTask, write_parquet
@@ -50,7 +51,6 @@ from saeembed.store.shard_layout import (
     write_atomically,
     write_header,
 )
-from saeembed.tokens import wrapping_for
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from saeembed.encoding.core import (
     load_encoding_stack,
 )
 from saeembed.errors import StoreError
+from saeembed.inputs.tokens import wrapping_for
 from saeembed.store.counts import DOCUMENTS
 from saeembed.store.shard_layout import ShardFile, file_digest, shard_path
-from saeembed.tokens import wrapping_for
 
 
 @dataclass

@@ -44,7 +44,7 @@ class Encoder:
 
 
 # `documents` columns an incoming table may lack (NULL then): a response's context, and a chunk's
-# parent document and position (saeembed.chunks)
+# parent document and position (saeembed.inputs.chunks)
 _OPTIONAL_DOCUMENT_COLUMNS = {"context": pl.String, "parent_id": pl.Int64, "chunk_idx": pl.Int32}
 
 _ENCODER_COLUMNS = (

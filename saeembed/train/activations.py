@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from saeembed.encoding.core import default_batch_tokens
 from saeembed.errors import InputError
 from saeembed.files import atomic_path
-from saeembed.tokens import (
+from saeembed.inputs.tokens import (
     ChatMode,
     Tokenized,
     assemble_batch,

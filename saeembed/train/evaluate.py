@@ -12,8 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from saeembed.errors import SaeembedError
+from saeembed.inputs.tokens import (
+    ChatMode,
+    assemble_batch,
+    plan_batches,
+    tokenize_documents,
+    wrapping_for,
+)
 from saeembed.sae import SAE
-from saeembed.tokens import ChatMode, assemble_batch, plan_batches, tokenize_documents, wrapping_for
 from saeembed.train.loader import iter_split
 
 Replace = Callable[[torch.Tensor], torch.Tensor]

@@ -6,7 +6,7 @@ the text and id columns, skipping empty and repeated texts, packing the remainin
 JSON `meta` string, and giving each document a content-derived `doc_id`. Every problem with the
 input becomes a one-line `InputError` that names the file and the fix. Files are decompressed as
 a stream (`saeembed.compression`); TXT and JSONL are read line by line with repeated texts
-dropped as they arrive (`saeembed.input_lines`), so their memory follows the distinct texts, not
+dropped as they arrive (`saeembed.inputs.lines`), so their memory follows the distinct texts, not
 the size of the file. The other formats are read whole.
 
 The output frame always has the columns of `DOCUMENT_COLUMNS`:
@@ -28,7 +28,7 @@ import polars as pl
 
 from saeembed.compression import COMPRESSIONS, open_decompressed
 from saeembed.errors import InputError
-from saeembed.input_lines import (
+from saeembed.inputs.lines import (
     UTF8_BOM,
     StreamedRows,
     json_kind,
