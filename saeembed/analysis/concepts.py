@@ -112,6 +112,17 @@ class NoSeparatingConcept(InputError):
     """Example documents were the only way concepts were chosen, and none sets them apart."""
 
 
+def _explicit(features: Sequence[int], label_of: dict) -> pl.DataFrame:
+    """The concepts chosen by id, each of weight 1."""
+    ids = [int(f) for f in features]
+    return pl.DataFrame(
+        {"feature": ids, "label": [label_of.get(f) for f in ids], "weight": [1.0] * len(ids),
+         "reason": ["explicit"] * len(ids), "similarity": [None] * len(ids)},
+        schema={"feature": pl.Int64, "label": pl.String, "weight": pl.Float64,
+                "reason": pl.String, "similarity": pl.Float64},
+    )  # fmt: skip
+
+
 def choose_concepts(
     store: Store,
     encoder: Encoder,
@@ -163,24 +174,7 @@ def choose_concepts(
             f"0..{encoder.d_sae - 1}"
         )
     if features:
-        parts.append(
-            pl.DataFrame(
-                {
-                    "feature": [int(f) for f in features],
-                    "label": [label_of.get(int(f)) for f in features],
-                    "weight": [1.0] * len(features),
-                    "reason": ["explicit"] * len(features),
-                    "similarity": [None] * len(features),
-                },
-                schema={
-                    "feature": pl.Int64,
-                    "label": pl.String,
-                    "weight": pl.Float64,
-                    "reason": pl.String,
-                    "similarity": pl.Float64,
-                },
-            )  # fmt: skip
-        )
+        parts.append(_explicit(features, label_of))
     if not parts:
         raise InputError("choose concepts with a phrase, feature ids or positive example documents")
     chosen = (

@@ -109,6 +109,12 @@ def diff_command(settings: dict, html_path: str = "report.html") -> str:
     return shlex.join(words)
 
 
+def _show_command(db, feature: int) -> str:
+    """The command that makes a concept's own page."""
+    return shlex.join(["saeembed", "features", "show", str(db or "DB"), str(feature), "--html",
+                       f"feature-{feature}.html"])  # fmt: skip
+
+
 def build_diff_report(
     store: Store,
     encoder: Encoder,
@@ -169,20 +175,7 @@ def build_diff_report(
                     builder.add(feature, r, q=q, side=int(r["side"])) for q, r in quantiles
                 ],
                 "cooc": cooc.get(int(feature), []),
-                "commands": [
-                    diff_command(settings),
-                    shlex.join(
-                        [
-                            "saeembed",
-                            "features",
-                            "show",
-                            str(db or "DB"),
-                            str(feature),
-                            "--html",
-                            f"feature-{feature}.html",
-                        ]
-                    ),  # fmt: skip
-                ],
+                "commands": [diff_command(settings), _show_command(db, feature)],
             }
         )
     shading = builder.finish()

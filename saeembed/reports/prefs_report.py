@@ -61,38 +61,9 @@ def prefs_payload(
         active = {
             r["doc_id"]: r for r in rows.filter(pl.col("feature") == feature).iter_rows(named=True)
         }
-        shown = []
-        candidates = []
-        for pair in pairs.iter_rows(named=True):
-            in_a, in_b = pair["doc_a"] in active, pair["doc_b"] in active
-            if in_a != in_b:
-                strength = active[pair["doc_a"] if in_a else pair["doc_b"]]["value"]
-                candidates.append((-strength, pair["pair_id"], pair, "a" if in_a else "b"))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        for _, _, pair, has in candidates[:examples]:
-            winner = "a" if pair[label] == 1.0 else "b"
-            loser = "b" if winner == "a" else "a"
-            sides = []
-            for side in (winner, loser):
-                doc = pair[f"doc_{side}"]
-                row = active.get(doc) or {"doc_id": doc, "value": 0.0, "peak_start": None,
-                                          "peak_end": None}  # fmt: skip
-                sides.append(builder.add(feature, {**row, "doc_id": doc}))
-            shown.append(
-                {
-                    "pair_id": int(pair["pair_id"]),
-                    "prompt": pair["prompt"][:400],
-                    "concept_in": "preferred" if has == winner else "rejected",
-                    "preferred": sides[0],
-                    "rejected": sides[1],
-                }
-            )
+        shown = _example_pairs(builder, feature, pairs, active, label, examples)
         details.append(
-            {
-                **label_fields(labels, sources, feature),
-                "row": records[feature],
-                "pairs": shown,
-            }
+            {**label_fields(labels, sources, feature), "row": records[feature], "pairs": shown}
         )
     shading = builder.finish()
     summary = {k: v for k, v in report.summary.items() if not isinstance(v, dict)}
@@ -114,6 +85,33 @@ def prefs_payload(
         "forest": min(30, table.height),
         "panels": details,
     }
+
+
+def _example_pairs(builder, feature: int, pairs: pl.DataFrame, active: dict, label: str,
+                   examples: int) -> list[dict]:  # fmt: skip
+    """Up to ``examples`` pairs whose responses differ in ``feature`` (``active``: the documents
+    that have it, by doc_id), strongest first, each side shaded (preferred first)."""
+    candidates = []
+    for pair in pairs.iter_rows(named=True):
+        in_a, in_b = pair["doc_a"] in active, pair["doc_b"] in active
+        if in_a != in_b:
+            strength = active[pair["doc_a"] if in_a else pair["doc_b"]]["value"]
+            candidates.append((-strength, pair["pair_id"], pair, "a" if in_a else "b"))
+    candidates.sort(key=lambda c: (c[0], c[1]))
+    shown = []
+    for _, _, pair, has in candidates[:examples]:
+        winner = "a" if pair[label] == 1.0 else "b"
+        loser = "b" if winner == "a" else "a"
+        sides = []
+        for side in (winner, loser):
+            doc = pair[f"doc_{side}"]
+            row = active.get(doc) or {"doc_id": doc, "value": 0.0, "peak_start": None,
+                                      "peak_end": None}  # fmt: skip
+            sides.append(builder.add(feature, {**row, "doc_id": doc}))
+        shown.append({"pair_id": int(pair["pair_id"]), "prompt": pair["prompt"][:400],
+                      "concept_in": "preferred" if has == winner else "rejected",
+                      "preferred": sides[0], "rejected": sides[1]})  # fmt: skip
+    return shown
 
 
 def write_prefs_report(store: Store, encoder: Encoder, report, path: str | Path, **options) -> Path:
