@@ -275,3 +275,16 @@ def test_the_terminal_view_of_themes_fits_and_names_the_sides(tmp_path):
     assert "alike documents, found in A" in text and "at least 2 of 3 concepts, found in A" in text
     assert re.search(r"9 \(15.0%\) +┆ 0 \(0.0%\)", text) and "not tested" in text  # the rest
     assert "› A: A document" in text
+
+
+def test_the_page_shows_a_large_rule_by_its_first_concepts_and_a_count():
+    from types import SimpleNamespace
+
+    from saeembed.reports.diff_report import PAGE_CONCEPTS, themes_payload
+
+    concepts = [{"feature": f, "label": f"c{f}"} for f in range(PAGE_CONCEPTS + 8)]
+    row = {c: None for c in THEME_COLUMNS} | {"theme": 0, "concepts": concepts, "doc_ids": [1]}
+    payload = themes_payload(SimpleNamespace(table=pl.DataFrame([row]), method="m"))
+    (shown,) = payload["rows"]
+    assert [c["feature"] for c in shown["concepts"]] == list(range(PAGE_CONCEPTS))
+    assert shown["more_concepts"] == 8 and "doc_ids" not in shown

@@ -43,14 +43,29 @@ def describe_themes(
         rows = frame.filter(pl.col("cluster") == t).select("feature", "label").iter_rows()
         out[t] = _named(rows, groups, config.top_concepts, t)
     for j, topic in enumerate(topics):
-        # a rule's concepts are all listed (a reader checks the rule against them); the name
-        # comes from the first three that differ
-        rows = [(f, feature_labels.get(f)) for f in topic.concepts]
+        # a rule's concepts are all listed (a reader checks the rule against them), the most
+        # specific to its documents first; the name comes from the first three that differ
+        order = _specific_first(values, topic)
+        rows = [(f, feature_labels.get(f)) for f in order]
         name, _ = _named(iter(rows), groups, 3, k + j)
         listed = [{"feature": int(f), "label": label} for f, label in rows]
         listed.sort(key=lambda c: not says_something(c["label"]))
         out[k + j] = (name, listed)
     return out
+
+
+def _specific_first(values, topic: ConceptTheme) -> list[int]:
+    """The concepts of ``topic``'s rule, those most particular to its documents among the
+    discovery documents ``values`` first: the difference of their frequencies in and out of the
+    theme weighted by the log ratio (as the regions' concepts are ordered)."""
+    present = sp.csc_matrix(values[:, list(topic.concepts)]) > 0
+    inside = topic.members(values)
+    n_in, n_out = max(int(inside.sum()), 1), max(int((~inside).sum()), 1)
+    freq_in = np.asarray(present[inside].sum(axis=0)).ravel() / n_in
+    freq_out = np.asarray(present[~inside].sum(axis=0)).ravel() / n_out
+    specific = (freq_in - freq_out) * np.log(np.maximum(freq_in, 1e-3) / np.maximum(freq_out, 1e-3))
+    ranked = sorted(range(len(topic.concepts)), key=lambda i: (-specific[i], i))
+    return [int(topic.concepts[i]) for i in ranked]
 
 
 def _named(rows, groups: dict, top: int, theme: int) -> tuple[str, list[dict]]:

@@ -219,11 +219,18 @@ def _diff_meta(table, settings, encoder, sizes, corpora_b, shading) -> dict:
     }
 
 
+#: concepts a theme shows on the page (the rest are counted; JSON output lists all)
+PAGE_CONCEPTS = 12
+
+
 def themes_payload(themes) -> dict:
     """A `saeembed.analysis.themes.Themes` as the page shows it (members left out: they can be
     millions)."""
     rows = themes.table.drop("doc_ids").to_dicts()
     for r in rows:
+        # a rule of hundreds of concepts shows its most specific ones and a count
+        r["more_concepts"] = max(len(r["concepts"]) - PAGE_CONCEPTS, 0)
+        r["concepts"] = r["concepts"][:PAGE_CONCEPTS]
         for key in ("share_a", "share_b", "diff", "ci_low", "ci_high", "p", "q"):
             r[key] = None if r[key] is None else float(f"{r[key]:.4g}")
     return {"method": themes.method, "rows": rows}

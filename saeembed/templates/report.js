@@ -277,7 +277,9 @@
         el("span", {}, el("span", { class: "side-b", text: names[1] }), ` ${pct(r.share_b)} (${r.n_b.toLocaleString("en")})`),
         el("span", { text: `difference ${num(r.diff)} [${num(r.ci_low)}, ${num(r.ci_high)}] · p ${num(r.p, "p")} · q ${num(r.q, "q")}${sig ? " · differs" : ""}` }),
         el("span", { text: `${r.size.toLocaleString("en")} documents in all` }));
-      const concepts = el("p", { class: "note", text: (r.kind === "concepts" ? "its concepts: " : "distinctive concepts: ") + r.concepts.map((c) => `#${c.feature} ${c.label || "(unlabelled)"}`).join(" · ") });
+      // a large rule lists its most specific concepts; the rest are counted (all in --format json)
+      const more = r.more_concepts ? ` · and ${r.more_concepts} more` : "";
+      const concepts = el("p", { class: "note", text: (r.kind === "concepts" ? "its concepts: " : "distinctive concepts: ") + r.concepts.map((c) => `#${c.feature} ${c.label || "(unlabelled)"}`).join(" · ") + more });
       const ex = el("div", { class: "examples" });
       for (const e of r.examples) ex.append(el("p", { class: "doc" }, el("span", { class: e.side === "A" ? "side-a" : "side-b", text: (e.side === "A" ? names[0] : names[1]) + " " }), e.text));
       box.append(el("div", { class: "panel theme" + (sig ? " sig" : "") }, head, facts, concepts, ex));
