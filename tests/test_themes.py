@@ -288,3 +288,13 @@ def test_the_page_shows_a_large_rule_by_its_first_concepts_and_a_count():
     (shown,) = payload["rows"]
     assert [c["feature"] for c in shown["concepts"]] == list(range(PAGE_CONCEPTS))
     assert shown["more_concepts"] == 8 and "doc_ids" not in shown
+
+
+def test_names_that_do_not_fit_the_store_do_not_name_a_theme():
+    from saeembed.analysis.theme_text import _named
+
+    rows = [(1, "? host corden's"), (2, "wife / her husband"), (3, "the"), (4, "prison")]
+    name, concepts = _named(iter(rows), {}, 3, 0, doubtful={1})
+    assert name == "wife / her husband · prison · the"  # content first, the unfit name last
+    assert [c["feature"] for c in concepts] == [2, 4, 3]
+    assert _named(iter(rows), {}, 4, 0)[0] == "? host corden's · wife / her husband · prison"

@@ -25,6 +25,7 @@ def describe_themes(
     names = label_names(store, encoder)
     feature_labels = dict(zip(names["feature"].to_list(), names["label"].to_list(), strict=True))
     groups = stored_groups(store, encoder)
+    doubtful = _doubtful_names(store, encoder)
     columns = np.flatnonzero(np.asarray((values > 0).sum(axis=0)).ravel() > 0)
     frame = describe_clusters(
         sp.csc_matrix(values[:, columns]), labels, columns, feature_labels,
@@ -41,13 +42,13 @@ def describe_themes(
     out = {}
     for t in range(k):
         rows = frame.filter(pl.col("cluster") == t).select("feature", "label").iter_rows()
-        out[t] = _named(rows, groups, config.top_concepts, t)
+        out[t] = _named(rows, groups, config.top_concepts, t, doubtful)
     for j, topic in enumerate(topics):
         # a rule's concepts are all listed (a reader checks the rule against them), the most
         # specific to its documents first; the name comes from the first three that differ
         order = _specific_first(values, topic)
         rows = [(f, feature_labels.get(f)) for f in order]
-        name, _ = _named(iter(rows), groups, 3, k + j)
+        name, _ = _named(iter(rows), groups, 3, k + j, doubtful)
         listed = [{"feature": int(f), "label": label} for f, label in rows]
         listed.sort(key=lambda c: not says_something(c["label"]))
         out[k + j] = (name, listed)
@@ -68,11 +69,26 @@ def _specific_first(values, topic: ConceptTheme) -> list[int]:
     return [int(topic.concepts[i]) for i in ranked]
 
 
-def _named(rows, groups: dict, top: int, theme: int) -> tuple[str, list[dict]]:
+def _doubtful_names(store: Store, encoder: Encoder) -> set[int]:
+    """Concepts still shown under a shipped name that does not fit this store's documents (it
+    detects their peaks worse than `SHIPPED_MIN_SCORE`, and no name could be made from them):
+    a theme is not named after them while others can name it."""
+    from saeembed.labels.local import SHIPPED_MIN_SCORE
+
+    rows = store.sql(
+        "SELECT feature FROM features WHERE encoder_id = ? AND label_source LIKE 'shipped:%' "
+        "AND shipped_score < ?",
+        [encoder.encoder_id, SHIPPED_MIN_SCORE],
+    )
+    return set(rows["feature"].to_list())
+
+
+def _named(rows, groups: dict, top: int, theme: int, doubtful: set[int] = frozenset()
+           ) -> tuple[str, list[dict]]:  # fmt: skip
     """A theme's name (its first three concepts) and its ``top`` concepts, from candidate
     ``(feature, label)`` rows in order: alike ones and ones named the same skipped, those named
     by content words first (a full stop or "the" may differ, but says nothing a reader can
-    recognise a kind by)."""
+    recognise a kind by), those whose names do not fit the store (``doubtful``) last."""
     seen, concepts = set(), []
     for f, label in rows:
         group = groups.get(int(f), int(f))
@@ -82,7 +98,7 @@ def _named(rows, groups: dict, top: int, theme: int) -> tuple[str, list[dict]]:
         concepts.append({"feature": int(f), "label": label})
         if len(concepts) == 2 * top:
             break
-    concepts.sort(key=lambda c: not says_something(c["label"]))
+    concepts.sort(key=lambda c: (c["feature"] in doubtful, not says_something(c["label"])))
     concepts = concepts[:top]
     words = [c["label"] or f"#{c['feature']}" for c in concepts[:3]]
     return " · ".join(words) or f"theme {theme}", concepts
