@@ -237,9 +237,18 @@ def main() -> None:
         default=None,
         help="SAE to use [default: the shipped one, else random TopK 8192/k=32]",
     )
+    parser.add_argument(
+        "--dtypes",
+        default=None,
+        help="compare precisions instead (e.g. float32,bfloat16,int8): tokens/s of each against "
+        "its own matmul bound, and agreement with the first",
+    )
     args = parser.parse_args()
 
     texts = benchmark_texts(args.docs, workload=args.workload)
+    if args.dtypes:
+        compare_dtypes(texts, args, args.dtypes.split(","))
+        return
     reader = load_reader("default", device=args.device, dtype=args.dtype)
     try:
         sae = resolve_sae(args.sae, reader.model_id)
@@ -310,6 +319,69 @@ def main() -> None:
     print(f"max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     if args.profile and reader.device.type == "cpu":
         _print_profile(reader, sae, layer, texts, args, flops, peak)
+
+
+def compare_dtypes(texts: list[str], args, dtypes: list[str]) -> None:
+    """Encode ``texts`` once per precision in this process (each into a fresh store, model
+    loading excluded): tokens/s against that precision's matmul bound measured here, and how
+    each document's concepts agree with the first precision's (presence, and strong with the
+    first precision's thresholds: half the 99th percentile of each concept's maximum)."""
+    runs = {}
+    for name in dtypes:
+        reader = load_reader("default", device=args.device,
+                             dtype="float32" if name == "int8" else name)  # fmt: skip
+        if name == "int8":  # dynamic int8 quantisation of the reader's linear layers (VNNI)
+            torch.ao.quantization.quantize_dynamic(
+                reader.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
+        try:
+            sae = resolve_sae(args.sae, reader.model_id)
+        except SAEError:
+            sae = random_topk_sae(reader.d_model, args.layer, reader.model_id)
+        layer = sae.cfg.layer if sae.cfg.layer is not None else args.layer
+        lengths = [len(d.ids) for d in tokenize_documents(reader.tokenizer, texts, args.max_tokens)]
+        flops = useful_flops(reader, sae, layer, lengths, prefix=1)
+        bound = matmul_peak_gflops(reader.device, torch.float32 if name == "int8" else reader.dtype)
+        with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "b.duckdb") as store:
+            docs, _ = documents_from_texts(texts)
+            store.add_documents("bench", docs)
+            start = time.perf_counter()
+            encode_corpus(store, "bench", reader, sae, layer=layer, max_tokens=args.max_tokens,
+                          batch_tokens=args.batch_tokens, progress=False)  # fmt: skip
+            seconds = time.perf_counter() - start
+            rows = store.sql("SELECT doc_id, feature, value FROM activations")
+        runs[name] = (sum(lengths), seconds, flops, bound, rows)
+        print(f"{name}: {sum(lengths) / seconds:,.0f} tokens/s ({seconds:.1f} s); "
+              f"{flops / seconds / 1e9:,.0f} GFLOP/s of a {bound:,.0f} GFLOP/s "
+              f"{'fp32 ' if name == 'int8' else ''}matmul bound")  # fmt: skip
+    first = dtypes[0]
+    base = runs[first][4]
+    half_p99 = base.group_by("feature").agg((pl.col("value").quantile(0.99) / 2).alias("t"))
+    print(f"\n{'dtype':<10}{'tokens/s':>10}{'x ' + first:>12}{'of bound':>10}"
+          f"{'presence J':>12}{'strong J':>10}{'worst':>8}{'value r':>9}")  # fmt: skip
+    for name, (n_tokens, seconds, flops, bound, rows) in runs.items():
+        presence = _jaccards(base, rows)
+        strong = _jaccards(_strong(base, half_p99), _strong(rows, half_p99))
+        joined = base.join(rows, on=["doc_id", "feature"], how="inner")
+        r = np.corrcoef(joined["value"], joined["value_right"])[0, 1]
+        speed = runs[first][1] / seconds
+        print(f"{name:<10}{n_tokens / seconds:>10,.0f}{speed:>11.2f}x{flops / seconds / 1e9 / bound:>10.0%}"
+              f"{presence.mean():>12.3f}{strong.mean():>10.3f}{strong.min():>8.3f}{r:>9.4f}")  # fmt: skip
+
+
+def _strong(rows: pl.DataFrame, half_p99: pl.DataFrame) -> pl.DataFrame:
+    return rows.join(half_p99, on="feature").filter(pl.col("value") > pl.col("t"))
+
+
+def _jaccards(a: pl.DataFrame, b: pl.DataFrame) -> np.ndarray:
+    """Per document: |A ∩ B| / |A ∪ B| of the concept sets (1 where both are empty)."""
+    sets_a = {d: set(g["feature"].to_list()) for (d,), g in a.group_by("doc_id")}
+    sets_b = {d: set(g["feature"].to_list()) for (d,), g in b.group_by("doc_id")}
+    out = []
+    for doc in set(sets_a) | set(sets_b):
+        x, y = sets_a.get(doc, set()), sets_b.get(doc, set())
+        out.append(len(x & y) / len(x | y) if x | y else 1.0)
+    return np.array(out)
 
 
 def _print_profile(reader, sae: SAE, layer: int, texts: list[str], args, flops, peak) -> None:

@@ -18,6 +18,9 @@ HH_RLHF = Path(os.environ.get("SAEEMBED_HH_RLHF") or SHARED / "datasets" / "hh-r
 HH_RLHF_FILE = HH_RLHF / "harmless-base-test.jsonl.gz" if HH_RLHF.is_dir() else HH_RLHF
 if HH_RLHF_FILE.is_file():
     os.environ.setdefault("SAEEMBED_HH_RLHF", str(HH_RLHF))
+# the suite's numbers do not depend on whether this CPU multiplies bf16 natively: `--dtype auto`
+# stays fp32 on the CPU here (subprocesses inherit it); tests of the choice set it themselves
+os.environ["SAEEMBED_CPU_BF16"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -158,9 +158,7 @@ def encode(
     if not sharded and shards.given:
         raise InputError("--engine, --address, --workers, --gpus-per-worker and --shard-docs "
                          "write shards; pass --out DIR/")  # fmt: skip
-    dtype = o.dtype
-    if sharded and shards.gpus_per_worker and dtype == "auto":
-        dtype = "bfloat16"  # what the GPU workers choose: the driver's encoder must match
+    dtype = _encode_dtype(db, o, shards, sharded)
     # everything that can fail on bad arguments happens before the store is touched
     on_ray = sharded and shards.engine == "ray"  # the driver fingerprints and tokenises
     stack = load_encoding_stack(
@@ -192,6 +190,40 @@ def encode(
         if not isinstance(db, Store):
             store.close()
     return EncodeResult(corpus, report, added, done, chunk_tokens, store.path)
+
+
+def _encode_dtype(db, o: EncodingOptions, shards: ShardOptions, sharded: bool) -> str:
+    """The precision an encode asks the reader for: what was asked; for ``auto``, the store's
+    (`store_dtype`), or for shards one decided by the driver for every worker."""
+    if not sharded:
+        return store_dtype(db, o.dtype)
+    if o.dtype != "auto":
+        return o.dtype
+    if shards.gpus_per_worker:
+        return "bfloat16"  # what the GPU workers choose: the driver's encoder must match
+    from saeembed.reader import dtype_name, resolve_device, resolve_dtype
+
+    return dtype_name(resolve_dtype("auto", resolve_device(o.device)))
+
+
+def store_dtype(db: str | Path | Store, dtype: str) -> str:
+    """``dtype``, except that ``auto`` follows the precision the store's encoders already use
+    when they all use one (so an append never splits a corpus between an fp32 and a bf16
+    encoder on a machine whose ``auto`` would differ); a new store leaves ``auto`` to the
+    reader (`saeembed.reader.resolve_dtype`)."""
+    if dtype != "auto":
+        return dtype
+    if isinstance(db, Store):
+        found = db.sql("SELECT DISTINCT dtype FROM encoders")["dtype"].to_list()
+    elif Path(db).is_file():
+        with Store(db, create=False, read_only=True) as store:
+            found = store.sql("SELECT DISTINCT dtype FROM encoders")["dtype"].to_list()
+    else:
+        return dtype
+    if len(found) == 1 and found[0]:
+        log.info("--dtype auto: %s, as the store's encoders", found[0])
+        return found[0]
+    return dtype
 
 
 def import_shards(shards: str | Path, db: str | Path):

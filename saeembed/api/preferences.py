@@ -68,7 +68,7 @@ def encode_pairs(
     default: the default reader and SAE, each response read as an assistant turn,
     `PAIR_ENCODING`), with its prompt as context when ``context`` is set. Safe to interrupt and
     to repeat."""
-    from saeembed.api.corpus import corpus_name_for
+    from saeembed.api.corpus import corpus_name_for, store_dtype
     from saeembed.encoding.core import encode_stored_corpus, load_encoding_stack
     from saeembed.prefs.pairs import pairs_from_frame
 
@@ -82,6 +82,8 @@ def encode_pairs(
         origin = str(source) if remote else str(Path(source).resolve())
     name = pairs or corpus_name_for(source)
     o = (encoding or PAIR_ENCODING).check()
+    if not is_shard_target(db):  # ``auto`` follows the precision the store already uses
+        o = o.but(dtype=store_dtype(db, o.dtype))
     stack = load_encoding_stack(
         o.model, o.sae, o.layer, device=o.device, dtype=o.dtype, max_tokens=o.max_tokens,
         batch_tokens=o.batch_tokens,

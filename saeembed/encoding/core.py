@@ -56,6 +56,10 @@ def default_batch_tokens(device: torch.device) -> int:
     return 65536 if device.type == "cuda" else 1024
 
 
+#: how an encoder's name says it was computed at a lower precision than float32
+DTYPE_SUFFIX = {"bfloat16": "-bf16", "float16": "-fp16"}
+
+
 @dataclass
 class EncoderSpec:
     """Everything that decides what an encoding produces; hashed into the encoder fingerprint."""
@@ -81,7 +85,8 @@ class EncoderSpec:
     def name(self) -> str:
         model = self.model.rstrip("/").split("/")[-1]
         chat = "" if self.chat == "none" else f"-chat-{self.chat}"
-        return f"{model}-L{self.layer}-{self.sae_sha256[:8]}{chat}"
+        precision = DTYPE_SUFFIX.get(self.dtype, "")  # fp32 names stay as they always were
+        return f"{model}-L{self.layer}-{self.sae_sha256[:8]}{chat}{precision}"
 
 
 @dataclass

@@ -37,7 +37,8 @@ class EncodingOptions:
         "Token budget per batch [default: 1024 on CPU, 65536 on CUDA]."))  # fmt: skip
     device: str = field(default="auto", metadata=_help("auto, cuda, mps or cpu."))
     dtype: str = field(default="auto", metadata=_help(
-        "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."))  # fmt: skip
+        "auto (the precision a store's encoders already use; else bf16 on a GPU or on a CPU "
+        "that multiplies bf16 natively, fp32 elsewhere), float32, bfloat16, float16."))  # fmt: skip
     chat: str = field(default="none", metadata=_help(
         "Wrap each document in the model's chat template as this turn (scaffolding is not "
         "pooled)."))  # fmt: skip
