@@ -45,4 +45,5 @@ def stored_stack(encoder: Encoder, device: str = "cpu") -> tuple[Reader, SAE]:
     from saeembed.reader import load_reader
 
     sae = stored_sae(encoder)
-    return load_reader(encoder.model, device=device), sae
+    # in the encoder's own precision, so recomputed activations match the stored ones
+    return load_reader(encoder.model, device=device, dtype=encoder.dtype), sae

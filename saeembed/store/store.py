@@ -41,6 +41,7 @@ class Encoder:
     d_sae: int
     max_tokens: int
     chat: str
+    dtype: str = "float32"  # the reader's precision (part of the fingerprint)
 
 
 # `documents` columns an incoming table may lack (NULL then): a response's context, and a chunk's
@@ -48,7 +49,7 @@ class Encoder:
 _OPTIONAL_DOCUMENT_COLUMNS = {"context": pl.String, "parent_id": pl.Int64, "chunk_idx": pl.Int32}
 
 _ENCODER_COLUMNS = (
-    "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat"
+    "encoder_id, name, fingerprint, model, layer, sae, sae_sha256, d_sae, max_tokens, chat, dtype"
 )
 
 
