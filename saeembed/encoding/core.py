@@ -397,11 +397,13 @@ def load_encoding_stack(
     """Load and check the reader and SAE an encode needs, and the token limits it will use
     (fails before any store is touched). ``weights=False``: the reader without its weights
     (`load_reader`), for a driver that only fingerprints the encoder and tokenises."""
-    from saeembed.reader import load_reader
+    from saeembed.reader import dtype_name, load_reader, resolve_device, resolve_dtype
 
     EncodingOptions(max_tokens=max_tokens, batch_tokens=batch_tokens).check()
     shared = SHARED_STACKS.get()
-    key = (model, None if sae is None else str(sae), layer, device, dtype, weights)
+    # keyed by the precision ``auto`` stands for, so "auto" and what it picks share a stack
+    precision = dtype_name(resolve_dtype(dtype, resolve_device(device)))
+    key = (model, None if sae is None else str(sae), layer, device, precision, weights)
     if shared is not None and key in shared:
         stack = shared[key]
         _check_max_tokens(stack.reader, max_tokens)
