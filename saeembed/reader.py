@@ -4,6 +4,7 @@ after it or the language-model head."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -61,16 +62,17 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 CPU_BF16_ENV = "SAEEMBED_CPU_BF16"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux: /proc/cpuinfo; elsewhere none are read)."""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux: /proc/cpuinfo, read once; elsewhere none are read)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
+        return frozenset()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
 
 
 def native_bf16_cpu() -> str | None:

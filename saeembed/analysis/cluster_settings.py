@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from saeembed.analysis.measures import MEASURE_NAMES
+from saeembed.analysis.measures import MEASURE_NAMES, measure_help
 from saeembed.analysis.settings import check_fields, setting
 from saeembed.errors import InputError
 
@@ -27,8 +27,7 @@ class ClusterSettings:
     )
     measure: str = setting(
         "max",
-        "Per-document concept measure: presence, strong presence (above half the concept's "
-        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures).",
+        measure_help(),
         choices=MEASURE_NAMES,
     )
     min_cluster_size: int | None = setting(None, "hdbscan's smallest cluster.", min=2)

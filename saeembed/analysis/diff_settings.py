@@ -16,6 +16,7 @@ from saeembed.analysis.measures import (
     TEST_NAMES,
     check_test,
     get_measure,
+    measure_help,
 )
 from saeembed.analysis.settings import DEFAULT_PANELS, check_fields, setting
 from saeembed.errors import InputError
@@ -30,8 +31,7 @@ class DiffSettings:
 
     measure: str = setting(
         DEFAULT_DIFF_MEASURE,
-        "Per-document concept measure: presence, strong presence (above half the concept's "
-        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures).",
+        measure_help(),
         choices=MEASURE_NAMES,
     )
     test: str | None = setting(

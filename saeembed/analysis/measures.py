@@ -88,6 +88,13 @@ TESTS = {True: ("proportion",), False: ("welch", "mannwhitney")}
 TEST_NAMES = tuple(t for tests in TESTS.values() for t in tests)
 
 
+def measure_help(what: str = "concept") -> str:
+    """The help of a ``--measure`` option (``what``: the per-document unit, a concept or a
+    response's)."""
+    return (f"Per-document {what} measure: presence, strong presence (above half the concept's "
+            "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures).")  # fmt: skip
+
+
 def get_measure(measure: str | Measure) -> Measure:
     if isinstance(measure, Measure):
         return measure

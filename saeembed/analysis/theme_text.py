@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from saeembed.analysis.cluster import describe_clusters
 from saeembed.analysis.concept_themes import ConceptTheme
 from saeembed.labels.alike import stored_groups
+from saeembed.labels.evidence import excerpt
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
 
@@ -140,11 +141,6 @@ def theme_examples(
     wanted = sorted({d for rows in picked.values() for _, d in rows})
     texts = dict(store.texts(wanted).iter_rows()) if wanted else {}
     return {
-        t: [{"side": s, "doc_id": d, "text": _excerpt(texts.get(d) or "")} for s, d in rows]
+        t: [{"side": s, "doc_id": d, "text": excerpt(texts.get(d) or "")} for s, d in rows]
         for t, rows in picked.items()
     }
-
-
-def _excerpt(text: str, width: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"

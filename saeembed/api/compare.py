@@ -154,14 +154,21 @@ def _encoded_first(db, refs, options, encoder):
     if not any(_encodable(ref) for ref in refs):
         return db, refs, encoder
     with _open_store(db, refs) as store:
-        names, used = [], None
-        for ref in refs:
-            name, enc = _as_corpus(store, ref, options)
-            names.append(name)
-            used = used or enc
+        names, used = _as_corpora(store, refs, options)
         if encoder is None and used is not None:
             encoder = used.encoder_id
         return store.path, names, encoder
+
+
+def _as_corpora(store: Store, refs, options) -> tuple[list[str], object | None]:
+    """Each of ``refs`` as a corpus of ``store`` (`_as_corpus`), and the encoder the first one
+    encoded on the way used (None when nothing was encoded)."""
+    names, used = [], None
+    for ref in refs:
+        name, enc = _as_corpus(store, ref, options)
+        names.append(name)
+        used = used or enc
+    return names, used
 
 
 def _open_store(db, refs) -> Store:
@@ -196,12 +203,7 @@ class _Sides:
     def encoded(cls, store, a, sides_b, options, encoder, settings: DiffSettings) -> _Sides:
         from saeembed.analysis.sides import read_sides
 
-        corpus_a, used = _as_corpus(store, a, options)
-        corpora_b = []
-        for ref in sides_b:
-            name, enc = _as_corpus(store, ref, options)
-            corpora_b.append(name)
-            used = used or enc
+        (corpus_a, *corpora_b), used = _as_corpora(store, [a, *sides_b], options)
         chosen = store.resolve_encoder(encoder) if (encoder is not None or used is None) else used
         documents = (
             None if settings.paired

@@ -13,7 +13,7 @@ import logging
 import click
 import duckdb
 
-from saeembed.api.defaults import MEASURE_NAMES
+from saeembed.api.defaults import MEASURE_NAMES, measure_help
 from saeembed.cli.render import FORMATS
 from saeembed.errors import SaeembedError
 
@@ -95,9 +95,7 @@ def measure_option(default: str | None, what: str = "concept", default_note: str
         type=click.Choice(MEASURE_NAMES),
         default=default,
         show_default=default is not None,
-        help=f"Per-document {what} measure: presence, strong presence (above half the concept's "
-        "p99), token count, share of tokens, mean or max activation (docs/diff.md#measures)."
-        + (f" [default: {default_note}]" if default_note else ""),
+        help=measure_help(what) + (f" [default: {default_note}]" if default_note else ""),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from saeembed.api.defaults import folded_view
+from saeembed.api.defaults import excerpt, folded_view
 from saeembed.cli.render import join_lists, scientific
 
 SIDE_NAME_WIDTH = 16
@@ -69,15 +69,6 @@ def diff_view(result, fmt: str) -> pl.DataFrame:
     return scientific(view, "q")
 
 
-def _cut(text: str, limit: int = THEME_EXAMPLE_CHARS) -> str:
-    """``text`` on one line, cut at a word boundary before ``limit`` characters (… marks a cut)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    head = text[: limit - 1]
-    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
-
-
 def _count_share(count: str, share: pl.Expr) -> pl.Expr:
     return pl.format("{} ({}%)", pl.col(count), (share * 100).round(1))
 
@@ -130,7 +121,8 @@ def theme_view(result, fmt: str) -> pl.DataFrame:
         pl.concat_str([pl.lit("› "), pl.element().struct.field("side")
                        .replace_strict(found, default="", return_dtype=pl.String), pl.lit(": "),
                        pl.element().struct.field("text")
-                       .map_elements(_cut, return_dtype=pl.String)])
+                       .map_elements(lambda t: excerpt(t, THEME_EXAMPLE_CHARS),
+                                     return_dtype=pl.String)])
     ).list.gather_every(2).list.join("\n")  # fmt: skip
     name = pl.concat_str([pl.col("name"), pl.coalesce(how, kind), shown], separator="\n",
                          ignore_nulls=True)  # fmt: skip

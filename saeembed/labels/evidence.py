@@ -51,6 +51,13 @@ def snippet(text: str, start: int | None, end: int | None, width: int = 70) -> s
     return " ".join(marked.split())
 
 
+def excerpt(text: str, width: int = 200) -> str:
+    """``text`` on one line, cut at a word boundary before ``width`` characters ("…" marks a
+    cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rsplit(" ", 1)[0] + "…"
+
+
 def balanced_accuracy(tp: int, fp: int, n_pos: int, n_neg: int) -> float:
     return 0.5 * (tp / n_pos + 1.0 - fp / n_neg)
 
