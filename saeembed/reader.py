@@ -17,6 +17,7 @@ from torch import nn
 from saeembed.errors import ModelError
 from saeembed.files import atomic_path
 from saeembed.home import cache_dir
+from saeembed.sites import hook_site, site_width
 from saeembed.wheels import extract_member, fetch_wheel
 
 log = logging.getLogger(__name__)
@@ -195,17 +196,30 @@ class Reader:
         For right-padded batches pass ``attention_mask=None``: in a causal model a real token
         only attends to earlier positions, which are all real, so the mask changes nothing for
         them and leaving it out lets attention take its faster causal-only path."""
+        return self.site_activations(input_ids, attention_mask, layer, "resid")
+
+    @torch.inference_mode()
+    def site_activations(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        layer: int,
+        site: str = "resid",
+    ) -> torch.Tensor:
+        """Activations ``[batch, seq, width]`` at ``site`` of decoder block ``layer``
+        (`saeembed.sites`: the residual stream after it, or its MLP's input, hidden activations
+        or output); nothing after the site runs."""
         if not 0 <= layer < len(self.layers):
             raise ModelError(
                 f"layer {layer} is outside 0..{len(self.layers) - 1} for {self.model_id}"
             )
         captured: list[torch.Tensor] = []
 
-        def hook(_module, _inputs, output):
-            captured.append(output[0] if isinstance(output, tuple) else output)
+        def capture(x, _target):
+            captured.append(x)
             raise _StopForward
 
-        handle = self.layers[layer].register_forward_hook(hook)
+        handle = hook_site(self.layers[layer], site, capture)
         try:
             self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         except _StopForward:
@@ -213,6 +227,10 @@ class Reader:
         finally:
             handle.remove()
         return captured[0]
+
+    def site_width(self, site: str) -> int:
+        """How wide ``site`` is in this reader (``d_model``, or ``d_mlp`` for ``mlp_hidden``)."""
+        return site_width(self.model.config, site)
 
     def drop_layers_after(self, layer: int) -> None:
         """Free the blocks after ``layer`` (they are never run) to save memory."""

@@ -77,7 +77,7 @@ LAYERS = [
                     "saeembed.links", "saeembed.compression", "saeembed.remote",
                     "saeembed.wheels", "saeembed.sql_values", "saeembed.templates"]),
     ("inputs", ["saeembed.inputs", "saeembed.data", "saeembed.dataset_parsers"]),
-    ("models", ["saeembed.reader", "saeembed.sae", "saeembed.pretrained", "saeembed.embedder"]),
+    ("models", ["saeembed.sites", "saeembed.reader", "saeembed.sae", "saeembed.pretrained", "saeembed.embedder"]),
     ("store", ["saeembed.store", "saeembed.queries", "saeembed.embedding_cache"]),
     ("encoding", ["saeembed.encoding",
                   "saeembed.labels",

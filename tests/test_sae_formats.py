@@ -644,15 +644,15 @@ def test_hub_repo_not_found(monkeypatch):
 
 def test_check_sae_fits():
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE, activation="relu"), base_weights())
-    check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=11)
+    check_sae_fits(sae, width=D_IN, n_layers=12, layer=11)
     with pytest.raises(
         SAEError, match="SAE d_in=8 does not match the model's hidden size 16 at layer 3"
     ):
-        check_sae_fits(sae, d_model=16, n_layers=12, layer=3)
+        check_sae_fits(sae, width=16, n_layers=12, layer=3)
     with pytest.raises(SAEError, match="outside 0..11"):
-        check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=12)
+        check_sae_fits(sae, width=D_IN, n_layers=12, layer=12)
     with pytest.raises(SAEError, match="outside"):
-        check_sae_fits(sae, d_model=D_IN, n_layers=12, layer=-1)
+        check_sae_fits(sae, width=D_IN, n_layers=12, layer=-1)
 
 
 def test_nan_weights_are_refused(tmp_path):

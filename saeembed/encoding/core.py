@@ -165,7 +165,8 @@ def encode_batch(
     triples, and pooling groups them by (document, feature) with `torch.unique` + scatter-reduce."""
     ids, own = assemble_batch(docs, wrapping, reader.tokenizer, reader.device)
     lengths = torch.tensor([len(d.ids) for d in docs])
-    hidden = reader.residual_stream(ids, None, layer)  # right padding: see Reader.residual_stream
+    # right padding: see Reader.residual_stream
+    hidden = reader.site_activations(ids, None, layer, sae.cfg.site)
     tokens = hidden[own].to(sae.W_enc.dtype)  # [n_tokens, d_in], documents' own tokens, in order
     doc_of_token = torch.repeat_interleave(
         torch.arange(len(docs), device=tokens.device), lengths.to(tokens.device)
@@ -285,7 +286,7 @@ def encode_corpus(
     Each batch is written in its own transaction; killing the process loses at most the batch in
     flight, and the next call picks up exactly the documents still missing. ``on_batch(n)`` is
     called after the n-th batch is committed."""
-    check_sae_fits(sae, reader.d_model, reader.n_layers, layer)
+    check_sae_fits(sae, reader.site_width(sae.cfg.site), reader.n_layers, layer)
     wrapping = wrapping_for(reader.tokenizer, chat)
     spec = encoder_spec(reader, sae, layer, max_tokens, wrapping)
     encoder = ensure_encoder(store, spec, sae)
@@ -412,7 +413,7 @@ def load_encoding_stack(
     _check_max_tokens(reader, max_tokens)
     sae_model = resolve_sae(sae, reader.model_id)
     chosen_layer = resolve_layer(layer, sae_model.cfg.layer)
-    check_sae_fits(sae_model, reader.d_model, reader.n_layers, chosen_layer)
+    check_sae_fits(sae_model, reader.site_width(sae_model.cfg.site), reader.n_layers, chosen_layer)
     reader.drop_layers_after(chosen_layer)
     stack = EncodingStack(reader, sae_model.to(reader.device), chosen_layer)
     if shared is not None:

@@ -53,7 +53,7 @@ class TokenScorer:
         for batch in plan_batches([d.width for d in docs], BATCH_TOKENS):
             chosen = [docs[i] for i in batch]
             ids, own = assemble_batch(chosen, wrapping, self.reader.tokenizer, self.reader.device)
-            hidden = self.reader.residual_stream(ids, None, self.layer)
+            hidden = self.reader.site_activations(ids, None, self.layer, self.sae.cfg.site)
             tokens = hidden[own].to(self.sae.W_enc.dtype)
             lengths = [len(d.ids) for d in chosen]
             doc_of = torch.repeat_interleave(torch.arange(len(chosen)), torch.tensor(lengths))

@@ -143,12 +143,13 @@ def detect_format(path: Path) -> str:
     )
 
 
-def check_sae_fits(sae: SAE, d_model: int, n_layers: int, layer: int) -> None:
-    """Raise `SAEError` unless ``sae`` can read the residual stream after block ``layer`` of a
-    model with hidden size ``d_model`` and ``n_layers`` decoder blocks."""
-    if sae.cfg.d_in != d_model:
+def check_sae_fits(sae: SAE, width: int, n_layers: int, layer: int) -> None:
+    """Raise `SAEError` unless ``sae`` can read its site (`saeembed.sites`) of block ``layer``
+    in a model where that site is ``width`` wide and which has ``n_layers`` decoder blocks."""
+    if sae.cfg.d_in != width:
+        what = "hidden size" if sae.cfg.site != "mlp_hidden" else "MLP width"
         raise SAEError(
-            f"SAE d_in={sae.cfg.d_in} does not match the model's hidden size {d_model} at "
+            f"SAE d_in={sae.cfg.d_in} does not match the model's {what} {width} at "
             f"layer {layer}; pick an SAE trained on this model"
         )
     if not 0 <= layer < n_layers:

@@ -19,9 +19,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from saeembed.errors import SAEError
+from saeembed.sae.snmf import code, coding_of
+from saeembed.sites import check_site
 
-Activation = Literal["topk", "relu", "jumprelu"]
-ACTIVATIONS: tuple[str, ...] = ("topk", "relu", "jumprelu")
+Activation = Literal["topk", "relu", "jumprelu", "snmf"]
+ACTIVATIONS: tuple[str, ...] = ("topk", "relu", "jumprelu", "snmf")
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
 FORMAT_VERSION = 1
@@ -42,7 +44,9 @@ class SAEConfig:
     """Number of latents (features)."""
     activation: Activation
     """`topk`: keep the k largest pre-activations per token (after ReLU); `relu`; `jumprelu`:
-    keep pre-activations above a per-latent `threshold`."""
+    keep pre-activations above a per-latent `threshold`; `snmf`: a semi-NMF dictionary, each
+    token's k nonnegative coefficients against the decoder found by projected gradient steps
+    (`saeembed.sae.snmf`)."""
     k: int | None = None
     """Active latents per token for `topk`; for the others, informational (may be None)."""
     model: str | None = None
@@ -51,6 +55,11 @@ class SAEConfig:
     """Residual stream after decoder block `layer` (0-based), i.e. `hidden_states[layer + 1]`."""
     input_scale: float = 1.0
     """Inputs are multiplied by this before encoding (e.g. 1/mean-norm for unit-norm training)."""
+    site: str = "resid"
+    """Where in block `layer` it reads (`saeembed.sites`): `resid`, `mlp_in`, `mlp_hidden`,
+    `mlp_out`."""
+    output_site: str | None = None
+    """Where its decoder writes when that is not where it reads: `mlp_out` for a transcoder."""
     source: str | None = None
     """Where the weights came from (format and path or hub id), for provenance."""
     format_version: int = FORMAT_VERSION
@@ -62,13 +71,16 @@ class SAEConfig:
             raise SAEError(
                 f"unknown SAE activation {self.activation!r}; use one of {', '.join(ACTIVATIONS)}"
             )
-        if self.activation == "topk" and (self.k is None or self.k < 1):
-            raise SAEError("a topk SAE needs a positive `k` in its cfg.json")
+        if self.activation in ("topk", "snmf") and (self.k is None or self.k < 1):
+            raise SAEError(f"a {self.activation} dictionary needs a positive `k` in its cfg.json")
+        check_site(self.site)
+        if self.output_site is not None:
+            check_site(self.output_site, "output site")
         if self.d_in < 1 or self.d_sae < 1:
             raise SAEError(
                 f"SAE dimensions must be positive (d_in={self.d_in}, d_sae={self.d_sae})"
             )
-        if self.activation == "topk" and self.k > self.d_sae:
+        if self.activation in ("topk", "snmf") and self.k > self.d_sae:
             raise SAEError(
                 f"a topk SAE cannot keep k={self.k:,} of its {self.d_sae:,} latents; fix `k` in "
                 "its cfg.json"
@@ -164,9 +176,14 @@ class SAE(nn.Module):
         h = hashlib.sha256()
         fields = {
             "activation": self.cfg.activation,
-            "k": self.cfg.k if self.cfg.activation == "topk" else None,
+            "k": self.cfg.k if self.cfg.activation in ("topk", "snmf") else None,
             "input_scale": float(self.cfg.input_scale),
         }
+        # added only where they are not the residual SAE's, so older hashes stay as they were
+        if self.cfg.site != "resid" or self.cfg.output_site is not None:
+            fields.update(site=self.cfg.site, output_site=self.cfg.output_site)
+        if self.cfg.activation == "snmf":
+            fields["coding"] = coding_of(self.cfg)
         h.update(json.dumps(fields, sort_keys=True).encode())
         for name, tensor in sorted(self.canonical_state().items()):
             t = tensor.detach().to("cpu", torch.float32).contiguous()
@@ -179,7 +196,7 @@ class SAE(nn.Module):
         it is: same shape, activation, k and input scale, and every tensor within ``tolerance``
         relative (Frobenius) error of this one's. Labels made with one describe the other."""
         mine, theirs = self.cfg, other.cfg
-        for name in ("d_in", "d_sae", "activation", "k"):
+        for name in ("d_in", "d_sae", "activation", "k", "site", "output_site"):
             if getattr(mine, name) != getattr(theirs, name):
                 return f"{name} differs ({getattr(mine, name)} vs {getattr(theirs, name)})"
         if abs(mine.input_scale - theirs.input_scale) > tolerance * abs(mine.input_scale):
@@ -220,6 +237,11 @@ class SAE(nn.Module):
 
     def encode_sparse(self, x: torch.Tensor) -> SparseActivations:
         """Non-zero activations of ``x [n, d_in]``, without a dense ``[n, d_sae]`` result for TopK."""
+        if self.cfg.activation == "snmf":
+            values, features = code(self, x)
+            tokens = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(features)
+            keep = values > 0
+            return SparseActivations(tokens[keep], features[keep], values[keep])
         pre = self.pre_activations(x)
         if self.cfg.activation == "topk":
             values, features = torch.topk(pre, self.cfg.k, dim=-1, sorted=False)
@@ -240,8 +262,13 @@ class SAE(nn.Module):
             x_hat = x_hat / self.cfg.input_scale
         return x_hat
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """What the dictionary puts back for ``x``: its input again for an SAE or a semi-NMF,
+        the MLP's output for a transcoder."""
         return self.decode(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reconstruct(x)
 
     # ---- saeembed's own directory format -------------------------------------------------
     def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:

@@ -161,8 +161,11 @@ def _chunks(docs: Iterator[_Doc], shard_tokens: int) -> Iterator[list[_Doc]]:
         yield chunk
 
 
-def _residuals(reader, layer: int, docs: list[_Doc], batch_tokens: int) -> list[torch.Tensor]:
-    """The documents' own-token residuals ``[len, d_model]`` (float32, host), in ``docs`` order."""
+def _residuals(
+    reader, layer: int, docs: list[_Doc], batch_tokens: int, site: str = "resid"
+) -> list[torch.Tensor]:
+    """The documents' own-token activations at ``site`` of block ``layer`` ``[len, width]``
+    (float32, host), in ``docs`` order."""
     out: list[torch.Tensor | None] = [None] * len(docs)
     for chat in dict.fromkeys(d.chat for d in docs):
         wrapping = wrapping_for(reader.tokenizer, chat)
@@ -172,11 +175,11 @@ def _residuals(reader, layer: int, docs: list[_Doc], batch_tokens: int) -> list[
             ids, own = assemble_batch(
                 [docs[i].tokens for i in members], wrapping, reader.tokenizer, reader.device
             )
-            hidden = reader.residual_stream(ids, None, layer)[own].float().cpu()
+            hidden = reader.site_activations(ids, None, layer, site)[own].float().cpu()
             lengths = [len(docs[i].tokens.ids) for i in members]
             for i, part in zip(members, torch.split(hidden, lengths), strict=True):
                 out[i] = part
-    empty = torch.zeros(0, reader.d_model)
+    empty = torch.zeros(0, reader.site_width(site))
     return [t if t is not None else empty for t in out]
 
 
@@ -238,9 +241,11 @@ def collect_activations(
     val_every: int = 20,
     progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
+    site: str = "resid",
 ) -> dict:
-    """Collect the residual stream after block ``layer`` for every document of ``sources`` into
-    ``out_dir`` and return the manifest.
+    """Collect the activations at ``site`` of block ``layer`` (`saeembed.sites`; by default the
+    residual stream after it) for every document of ``sources`` into ``out_dir`` and return the
+    manifest.
 
     Resumable: each chunk's shards are written atomically and then recorded in the manifest, and a
     rerun skips every document already recorded. ``on_shard(i)`` is called after chunk ``i`` is
@@ -253,10 +258,12 @@ def collect_activations(
         "model": reader.model_id,
         "revision": reader.revision,
         "layer": layer,
-        "d_model": reader.d_model,
+        "d_model": reader.site_width(site),
         "max_tokens": max_tokens,
         "val_every": val_every,
     }
+    if site != "resid":  # collections of the residual stream name no site
+        header["site"] = site
     manifest = _new_manifest(directory, header)
     done: set[int] = set()
     for shard in manifest["shards"]:
@@ -275,7 +282,7 @@ def collect_activations(
     start, n_tokens = time.perf_counter(), 0
     try:
         for chunk in _chunks(_pending(sources, done, reader.tokenizer, max_tokens), shard_tokens):
-            residuals = _residuals(reader, layer, chunk, budget)
+            residuals = _residuals(reader, layer, chunk, budget, site)
             shard = _write_chunk(directory, len(manifest["shards"]), chunk, residuals, val_every)
             manifest["shards"].append(shard)
             _write_manifest(directory, _summarise(manifest))

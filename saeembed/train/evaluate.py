@@ -20,6 +20,7 @@ from saeembed.inputs.tokens import (
     wrapping_for,
 )
 from saeembed.sae import SAE
+from saeembed.sites import hook_site
 from saeembed.train.loader import iter_split
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
@@ -80,27 +81,31 @@ def activation_metrics(
 def _hook(
     own: torch.Tensor, replace: Replace | None, capture: Callable[[torch.Tensor], None] | None
 ):
-    def hook(_module, _inputs, output):
-        hidden = output[0] if isinstance(output, tuple) else output
+    """The `saeembed.sites.hook_site` function that hands the documents' own activations to
+    ``capture`` and puts ``replace(x)`` in their place (in the target: the same site, or the
+    MLP's output for a transcoder)."""
+
+    def hook(x, target):
         if capture is not None:
-            capture(hidden[own])
+            capture(x[own])
         if replace is None:
             return None
-        new = hidden.clone()
-        new[own] = replace(hidden[own].float()).to(hidden.dtype)
-        return (new, *output[1:]) if isinstance(output, tuple) else new
+        new = target.clone()
+        new[own] = replace(x[own].float()).to(target.dtype)
+        return new
 
     return hook
 
 
 @torch.inference_mode()
 def _cross_entropy(
-    reader, layer: int, ids, own, replace: Replace | None, capture=None
+    reader, layer: int, ids, own, replace: Replace | None, capture=None, site=("resid", None)
 ) -> tuple[float, int]:
     """Summed next-token cross-entropy over predictions made at a document token of the next
     document token (the first token's prediction comes from the prefix, which no condition
     changes, so it is left out)."""
-    handle = reader.layers[layer].register_forward_hook(_hook(own, replace, capture))
+    hook = _hook(own, replace, capture)
+    handle = hook_site(reader.layers[layer], site[0], hook, output_site=site[1])
     try:
         # right padding: own tokens never attend to pads, so no attention mask (see `assemble_batch`)
         logits = reader.model(input_ids=ids, use_cache=False).logits
@@ -112,21 +117,23 @@ def _cross_entropy(
 
 
 class _Captured(Exception):
-    """Raised by the capture hook once the layer's residuals are read: nothing after it runs."""
+    """Raised by the capture hook once the layer's activations are read: nothing after runs."""
 
 
 @torch.inference_mode()
-def _residuals(reader, layer: int, ids, own, capture: Callable[[torch.Tensor], None] | None):
-    """Hand the documents' own residuals after block ``layer`` to ``capture``, running the
-    reader only up to that block."""
+def _residuals(
+    reader, layer: int, ids, own, capture: Callable[[torch.Tensor], None] | None, site="resid"
+):
+    """Hand the documents' own activations at ``site`` of block ``layer`` to ``capture``,
+    running the reader only up to there."""
 
     read = _hook(own, None, capture)
 
-    def hook(module, inputs, output):
-        read(module, inputs, output)
+    def hook(x, target):
+        read(x, target)
         raise _Captured
 
-    handle = reader.layers[layer].register_forward_hook(hook)
+    handle = hook_site(reader.layers[layer], site, hook)
     try:
         reader.model(input_ids=ids, use_cache=False)
     except _Captured:
@@ -161,11 +168,13 @@ def loss_recovered(
     batch_tokens: int | None = None,
     chat: ChatMode = "none",
     capture: Callable[[torch.Tensor], None] | None = None,
+    site: tuple[str, str | None] = ("resid", None),
 ) -> dict:
-    """Cross-entropy of the reader on ``texts`` clean, with the documents' own residuals after
-    block ``layer`` replaced by ``replace(h)`` (float32 ``[n, d_model]`` in and out), and with them
+    """Cross-entropy of the reader on ``texts`` clean, with the documents' own activations at
+    ``site`` of block ``layer`` replaced by ``replace(h)`` (float32 in and out), and with them
     zeroed; ``loss_recovered = (ce_zero - ce_replaced) / (ce_zero - ce_clean)``. ``capture``
-    receives the clean residuals of each batch."""
+    receives the clean activations of each batch. ``site`` is (where the dictionary reads,
+    where its result goes: None for the same place, ``mlp_out`` for a transcoder)."""
     sums = {"clean": 0.0, "replaced": 0.0, "zero": 0.0}
     n = 0
     for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
@@ -193,7 +202,7 @@ def reconstruct_typical(sae: SAE) -> Replace:
     def replace(h: torch.Tensor) -> torch.Tensor:
         typical = sae.typical(h)
         out = h.clone()
-        out[typical] = sae.decode(sae.encode(h[typical])).to(h.dtype)
+        out[typical] = sae.reconstruct(h[typical]).to(h.dtype)
         return out
 
     return replace
@@ -250,17 +259,18 @@ def evaluate_sae(
                 reader,
                 layer,
                 texts,
-                reconstruct_typical(sae) if pooled_only else lambda h: sae.decode(sae.encode(h)),
+                reconstruct_typical(sae) if pooled_only else sae.reconstruct,
                 max_tokens=max_tokens,
                 batch_tokens=batch_tokens,
                 chat=chat,
                 capture=capture,
+                site=(sae.cfg.site, sae.cfg.output_site),
             )
             losses["ce_sae"] = losses.pop("ce_replaced")
             result.update(losses)
         else:
             for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
-                _residuals(reader, layer, ids, own, capture)
+                _residuals(reader, layer, ids, own, capture, sae.cfg.site)
     result.update(stats.result())
     if train_dead_fraction is not None:
         result["dead_fraction_training"] = train_dead_fraction

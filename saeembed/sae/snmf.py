@@ -1,0 +1,81 @@
+"""Semi-NMF dictionaries: coding a token against a fixed dictionary.
+
+A semi-NMF dictionary of a site (usually the MLP's hidden activations, `saeembed.sites`)
+factorises activations as ``A - b ≈ Y Z``: the features ``Z [K, d]`` (the SAE's ``W_dec``) are
+free in sign and each is a sparse combination of neurons; a token's coefficients ``y`` are
+nonnegative (Shafran, Geiger and Geva, "Decomposing MLP Activations into Interpretable Features
+via Semi-Nonnegative Matrix Factorization", 2025). saeembed also keeps each token's code
+k-sparse, so that a feature is present on a token or not, as with a TopK SAE.
+
+`code` finds each token's ``y``: start from the token's correlations with the features
+(``(a - b) Zᵀ``, which the SAE's ``W_enc = Zᵀ`` and ``b_enc = -b Zᵀ`` compute), keep the k
+largest positive, then take ``steps`` projected gradient steps on ``||a - b - y Z||²`` with step ``1 / L`` (``L`` the largest eigenvalue of
+``Z Zᵀ``), projecting after each onto the k-sparse nonnegative vectors. All tokens of a batch
+move together (two matrix products per step); there is no per-token loop. Fitting the dictionary
+(`saeembed.train.snmf`) uses this same function, so a fitted dictionary encodes its own training
+tokens exactly as the fit coded them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def coding_of(cfg) -> dict:
+    """How a semi-NMF dictionary of config ``cfg`` codes a token: ``steps`` projected gradient
+    steps (``cfg.extra["coding"]``; 8 when it says nothing)."""
+    coding = dict(cfg.extra.get("coding") or {})
+    return {"steps": int(coding.get("steps", 8))}
+
+
+def gram(W_dec: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``Z Zᵀ`` and its largest eigenvalue (the gradient's Lipschitz constant)."""
+    g = W_dec @ W_dec.T
+    top = float(torch.linalg.eigvalsh(g.double())[-1])
+    return g, max(top, 1e-12)
+
+
+def _cached_gram(sae) -> tuple[torch.Tensor, float]:
+    """`gram` of an SAE's decoder, kept until its weights change or move."""
+    w = sae.W_dec
+    key = (w.data_ptr(), w.device, w.dtype, w._version)
+    cached = getattr(sae, "_snmf_gram", None)
+    if cached is None or cached[0] != key:
+        cached = (key, *gram(w))
+        sae._snmf_gram = cached
+    return cached[1], cached[2]
+
+
+def project(y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries of each row of ``y``, clipped at zero: (values, indices)."""
+    values, index = torch.topk(y, k, dim=1, sorted=False)
+    return values.clamp_min(0), index
+
+
+def solve(
+    c: torch.Tensor, k: int, steps: int, g: torch.Tensor, lipschitz: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-sparse nonnegative codes against a dictionary ``Z [K, d]`` of tokens whose correlations
+    with its features are ``c = (x - b) Zᵀ [n, K]`` (``g = Z Zᵀ``): (values ``[n, k]``, feature
+    indices ``[n, k]``). The correlations are also the first guess."""
+    values, index = project(c, k)
+    step = 1.0 / lipschitz
+    for _ in range(steps):
+        # the gradient of 1/2 ||a - b - y Z||^2 is y Z Zᵀ - (a - b) Zᵀ; y has k entries per row,
+        # so y Z Zᵀ is a weighted sum of k rows of the Gram matrix (no [n, K] x [K, K] product)
+        yg = F.embedding_bag(index, g, per_sample_weights=values, mode="sum")
+        moved = (c - yg).mul_(step)
+        moved.scatter_add_(1, index, values)
+        values, index = project(moved, k)
+    return values, index
+
+
+def code(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A semi-NMF `SAE`'s codes of ``x [n, d_in]`` (see the module docstring): (values, indices),
+    each ``[n, k]``; values may be zero (fewer than k features used)."""
+    dtype = x.dtype
+    g, lipschitz = _cached_gram(sae)
+    c = sae.pre_activations(x.to(sae.W_dec.dtype))
+    values, index = solve(c, sae.cfg.k, coding_of(sae.cfg)["steps"], g, lipschitz)
+    return values.to(dtype), index
