@@ -38,6 +38,8 @@ _OWNERS = {
     "PAGE_ORDERS": "saeembed.reports.feature_pages",
     "DEFAULT_TIMEOUT": "saeembed.store.user_sql",
     "TrainConfig": "saeembed.train",
+    "SNMFConfig": "saeembed.train.snmf",
+    "KINDS": "saeembed.train.recipe",
     "train_from_sources": "saeembed.train.recipe",
 }
 

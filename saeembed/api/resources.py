@@ -72,12 +72,18 @@ def describe_default_model() -> dict:
 
 
 def describe_sae(spec: str | Path) -> dict:
-    """A one-row summary of an SAE: shape, activation, model, layer, hash, and shipped figures."""
+    """A one-row summary of a dictionary: its kind (SAE, transcoder, semi-NMF), where it reads
+    (and writes), shape, activation, model, layer, hash, and its figures where it carries them
+    (held-out FVU, loss recovered; a semi-NMF's fit: explained variance of the activations,
+    neurons per feature)."""
     from saeembed.sae import load_sae
 
     sae = load_sae(spec)
     cfg = sae.cfg
+    kind = "snmf" if cfg.activation == "snmf" else "transcoder" if cfg.output_site else "sae"
     row = {
+        "kind": kind,
+        "site": cfg.site if cfg.output_site is None else f"{cfg.site} -> {cfg.output_site}",
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "activation": cfg.activation,
@@ -87,9 +93,13 @@ def describe_sae(spec: str | Path) -> dict:
         "source": cfg.source,
         "sha256": sae.content_hash()[:16],
     }
-    for key in ("fvu", "dead_fraction", "loss_recovered"):
+    for key in ("fvu", "l0", "dead_fraction", "loss_recovered"):
         if key in cfg.extra:
             row[key] = cfg.extra[key]
+    fit = cfg.extra.get("fit") or {}
+    for key in ("explained_variance", "neurons_per_feature"):
+        if key in fit:
+            row[key] = fit[key]
     return row
 
 

@@ -10,7 +10,7 @@ import click
 import polars as pl
 
 from saeembed.api import resources as api
-from saeembed.api.defaults import TrainConfig, train_from_sources
+from saeembed.api.defaults import SNMFConfig, TrainConfig, train_from_sources
 from saeembed.cli.options import default_of, domain_errors, format_option, note
 from saeembed.cli.render import render
 
@@ -81,6 +81,20 @@ def sae_convert(spec, dest, dtype):
     help="Training texts: a file or data:NAME[?filters]; `assistant:` wraps them as chat turns; #N caps the documents. Repeatable.",
 )
 @click.option(
+    "--kind",
+    type=click.Choice(["sae", "snmf", "transcoder"]),
+    default="sae",
+    show_default=True,
+    help="sae: a TopK SAE; snmf: a semi-NMF of the MLP's hidden activations fitted to these "
+    "texts; transcoder: reads the MLP's input, reconstructs its output.",
+)
+@click.option(
+    "--site",
+    type=click.Choice(["resid", "mlp_in", "mlp_hidden", "mlp_out"]),
+    help="Where in the block it reads [default: resid for sae, mlp_hidden for snmf, mlp_in "
+    "for transcoder].",
+)
+@click.option(
     "--model",
     default=default_of(train_from_sources, "model"),
     show_default=True,
@@ -91,14 +105,15 @@ def sae_convert(spec, dest, dtype):
     type=int,
     default=default_of(train_from_sources, "layer"),
     show_default=True,
-    help="Residual stream after this decoder block.",
+    help="Decoder block whose site is read.",
 )
 @click.option(
+    "--latents",
     "--d-sae",
+    "d_sae",
     type=click.IntRange(2),
-    default=default_of(TrainConfig, "d_sae"),
-    show_default=True,
-    help="Number of latents.",
+    help=f"Number of latents [default: {default_of(TrainConfig, 'd_sae')} for sae and "
+    f"transcoder, {default_of(SNMFConfig, 'latents')} for snmf].",
 )
 @click.option(
     "-k",
@@ -113,9 +128,28 @@ def sae_convert(spec, dest, dtype):
     type=click.Choice(["topk", "batchtopk"]),
     default=default_of(TrainConfig, "architecture"),
     show_default=True,
+    help="sae and transcoder only.",
 )
 @click.option(
-    "--steps", type=click.IntRange(1), default=default_of(TrainConfig, "steps"), show_default=True
+    "--steps",
+    type=click.IntRange(1),
+    default=default_of(TrainConfig, "steps"),
+    show_default=True,
+    help="Optimizer steps (sae and transcoder).",
+)
+@click.option(
+    "--epochs",
+    type=click.FloatRange(min=0, min_open=True),
+    default=default_of(SNMFConfig, "epochs"),
+    show_default=True,
+    help="Passes over the tokens (snmf).",
+)
+@click.option(
+    "--neuron-share",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=default_of(SNMFConfig, "neuron_share"),
+    show_default=True,
+    help="Share of the MLP's neurons each semi-NMF feature keeps (snmf).",
 )
 @click.option(
     "--batch-size",
@@ -147,22 +181,30 @@ def sae_convert(spec, dest, dtype):
     help="Where to keep collected activations [default: OUT_DIR/activations].",
 )
 @domain_errors
-def sae_train(out_dir, sources, model, layer, d_sae, k, architecture, steps, batch_size, lr,
-              max_tokens, passages, seed, device, activations):  # fmt: skip
-    """Train a TopK or BatchTopK SAE on a reader's activations and write it to OUT_DIR.
+def sae_train(out_dir, sources, kind, site, model, layer, d_sae, k, architecture, steps, epochs,
+              neuron_share, batch_size, lr, max_tokens, passages, seed, device, activations):  # fmt: skip
+    """Fit a dictionary on a reader's activations over your texts and write it to OUT_DIR: a
+    TopK SAE, a semi-NMF of the MLP (fitted in minutes on a CPU) or a transcoder.
 
-    Collects the residual stream (fp16 shards, resumable), trains with checkpoints (rerun the same
-    command to resume), and evaluates on held-out documents: FVU, L0, dead latents, loss recovered."""
-    config = TrainConfig(
-        d_sae=d_sae, k=k, architecture=architecture, steps=steps, batch_size=batch_size, lr=lr,
-        seed=seed, device=device,
-    )  # fmt: skip
+    Collects the site's activations (fp16 shards, resumable), fits with checkpoints (rerun the
+    same command to resume), and evaluates on held-out documents: FVU, L0, dead latents, loss
+    recovered. `saeembed sae info OUT_DIR` shows them."""
+    if kind == "snmf":
+        config = SNMFConfig(
+            latents=d_sae or default_of(SNMFConfig, "latents"), k=k, epochs=epochs,
+            neuron_share=neuron_share, batch_size=batch_size, seed=seed, device=device,
+        )  # fmt: skip
+    else:
+        config = TrainConfig(
+            d_sae=d_sae or default_of(TrainConfig, "d_sae"), k=k, architecture=architecture,
+            steps=steps, batch_size=batch_size, lr=lr, seed=seed, device=device,
+        )  # fmt: skip
     figures = api.train_sae_from_sources(
         out_dir, sources, config=config, model=model, layer=layer, max_tokens=max_tokens,
         passages=None if passages == "none" else passages, device=device,
-        activations_dir=activations,
+        activations_dir=activations, site=site, kind=kind,
     )  # fmt: skip
-    keys = ("fvu", "l0", "dead_fraction", "loss_recovered")
+    keys = ("kind", "site", "fvu", "l0", "dead_fraction", "loss_recovered")
     click.echo(json.dumps({k: figures.get(k) for k in keys}))
 
 

@@ -73,23 +73,12 @@ def decide_names(
         "FROM features WHERE encoder_id = ?",
         [encoder.encoder_id],
     )
-    # the concepts named by the SAE (or by an earlier run of this); the others are the user's
-    current = every.filter(
-        pl.col("label_source").str.starts_with("shipped:") | (pl.col("label_source") == SOURCE)
-    )
     frame = read_peaks(store, encoder, config=config)
     if frame.height == 0:
         return None
     peaks = Peaks.read(frame)
     groups = peaks.groups()
-    shipped = {
-        r["feature"]: (r["shipped_label"] if r["label_source"] == SOURCE else r["label"])
-        for r in current.iter_rows(named=True)
-    }
-    sources = {
-        r["feature"]: (r["shipped_source"] if r["label_source"] == SOURCE else r["label_source"])
-        for r in current.iter_rows(named=True)
-    }
+    shipped, sources = _names_to_decide(every, groups)
     # other concepts' peaks: a fixed sample
     rng = np.random.default_rng(0)
     sample = rng.choice(len(peaks.feature), size=min(config.negatives, len(peaks.feature)),
@@ -99,9 +88,11 @@ def decide_names(
     for feature, shipped_label in shipped.items():
         mine = groups.get(feature, np.zeros(0, dtype=np.int64))
         shipped_score = fit(peaks, label_terms(shipped_label), mine, pool) if len(mine) else None
+        if shipped_label is None:
+            shipped_score = None
         local = name_from(peaks, mine, config)
-        keep = local is None or shipped_score >= SHIPPED_MIN_SCORE
-        if not keep:
+        keep = local is None or (shipped_label is not None and shipped_score >= SHIPPED_MIN_SCORE)
+        if not keep and shipped_label is not None:
             # the local name is made from half the peaks and scored on the other half, so it
             # wins only by finding peaks it was not made from
             made = name_from(peaks, mine[0::2], config)
@@ -131,6 +122,28 @@ def decide_names(
                 "local_evidence": pl.String, "alike_of": pl.Int64},
         orient="row",
     )  # fmt: skip
+
+
+def _names_to_decide(every: pl.DataFrame, groups: dict) -> tuple[dict, dict]:
+    """The concepts whose shown name this decides, with the name their SAE gave them (None for
+    a concept nobody named: a dictionary fitted here, or one published without labels, whose
+    store names are its only names) and its source; the concepts the user named are left out."""
+    # the concepts named by the SAE (or by an earlier run of this)
+    current = every.filter(
+        pl.col("label_source").str.starts_with("shipped:") | (pl.col("label_source") == SOURCE)
+    )
+    shipped = {
+        r["feature"]: (r["shipped_label"] if r["label_source"] == SOURCE else r["label"])
+        for r in current.iter_rows(named=True)
+    }
+    sources = {
+        r["feature"]: (r["shipped_source"] if r["label_source"] == SOURCE else r["label_source"])
+        for r in current.iter_rows(named=True)
+    }
+    users = set(every.filter(pl.col("label").is_not_null())["feature"].to_list()) - set(shipped)
+    for feature in sorted(set(groups) - set(shipped) - users):
+        shipped[feature], sources[feature] = None, None
+    return shipped, sources
 
 
 def _alike_check(peaks: Peaks, groups: dict[int, np.ndarray], names: dict[int, str | None]):
@@ -174,6 +187,16 @@ def name_concepts(
     if table is None:
         return None
     with store.transaction(local_names=table.to_arrow()) as con:
+        # a concept nobody named has no row yet
+        con.execute(
+            """
+            INSERT INTO features (encoder_id, feature)
+            SELECT ?, n.feature FROM local_names n
+            WHERE n.named AND n.label IS NOT NULL AND n.feature NOT IN (
+                SELECT feature FROM features WHERE encoder_id = ?)
+            """,
+            [encoder.encoder_id, encoder.encoder_id],
+        )
         con.execute(
             """
             UPDATE features f SET label = n.label, label_source = n.label_source,
@@ -202,7 +225,10 @@ def name_concepts(
         ).fetchall()[0][0]
     named = int(table.filter(pl.col("label_source") == SOURCE).height)
     n_alike = int(table["alike_of"].is_not_null().sum())
-    report = NamingReport(named, int(table["named"].sum()) - named, n_alike,
+    kept = table.filter(
+        pl.col("named") & (pl.col("label_source") != SOURCE) & pl.col("shipped_label").is_not_null()
+    ).height
+    report = NamingReport(named, int(kept), n_alike,
                           int(min(n_docs, config.max_docs)), time.perf_counter() - started)  # fmt: skip
     log.info("encoder %s: %s", encoder.name, report.summary())
     return report

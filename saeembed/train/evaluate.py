@@ -178,10 +178,11 @@ def loss_recovered(
     sums = {"clean": 0.0, "replaced": 0.0, "zero": 0.0}
     n = 0
     for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
-        clean, n_batch = _cross_entropy(reader, layer, ids, own, None, capture)
+        clean, n_batch = _cross_entropy(reader, layer, ids, own, None, capture, site)
         sums["clean"] += clean
-        sums["replaced"] += _cross_entropy(reader, layer, ids, own, replace)[0]
-        sums["zero"] += _cross_entropy(reader, layer, ids, own, torch.zeros_like)[0]
+        sums["replaced"] += _cross_entropy(reader, layer, ids, own, replace, None, site)[0]
+        # zero-ablation of the target (a transcoder's input and output are both d_model wide)
+        sums["zero"] += _cross_entropy(reader, layer, ids, own, torch.zeros_like, None, site)[0]
         n += n_batch
     if n == 0:
         raise SaeembedError("no next-token predictions: the texts need at least two tokens each")

@@ -1,6 +1,7 @@
-"""A whole SAE training run from named sources: pick texts from datasets or files, collect the
-reader's activations, train, evaluate on held-out documents (FVU, L0, dead latents, loss
-recovered), and write the SAE with its figures. `saeembed sae train` is a thin shell over it."""
+"""A whole dictionary fit from named sources: pick texts from datasets or files, collect the
+reader's activations at the dictionary's site, fit (a TopK SAE, a transcoder or a semi-NMF),
+evaluate on held-out documents (FVU, L0, dead latents, loss recovered), and write the
+dictionary with its figures. `saeembed sae train` is a thin shell over it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import numpy as np
 import torch
 
 from saeembed.errors import InputError
+from saeembed.sites import check_site
 from saeembed.train.activations import TextSource, collect_activations, document_key
 from saeembed.train.evaluate import evaluate_sae
-from saeembed.train.trainer import TrainConfig, train_sae
+from saeembed.train.snmf import SNMFConfig, fit_snmf
+from saeembed.train.trainer import train_sae
 
 log = logging.getLogger(__name__)
 CHAT_PREFIXES = ("assistant:", "user:")
@@ -64,11 +67,18 @@ def source_texts(spec: SourceSpec, *, passages: str | None = None, seed: int = 0
     return texts
 
 
+KINDS = {
+    "sae": ("resid", None),  # a TopK SAE of the residual stream
+    "snmf": ("mlp_hidden", None),  # a semi-NMF of the MLP's hidden activations
+    "transcoder": ("mlp_in", "mlp_out"),  # reads the MLP's input, reconstructs its output
+}
+
+
 def train_from_sources(
     out_dir: str | Path,
     sources: list[SourceSpec],
     *,
-    config: TrainConfig,
+    config,
     model: str = "default",
     layer: int = 15,
     max_tokens: int = 256,
@@ -76,11 +86,20 @@ def train_from_sources(
     eval_docs: int = 400,
     device: str = "auto",
     activations_dir: str | Path | None = None,
+    site: str | None = None,
+    kind: str | None = None,
 ) -> dict:
-    """Collect, train, evaluate; returns the evaluation figures (also written into the SAE's
-    cfg.json under ``extra`` and to ``evaluation.json``). Every stage resumes where it stopped."""
+    """Collect, fit, evaluate; returns the evaluation figures (also written into the
+    dictionary's cfg.json under ``extra`` and to ``evaluation.json``). Every stage resumes
+    where it stopped. ``kind`` (`KINDS`; by default what ``config`` fits) and ``config``: a
+    `TrainConfig` trains a TopK SAE (of the residual stream, or of ``site``) or, with
+    ``kind="transcoder"``, a transcoder from the MLP's input to its output; an `SNMFConfig` fits
+    a semi-NMF (of the MLP's hidden activations unless ``site`` says otherwise)."""
     from saeembed.reader import load_reader
 
+    kind = kind_of(config, kind)
+    site = site or KINDS[kind][0]
+    check_site(site)
     out = Path(out_dir)
     acts = Path(activations_dir) if activations_dir else out / "activations"
     reader = load_reader(model, device=device)
@@ -91,29 +110,30 @@ def train_from_sources(
         for s in sources
     ]
     started = time.perf_counter()
-    manifest = collect_activations(reader, named, layer, acts, max_tokens=max_tokens)
+    collect = {"site": site}
+    if KINDS[kind][1] is not None:
+        collect["target_site"] = KINDS[kind][1]
+    manifest = collect_activations(reader, named, layer, acts, max_tokens=max_tokens, **collect)
     collected = time.perf_counter() - started
-    result = train_sae(config, acts, out)
+    if kind == "snmf":
+        sae, dead_in_training = fit_snmf(config, acts, out), None
+    else:
+        result = train_sae(config, acts, out)
+        sae, dead_in_training = result.sae, result.summary.get("dead_fraction_window")
     trained = time.perf_counter() - started - collected
     held_out = _held_out_texts(named, manifest.get("val_every", 20), eval_docs, config.seed)
     figures = {}
     for chat, texts in held_out.items():
         figures[chat] = evaluate_sae(
-            result.sae,
-            reader,
-            layer,
-            texts,
-            max_tokens=max_tokens,
-            chat=chat,
+            sae, reader, layer, texts, max_tokens=max_tokens, chat=chat,
             activations_dir=acts if chat == "none" else None,
-            train_dead_fraction=result.summary.get("dead_fraction_window"),
-        )
+            train_dead_fraction=dead_in_training,
+        )  # fmt: skip
+    keys = ("fvu", "l0", "dead_fraction", "loss_recovered")
     evaluation = {
-        **{
-            k: figures["none"][k]
-            for k in ("fvu", "l0", "dead_fraction", "loss_recovered")
-            if "none" in figures
-        },
+        "kind": kind,
+        "site": site,
+        **{k: figures["none"][k] for k in keys if "none" in figures},
         "by_chat": figures,
         "collect_seconds": round(collected, 1),
         "train_seconds": round(trained, 1),
@@ -121,17 +141,24 @@ def train_from_sources(
         "sources": [asdict(s) for s in sources],
         "tokens": {"train": manifest.get("train_tokens"), "val": manifest.get("val_tokens")},
     }
-    result.sae.cfg.extra.update(
-        {
-            k: evaluation[k]
-            for k in ("fvu", "l0", "dead_fraction", "loss_recovered")
-            if k in evaluation
-        }
-    )
-    result.sae.cfg.extra["evaluation"] = evaluation
-    result.sae.save(out)
+    sae.cfg.extra.update({k: evaluation[k] for k in keys if k in evaluation})
+    sae.cfg.extra["evaluation"] = evaluation
+    sae.cpu().save(out)
     (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str) + "\n")
     return evaluation
+
+
+def kind_of(config, kind: str | None = None) -> str:
+    """What is fitted with ``config``: ``kind`` when given (checked against the config), else
+    ``snmf`` for an `SNMFConfig` and ``sae`` for a `TrainConfig`."""
+    natural = "snmf" if isinstance(config, SNMFConfig) else "sae"
+    kind = kind or natural
+    if kind not in KINDS:
+        raise InputError(f"unknown dictionary kind {kind!r}; use one of {', '.join(KINDS)}")
+    if (kind == "snmf") != (natural == "snmf"):
+        wanted = "SNMFConfig" if kind == "snmf" else "TrainConfig"
+        raise InputError(f"a {kind} is fitted with a {wanted}, not a {type(config).__name__}")
+    return kind
 
 
 def _held_out_texts(
