@@ -253,6 +253,7 @@ class Peaks:
     piece: list[str | None]  # the start or end of a longer word the peak token is, if it is
     window: list[str]
     follow: list[str]  # the text right after the peak, lower case, a few words
+    capital: np.ndarray  # whether the peak's word is capitalised inside a sentence (a name)
 
     @staticmethod
     def read(frame: pl.DataFrame) -> Peaks:
@@ -272,6 +273,7 @@ class Peaks:
             [x for _, _, x in described],
             [f"{left}{token}{right}".lower() for left, token, right in rows],
             [_follow(right) for _, _, right in rows],
+            np.array([_is_name(*row) for row in rows], dtype=bool),
         )
 
     def groups(self) -> dict[int, np.ndarray]:
@@ -326,6 +328,18 @@ class Peaks:
             weights[feature] = dict(vector)
             strength[feature] = (float(len(rows)), top)
         return weights, strength
+
+
+def _is_name(left: str, token: str, right: str) -> bool:
+    """Whether the peak token is in a word that starts with a capital letter inside a sentence
+    (not after a full stop or a line break): a name, most often."""
+    core = token.strip()
+    if not core or not core[0].isalnum():
+        return False
+    before = left + token[: len(token) - len(token.lstrip())]
+    word = _word_end(before) + core
+    rest = before[: len(before) - len(_word_end(before))].rstrip(" \t\"'“(")
+    return word[:1].isupper() and bool(rest) and not rest.endswith((*_SENTENCE_END, "\n", ":"))
 
 
 def _follow(right: str) -> str:
@@ -404,12 +418,27 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
             None,
         )  # fmt: skip
         terms.append(phrase or surface)
-    if not terms:
-        return None
     evidence = Counter(peaks.descriptor[i] for i in rows)
+    if not terms:
+        return _varied_name(peaks, rows, evidence)
     shown = sorted(evidence.items(), key=lambda x: (-x[1], x[0]))[:8]
     feature = int(peaks.feature[rows[0]])
     return LocalName(feature, " / ".join(terms), _all_forms(terms, forms), shown, len(rows))
+
+
+MIN_NAME_SHARE = 0.6  # share of a concept's peaks on names for it to be named "names (...)"
+
+
+def _varied_name(peaks: Peaks, rows, evidence: Counter) -> LocalName | None:
+    """A concept whose peaks share no word: named by what its peaks are when most are names
+    (``names (cary / bobbie / inez ...)``, peak words strongest first), else None."""
+    if peaks.capital[rows].mean() < MIN_NAME_SHARE:
+        return None
+    examples = list(dict.fromkeys(peaks.descriptor[i] for i in rows if peaks.capital[i]))[:3]
+    feature = int(peaks.feature[rows[0]])
+    shown = sorted(evidence.items(), key=lambda x: (-x[1], x[0]))[:8]
+    name = f"names ({' / '.join(examples)} ...)"
+    return LocalName(feature, name, tuple(examples), shown, len(rows))
 
 
 def _all_forms(terms: list[str], forms: dict[str, Counter]) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""The output side of a feature: the tokens its decoder direction promotes when read through the
-reader's final norm and unembedding (the "logit lens" on the decoder row). A feature that fires on
+"""The output side of a feature: the tokens its decoder direction (in the residual stream:
+`residual_directions`) promotes when read through the reader's final norm and unembedding (the "logit lens" on the decoder row). A feature that fires on
 "talent for" / "skill at" may promote "doing", "making": what the reader expects next says what
 the feature is about, independently of the words it fires on."""
 
@@ -10,7 +10,26 @@ import re
 import numpy as np
 import torch
 
+from saeembed.sites import down_weight, mlp_of
+
 WORDLIKE = re.compile(r"^[a-z][a-z'-]{2,}$")
+
+
+def residual_directions(sae, reader) -> torch.Tensor | None:
+    """Each feature's decoder row as what it adds to the residual stream ``[d_sae, d_model]``:
+    the row itself for a residual SAE, a transcoder or a dictionary of the MLP's output; for a
+    dictionary of the MLP's hidden activations (a semi-NMF), the row through the MLP's down
+    projection; None where the decoder writes nothing the residual stream receives (the MLP's
+    input)."""
+    decoder = sae.W_dec.detach().float()
+    writes = sae.cfg.output_site or sae.cfg.site
+    if writes in ("resid", "mlp_out"):
+        return decoder
+    if writes == "mlp_hidden" and sae.cfg.layer is not None:
+        down = down_weight(mlp_of(reader.layers[sae.cfg.layer])).detach().float()
+        if tuple(down.shape) == (reader.d_model, decoder.shape[1]):
+            return decoder.to(down.device) @ down.T
+    return None
 
 
 def _final_norm_weight(model) -> torch.Tensor | None:
@@ -29,11 +48,12 @@ def promoted_tokens(
     out) among the ``candidates`` its decoder direction promotes most. Empty when the reader has no
     unembedding of the SAE's width."""
     head = reader.model.get_output_embeddings()
-    if head is None or head.weight.shape[1] != sae.cfg.d_in:
+    directions = residual_directions(sae, reader)
+    if head is None or directions is None or head.weight.shape[1] != directions.shape[1]:
         return {}
     unembed = head.weight.detach().float()
     gamma = _final_norm_weight(reader.model)
-    decoder = sae.W_dec.detach().float().to(unembed.device)
+    decoder = directions.to(unembed.device)
     if gamma is not None and gamma.shape[0] == decoder.shape[1]:
         decoder = decoder * gamma.to(unembed.device)
     vocab = reader.tokenizer.convert_ids_to_tokens(list(range(unembed.shape[0])))
@@ -67,11 +87,12 @@ def promoted_and_suppressed(
     spelled and stripped, each once; pieces of words ("gevity", "ERSION") are left out, since
     alone they name nothing. Empty when the reader has no unembedding of the SAE's width."""
     head = reader.model.get_output_embeddings()
-    if head is None or head.weight.shape[1] != sae.cfg.d_in or not features:
+    directions = residual_directions(sae, reader) if features else None
+    if head is None or directions is None or head.weight.shape[1] != directions.shape[1]:
         return {}
     unembed = head.weight.detach().float()
     gamma = _final_norm_weight(reader.model)
-    decoder = sae.W_dec.detach().float()[list(features)].to(unembed.device)
+    decoder = directions[list(features)].to(unembed.device)
     if gamma is not None and gamma.shape[0] == decoder.shape[1]:
         decoder = decoder * gamma.to(unembed.device)
     logits = decoder @ unembed.T
