@@ -11,7 +11,7 @@ go to the validation shards, so evaluation never sees a training document.
 With a target site (``target_site``, e.g. ``mlp_out`` for transcoders reading ``mlp_in``), the same
 forward pass also writes ``target-NNNNN.npy`` and ``valtarget-NNNNN.npy``, aligned row for row
 with ``train-NNNNN.npy`` and ``val-NNNNN.npy`` (`TARGET_KEYS`); the manifest records
-``target_site`` and ``d_target``.
+``target_site``, ``d_target`` and the targets' ``target_mean_norm``.
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ def _summarise(manifest: dict) -> dict:
         documents=sum(c["documents"] for c in sources.values()),
         mean_norm=sum(s["train_norm_sum"] for s in shards) / train if train else None,
     )
+    if manifest.get("target_site"):
+        target = sum(s["target_norm_sum"] for s in shards)
+        manifest["target_mean_norm"] = target / train if train else None
     return manifest
 
 
@@ -297,9 +300,14 @@ def _write_chunk(
         **names,
         "train_tokens": len(train_arr),
         "val_tokens": len(val_arr),
-        "train_norm_sum": float(np.linalg.norm(train_arr.astype(np.float64), axis=1).sum()),
+        "train_norm_sum": _norm_sum(train_arr),
+        **({"target_norm_sum": _norm_sum(targets[0])} if targets is not None else {}),
         "sources": sources,
     }
+
+
+def _norm_sum(array: np.ndarray) -> float:
+    return float(np.linalg.norm(array.astype(np.float64), axis=1).sum())
 
 
 def _header(

@@ -105,7 +105,14 @@ class TrainableSAE(nn.Module):
     """The SAE in its training parametrisation (encoder subtracts ``b_dec``, but for a transcoder;
     inputs and targets pre-scaled)."""
 
-    def __init__(self, d_in: int, cfg: TrainConfig, input_scale: float, transcode: bool = False):
+    def __init__(
+        self,
+        d_in: int,
+        cfg: TrainConfig,
+        input_scale: float,
+        transcode: bool = False,
+        output_scale: float | None = None,
+    ):
         super().__init__()
         gen = torch.Generator().manual_seed(cfg.seed)
         W_dec = torch.randn(cfg.d_sae, d_in, generator=gen)
@@ -115,6 +122,9 @@ class TrainableSAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         self.cfg, self.input_scale, self.transcode = cfg, input_scale, transcode
+        # a transcoder's targets are scaled by their own mean norm (an MLP's output is often far
+        # smaller than its input); the export folds the ratio into the decoder
+        self.output_scale = input_scale if output_scale is None else output_scale
         self.register_buffer("since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
         self.register_buffer("threshold", torch.zeros(()))  # BatchTopK: running min kept activation
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
@@ -233,15 +243,16 @@ class TrainableSAE(nn.Module):
     ) -> SAE:
         """The same SAE in saeembed's format: ``b_dec`` folded into ``b_enc`` (not a
         transcoder's) and ``input_scale`` recorded, so ``SAE.encode(x)`` equals the training-time
-        activations of ``x * input_scale``. BatchTopK becomes JumpReLU with the running threshold
+        activations of ``x * input_scale`` (and ``SAE.decode`` gives the target in model units,
+        the decoder rescaled when the targets had their own scale). BatchTopK becomes JumpReLU with the running threshold
         shared by every latent. ``site`` and ``output_site`` say where it reads and writes."""
         W_enc, b_dec = self.W_enc.detach().cpu(), self.b_dec.detach().cpu()
         b_enc = self.b_enc.detach().cpu()
         weights = {
             "W_enc": W_enc.T.contiguous(),
             "b_enc": b_enc if self.transcode else b_enc - W_enc @ b_dec,
-            "W_dec": self.W_dec.detach().cpu(),
-            "b_dec": b_dec,
+            "W_dec": self.W_dec.detach().cpu() * (self.input_scale / self.output_scale),
+            "b_dec": b_dec * (self.input_scale / self.output_scale),
         }
         topk = self.cfg.architecture == "topk"
         if not topk:

@@ -191,14 +191,14 @@ def _keep_metrics_until(out: Path, step: int) -> None:
         path.write_text("".join(r + "\n" for r in rows))
 
 
-def _next_batch(stream, scale: float, max_norm: float | None):
-    """(x, target or None, tokens before filtering) of the loader's next batch, both scaled by
-    ``scale``, without the rows whose input norm exceeds ``max_norm`` (inputs are scaled to mean
-    norm 1)."""
+def _next_batch(stream, model: TrainableSAE, max_norm: float | None):
+    """(x, target or None, tokens before filtering) of the loader's next batch, scaled by the
+    model's input and output scales, without the rows whose input norm exceeds ``max_norm``
+    (inputs are scaled to mean norm 1)."""
     batch = next(stream)
     x, target = batch if isinstance(batch, tuple) else (batch, None)
-    x, n = x * scale, len(x)
-    target = None if target is None else target * scale
+    x, n = x * model.input_scale, len(x)
+    target = None if target is None else target * model.output_scale
     if max_norm is not None:
         keep = x.norm(dim=1) <= max_norm
         x, target = x[keep], None if target is None else target[keep]
@@ -223,9 +223,10 @@ def _transcodes(manifest: dict) -> bool:
 
 def _new_model(manifest: dict, config: TrainConfig, device) -> TrainableSAE:
     """The freshly initialised SAE (or transcoder) for a collection: inputs scaled by
-    ``1 / mean_norm``."""
-    scale = 1.0 / manifest["mean_norm"]
-    return TrainableSAE(manifest["d_model"], config, scale, _transcodes(manifest)).to(device)
+    ``1 / mean_norm`` (a transcoder's targets by ``1 / target_mean_norm``)."""
+    scale, transcode = 1.0 / manifest["mean_norm"], _transcodes(manifest)
+    out_scale = 1.0 / manifest["target_mean_norm"] if transcode else None
+    return TrainableSAE(manifest["d_model"], config, scale, transcode, out_scale).to(device)
 
 
 def _init_b_dec(model: TrainableSAE, activations_dir, config: TrainConfig, device) -> None:
@@ -238,7 +239,7 @@ def _init_b_dec(model: TrainableSAE, activations_dir, config: TrainConfig, devic
     )
     sample, n, stream = [], 0, iter(loader)
     while n < min(config.median_tokens, loader.n_tokens):
-        x, target, size = _next_batch(stream, model.input_scale, config.max_norm_ratio)
+        x, target, size = _next_batch(stream, model, config.max_norm_ratio)
         sample.append(x if target is None else target)
         n += size
     points = torch.cat(sample)[: config.median_tokens]
@@ -311,7 +312,7 @@ def train_sae(
     while step < config.steps:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate() * config.lr_factor(step)
-        x, target, n_batch = _next_batch(stream, model.input_scale, config.max_norm_ratio)
+        x, target, n_batch = _next_batch(stream, model, config.max_norm_ratio)
         result = model(x, model.since_fired >= window, target)
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
@@ -407,6 +408,7 @@ def _finish(
                 "mean_norm",
                 "site",
                 "target_site",
+                "target_mean_norm",
             )
         },
     }
