@@ -216,11 +216,11 @@ MAX_FUNCTION_LINES = 80
 # Functions over the limit, each with the length it may not exceed and what splitting it waits
 # on; the list only shrinks (a function that gets shorter lowers its entry or leaves).
 LONG_FUNCTIONS = {
-    "saeembed.sae.saelens.load_saelens": (141, "one pass over SAELens's config variants"),
+    "saeembed.sae.saelens.load_saelens": (138, "one pass over SAELens's config variants"),
     "saeembed.labels.label_features": (95, "offline and LLM labelling share its setup"),
     "saeembed.shards.encode.encode_to_shards": (89, "planning and committing shards"),
     "saeembed.analysis.cluster.describe_clusters": (90, "one diff per cluster, vectorised"),
-    "saeembed.train.trainer.train_sae": (89, "the training loop with its checkpoints"),
+    "saeembed.train.trainer.train_sae": (88, "the training loop with its checkpoints"),
 }  # fmt: skip
 
 

@@ -376,7 +376,8 @@ def test_saelens_gated_converts_to_jumprelu(tmp_path):
         ({"hook_name": "blocks.0.hook_resid_pre"}, "token embeddings"),
         ({"hook_name": "blocks.4.hook_mlp_out"}, "not the residual stream"),
         ({"hook_name": "blocks.4.attn.hook_z", "hook_head_index": None}, "not the residual stream"),
-        ({"architecture": "transcoder"}, "transcoder"),
+        # transcoders load (tests/test_transcoders.py), but only from an MLP's input
+        ({"architecture": "transcoder"}, "transcoder reading .* not an MLP's input"),
         ({"architecture": "batchtopk"}, "jumprelu"),
         ({"activation_fn_str": "tanh-relu"}, "tanh-relu"),
     ],
@@ -438,7 +439,7 @@ def test_sparsify_layer_from_folder_name(tmp_path, folder, layer):
     [
         ({"skip_connection": True}, "W_skip", "layers.1", "skip connection"),
         ({}, "W_skip", "layers.1", "skip connection"),
-        ({"transcode": True}, None, "layers.1", "transcoder"),
+        ({"transcode": True}, None, "layers.1", "transcoder reading .* not an MLP's input"),
         ({"activation": "groupmax"}, None, "layers.1", "groupmax"),
         ({}, None, "layers.1.mlp", "not the residual stream"),
         ({}, None, "embed_tokens", "not the residual stream"),

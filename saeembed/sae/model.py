@@ -3,7 +3,9 @@ and saeembed's own directory format (`cfg.json` + `sae.safetensors`, see docs/sa
 
 Every other published format is converted into this representation on load (`saeembed.sae.formats`).
 The encoder is always ``pre = (x * input_scale) @ W_enc + b_enc``; formats that subtract ``b_dec``
-before encoding have it folded into ``b_enc`` when they are converted.
+before encoding have it folded into ``b_enc`` when they are converted. A transcoder (``site``
+``mlp_in``, ``output_site`` ``mlp_out``) may carry a skip connection ``W_skip``: its
+reconstruction adds ``x @ W_skip`` (model units) to the decoder's output; its latents ignore it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class SAEConfig:
     `mlp_out`."""
     output_site: str | None = None
     """Where its decoder writes when that is not where it reads: `mlp_out` for a transcoder."""
+    skip: bool = False
+    """Whether it has a linear skip connection ``W_skip [d_in, d_in]`` (skip transcoders): the
+    reconstruction is ``decode(encode(x)) + x @ W_skip``."""
     source: str | None = None
     """Where the weights came from (format and path or hub id), for provenance."""
     format_version: int = FORMAT_VERSION
@@ -113,7 +118,7 @@ class SAE(nn.Module):
     """A sparse autoencoder in saeembed's canonical form.
 
     Shapes: ``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``,
-    and ``threshold [d_sae]`` for JumpReLU.
+    ``threshold [d_sae]`` for JumpReLU, and ``W_skip [d_in, d_in]`` when ``cfg.skip``.
     """
 
     def __init__(self, cfg: SAEConfig, weights: dict[str, torch.Tensor] | None = None):
@@ -128,6 +133,10 @@ class SAE(nn.Module):
             self.threshold = nn.Parameter(torch.zeros(d_sae), requires_grad=False)
         else:
             self.threshold = None
+        if cfg.skip:
+            self.W_skip = nn.Parameter(torch.zeros(d_in, d_in), requires_grad=False)
+        else:
+            self.W_skip = None
         if weights is not None:
             self.load_weights(weights)
 
@@ -142,6 +151,8 @@ class SAE(nn.Module):
         }
         if self.cfg.activation == "jumprelu":
             shapes["threshold"] = (d_sae,)
+        if self.cfg.skip:
+            shapes["W_skip"] = (d_in, d_in)
         return shapes
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
@@ -196,7 +207,7 @@ class SAE(nn.Module):
         it is: same shape, activation, k and input scale, and every tensor within ``tolerance``
         relative (Frobenius) error of this one's. Labels made with one describe the other."""
         mine, theirs = self.cfg, other.cfg
-        for name in ("d_in", "d_sae", "activation", "k", "site", "output_site"):
+        for name in ("d_in", "d_sae", "activation", "k", "site", "output_site", "skip"):
             if getattr(mine, name) != getattr(theirs, name):
                 return f"{name} differs ({getattr(mine, name)} vs {getattr(theirs, name)})"
         if abs(mine.input_scale - theirs.input_scale) > tolerance * abs(mine.input_scale):
@@ -262,10 +273,14 @@ class SAE(nn.Module):
             x_hat = x_hat / self.cfg.input_scale
         return x_hat
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, acts: torch.Tensor | None = None) -> torch.Tensor:
         """What the dictionary puts back for ``x``: its input again for an SAE or a semi-NMF,
-        the MLP's output for a transcoder."""
-        return self.decode(self.encode(x))
+        the MLP's output for a transcoder (plus ``x @ W_skip`` with a skip connection).
+        ``acts`` are ``encode(x)`` when the caller has them already."""
+        out = self.decode(self.encode(x) if acts is None else acts)
+        if self.W_skip is not None:
+            out = out + x @ self.W_skip.to(x.dtype)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruct(x)

@@ -1,7 +1,9 @@
 """SAELens directories (``cfg.json`` + ``sae_weights.safetensors``): standard (ReLU), topk,
 jumprelu and gated SAEs, converted exactly into saeembed's `SAE` (gated becomes an equivalent
 jumprelu; ``b_dec`` subtraction, decoder-norm rescaling and constant input normalisation are folded
-in). Transcoders, training-only checkpoints and per-token normalisations are refused."""
+in); transcoders (``transcoder``, ``skip_transcoder``, ``jumprelu_transcoder``,
+``jumprelu_skip_transcoder``) of one MLP become ``mlp_in`` -> ``mlp_out`` SAEs (`_transcoder`).
+Cross-layer transcoders, training-only checkpoints and per-token normalisations are refused."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from saeembed.sae._common import (
     read_tensors,
 )
 from saeembed.sae.model import CFG_FILE, SAE, SAEConfig
+from saeembed.sae.transcoders import TRANSCODER_SITES, check_d_out, transcoder_layer
 
 SAELENS_WEIGHTS = "sae_weights.safetensors"
 SAELENS_SCALER = "activation_scaler.json"
@@ -46,7 +49,14 @@ _SAELENS_KEEP = (
     "rescale_acts_by_decoder_norm",
     "dtype",
 )
-_TRANSCODERS = ("transcoder", "skip_transcoder", "jumprelu_transcoder", "clt")
+_TRANSCODER_KEEP = ("hook_name_out", "hook_layer_out", "d_out", "hf_hook_name", "hf_hook_name_out")
+#: SAELens transcoder architectures and the activation each converts to.
+_TRANSCODERS = {
+    "transcoder": "relu",
+    "skip_transcoder": "relu",
+    "jumprelu_transcoder": "jumprelu",
+    "jumprelu_skip_transcoder": "jumprelu",
+}
 _TRAINING_ONLY = ("batchtopk", "matryoshka_batchtopk")
 
 
@@ -67,11 +77,8 @@ def load_saelens(directory: Path) -> SAE:
     act_fn = get("activation_fn", "activation_fn_str")
     fn_kwargs = get("activation_fn_kwargs", default={}) or {}
     hook = get("hook_name", "hook_point")
-    if arch in _TRANSCODERS or "transcoder" in arch:
-        raise SAEError(
-            f"{directory} is a SAELens {arch}: it maps one hook to another, not an "
-            f"autoencoder of the residual stream; saeembed cannot use it"
-        )
+    if arch in _TRANSCODERS or "transcoder" in arch or arch == "clt":
+        return _transcoder(directory, raw, get, arch)
     if arch in _TRAINING_ONLY:
         raise SAEError(
             f"{directory} is a SAELens training checkpoint ({arch}); SAELens exports these as "
@@ -190,6 +197,73 @@ def load_saelens(directory: Path) -> SAE:
     tensors = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
     if threshold is not None:
         tensors["threshold"] = threshold
+    return SAE(cfg, tensors)
+
+
+def _transcoder(directory: Path, raw: dict, get, arch: str) -> SAE:
+    """A SAELens transcoder: ``acts = act(x @ W_enc + b_enc)`` (no ``b_dec`` subtracted),
+    ``out = acts @ W_dec + b_dec`` (+ ``x @ W_skip.T`` for the skip variants)."""
+    if arch not in _TRANSCODERS:
+        raise SAEError(
+            f"{directory} is a SAELens {arch}: saeembed reads transcoders of one MLP "
+            f"({', '.join(_TRANSCODERS)}), not cross-layer or other variants"
+        )
+    act_fn = get("activation_fn", "activation_fn_str")
+    if act_fn not in (None, "relu"):
+        raise SAEError(f"{directory}: SAELens transcoder activation_fn {act_fn!r} is not supported")
+    norm = get("normalize_activations")
+    if norm not in (None, False, "none"):
+        raise SAEError(
+            f"{directory}: a transcoder with normalize_activations={norm!r} rescales only its input; "
+            f"saeembed cannot convert it exactly (fold the scale into W_enc and W_skip first)"
+        )
+    hooks = get("hook_name", "hook_point"), get("hook_name_out")
+    layer = transcoder_layer(*hooks, directory)
+    weights_path = directory / SAELENS_WEIGHTS
+    weights = read_safetensors(weights_path)
+    W_enc = read_tensor(weights, "W_enc", weights_path)
+    if W_enc.ndim != 2:
+        raise SAEError(
+            f"{weights_path}: W_enc should be 2-D [d_in, d_sae], got {tuple(W_enc.shape)}"
+        )
+    d_in, d_sae = W_enc.shape
+    W_dec = read_tensor(weights, "W_dec", weights_path)
+    d_out = W_dec.shape[-1]
+    check_d_out(d_in, int(raw.get("d_out") or d_out), directory)
+    tensors = dict(zip(
+        ("b_enc", "W_dec", "b_dec"),
+        read_tensors(weights, weights_path, {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}),
+        strict=True,
+    ))  # fmt: skip
+    tensors["W_enc"] = W_enc
+    activation = _TRANSCODERS[arch]
+    if activation == "jumprelu":
+        if "threshold" in weights:
+            threshold = read_tensor(weights, "threshold", weights_path)
+        elif "log_threshold" in weights:
+            threshold = torch.exp(read_tensor(weights, "log_threshold", weights_path))
+        else:
+            raise SAEError(
+                f"{weights_path} is a jumprelu transcoder without threshold or log_threshold"
+            )
+        expect_shape(threshold, (d_sae,), "threshold", weights_path)
+        tensors["threshold"] = threshold
+    skip = "skip" in arch or "W_skip" in weights
+    if skip:  # SAELens stores [d_out, d_in] and adds x @ W_skip.T
+        (W_skip,) = read_tensors(weights, weights_path, {"W_skip": (d_in, d_in)})
+        tensors["W_skip"] = W_skip.T
+    kept = {key: get(key) for key in (*_SAELENS_KEEP, *_TRANSCODER_KEEP)}
+    kept["architecture"] = arch
+    cfg = SAEConfig(
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        activation=activation,
+        model=get("model_name"),
+        layer=layer,
+        skip=skip,
+        **TRANSCODER_SITES,
+        extra={"source_format": "saelens", **jsonable(kept)},
+    )
     return SAE(cfg, tensors)
 
 

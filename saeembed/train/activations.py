@@ -7,6 +7,11 @@ and ``val-NNNNN.npy`` (``[n_tokens, d_model]``, float16 unless a value does not 
 ``docs-NNNNN.npy`` (the uint64 content keys of the chunk's documents). Only the documents' own
 tokens are kept (never the BOS/chat wrapping). Documents whose key is divisible by ``val_every``
 go to the validation shards, so evaluation never sees a training document.
+
+With a target site (``target_site``, e.g. ``mlp_out`` for transcoders reading ``mlp_in``), the same
+forward pass also writes ``target-NNNNN.npy`` and ``valtarget-NNNNN.npy``, aligned row for row
+with ``train-NNNNN.npy`` and ``val-NNNNN.npy`` (`TARGET_KEYS`); the manifest records
+``target_site``, ``d_target`` and the targets' ``target_mean_norm``.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ from saeembed.inputs.tokens import (
     tokenize_documents,
     wrapping_for,
 )
+from saeembed.sites import check_site, hook_site
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "saeembed-activations"
 _TOKENIZE_BLOCK = 1024  # documents tokenised at a time while walking the sources
+#: The shard kind holding each split's targets, when the collection has a target site.
+TARGET_KEYS = {"train": "target", "val": "valtarget"}
 
 
 @dataclass
@@ -111,6 +119,9 @@ def _summarise(manifest: dict) -> dict:
         documents=sum(c["documents"] for c in sources.values()),
         mean_norm=sum(s["train_norm_sum"] for s in shards) / train if train else None,
     )
+    if manifest.get("target_site"):
+        target = sum(s["target_norm_sum"] for s in shards)
+        manifest["target_mean_norm"] = target / train if train else None
     return manifest
 
 
@@ -161,11 +172,59 @@ def _chunks(docs: Iterator[_Doc], shard_tokens: int) -> Iterator[list[_Doc]]:
         yield chunk
 
 
+class _BothRead(Exception):
+    """Raised once both sites are read: nothing after them runs."""
+
+
+@torch.inference_mode()
+def site_pair(
+    reader, ids: torch.Tensor, layer: int, site: str, target_site: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations ``[batch, seq, width]`` at ``site`` and ``target_site`` of block ``layer``,
+    from one forward pass that stops once both are read (right-padded ``ids``, no mask)."""
+    if not 0 <= layer < len(reader.layers):
+        raise InputError(f"layer {layer} is outside 0..{len(reader.layers) - 1}")
+    captured: dict[str, torch.Tensor] = {}
+
+    def reading(name: str):
+        def read(x, _target):
+            captured[name] = x
+            if len(captured) == 2:
+                raise _BothRead
+
+        return read
+
+    handles = [hook_site(reader.layers[layer], s, reading(s)) for s in (site, target_site)]
+    try:
+        reader.model(input_ids=ids, use_cache=False)
+    except _BothRead:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured[site], captured[target_site]
+
+
+def _read_batch(reader, ids, own, layer: int, site: str, target_site: str | None) -> torch.Tensor:
+    """The own tokens' activations at ``site`` ``[n, width]`` (float32, host), with those at
+    ``target_site`` appended as further columns when there is one."""
+    if target_site is None:
+        return reader.site_activations(ids, None, layer, site)[own].float().cpu()
+    x, target = site_pair(reader, ids, layer, site, target_site)
+    return torch.cat([x[own], target[own]], 1).float().cpu()
+
+
 def _residuals(
-    reader, layer: int, docs: list[_Doc], batch_tokens: int, site: str = "resid"
+    reader,
+    layer: int,
+    docs: list[_Doc],
+    batch_tokens: int,
+    site: str = "resid",
+    target_site: str | None = None,
 ) -> list[torch.Tensor]:
     """The documents' own-token activations at ``site`` of block ``layer`` ``[len, width]``
-    (float32, host), in ``docs`` order."""
+    (float32, host), in ``docs`` order; with ``target_site``, its activations follow as more
+    columns ``[len, width + target width]``."""
     out: list[torch.Tensor | None] = [None] * len(docs)
     for chat in dict.fromkeys(d.chat for d in docs):
         wrapping = wrapping_for(reader.tokenizer, chat)
@@ -175,11 +234,12 @@ def _residuals(
             ids, own = assemble_batch(
                 [docs[i].tokens for i in members], wrapping, reader.tokenizer, reader.device
             )
-            hidden = reader.site_activations(ids, None, layer, site)[own].float().cpu()
+            hidden = _read_batch(reader, ids, own, layer, site, target_site)
             lengths = [len(docs[i].tokens.ids) for i in members]
             for i, part in zip(members, torch.split(hidden, lengths), strict=True):
                 out[i] = part
-    empty = torch.zeros(0, reader.site_width(site))
+    width = reader.site_width(site) + (reader.site_width(target_site) if target_site else 0)
+    empty = torch.zeros(0, width)
     return [t if t is not None else empty for t in out]
 
 
@@ -189,29 +249,45 @@ def _store_dtype(array: np.ndarray) -> np.ndarray:
 
 
 def _save_shard(
-    directory: Path, index: int, train: np.ndarray, val: np.ndarray, keys: np.ndarray
+    directory: Path,
+    index: int,
+    train: np.ndarray,
+    val: np.ndarray,
+    keys: np.ndarray,
+    targets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, str]:
-    """Write shard ``index`` (train and val activations, document keys) atomically; return the
-    file names by kind, as the manifest records them."""
-    names = {kind: f"{kind}-{index:05d}.npy" for kind in ("train", "val", "docs")}
-    _atomic_save(directory / names["train"], _store_dtype(train))
-    _atomic_save(directory / names["val"], _store_dtype(val))
-    _atomic_save(directory / names["docs"], keys)
+    """Write shard ``index`` (train and val activations, document keys, and the train and val
+    targets when given) atomically; return the file names by kind, as the manifest records them."""
+    arrays = {"train": _store_dtype(train), "val": _store_dtype(val), "docs": keys}
+    if targets is not None:
+        arrays.update(zip(TARGET_KEYS.values(), map(_store_dtype, targets), strict=True))
+    names = {kind: f"{kind}-{index:05d}.npy" for kind in arrays}
+    for kind, array in arrays.items():
+        _atomic_save(directory / names[kind], array)
     return names
 
 
 def _write_chunk(
-    directory: Path, index: int, docs: list[_Doc], residuals: list[torch.Tensor], val_every: int
+    directory: Path,
+    index: int,
+    docs: list[_Doc],
+    residuals: list[torch.Tensor],
+    val_every: int,
+    d_model: int | None = None,
 ) -> dict:
+    """Write one chunk's shards; columns from ``d_model`` on (when given) are the targets."""
     is_val = [val_every > 0 and d.key % val_every == 0 for d in docs]
     train = [r for r, v in zip(residuals, is_val, strict=True) if not v]
     val = [r for r, v in zip(residuals, is_val, strict=True) if v]
-    d_model = residuals[0].shape[1]
-    train_arr = torch.cat(train).numpy() if train else np.zeros((0, d_model), np.float32)
-    val_arr = torch.cat(val).numpy() if val else np.zeros((0, d_model), np.float32)
-    names = _save_shard(
-        directory, index, train_arr, val_arr, np.array([d.key for d in docs], dtype=np.uint64)
-    )
+    width = residuals[0].shape[1]
+    train_arr = torch.cat(train).numpy() if train else np.zeros((0, width), np.float32)
+    val_arr = torch.cat(val).numpy() if val else np.zeros((0, width), np.float32)
+    targets = None
+    if d_model is not None:
+        targets = (train_arr[:, d_model:], val_arr[:, d_model:])
+        train_arr, val_arr = train_arr[:, :d_model], val_arr[:, :d_model]
+    keys = np.array([d.key for d in docs], dtype=np.uint64)
+    names = _save_shard(directory, index, train_arr, val_arr, keys, targets)
     sources: dict[str, dict[str, int]] = {}
     for doc, res, v in zip(docs, residuals, is_val, strict=True):
         counts = sources.setdefault(
@@ -224,9 +300,37 @@ def _write_chunk(
         **names,
         "train_tokens": len(train_arr),
         "val_tokens": len(val_arr),
-        "train_norm_sum": float(np.linalg.norm(train_arr.astype(np.float64), axis=1).sum()),
+        "train_norm_sum": _norm_sum(train_arr),
+        **({"target_norm_sum": _norm_sum(targets[0])} if targets is not None else {}),
         "sources": sources,
     }
+
+
+def _norm_sum(array: np.ndarray) -> float:
+    return float(np.linalg.norm(array.astype(np.float64), axis=1).sum())
+
+
+def _header(
+    reader, layer: int, site: str, target_site: str | None, max_tokens: int, val_every: int
+) -> dict:
+    """The manifest fields that must match for a rerun to add to a collection."""
+    header = {
+        "format": FORMAT,
+        "version": 1,
+        "model": reader.model_id,
+        "revision": reader.revision,
+        "layer": layer,
+        "d_model": reader.site_width(site),
+        "max_tokens": max_tokens,
+        "val_every": val_every,
+    }
+    if site != "resid":  # collections of the residual stream name no site
+        header["site"] = site
+    if target_site is not None:  # nor do collections without targets name one
+        if check_site(target_site, "target site") == site:
+            raise InputError(f"the target site must differ from the site ({site})")
+        header.update(target_site=target_site, d_target=reader.site_width(target_site))
+    return header
 
 
 def collect_activations(
@@ -242,28 +346,19 @@ def collect_activations(
     progress: bool = True,
     on_shard: Callable[[int], None] | None = None,
     site: str = "resid",
+    target_site: str | None = None,
 ) -> dict:
     """Collect the activations at ``site`` of block ``layer`` (`saeembed.sites`; by default the
     residual stream after it) for every document of ``sources`` into ``out_dir`` and return the
-    manifest.
+    manifest. With ``target_site`` (``site="mlp_in", target_site="mlp_out"`` for a transcoder)
+    the activations there are collected in the same forward pass as aligned target shards.
 
     Resumable: each chunk's shards are written atomically and then recorded in the manifest, and a
     rerun skips every document already recorded. ``on_shard(i)`` is called after chunk ``i`` is
     committed (for progress reporting, or to interrupt a run in tests)."""
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    header = {
-        "format": FORMAT,
-        "version": 1,
-        "model": reader.model_id,
-        "revision": reader.revision,
-        "layer": layer,
-        "d_model": reader.site_width(site),
-        "max_tokens": max_tokens,
-        "val_every": val_every,
-    }
-    if site != "resid":  # collections of the residual stream name no site
-        header["site"] = site
+    header = _header(reader, layer, site, target_site, max_tokens, val_every)
     manifest = _new_manifest(directory, header)
     done: set[int] = set()
     for shard in manifest["shards"]:
@@ -282,8 +377,11 @@ def collect_activations(
     start, n_tokens = time.perf_counter(), 0
     try:
         for chunk in _chunks(_pending(sources, done, reader.tokenizer, max_tokens), shard_tokens):
-            residuals = _residuals(reader, layer, chunk, budget, site)
-            shard = _write_chunk(directory, len(manifest["shards"]), chunk, residuals, val_every)
+            residuals = _residuals(reader, layer, chunk, budget, site, target_site)
+            split_at = header["d_model"] if target_site else None
+            shard = _write_chunk(
+                directory, len(manifest["shards"]), chunk, residuals, val_every, split_at
+            )
             manifest["shards"].append(shard)
             _write_manifest(directory, _summarise(manifest))
             n_tokens += shard["train_tokens"] + shard["val_tokens"]

@@ -1,7 +1,11 @@
 """Quality figures of an SAE on held-out data: FVU, L0, dead latents (on validation activations
 or on texts run through the reader), and loss recovered (the reader's next-token cross-entropy
 with the residual stream at the SAE's layer replaced by the reconstruction, versus clean and
-versus zero-ablation, at the documents' own token positions only)."""
+versus zero-ablation, at the documents' own token positions only).
+
+For a transcoder (an SAE with an ``output_site``) the FVU compares its reconstruction with the
+MLP's output: read in the same forward pass as its input from texts, or from the target shards
+of a collection made with ``target_site``."""
 
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from saeembed.inputs.tokens import (
 )
 from saeembed.sae import SAE
 from saeembed.sites import hook_site
+from saeembed.train.activations import load_manifest
 from saeembed.train.loader import iter_split
 
 Replace = Callable[[torch.Tensor], torch.Tensor]
+Capture = Callable[[torch.Tensor, torch.Tensor | None], None]
 
 
 class _Stats:
@@ -36,18 +42,21 @@ class _Stats:
         self.fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
 
     @torch.no_grad()
-    def add(self, x: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, target: torch.Tensor | None = None) -> None:
+        """Add the tokens ``x`` (the SAE's input) and what it should reconstruct of them: ``x``
+        itself, or ``target`` (a transcoder's MLP output, row for row)."""
         x = x.to(self.sae.W_enc.device, torch.float32)
+        y = x if target is None else target.to(x.device, torch.float32)
         if self.max_norm is not None:
             typical = x.norm(dim=1) <= self.max_norm
             self.outliers += int((~typical).sum())
-            x = x[typical]
+            x, y = x[typical], y[typical]
         acts = self.sae.encode(x)
-        x_hat = self.sae.decode(acts)
+        y_hat = self.sae.reconstruct(x, acts)
         self.n += len(x)
-        self.sq_err += float((x - x_hat).double().pow(2).sum())
-        self.sq_sum += float(x.double().pow(2).sum())
-        self.sum += x.double().sum(0).cpu()
+        self.sq_err += float((y - y_hat).double().pow(2).sum())
+        self.sq_sum += float(y.double().pow(2).sum())
+        self.sum += y.double().sum(0).cpu()
         active = acts > 0
         self.l0 += int(active.sum())
         self.fired |= active.any(0).cpu()
@@ -66,28 +75,31 @@ class _Stats:
 
 
 def activation_metrics(
-    sae: SAE, batches: Iterable[torch.Tensor], *, max_norm: float | None = None
+    sae: SAE,
+    batches: Iterable[torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+    *,
+    max_norm: float | None = None,
 ) -> dict:
     """FVU (``sum ||x - x_hat||^2 / sum ||x - mean(x)||^2``), L0 (mean active latents per token)
-    and the fraction of latents that never fire, over batches of residual-stream vectors.
+    and the fraction of latents that never fire, over batches of residual-stream vectors, or of
+    ``(x, target)`` pairs (a transcoder: its reconstruction of ``x`` against ``target``).
     Tokens with a norm above ``max_norm`` are left out and counted as ``n_outliers`` (a handful
     of massive-activation tokens would otherwise decide the FVU alone)."""
     stats = _Stats(sae, max_norm)
-    for x in batches:
-        stats.add(x)
+    for batch in batches:
+        stats.add(*batch) if isinstance(batch, tuple) else stats.add(batch)
     return stats.result()
 
 
-def _hook(
-    own: torch.Tensor, replace: Replace | None, capture: Callable[[torch.Tensor], None] | None
-):
+def _hook(own: torch.Tensor, replace: Replace | None, capture: Capture | None):
     """The `saeembed.sites.hook_site` function that hands the documents' own activations to
-    ``capture`` and puts ``replace(x)`` in their place (in the target: the same site, or the
-    MLP's output for a transcoder)."""
+    ``capture`` (with the target's, or None when the target is the site itself) and puts
+    ``replace(x)`` in their place (in the target: the same site, or the MLP's output for a
+    transcoder)."""
 
     def hook(x, target):
         if capture is not None:
-            capture(x[own])
+            capture(x[own], None if target is x else target[own])
         if replace is None:
             return None
         new = target.clone()
@@ -121,11 +133,10 @@ class _Captured(Exception):
 
 
 @torch.inference_mode()
-def _residuals(
-    reader, layer: int, ids, own, capture: Callable[[torch.Tensor], None] | None, site="resid"
-):
+def _residuals(reader, layer: int, ids, own, capture: Capture | None, site=("resid", None)):
     """Hand the documents' own activations at ``site`` of block ``layer`` to ``capture``,
-    running the reader only up to there."""
+    running the reader only up to there (``site`` is (site, output site), as in
+    `loss_recovered`)."""
 
     read = _hook(own, None, capture)
 
@@ -133,7 +144,7 @@ def _residuals(
         read(x, target)
         raise _Captured
 
-    handle = hook_site(reader.layers[layer], site, hook)
+    handle = hook_site(reader.layers[layer], site[0], hook, output_site=site[1])
     try:
         reader.model(input_ids=ids, use_cache=False)
     except _Captured:
@@ -167,22 +178,23 @@ def loss_recovered(
     max_tokens: int = 256,
     batch_tokens: int | None = None,
     chat: ChatMode = "none",
-    capture: Callable[[torch.Tensor], None] | None = None,
+    capture: Capture | None = None,
     site: tuple[str, str | None] = ("resid", None),
 ) -> dict:
     """Cross-entropy of the reader on ``texts`` clean, with the documents' own activations at
     ``site`` of block ``layer`` replaced by ``replace(h)`` (float32 in and out), and with them
-    zeroed; ``loss_recovered = (ce_zero - ce_replaced) / (ce_zero - ce_clean)``. ``capture``
-    receives the clean activations of each batch. ``site`` is (where the dictionary reads,
+    zeroed; ``loss_recovered = (ce_zero - ce_replaced) / (ce_zero - ce_clean)``. ``capture(x,
+    target)`` receives the clean activations of each batch, and those of the output site (None
+    when it is the site itself). ``site`` is (where the dictionary reads,
     where its result goes: None for the same place, ``mlp_out`` for a transcoder)."""
     sums = {"clean": 0.0, "replaced": 0.0, "zero": 0.0}
     n = 0
     for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
         clean, n_batch = _cross_entropy(reader, layer, ids, own, None, capture, site)
         sums["clean"] += clean
-        sums["replaced"] += _cross_entropy(reader, layer, ids, own, replace, None, site)[0]
+        sums["replaced"] += _cross_entropy(reader, layer, ids, own, replace, site=site)[0]
         # zero-ablation of the target (a transcoder's input and output are both d_model wide)
-        sums["zero"] += _cross_entropy(reader, layer, ids, own, torch.zeros_like, None, site)[0]
+        sums["zero"] += _cross_entropy(reader, layer, ids, own, torch.zeros_like, site=site)[0]
         n += n_batch
     if n == 0:
         raise SaeembedError("no next-token predictions: the texts need at least two tokens each")
@@ -246,9 +258,15 @@ def evaluate_sae(
     if activations_dir is not None:
         device = reader.device if reader is not None else sae.W_enc.device
         stats.sae = sae = sae.to(device)
-        batches = iter_split(activations_dir, "val", device=device, max_tokens=max_eval_tokens)
-        for x in batches:
-            stats.add(x)
+        target_site = load_manifest(activations_dir).get("target_site")
+        if target_site != sae.cfg.output_site:
+            raise SaeembedError(
+                f"{activations_dir} holds targets at {target_site or 'no site'} but the SAE "
+                f"writes {sae.cfg.output_site or 'where it reads'}; collect its activations with "
+                f"target_site={sae.cfg.output_site!r}"
+            )
+        for batch in iter_split(activations_dir, "val", device=device, max_tokens=max_eval_tokens):
+            stats.add(*batch) if isinstance(batch, tuple) else stats.add(batch)
     if reader is not None and texts is not None:
         layer = sae.cfg.layer if layer is None else layer
         if layer is None:
@@ -271,7 +289,7 @@ def evaluate_sae(
             result.update(losses)
         else:
             for ids, own in _batches(reader, texts, max_tokens, batch_tokens, chat):
-                _residuals(reader, layer, ids, own, capture, sae.cfg.site)
+                _residuals(reader, layer, ids, own, capture, (sae.cfg.site, sae.cfg.output_site))
     result.update(stats.result())
     if train_dead_fraction is not None:
         result["dead_fraction_training"] = train_dead_fraction

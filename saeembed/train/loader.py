@@ -1,6 +1,8 @@
 """Streaming collected activations back (see `saeembed.train.activations` for the on-disk
 layout): `ActivationLoader` gives endless shuffled, exactly resumable training batches, and
-`iter_split` every token of one split once, for evaluation.
+`iter_split` every token of one split once, for evaluation. A collection with a target site
+(transcoders: ``manifest["target_site"]``) gives ``(x, target)`` pairs instead of single
+tensors, aligned row for row and shuffled by the same permutation.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import numpy as np
 import torch
 
 from saeembed.errors import InputError
-from saeembed.train.activations import load_manifest
+from saeembed.train.activations import TARGET_KEYS, load_manifest
 
 
 class ActivationLoader:
-    """Endless shuffled batches of ``batch_size`` tokens (float32 on ``device``) from one split.
+    """Endless shuffled batches of ``batch_size`` tokens (float32 on ``device``) from one split;
+    ``(x, target)`` pairs when the collection has a target site (`has_target`).
 
     Each epoch visits the shards in a random order, in groups of at least ``buffer_tokens``
     tokens; a group's tokens are permuted together, so a batch mixes documents from several
@@ -45,6 +48,7 @@ class ActivationLoader:
             raise InputError(
                 f"{directory} holds {self.n_tokens} {split} tokens, fewer than one batch of {batch_size}"
             )
+        self.has_target = bool(self.manifest.get("target_site"))
         self.epoch, self.batch = 0, 0
 
     def state_dict(self) -> dict:
@@ -67,8 +71,11 @@ class ActivationLoader:
             groups[-2].extend(groups.pop())
         return groups
 
-    def _read(self, group: list[dict]) -> np.ndarray:
-        return np.concatenate([np.load(self.directory / s[self.split]) for s in group])
+    def _read(self, group: list[dict]) -> tuple[np.ndarray, ...]:
+        kinds = (self.split, TARGET_KEYS[self.split]) if self.has_target else (self.split,)
+        return tuple(
+            np.concatenate([np.load(self.directory / s[kind]) for s in group]) for kind in kinds
+        )
 
     def _plan(self) -> list[tuple[int, list[dict], int, int]]:
         """(group index, shards, first batch, batches) of this epoch's groups not yet finished."""
@@ -89,15 +96,17 @@ class ActivationLoader:
                 for i, (g, _shards, first, n_batches) in enumerate(plan):
                     if i + 1 < len(plan):
                         reads.append(pool.submit(self._read, plan[i + 1][1]))
-                    tokens = torch.from_numpy(reads[i].result()).to(self.device)
+                    arrays = [torch.from_numpy(a).to(self.device) for a in reads[i].result()]
                     reads[i] = None  # free the host copy
                     perm = np.random.default_rng([self.seed, self.epoch, g]).permutation(
-                        len(tokens)
+                        len(arrays[0])
                     )
                     perm = torch.from_numpy(perm).to(self.device)
                     for b in range(max(self.batch - first, 0), n_batches):
                         self.batch = first + b + 1  # the position after this batch, for checkpoints
-                        yield tokens[perm[b * self.batch_size : (b + 1) * self.batch_size]].float()
+                        rows = perm[b * self.batch_size : (b + 1) * self.batch_size]
+                        batch = tuple(a[rows].float() for a in arrays)
+                        yield batch if self.has_target else batch[0]
                 self.epoch, self.batch = self.epoch + 1, 0
 
 
@@ -109,16 +118,20 @@ def iter_split(
     device: str | torch.device = "cpu",
     max_tokens: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Every token of one split once, in shard order (for evaluation), as float32 batches."""
+    """Every token of one split once, in shard order (for evaluation), as float32 batches, or
+    ``(x, target)`` pairs of them when the collection has a target site."""
     directory = Path(directory)
     left = max_tokens if max_tokens is not None else float("inf")
-    for shard in load_manifest(directory)["shards"]:
+    manifest = load_manifest(directory)
+    kinds = (split, TARGET_KEYS[split]) if manifest.get("target_site") else (split,)
+    for shard in manifest["shards"]:
         if shard[f"{split}_tokens"] == 0:
             continue
-        data = torch.from_numpy(np.load(directory / shard[split]))
-        for start in range(0, len(data), batch_size):
+        arrays = [torch.from_numpy(np.load(directory / shard[kind])) for kind in kinds]
+        for start in range(0, len(arrays[0]), batch_size):
             if left <= 0:
                 return
-            part = data[start : start + min(batch_size, int(min(left, batch_size)))]
-            left -= len(part)
-            yield part.to(device).float()
+            stop = start + min(batch_size, int(min(left, batch_size)))
+            parts = tuple(a[start:stop].to(device).float() for a in arrays)
+            left -= len(parts[0])
+            yield parts if len(parts) > 1 else parts[0]

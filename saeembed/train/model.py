@@ -1,6 +1,8 @@
 """The SAE in its training parametrisation (`TrainableSAE`): TopK or BatchTopK latent selection,
 the AuxK loss on dead latents, unit-norm decoder rows, and export to saeembed's own `SAE` format;
-plus `geometric_median` for initialising ``b_dec``.
+plus `geometric_median` for initialising ``b_dec``. A transcoder (``transcode=True``) reconstructs
+a target (the MLP's output) from its input: its encoder reads the input as it is (``b_dec`` lives
+in the target's space) and its losses measure the error against the target.
 
 Only the active latents take part in the backward pass: the encoder's weight gradient is a
 sparse x dense product and the decoder is an ``embedding_bag``, so a step on 2 CPU cores costs
@@ -100,9 +102,17 @@ def _batch_topk(pre: torch.Tensor, k: int):
 
 
 class TrainableSAE(nn.Module):
-    """The SAE in its training parametrisation (encoder subtracts ``b_dec``; inputs pre-scaled)."""
+    """The SAE in its training parametrisation (encoder subtracts ``b_dec``, but for a transcoder;
+    inputs and targets pre-scaled)."""
 
-    def __init__(self, d_in: int, cfg: TrainConfig, input_scale: float):
+    def __init__(
+        self,
+        d_in: int,
+        cfg: TrainConfig,
+        input_scale: float,
+        transcode: bool = False,
+        output_scale: float | None = None,
+    ):
         super().__init__()
         gen = torch.Generator().manual_seed(cfg.seed)
         W_dec = torch.randn(cfg.d_sae, d_in, generator=gen)
@@ -111,7 +121,10 @@ class TrainableSAE(nn.Module):
         self.W_enc = nn.Parameter(W_dec.clone())  # [d_sae, d_in]: W_enc.T in saeembed's layout
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
-        self.cfg, self.input_scale = cfg, input_scale
+        self.cfg, self.input_scale, self.transcode = cfg, input_scale, transcode
+        # a transcoder's targets are scaled by their own mean norm (an MLP's output is often far
+        # smaller than its input); the export folds the ratio into the decoder
+        self.output_scale = input_scale if output_scale is None else output_scale
         self.register_buffer("since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
         self.register_buffer("threshold", torch.zeros(()))  # BatchTopK: running min kept activation
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
@@ -125,16 +138,24 @@ class TrainableSAE(nn.Module):
             return rows, cols.flatten(), values.flatten().relu()
         return _batch_topk(pre, k)
 
-    def forward(self, x: torch.Tensor, dead: torch.Tensor | None = None) -> dict:
-        """Losses and statistics for a batch of scaled inputs ``x [n, d_in]``."""
-        centred = x - self.b_dec
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder multiplies: ``x - b_dec``, or ``x`` itself for a transcoder."""
+        return x if self.transcode else x - self.b_dec
+
+    def forward(
+        self, x: torch.Tensor, dead: torch.Tensor | None = None, target: torch.Tensor | None = None
+    ) -> dict:
+        """Losses and statistics for a batch of scaled inputs ``x [n, d_in]``, reconstructing
+        ``x`` or (a transcoder) ``target [n, d_in]``."""
+        y = x if target is None else target
+        centred = self.encoder_input(x)
         with torch.no_grad():  # dense pre-activations only to choose latents; no [n, d_sae] grads
             pre = torch.addmm(self.b_enc, centred, self.W_enc.T)
         rows, cols, values = self.select(pre)
         acts = _SparseEncoder.apply(values, centred, self.W_enc, self.b_enc, rows, cols).relu()
         x_hat = _decode(rows, cols, acts, self.W_dec, len(x)) + self.b_dec
-        error = x_hat - x
-        variance = (x - x.mean(0)).pow(2).sum()
+        error = x_hat - y
+        variance = (y - y.mean(0)).pow(2).sum()
         out = {
             "fvu": error.pow(2).sum() / variance,
             "rows": rows,
@@ -144,7 +165,7 @@ class TrainableSAE(nn.Module):
         out["aux"] = (
             self._aux_loss(pre, centred, error.detach(), dead)
             if dead is not None
-            else x.new_zeros(())
+            else y.new_zeros(())
         )
         out["loss"] = out["fvu"] + self.cfg.aux_coef * out["aux"]
         return out
@@ -204,23 +225,34 @@ class TrainableSAE(nn.Module):
     @torch.no_grad()
     def encode_training(self, x: torch.Tensor) -> torch.Tensor:
         """Dense training-time activations of scaled inputs (BatchTopK: over this whole batch)."""
-        pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc.T)
+        pre = torch.addmm(self.b_enc, self.encoder_input(x), self.W_enc.T)
         rows, cols, values = self.select(pre)
         out = torch.zeros_like(pre)
         out[rows, cols] = values
         return out
 
     @torch.no_grad()
-    def export(self, *, model: str | None, layer: int | None, extra: dict) -> SAE:
-        """The same SAE in saeembed's format: ``b_dec`` folded into ``b_enc`` and ``input_scale``
-        recorded, so ``SAE.encode(x)`` equals the training-time activations of ``x * input_scale``.
-        BatchTopK becomes JumpReLU with the running threshold shared by every latent."""
+    def export(
+        self,
+        *,
+        model: str | None,
+        layer: int | None,
+        extra: dict,
+        site: str = "resid",
+        output_site: str | None = None,
+    ) -> SAE:
+        """The same SAE in saeembed's format: ``b_dec`` folded into ``b_enc`` (not a
+        transcoder's) and ``input_scale`` recorded, so ``SAE.encode(x)`` equals the training-time
+        activations of ``x * input_scale`` (and ``SAE.decode`` gives the target in model units,
+        the decoder rescaled when the targets had their own scale). BatchTopK becomes JumpReLU with the running threshold
+        shared by every latent. ``site`` and ``output_site`` say where it reads and writes."""
         W_enc, b_dec = self.W_enc.detach().cpu(), self.b_dec.detach().cpu()
+        b_enc = self.b_enc.detach().cpu()
         weights = {
             "W_enc": W_enc.T.contiguous(),
-            "b_enc": self.b_enc.detach().cpu() - W_enc @ b_dec,
-            "W_dec": self.W_dec.detach().cpu(),
-            "b_dec": b_dec,
+            "b_enc": b_enc if self.transcode else b_enc - W_enc @ b_dec,
+            "W_dec": self.W_dec.detach().cpu() * (self.input_scale / self.output_scale),
+            "b_dec": b_dec * (self.input_scale / self.output_scale),
         }
         topk = self.cfg.architecture == "topk"
         if not topk:
@@ -233,6 +265,8 @@ class TrainableSAE(nn.Module):
             model=model,
             layer=layer,
             input_scale=self.input_scale,
+            site=site,
+            output_site=output_site,
             source=TRAINED_SOURCE,
             extra=extra,
         )

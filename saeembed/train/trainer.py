@@ -3,10 +3,14 @@ activations, on the CPU or a GPU, with exact resume from atomic checkpoints, and
 saeembed's own `SAE` format.
 
 Recipe: inputs scaled to unit mean norm; ``b_dec`` initialised to the geometric median of a
-sample of scaled inputs; unit-norm decoder rows (gradient component parallel to each row removed
+sample of scaled inputs (of the scaled targets for a transcoder); unit-norm decoder rows (gradient component parallel to each row removed
 before the step, rows renormalised after it); ``W_enc`` initialised as ``W_dec.T``; loss = FVU +
 ``aux_coef`` x the AuxK loss (the top ``aux_k`` dead latents reconstruct the residual error); Adam
 with linear warm-up and a linear decay to zero at the end.
+
+A collection with a target site (``collect_activations(..., site="mlp_in",
+target_site="mlp_out")``) trains a transcoder: the loss is the FVU of the target (scaled by the
+input's scale) reconstructed from the input, and the export reads ``mlp_in`` and writes ``mlp_out``.
 
 The model itself (sparse forward and backward, AuxK, export) is `saeembed.train.model`.
 """
@@ -187,9 +191,42 @@ def _keep_metrics_until(out: Path, step: int) -> None:
         path.write_text("".join(r + "\n" for r in rows))
 
 
-def _typical(x: torch.Tensor, max_norm: float | None) -> torch.Tensor:
-    """``x`` without the rows whose norm exceeds ``max_norm`` (inputs are scaled to mean norm 1)."""
-    return x if max_norm is None else x[x.norm(dim=1) <= max_norm]
+def _next_batch(stream, model: TrainableSAE, max_norm: float | None):
+    """(x, target or None, tokens before filtering) of the loader's next batch, scaled by the
+    model's input and output scales, without the rows whose input norm exceeds ``max_norm``
+    (inputs are scaled to mean norm 1)."""
+    batch = next(stream)
+    x, target = batch if isinstance(batch, tuple) else (batch, None)
+    x, n = x * model.input_scale, len(x)
+    target = None if target is None else target * model.output_scale
+    if max_norm is not None:
+        keep = x.norm(dim=1) <= max_norm
+        x, target = x[keep], None if target is None else target[keep]
+    return x, target, n
+
+
+def _transcodes(manifest: dict) -> bool:
+    """Whether the collection trains a transcoder (it has targets); refuses targets that are not
+    a transcoder's (``mlp_out`` for ``mlp_in``, at the same width)."""
+    target_site = manifest.get("target_site")
+    if target_site is None:
+        return False
+    if (manifest.get("site"), target_site) != ("mlp_in", "mlp_out"):
+        raise SaeembedError(
+            f"activations from {manifest.get('site', 'resid')} with targets at {target_site} "
+            "cannot train a transcoder; collect with site='mlp_in', target_site='mlp_out'"
+        )
+    if manifest.get("d_target", manifest["d_model"]) != manifest["d_model"]:
+        raise SaeembedError("the targets are not as wide as the inputs; collect them again")
+    return True
+
+
+def _new_model(manifest: dict, config: TrainConfig, device) -> TrainableSAE:
+    """The freshly initialised SAE (or transcoder) for a collection: inputs scaled by
+    ``1 / mean_norm`` (a transcoder's targets by ``1 / target_mean_norm``)."""
+    scale, transcode = 1.0 / manifest["mean_norm"], _transcodes(manifest)
+    out_scale = 1.0 / manifest["target_mean_norm"] if transcode else None
+    return TrainableSAE(manifest["d_model"], config, scale, transcode, out_scale).to(device)
 
 
 def _init_b_dec(model: TrainableSAE, activations_dir, config: TrainConfig, device) -> None:
@@ -200,11 +237,12 @@ def _init_b_dec(model: TrainableSAE, activations_dir, config: TrainConfig, devic
         seed=config.seed + 1,
         buffer_tokens=config.buffer_tokens,
     )
-    sample, stream = [], iter(loader)
-    while sum(len(s) for s in sample) < min(config.median_tokens, loader.n_tokens):
-        sample.append(next(stream))
-    points = _typical(torch.cat(sample) * model.input_scale, config.max_norm_ratio)
-    points = points[: config.median_tokens]
+    sample, n, stream = [], 0, iter(loader)
+    while n < min(config.median_tokens, loader.n_tokens):
+        x, target, size = _next_batch(stream, model, config.max_norm_ratio)
+        sample.append(x if target is None else target)
+        n += size
+    points = torch.cat(sample)[: config.median_tokens]
     with torch.no_grad():
         model.b_dec.copy_(geometric_median(points))
 
@@ -262,7 +300,7 @@ def train_sae(
         seed=config.seed,
         buffer_tokens=config.buffer_tokens,
     )
-    model = TrainableSAE(manifest["d_model"], config, 1.0 / manifest["mean_norm"]).to(device)
+    model = _new_model(manifest, config, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate())
     step = _restore(out, config, model, optimizer, loader) if resume else 0
     if step == 0:
@@ -274,9 +312,8 @@ def train_sae(
     while step < config.steps:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate() * config.lr_factor(step)
-        batch = next(stream) * model.input_scale
-        x = _typical(batch, config.max_norm_ratio)
-        result = model(x, model.since_fired >= window)
+        x, target, n_batch = _next_batch(stream, model, config.max_norm_ratio)
+        result = model(x, model.since_fired >= window, target)
         optimizer.zero_grad(set_to_none=True)
         result["loss"].backward()
         model.after_backward()
@@ -288,7 +325,7 @@ def train_sae(
             fvu=result["fvu"],
             aux=result["aux"],
             l0=(result["acts"] > 0).sum() / len(x),
-            outliers=torch.tensor(1 - len(x) / len(batch)),
+            outliers=torch.tensor(1 - len(x) / n_batch),
         )
         if step % config.log_every == 0 or step == config.steps:
             dead = float((model.since_fired >= window).float().mean())
@@ -369,12 +406,19 @@ def _finish(
                 "train_tokens",
                 "val_tokens",
                 "mean_norm",
+                "site",
+                "target_site",
+                "target_mean_norm",
             )
         },
     }
     # the cfg keeps a reference to `summary`, so the validation figures added below are saved too
     sae = model.export(
-        model=manifest.get("model"), layer=manifest.get("layer"), extra={"training": summary}
+        model=manifest.get("model"),
+        layer=manifest.get("layer"),
+        extra={"training": summary},
+        site=manifest.get("site", "resid"),
+        output_site=manifest.get("target_site"),
     )
     if manifest.get("val_tokens"):
         batches = iter_split(
