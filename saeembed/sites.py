@@ -134,7 +134,7 @@ def hook_site(block: nn.Module, site: str, fn: Read, *, output_site: str | None 
 _PREFIX = r"^(?:(?:model|transformer|gpt_neox|base_model|language_model|decoder)\.)*"
 _HOOKS = [
     (re.compile(r"^blocks\.(\d+)\.ln2\.hook_normalized$"), "mlp_in"),
-    (re.compile(r"^blocks\.(\d+)\.hook_mlp_in$"), "mlp_in"),
+    # (TransformerLens' hook_mlp_in is the residual stream before ln2: not the MLP's input here)
     (re.compile(r"^blocks\.(\d+)\.mlp\.hook_post$"), "mlp_hidden"),
     (re.compile(r"^blocks\.(\d+)\.hook_mlp_out$"), "mlp_out"),
     (re.compile(_PREFIX + r"(?:layers|h|blocks|layer)\.(\d+)\.(?:mlp|feed_forward)$"), "mlp"),
