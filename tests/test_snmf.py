@@ -221,3 +221,34 @@ def test_a_real_semi_nmf_fitted_to_reviews_diffs_two_corpora(saeembed_home, tmp_
     assert len(significant) >= 10
     # the concepts are named from these documents (a fitted dictionary ships no names)
     assert all(r["label"] for r in significant[:10])
+
+
+@pytest.mark.parametrize(
+    ("kind", "site", "output_site"),
+    [("snmf", "mlp_hidden", None), ("transcoder", "mlp_in", "mlp_out"), ("sae", "resid", None)],
+)
+def test_the_recipe_fits_each_kind_at_its_site(tiny_model, tmp_path, kind, site, output_site):
+    """`saeembed sae train --kind K` on the tiny model: collected at the kind's site, fitted,
+    evaluated (FVU against what it reconstructs, loss recovered spliced at its site), saved."""
+    from saeembed.train import TrainConfig
+    from saeembed.train.recipe import SourceSpec, train_from_sources
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, 12)) for _ in range(400)]
+    source = tmp_path / "texts.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    if kind == "snmf":
+        config = SNMFConfig(latents=24, k=4, batch_size=256, device="cpu", neuron_share=0.5)
+    else:
+        config = TrainConfig(d_sae=24, k=4, steps=30, batch_size=256, device="cpu")
+    figures = train_from_sources(
+        tmp_path / "out", [SourceSpec.parse(str(source))], config=config, model=str(tiny_model),
+        layer=1, max_tokens=32, passages=None, eval_docs=30, device="cpu", kind=kind,
+    )  # fmt: skip
+    assert (figures["kind"], figures["site"]) == (kind, site)
+    assert 0 < figures["fvu"] < 1.5 and figures["loss_recovered"] is not None
+    sae = load_sae(tmp_path / "out")
+    assert (sae.cfg.site, sae.cfg.output_site, sae.cfg.layer) == (site, output_site, 1)
+    assert sae.cfg.d_in == (32 if site == "mlp_hidden" else 16)
+    with pytest.raises(Exception, match="fitted with a SNMFConfig"):
+        train_from_sources(tmp_path / "x", [], config=TrainConfig(), kind="snmf")
