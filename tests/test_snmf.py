@@ -252,3 +252,27 @@ def test_the_recipe_fits_each_kind_at_its_site(tiny_model, tmp_path, kind, site,
     assert sae.cfg.d_in == (32 if site == "mlp_hidden" else 16)
     with pytest.raises(Exception, match="fitted with a SNMFConfig"):
         train_from_sources(tmp_path / "x", [], config=TrainConfig(), kind="snmf")
+
+
+def test_compare_puts_dictionaries_side_by_side(tiny_model, tmp_path):
+    from saeembed.train.compare import compare_dictionaries
+
+    exact = exact_snmf(32, 1)
+    exact.save(tmp_path / "exact")
+    half = exact_snmf(32, 1)
+    half.W_dec.data[16:32] = 0.0
+    half.W_dec.data[48:] = 0.0
+    half.save(tmp_path / "half")
+    texts = [" ".join(WORDS[i : i + 6]) for i in range(0, 24, 6)]
+    table = compare_dictionaries(
+        [str(tmp_path / "exact"), str(tmp_path / "half")], texts, model=str(tiny_model),
+        device="cpu",
+    )  # fmt: skip
+    assert table["kind"].to_list() == ["snmf", "snmf"]
+    assert table["site"].to_list() == ["mlp_hidden", "mlp_hidden"]
+    fvu, recovered = table["fvu"].to_list(), table["loss_recovered"].to_list()
+    assert fvu[0] < 1e-10 < fvu[1]
+    assert recovered[0] == pytest.approx(1.0, abs=1e-5) and recovered[1] < 0.99
+    assert (table["tokens_per_s"] > 0).all()
+    with pytest.raises(Exception, match="at least 2 non-empty texts"):
+        compare_dictionaries([None], ["one"], model=str(tiny_model))

@@ -143,3 +143,22 @@ def train_sae_from_sources(
 
     specs = [SourceSpec.parse(s) for s in sources]
     return train_from_sources(out_dir, specs, config=config or TrainConfig(), **options)
+
+
+def compare_saes(
+    specs: Sequence[str], source: str, *, model: str = "default", max_tokens: int = 256,
+    docs: int = 100, device: str = "auto",
+) -> pl.DataFrame:  # fmt: skip
+    """`saeembed.train.compare.compare_dictionaries` of ``specs`` (``default``: the model's
+    shipped SAE) on up to ``docs`` documents of ``source`` (``REF[#N]``, a file or
+    ``data:NAME``, as `saeembed sae train --source` reads it; a seeded sample)."""
+    from saeembed.train.compare import compare_dictionaries
+    from saeembed.train.recipe import SourceSpec, source_texts
+
+    spec = SourceSpec.parse(source)
+    if spec.max_docs is None or spec.max_docs > docs:
+        spec = SourceSpec(spec.ref, spec.chat, docs)
+    texts = source_texts(spec, passages=None)
+    resolved = [None if s in ("default", "") else s for s in specs]
+    return compare_dictionaries(resolved, texts, model=model, max_tokens=max_tokens,
+                                device=device)  # fmt: skip

@@ -208,6 +208,35 @@ def sae_train(out_dir, sources, kind, site, model, layer, d_sae, k, architecture
     click.echo(json.dumps({k: figures.get(k) for k in keys}))
 
 
+@sae.command("compare")
+@click.argument("specs", nargs=-1, required=True)
+@click.option(
+    "--source",
+    required=True,
+    metavar="REF[#N]",
+    help="Your documents: a file or data:NAME[?filters] (a seeded sample of --docs of them).",
+)
+@click.option("--docs", type=click.IntRange(2), default=100, show_default=True)
+@click.option(
+    "--model", default="default", show_default=True, help="Reader LLM (Hub id, path, or `default`)."
+)
+@click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@format_option
+@domain_errors
+def sae_compare(specs, source, docs, model, max_tokens, device, fmt):
+    """Compare dictionaries (SAEs, semi-NMFs, transcoders; `default` for the shipped SAE) on
+    your documents: FVU of what each reconstructs, L0, dead features, loss recovered when
+    spliced into the reader, and encoding tokens/s.
+
+    Example: saeembed sae compare default runs/news-snmf --source data:news-articles"""
+    render(
+        api.compare_saes(specs, source, model=model, max_tokens=max_tokens, docs=docs,
+                         device=device),
+        fmt,
+    )  # fmt: skip
+
+
 @sae.command("list")
 @format_option
 def sae_list(fmt):
