@@ -250,6 +250,16 @@ def test_the_recipe_fits_each_kind_at_its_site(tiny_model, tmp_path, kind, site,
     sae = load_sae(tmp_path / "out")
     assert (sae.cfg.site, sae.cfg.output_site, sae.cfg.layer) == (site, output_site, 1)
     assert sae.cfg.d_in == (32 if site == "mlp_hidden" else 16)
+    # an encoder like any other: the store records its kind and site, and concepts are stored
+    from saeembed.api import EncodingOptions, encode, open_store
+
+    options = EncodingOptions(model=str(tiny_model), sae=str(tmp_path / "out"), device="cpu")
+    encode(texts[:60], tmp_path / "s.duckdb", corpus="c", encoding=options)
+    with open_store(tmp_path / "s.duckdb") as store:
+        row = store.sql("SELECT kind, site, activation FROM encoders").row(0)
+        n = store.sql("SELECT count(DISTINCT doc_id) AS n FROM activations")["n"][0]
+    shown = site if output_site is None else f"{site}->{output_site}"
+    assert row == (kind, shown, "snmf" if kind == "snmf" else "topk") and n == 60
     with pytest.raises(Exception, match="fitted with a SNMFConfig"):
         train_from_sources(tmp_path / "x", [], config=TrainConfig(), kind="snmf")
 

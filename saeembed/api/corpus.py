@@ -318,7 +318,7 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
     )
     encoders = store.sql(
         """
-        SELECT n.encoder_id, n.name, n.model, n.layer, n.d_sae, n.activation, n.k, n.max_tokens, n.dtype, n.chat,
+        SELECT n.encoder_id, n.name, n.model, n.layer, n.kind, n.site, n.d_sae, n.activation, n.k, n.max_tokens, n.dtype, n.chat,
                count(e.doc_id) AS documents, coalesce(sum(e.n_tokens), 0) AS tokens,
                coalesce(sum(e.n_features), 0) AS activations, coalesce(sum(e.truncated::INT), 0) AS truncated
         FROM encoders n LEFT JOIN encoded_documents e USING (encoder_id)

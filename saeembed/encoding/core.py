@@ -332,12 +332,23 @@ def encode_corpus(
     return report
 
 
+def dictionary_kind(sae: SAE) -> str:
+    """``sae`` (a residual or other-site SAE), ``transcoder`` or ``snmf``."""
+    if sae.cfg.activation == "snmf":
+        return "snmf"
+    return "transcoder" if sae.cfg.output_site else "sae"
+
+
 def ensure_encoder(store: Store, spec: EncoderSpec, sae: SAE) -> Encoder:
     fields = {k: v for k, v in asdict(spec).items() if k not in ("prefix",)}
     fields.update(
         name=spec.name(),
         prefix=spec.prefix,
         sae=sae.cfg.source or "unknown",
+        kind=dictionary_kind(sae),
+        site=sae.cfg.site
+        if sae.cfg.output_site is None
+        else f"{sae.cfg.site}->{sae.cfg.output_site}",
         saeembed_version=__version__,
         config={
             "sae_cfg": {k: v for k, v in asdict(sae.cfg).items() if k != "extra"},

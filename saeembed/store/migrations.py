@@ -344,5 +344,25 @@ def _alike(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE features ADD COLUMN IF NOT EXISTS alike_of INTEGER")
 
 
+@migration(13, "dictionary kind and site")
+def _dictionary_site(con: duckdb.DuckDBPyConnection) -> None:
+    # What kind of dictionary an encoder uses (a residual SAE, a transcoder, a semi-NMF of the
+    # MLP) and where in its block it reads (saeembed.sites); encoders made before are residual
+    # SAEs, unless their recorded SAE config says otherwise.
+    con.execute(
+        """
+        ALTER TABLE encoders ADD COLUMN IF NOT EXISTS kind VARCHAR DEFAULT 'sae';
+        ALTER TABLE encoders ADD COLUMN IF NOT EXISTS site VARCHAR DEFAULT 'resid';
+        UPDATE encoders SET
+            site = coalesce(config->'sae_cfg'->>'site', 'resid'),
+            kind = CASE WHEN activation = 'snmf' THEN 'snmf'
+                        WHEN config->'sae_cfg'->>'output_site' IS NOT NULL THEN 'transcoder'
+                        ELSE 'sae' END;
+        UPDATE encoders SET site = site || '->' || (config->'sae_cfg'->>'output_site')
+        WHERE kind = 'transcoder';
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

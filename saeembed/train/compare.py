@@ -16,13 +16,6 @@ import torch
 from saeembed.errors import InputError
 
 
-def kind_of_sae(sae) -> str:
-    """``sae``, ``transcoder`` or ``snmf``."""
-    if sae.cfg.activation == "snmf":
-        return "snmf"
-    return "transcoder" if sae.cfg.output_site else "sae"
-
-
 def _encoding_speed(reader, sae, layer: int, texts: Sequence[str], max_tokens: int) -> float:
     """Tokens per second of encoding ``texts`` (reader up to the site, then the dictionary)."""
     from saeembed.encoding.core import default_batch_tokens, encode_batch
@@ -48,7 +41,7 @@ def compare_dictionaries(
 ) -> pl.DataFrame:
     """One row per dictionary (``None``: the model's shipped SAE): kind, site, features, k,
     FVU, L0, dead fraction, loss recovered and encoding tokens/s, all on ``texts``."""
-    from saeembed.encoding.core import resolve_sae
+    from saeembed.encoding.core import dictionary_kind, resolve_sae
     from saeembed.reader import load_reader
     from saeembed.sae import check_sae_fits
     from saeembed.train.evaluate import evaluate_sae
@@ -70,7 +63,7 @@ def compare_dictionaries(
         site = sae.cfg.site + (f" -> {sae.cfg.output_site}" if sae.cfg.output_site else "")
         rows.append({
             "dictionary": spec or "default",
-            "kind": kind_of_sae(sae),
+            "kind": dictionary_kind(sae),
             "layer": sae.cfg.layer,
             "site": site,
             "features": sae.cfg.d_sae,

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from saeembed.errors import SaeembedError
 from saeembed.sae import SAE, SAEConfig
@@ -106,17 +107,25 @@ def _dense(values: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tenso
     )
 
 
+BLOCK = 32  # features updated together (a Python loop over single features costs more)
+
+
 def update_features(state: _State, share: float) -> None:
     """One sweep of block coordinate descent over the features (step 3 of the module
-    docstring)."""
+    docstring), `BLOCK` features at a time: each block moves together from the features as the
+    previous blocks left them (within a block each feature sees the others' old values; with
+    k-sparse codes features rarely share tokens, so ``C`` is nearly diagonal)."""
     Z, C, B, m, b = state.Z, state.C, state.B, state.m, state.b
-    for j in range(Z.shape[0]):
-        weight = float(C[j, j])
-        if weight <= 1e-12:
+    for start in range(0, Z.shape[0], BLOCK):
+        rows = slice(start, start + BLOCK)
+        weight = torch.diagonal(C)[rows]
+        live = weight > 1e-12
+        if not bool(live.any()):
             continue
-        z = Z[j] + (B[j] - m[j] * b - C[j] @ Z) / weight
-        keep_strongest(z.unsqueeze(0), share)
-        Z[j] = z / max(float(z.norm()), 1.0)
+        step = (B[rows] - m[rows, None] * b - C[rows] @ Z) / weight.clamp_min(1e-12)[:, None]
+        z = keep_strongest(Z[rows] + step, share)
+        z = _unit_ball(z)
+        Z[rows] = torch.where(live[:, None], z, Z[rows])
     state.b = state.a - m @ Z
 
 
@@ -166,18 +175,25 @@ def _fit_batch(state: _State, x: torch.Tensor, config: SNMFConfig) -> dict:
     centred = x - state.b
     values, index = solve(centred @ state.Z.T, config.k, config.steps, g, lipschitz)
     Y = _dense(values, index, config.latents)
+    # Yᵀ as a sparse matrix: the products with it cost k, not K, per token
+    tokens = torch.arange(len(x), device=x.device).repeat_interleave(config.k)
+    Yt = torch.sparse_coo_tensor(
+        torch.stack([index.reshape(-1), tokens]), values.reshape(-1), (config.latents, len(x)),
+        check_invariants=False,
+    )
     state.batch += 1
     # an average over batches that forgets the early ones, coded with poor features, over
     # about `memory` batches
     rate = max(1.0 / state.batch, 1.0 / config.memory)
-    state.C.mul_(1.0 - rate).add_(Y.T @ Y, alpha=rate / len(x))
-    state.B.mul_(1.0 - rate).add_(Y.T @ x, alpha=rate / len(x))
+    state.C.mul_(1.0 - rate).add_(torch.sparse.mm(Yt, Y), alpha=rate / len(x))
+    state.B.mul_(1.0 - rate).add_(torch.sparse.mm(Yt, x), alpha=rate / len(x))
     state.m.mul_(1.0 - rate).add_(Y.mean(0), alpha=rate)
     state.a.mul_(1.0 - rate).add_(x.mean(0), alpha=rate)
     used = (Y > 0).any(0)
     state.unused += len(x)
     state.unused[used] = 0
-    error = (centred - Y @ state.Z).pow(2).sum(1)
+    recon = F.embedding_bag(index, state.Z, per_sample_weights=values, mode="sum")
+    error = (centred - recon).pow(2).sum(1)
     restarted = _restart_dead(state, x, error, config)
     update_features(state, config.neuron_share)
     return {
