@@ -8,10 +8,12 @@ via Semi-Nonnegative Matrix Factorization", 2025). saeembed also keeps each toke
 k-sparse, so that a feature is present on a token or not, as with a TopK SAE.
 
 `code` finds each token's ``y``: start from the token's correlations with the features
-(``(a - b) Zᵀ``, which the SAE's ``W_enc = Zᵀ`` and ``b_enc = -b Zᵀ`` compute), keep the k
-largest positive, then take ``steps`` projected gradient steps on ``||a - b - y Z||²`` with step ``1 / L`` (``L`` the largest eigenvalue of
-``Z Zᵀ``), projecting after each onto the k-sparse nonnegative vectors. All tokens of a batch
-move together (two matrix products per step); there is no per-token loop. Fitting the dictionary
+(``(a - b) Zᵀ``, which the SAE's ``W_enc = Zᵀ`` and ``b_enc = -b Zᵀ`` compute), keep the 2k
+largest positive, then take ``steps`` projected gradient steps on ``||a - b - y Z||²`` with
+step ``1 / L`` (``L`` the largest eigenvalue of ``Z Zᵀ``), projecting after each onto the
+nonnegative vectors with 2k nonzeros (the first half of the steps), then k. All tokens of a
+batch move together (a weighted sum of a few rows of the Gram matrix and a top-k per step);
+there is no per-token loop. Fitting the dictionary
 (`saeembed.train.snmf`) uses this same function, so a fitted dictionary encodes its own training
 tokens exactly as the fit coded them.
 """
@@ -24,9 +26,9 @@ import torch.nn.functional as F
 
 def coding_of(cfg) -> dict:
     """How a semi-NMF dictionary of config ``cfg`` codes a token: ``steps`` projected gradient
-    steps (``cfg.extra["coding"]``; 12 when it says nothing)."""
+    steps (``cfg.extra["coding"]``; 6 when it says nothing)."""
     coding = dict(cfg.extra.get("coding") or {})
-    return {"steps": int(coding.get("steps", 12))}
+    return {"steps": int(coding.get("steps", 6))}
 
 
 POWER_STEPS = 50  # power iterations for the largest eigenvalue of the Gram matrix

@@ -52,7 +52,7 @@ class SNMFConfig:
 
     latents: int = 2048
     k: int = 32  # nonzero coefficients per token
-    steps: int = 12  # projected gradient steps per token, in fitting and in encoding
+    steps: int = 6  # projected gradient steps per token, in fitting and in encoding
     neuron_share: float = 0.1  # share of the site's neurons a feature keeps (1.0: all)
     batch_size: int = 4096
     epochs: float = 1.0  # passes over the training tokens
@@ -178,7 +178,9 @@ def _fit_batch(state: _State, x: torch.Tensor, config: SNMFConfig) -> dict:
     # Yᵀ as a sparse matrix: the products with it cost k, not K, per token
     tokens = torch.arange(len(x), device=x.device).repeat_interleave(config.k)
     Yt = torch.sparse_coo_tensor(
-        torch.stack([index.reshape(-1), tokens]), values.reshape(-1), (config.latents, len(x)),
+        torch.stack([index.reshape(-1), tokens]),
+        values.reshape(-1),
+        (config.latents, len(x)),
         check_invariants=False,
     )
     state.batch += 1
