@@ -38,6 +38,7 @@ from saeembed.sae import SAE, SAEConfig
 from saeembed.sae.snmf import gram, solve
 from saeembed.train.activations import load_manifest
 from saeembed.train.loader import ActivationLoader, iter_split
+from saeembed.train.trainer import training_device
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +209,6 @@ def _fit_batch(state: _State, x: torch.Tensor, config: SNMFConfig) -> dict:
     }
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def fit_snmf(
     config: SNMFConfig,
     activations_dir: str | Path,
@@ -229,7 +224,7 @@ def fit_snmf(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(activations_dir)
-    device = _device(config.device)
+    device = training_device(config.device)
     torch.manual_seed(config.seed)
     scale = 1.0 / manifest["mean_norm"]
     loader = ActivationLoader(activations_dir, config.batch_size, device=device, seed=config.seed)

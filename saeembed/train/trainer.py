@@ -139,7 +139,7 @@ class TrainResult:
     summary: dict
 
 
-def _device(name: str) -> torch.device:
+def training_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -292,7 +292,7 @@ def train_sae(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(activations_dir)
-    device = _device(config.device)
+    device = training_device(config.device)
     loader = ActivationLoader(
         activations_dir,
         config.batch_size,
