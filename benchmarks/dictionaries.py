@@ -11,8 +11,9 @@ For each dictionary (the default SAE always; ``--snmf DIR`` and ``--transcoder D
 2. **Encoding speed**: tokens/s encoding the planted-difference corpora (same documents, same
    token budget, this machine).
 3. **Planted differences** in long passages (the task of `benchmarks/diff_measures.py`:
-   news windows with 10% replaced by news about religion, or by convention speeches): over
-   ``--seeds`` seeds, is the carrier among the first 5 concepts enriched in A, and how many
+   ``--n-side`` news windows a side, 10% of side A replaced by news about religion, or by
+   convention speeches): over ``--seeds`` seeds, is the carrier (the top concept of a diff of
+   the other donors against side B) among the first 5 concepts enriched in A, and how many
    concepts does the null diff of two random halves report (all false)?
 4. **Retrieval against dense** (the example queries of `benchmarks/retrieval.py`: 20
    documents of a tweet outlet or a Commons party; the concepts that separate them score the
@@ -107,7 +108,7 @@ def build_store(spec: str | None) -> tuple[Path, float]:
     return path, (tokens / seconds if seconds else None)
 
 
-def planted(path: Path, seeds: int, measure: str, test: str) -> dict:
+def planted(path: Path, seeds: int, measure: str, test: str, n_side: int = 150) -> dict:
     """Section 3 for one measure: carrier in the top 5 (of ``seeds``) and null false concepts
     per setting."""
     out = {}
@@ -118,7 +119,7 @@ def planted(path: Path, seeds: int, measure: str, test: str) -> dict:
             top5, false = 0, []
             for seed in range(seeds):
                 rng = np.random.default_rng(seed)
-                result = trial(store, rng, base, donor, 150, 0.10, measure, test)
+                result = trial(store, rng, base, donor, n_side, 0.10, measure, test)
                 top5 += result["rank"] is not None and result["rank"] <= 5
                 false.append(result["false"])
             out[setting] = (top5, float(np.mean(false)))
@@ -204,6 +205,7 @@ def main() -> None:
     parser.add_argument("--snmf", help="a semi-NMF directory (saeembed sae train --kind snmf)")
     parser.add_argument("--transcoder", help="a transcoder directory or published transcoder")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--n-side", type=int, default=150, help="documents per side, at most 250")
     parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "planted",
                                                                   "retrieval", "names"])  # fmt: skip
     args = parser.parse_args()
@@ -222,7 +224,8 @@ def main() -> None:
             row.update(quality(name, spec, texts))
         if "planted" not in args.skip:
             for measure, test in (("strong", "proportion"), ("mean", "welch")):
-                for setting, (top5, false) in planted(path, args.seeds, measure, test).items():
+                found = planted(path, args.seeds, measure, test, args.n_side)
+                for setting, (top5, false) in found.items():
                     row[f"{setting} {measure}"] = f"{top5}/{args.seeds} (null {false:.1f})"
         if "retrieval" not in args.skip:
             row.update({f"AP {k}": v for k, v in retrieval(path).items()})
