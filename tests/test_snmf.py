@@ -286,3 +286,16 @@ def test_compare_puts_dictionaries_side_by_side(tiny_model, tmp_path):
     assert (table["tokens_per_s"] > 0).all()
     with pytest.raises(Exception, match="at least 2 non-empty texts"):
         compare_dictionaries([None], ["one"], model=str(tiny_model))
+
+
+def test_a_fitted_dictionary_is_found_again_from_the_store(planted_dir, tmp_path):
+    """A store's encoder records where its dictionary is, so reports can reload it."""
+    from saeembed.encoding.stack_cache import stored_sae
+    from saeembed.store import Encoder
+
+    directory, _ = planted_dir
+    fit_snmf(small_config(epochs=1), directory, tmp_path / "fit", resume=False)
+    sae = load_sae(tmp_path / "fit")
+    assert sae.cfg.source == f"saeembed:{(tmp_path / 'fit').resolve()}"
+    encoder = Encoder(1, "e", "f", "toy", 0, sae.cfg.source, sae.content_hash(), 16, 64, "none")
+    assert stored_sae(encoder).content_hash() == sae.content_hash()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from saeembed.errors import SaeembedError
 from saeembed.sae import SAE, SAEConfig
+from saeembed.sae.formats import TRAINED_SOURCE
 from saeembed.sae.snmf import gram, solve
 from saeembed.train.activations import load_manifest
 from saeembed.train.loader import ActivationLoader, iter_split
@@ -302,7 +303,7 @@ def export(state: _State, config: SNMFConfig, manifest: dict, scale: float) -> S
         layer=manifest.get("layer"),
         site=manifest.get("site", "resid"),
         input_scale=scale,
-        source="saeembed:snmf",
+        source=TRAINED_SOURCE,
         extra={
             "kind": "snmf",
             "coding": {"steps": config.steps},
