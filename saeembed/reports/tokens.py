@@ -99,7 +99,7 @@ def load_scorer(encoder: Encoder) -> TokenScorer | None:
             str(error).splitlines()[0] if str(error) else type(error).__name__,
         )
         return None
-    if sae.cfg.d_in != reader.d_model or not 0 <= encoder.layer < reader.n_layers:
+    if sae.cfg.d_in != reader.site_width(sae.cfg.site) or not 0 <= encoder.layer < reader.n_layers:
         log.warning("the SAE of %s does not fit its reader here; showing peaks", encoder.name)
         return None
     return TokenScorer(reader, sae.to(reader.device), encoder.layer, encoder.max_tokens,
