@@ -15,9 +15,14 @@ For each dictionary (the default SAE always; ``--snmf DIR`` and ``--transcoder D
    convention speeches): over ``--seeds`` seeds, is the carrier (the top concept of a diff of
    the other donors against side B) among the first 5 concepts enriched in A, and how many
    concepts does the null diff of two random halves report (all false)?
-4. **Retrieval against dense** (the example queries of `benchmarks/retrieval.py`: 20
-   documents of a tweet outlet or a Commons party; the concepts that separate them score the
-   rest) as average precision, beside MiniLM on the same documents.
+   And **themes** (`benchmarks/themes.py`'s judgement, `diff --by themes`): is the planted
+   kind of document (religion news, convention speeches) a significant theme holding at least
+   60% of the planted windows with at least 60% purity, and how many themes do null halves
+   report (all false)?
+4. **Retrieval against dense** (the queries of `benchmarks/retrieval.py` on tweets and Commons
+   speeches: by example, 20 documents of a tweet outlet or a Commons party whose separating
+   concepts score the rest; by phrase, the 5 phrases about these corpora, scored as `search`
+   does) as mean average precision, beside MiniLM on the same documents.
 5. **Names**: the store's names (local names; the shipped ones where the default SAE's fit),
    scored by the embedding scorer on held-out documents they were not made from, with the
    shuffled-name control (as `benchmarks/local_names.py`).
@@ -43,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from diff_measures import SETTINGS, corpora, ids_of, trial  # noqa: E402
 from explore_data import OUTLETS  # noqa: E402
 from explore_data import corpora as labelled_corpora  # noqa: E402
+from retrieval import MORE_PHRASES, PHRASES  # noqa: E402
 
 from saeembed.api import EncodingOptions, encode  # noqa: E402
 from saeembed.data import load_dataset  # noqa: E402
@@ -126,12 +132,31 @@ def planted(path: Path, seeds: int, measure: str, test: str, n_side: int = 150) 
     return out
 
 
+def themes(path: Path, seeds: int, n_side: int) -> dict:
+    """Section 3b: planted kinds of documents found as a theme (`benchmarks/themes.py`'s
+    judgement) per genre, and significant themes on null halves."""
+    from argparse import Namespace
+
+    from themes import outcomes
+
+    args = Namespace(seeds=seeds, first_seed=0, n_side=n_side, plant=0.10, concept_themes=None)
+    out = {}
+    with Store(path, read_only=True) as store:
+        for genre in ("null", "religion", "convention"):
+            found = outcomes(store, genre, args)
+            if genre == "null":
+                out["themes null"] = sum(o["significant_a"] + o["significant_b"] for o in found)
+            else:
+                out[f"themes {genre}"] = f"{sum(o['found'] for o in found)}/{seeds}"
+    return out
+
+
 def retrieval(path: Path) -> dict:
     """Section 4: mean average precision of the example queries, concepts and MiniLM."""
     from sklearn.metrics import average_precision_score
 
     from saeembed.analysis.concepts import choose_concepts
-    from saeembed.analysis.retrieve import candidates, sae_scores
+    from saeembed.analysis.retrieve import candidates, dense_scores, meaning_scores, sae_scores
     from saeembed.embedder import load_embedder
     from saeembed.embedding_cache import document_embeddings
     from saeembed.errors import InputError
@@ -168,7 +193,31 @@ def retrieval(path: Path) -> dict:
                 dense = vectors @ (centroid / np.linalg.norm(centroid))
                 aps["sae"].append(average_precision_score(relevant, sae[rest]))
                 aps["dense"].append(average_precision_score(relevant, dense[rest]))
-    return {k: float(np.mean(v)) for k, v in aps.items()}
+        phrase = {"phrase sae": [], "phrase dense": []}
+        for corpus, query, column, value in PHRASES + MORE_PHRASES:
+            if corpus not in ("tweets", "commons"):
+                continue
+            docs = candidates(store, encoder, corpus, None)
+            meta = store.sql(
+                f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
+                "WHERE corpus = ? GROUP BY doc_id",
+                [corpus],
+            )
+            truth = docs.join(meta, on="doc_id", how="left", maintain_order="left")
+            relevant = (truth["v"] == value).to_numpy()
+            # what `search` does: by meaning through evidence embeddings where the concepts
+            # have them, else the concepts whose names match the phrase
+            found = meaning_scores(store, encoder, docs, query, "max", minilm)
+            if found is None:
+                try:
+                    choice = choose_concepts(store, encoder, phrase=query, top=10)
+                    found = sae_scores(store, encoder, docs, choice, "max")
+                except InputError:  # no concept's name meets the phrase: no SAE ranking
+                    found = (np.zeros(docs.height), [])
+            phrase["phrase sae"].append(average_precision_score(relevant, found[0]))
+            dense = dense_scores(store, docs, query, minilm)
+            phrase["phrase dense"].append(average_precision_score(relevant, dense))
+    return {k: float(np.mean(v)) for k, v in {**aps, **phrase}.items()}
 
 
 def names(path: Path, sample: int = 800) -> dict:
@@ -206,7 +255,7 @@ def main() -> None:
     parser.add_argument("--transcoder", help="a transcoder directory or published transcoder")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n-side", type=int, default=150, help="documents per side, at most 250")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "planted",
+    parser.add_argument("--skip", nargs="*", default=[], choices=["quality", "planted", "themes",
                                                                   "retrieval", "names"])  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
@@ -227,6 +276,8 @@ def main() -> None:
                 found = planted(path, args.seeds, measure, test, args.n_side)
                 for setting, (top5, false) in found.items():
                     row[f"{setting} {measure}"] = f"{top5}/{args.seeds} (null {false:.1f})"
+        if "themes" not in args.skip:
+            row.update(themes(path, args.seeds, args.n_side))
         if "retrieval" not in args.skip:
             row.update({f"AP {k}": v for k, v in retrieval(path).items()})
         if "names" not in args.skip:

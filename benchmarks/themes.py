@@ -96,40 +96,44 @@ def main() -> None:
 
 
 def run(db: Path, args) -> None:
-    from saeembed.analysis.themes import diff_themes
-
     with Store(db, read_only=True) as store:
-        ids = {
-            c: store.sql("SELECT doc_id FROM documents WHERE corpus = ? ORDER BY doc_id", [c])[
-                "doc_id"
-            ].to_numpy()
-            for c in ("news", *GENRES.values())
-        }
-        rows = []
-        n_plant = int(round(args.plant * args.n_side))
-        for genre in ["null", *args.genres]:
-            outcomes = []
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
-                rng = np.random.default_rng(seed)
-                base = rng.permutation(ids["news"])
-                side_a, side_b = base[: args.n_side], base[args.n_side : 2 * args.n_side]
-                planted = np.zeros(0, dtype=np.int64)
-                if genre != "null":
-                    planted = rng.choice(ids[GENRES[genre]], n_plant, replace=False)
-                    side_a = np.concatenate([side_a[: args.n_side - n_plant], planted])
-                started = time.perf_counter()
-                themes = diff_themes(
-                    store, side_a, side_b, seed=seed, concept_themes=args.concept_themes
-                )
-                seconds = time.perf_counter() - started
-                outcomes.append(judge(themes.table, planted, seconds))
-                print(f"{genre} seed {seed}: {outcomes[-1]}", file=sys.stderr)
-            rows.append(summarise(genre, outcomes))
+        rows = [summarise(genre, outcomes(store, genre, args)) for genre in ["null", *args.genres]]
     print("| planted | seeds found | significant themes (A / B) | best purity | best recall | "
           "themes | s per diff |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(r)
+
+
+def outcomes(store: Store, genre: str, args) -> list[dict]:
+    """`judge` of each seed's themes diff for one planted genre (or the null) on ``store``
+    (which holds the corpora ``news`` and those of `GENRES`); ``args``: seeds, first_seed,
+    n_side, plant, concept_themes."""
+    from saeembed.analysis.themes import diff_themes
+
+    corpora = ("news",) if genre == "null" else ("news", GENRES[genre])
+    ids = {
+        c: store.sql("SELECT doc_id FROM documents WHERE corpus = ? ORDER BY doc_id", [c])[
+            "doc_id"
+        ].to_numpy()
+        for c in corpora
+    }
+    n_plant = int(round(args.plant * args.n_side))
+    found = []
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        rng = np.random.default_rng(seed)
+        base = rng.permutation(ids["news"])
+        side_a, side_b = base[: args.n_side], base[args.n_side : 2 * args.n_side]
+        planted = np.zeros(0, dtype=np.int64)
+        if genre != "null":
+            planted = rng.choice(ids[GENRES[genre]], n_plant, replace=False)
+            side_a = np.concatenate([side_a[: args.n_side - n_plant], planted])
+        started = time.perf_counter()
+        themes = diff_themes(store, side_a, side_b, seed=seed, concept_themes=args.concept_themes)
+        seconds = time.perf_counter() - started
+        found.append(judge(themes.table, planted, seconds))
+        print(f"{genre} seed {seed}: {found[-1]}", file=sys.stderr)
+    return found
 
 
 def judge(table: pl.DataFrame, planted: np.ndarray, seconds: float) -> dict:

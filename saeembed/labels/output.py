@@ -22,10 +22,11 @@ def residual_directions(sae, reader) -> torch.Tensor | None:
     projection; None where the decoder writes nothing the residual stream receives (the MLP's
     input)."""
     decoder = sae.W_dec.detach().float()
-    writes = sae.cfg.output_site or sae.cfg.site
+    site = getattr(sae.cfg, "site", "resid")  # configs made by hand may carry no site
+    writes = getattr(sae.cfg, "output_site", None) or site
     if writes in ("resid", "mlp_out"):
         return decoder
-    if writes == "mlp_hidden" and sae.cfg.layer is not None:
+    if writes == "mlp_hidden" and getattr(sae.cfg, "layer", None) is not None:
         down = down_weight(mlp_of(reader.layers[sae.cfg.layer])).detach().float()
         if tuple(down.shape) == (reader.d_model, decoder.shape[1]):
             return decoder.to(down.device) @ down.T
