@@ -192,3 +192,20 @@ def test_a_store_killed_while_being_created_opens_for_reading(tmp_path):
     with Store(path, read_only=True) as store:
         assert store.schema_version() == latest_version()
         assert store.corpora() == []
+
+
+def test_the_lock_holder_is_named_on_one_line():
+    """A process holding a store, started with a script of several lines, is named in one line
+    (errors are one line)."""
+    import subprocess
+    import sys
+
+    from saeembed.store.store import _lock_holder
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time\ntime.sleep(30)\n"])
+    try:
+        named = _lock_holder(f"Conflicting lock is held in python (PID {holder.pid}) by user")
+    finally:
+        holder.kill()
+    assert named.startswith(f"process {holder.pid} (python") and "\n" not in named
+    assert "import time time.sleep(30)" in named

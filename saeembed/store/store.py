@@ -73,7 +73,7 @@ def _lock_holder(message: str) -> str:
         return f"process {pid}"
     words = [Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
              for i, a in enumerate(argv) if a]  # fmt: skip
-    command = " ".join(words)
+    command = " ".join(" ".join(words).split())  # one line, whatever the arguments hold
     return f"process {pid} ({command[:120]})" if command else f"process {pid}"
 
 
