@@ -151,12 +151,26 @@ def themes(path: Path, seeds: int, n_side: int) -> dict:
     return out
 
 
+def labelled_candidates(store: Store, encoder, corpus: str, column: str) -> pl.DataFrame:
+    """The encoded documents of ``corpus`` (`candidates`) with their metadata ``column`` as
+    ``v``, the ground truth of a retrieval query."""
+    from saeembed.analysis.retrieve import candidates
+
+    meta = store.sql(
+        f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
+        "WHERE corpus = ? GROUP BY doc_id",
+        [corpus],
+    )
+    docs = candidates(store, encoder, corpus, None)
+    return docs.join(meta, on="doc_id", how="left", maintain_order="left")
+
+
 def retrieval(path: Path) -> dict:
     """Section 4: mean average precision of the example queries, concepts and MiniLM."""
     from sklearn.metrics import average_precision_score
 
     from saeembed.analysis.concepts import choose_concepts
-    from saeembed.analysis.retrieve import candidates, dense_scores, meaning_scores, sae_scores
+    from saeembed.analysis.retrieve import dense_scores, meaning_scores, sae_scores
     from saeembed.embedder import load_embedder
     from saeembed.embedding_cache import document_embeddings
     from saeembed.errors import InputError
@@ -167,13 +181,7 @@ def retrieval(path: Path) -> dict:
         encoder = store.resolve_encoder(None)
         for corpus, column, values in (("tweets", "outlet", OUTLETS), ("commons", "party",
                                                                       ["Lab", "Con"])):  # fmt: skip
-            docs = candidates(store, encoder, corpus, None)
-            meta = store.sql(
-                f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
-                "WHERE corpus = ? GROUP BY doc_id",
-                [corpus],
-            )
-            docs = docs.join(meta, on="doc_id", how="left", maintain_order="left")
+            docs = labelled_candidates(store, encoder, corpus, column)
             vectors = document_embeddings(
                 store, docs["doc_id"].to_numpy(), docs["text"].to_list(), minilm
             )
@@ -197,14 +205,8 @@ def retrieval(path: Path) -> dict:
         for corpus, query, column, value in PHRASES + MORE_PHRASES:
             if corpus not in ("tweets", "commons"):
                 continue
-            docs = candidates(store, encoder, corpus, None)
-            meta = store.sql(
-                f"SELECT doc_id, any_value(meta->>'{column}') AS v FROM documents "
-                "WHERE corpus = ? GROUP BY doc_id",
-                [corpus],
-            )
-            truth = docs.join(meta, on="doc_id", how="left", maintain_order="left")
-            relevant = (truth["v"] == value).to_numpy()
+            docs = labelled_candidates(store, encoder, corpus, column)
+            relevant = (docs["v"] == value).to_numpy()
             # what `search` does: by meaning through evidence embeddings where the concepts
             # have them, else the concepts whose names match the phrase
             found = meaning_scores(store, encoder, docs, query, "max", minilm)
