@@ -1,7 +1,7 @@
 """saeembed: sparse-autoencoder embeddings of text corpora, stored in DuckDB, with analyses on top.
 
 The Python API (`saeembed.api`), over store paths: `encode`, `diff` (settings in a `DiffSettings`), `correlate`, `cluster`,
-`search`, the feature labels (`label_features`, `show_feature`, `search_features`,
+`search`, `probe` (settings in a `ProbeSettings`), the feature labels (`label_features`, `show_feature`, `search_features`,
 `import_labels`, `export_labels`), the preference analysis (`saeembed.preferences.fit(db)` and
 the rest of `saeembed.api.preferences`), `info`, `sql`, `import_shards`, `open_store` and `run_query` (and
 `Store.sql` on an open store). They are imported on first use, so `import saeembed` (and the
@@ -19,6 +19,8 @@ _EXPORTS = {
     "ConceptQuery": "saeembed.analysis.concept_query",
     "correlate": "saeembed.api.explore",
     "search": "saeembed.api.explore",
+    "probe": "saeembed.api.explore",
+    "ProbeSettings": "saeembed.analysis.probe_settings",
     "diff": "saeembed.api.compare",
     "DiffResult": "saeembed.api.compare",
     "DiffSettings": "saeembed.analysis.diff_settings",

@@ -4,7 +4,8 @@ over one of these functions.
 
 - `corpus`: `encode` (with `EncodingOptions`, `ShardOptions`), `info`, `sql`, `open_store`, `run_query`, `import_shards`
 - `compare`: `diff` (with `DiffSettings`, `EncodingOptions`; returns a `DiffResult`)
-- `explore`: `cluster` (with `ClusterSettings`), `search`, `correlate`; both choose concepts
+- `explore`: `cluster` (with `ClusterSettings`), `search`, `correlate`, `probe` (with
+  `ProbeSettings`); both choose concepts
   with a `ConceptQuery`
 - `features`: `label_features`, `show_feature`, `search_features`, `import_labels`, `export_labels`
 - `preferences`: `encode_pairs`, `fit`, `flag`, `apply`, `export`, `annotators`, `train_sae`
@@ -16,6 +17,7 @@ Store-level functions (taking an open `Store`) live with their subject: `saeembe
 from saeembed.analysis.cluster_settings import ClusterSettings
 from saeembed.analysis.concept_query import ConceptQuery
 from saeembed.analysis.diff_settings import DiffSettings
+from saeembed.analysis.probe_settings import ProbeSettings
 from saeembed.api.compare import DiffResult, diff
 from saeembed.api.corpus import (
     EncodeResult,
@@ -26,7 +28,7 @@ from saeembed.api.corpus import (
     run_query,
     sql,
 )
-from saeembed.api.explore import Clustering, SearchResult, cluster, correlate, search
+from saeembed.api.explore import Clustering, SearchResult, cluster, correlate, probe, search
 from saeembed.api.features import (
     export_labels,
     import_labels,
@@ -49,6 +51,8 @@ __all__ = [
     "ShardOptions",
     "cluster",
     "correlate",
+    "probe",
+    "ProbeSettings",
     "diff",
     "encode",
     "export_labels",

@@ -14,6 +14,7 @@ _OWNERS = {
     "DiffSettings": "saeembed.analysis.diff_settings",
     "ClusterSettings": "saeembed.analysis.cluster_settings",
     "ConceptQuery": "saeembed.analysis.concept_query",
+    "ProbeSettings": "saeembed.analysis.probe_settings",
     "flag_of": "saeembed.analysis.settings",
     "ShardOptions": "saeembed.shards.options",
     "DIFF_SORTS": "saeembed.analysis.measures",

@@ -314,3 +314,51 @@ def correlate(
             store, encoder, corpus=corpus, min_support=min_support, top=top,
             max_cosine=max_cosine, show_trivial=show_trivial, max_docs=max_docs, measure=measure,
         )  # fmt: skip
+
+
+def probe(
+    db: str | Path,
+    target: str,
+    *,
+    encoder: str | int | None = None,
+    corpus: str | None = None,
+    where: str | None = None,
+    settings=None,
+    html: str | Path | None = None,
+    progress: bool = True,
+):
+    """What in the text predicts metadata column ``target`` (or ``"corpus"``), and how well: a
+    sparse concept probe against dense probes on held-out documents, and the concepts it selects
+    as hypotheses tested on documents that did not select them (`saeembed.analysis.probe`, as
+    ``settings`` say: a `ProbeSettings`). Only documents of ``corpus`` / passing ``where``.
+    ``html``: also write the report page there. Returns a `ProbeResult`."""
+    from saeembed.analysis.probe import run_probe
+    from saeembed.analysis.probe_settings import ProbeSettings
+
+    settings = (settings or ProbeSettings()).check()
+    if html is not None:
+        check_output(html)  # before any work
+    # a probe only caches (sentence embeddings); a --where filter needs a read-only store
+    read_only = bool(where) or not Store.can_write(db)
+    with Store(db, create=False, read_only=read_only) as store:
+        chosen = store.resolve_encoder(encoder)
+        result = run_probe(store, target, chosen, corpus=corpus, where=where, settings=settings)
+        if html is not None:
+            from saeembed.reports.probe_report import write_probe_report
+
+            write_probe_report(store, chosen, result, html, progress=progress)
+        return result
+
+
+def write_predictions(result, path: str | Path) -> Path:
+    """Each probed document's fold, target and out-of-fold predictions (concept and dense
+    probes), as Parquet (``.parquet``) or CSV, written atomically."""
+    from saeembed.files import atomic_path
+
+    path = check_output(path)
+    with atomic_path(path) as tmp:
+        if str(path).endswith(".parquet"):
+            result.predictions.write_parquet(tmp)
+        else:
+            result.predictions.write_csv(tmp)
+    return Path(path)

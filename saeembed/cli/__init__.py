@@ -31,6 +31,7 @@ FAMILIES = {
     "queries": "saeembed.cli.store",
     "store": "saeembed.cli.store",
     "correlate": "saeembed.cli.explore",
+    "probe": "saeembed.cli.explore",
     "cluster": "saeembed.cli.explore",
     "search": "saeembed.cli.explore",
     "features": "saeembed.cli.features",

@@ -1,6 +1,6 @@
 """The exploration commands: `correlate` concepts with each other or with a metadata column,
-choose concepts and `cluster` a corpus on them (with an optional 2-D map), or `search` for
-documents with a property. Each parses its options, makes one call into `saeembed.api.explore`
+choose concepts and `cluster` a corpus on them (with an optional 2-D map), `search` for
+documents with a property, or `probe` what predicts a column. Each parses its options, makes one call into `saeembed.api.explore`
 and renders the result."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import click
 import polars as pl
 
 from saeembed.api import explore as api
-from saeembed.api.defaults import ClusterSettings, ConceptQuery, is_binary
+from saeembed.api.defaults import ClusterSettings, ConceptQuery, ProbeSettings, is_binary
 from saeembed.cli.options import (
     default_of,
     domain_errors,
@@ -202,4 +202,98 @@ def correlate_command(
     render(frame, fmt)
 
 
-COMMANDS = [correlate_command, cluster_command, search_command]
+@click.command("probe")
+@click.argument("db", type=click.Path(path_type=Path))
+@click.option("--target", required=True,
+              help="Metadata column to predict (classes or a number), or `corpus`.")  # fmt: skip
+@click.option("--corpus", help="Only documents of this corpus [default: all encoded ones].")
+@click.option("--where", help="Only documents passing this SQL condition (meta.KEY, feature:N).")
+@encoder_option("Encoder id or name, when the store has several.")
+@settings_options(ProbeSettings)
+@click.option("--html", type=click.Path(path_type=Path), help="Also write the report page there.")
+@click.option("--predictions", type=click.Path(path_type=Path),
+              help="Also write each document's out-of-fold predictions (Parquet or CSV).")  # fmt: skip
+@format_option
+@click.pass_context
+@domain_errors
+def probe_command(ctx, db, target, corpus, where, encoder, settings, html, predictions, fmt):
+    """What in the text predicts a column, and how well?
+
+    A sparse probe on the concepts (the k concepts that best separate the target on the
+    training documents, k chosen by inner cross-validation) against dense probes (the reader's
+    stored mean-pooled activations, from `encode --keep-dense`, and the sentence embedder),
+    every document scored by a model that never saw it (AUC, macro-AUC over classes, or R²,
+    with 95% intervals and the difference to the dense probe). Then the concepts chosen on half
+    the documents, as hypotheses tested on the other half: odds ratio per standard deviation
+    (coefficient for a number), q, how often each is active in the class it marks, examples.
+    --format json gives one object with `summary`, `scores` and `hypotheses`."""
+    result = api.probe(db, target, encoder=encoder, corpus=corpus, where=where,
+                       settings=settings, html=html, progress=not ctx.obj["quiet"])  # fmt: skip
+    if html is not None:
+        note(f"report: {html}")
+    if predictions is not None:
+        api.write_predictions(result, predictions)
+        note(f"predictions: {predictions}")
+    s = result.summary
+    for line in s["notes"]:
+        note(f"saeembed: {line}")
+    fmt = fmt or default_format()
+    if fmt == "json":
+        write_json(result.to_json())
+        return
+    hypotheses = result.hypotheses
+    if "examples" in hypotheses.columns:
+        hypotheses = join_lists(hypotheses, {"examples": " | "})
+    if fmt != "table":
+        render(hypotheses, fmt)
+        return
+    render(_score_view(result.scores), "table", title=_probe_title(s))
+    if hypotheses.height:
+        render(scientific(_hypothesis_view(hypotheses, s), "p", "q"), "table",
+               title="\nHypotheses: chosen on half the documents, tested on the other half "
+               "(per standard deviation, given the others):")  # fmt: skip
+
+
+def _probe_title(s: dict) -> str:
+    what = (
+        ", ".join(f"{name} {n:,}" for name, n in s["classes"].items())
+        if s["classes"] else "a number"
+    )  # fmt: skip
+    aside = s["set_aside"].get("missing", 0) + sum((s["set_aside"].get("small_classes") or {}).values())
+    extra = f"; {aside:,} set aside (no value or a class too small)" if aside else ""
+    return (
+        f"{s['target']} ({s['kind']}: {what}) on {s['n_docs']:,} documents{extra}; held-out "
+        f"{s['metric']} from {s['folds']}-fold cross-fitting, 95% bootstrap intervals:"
+    )
+
+
+def _score_view(scores: pl.DataFrame) -> pl.DataFrame:
+    return scores.select(
+        "probe", "inputs",
+        pl.format("{} [{}, {}]", *(pl.col(c).round(3) for c in ("score", "low", "high")))
+        .alias("held_out"),
+        pl.when(pl.col("vs_dense").is_not_null()).then(pl.format(
+            "{} [{}, {}]", *(pl.col(c).round(3) for c in ("vs_dense", "vs_low", "vs_high"))
+        )).alias("vs_dense"),
+        (pl.col("share_of_dense_gain") * 100).round(0).cast(pl.Int64).alias("dense_gain_%"),
+    )  # fmt: skip
+
+
+def _hypothesis_view(frame: pl.DataFrame, s: dict) -> pl.DataFrame:
+    if s["classes"]:
+        effect = pl.format("{} [{}, {}]", *(pl.col(c).round(2) for c in ("odds_ratio", "low", "high")))
+        shares = pl.format("{}% / {}%", *((pl.col(c) * 100).round(0).cast(pl.Int64)
+                                         for c in ("share_in", "share_rest")))  # fmt: skip
+        names = ("odds_ratio", "active_in_marked/rest")
+    else:
+        effect = pl.format("{} [{}, {}]", *(pl.col(c).round(3) for c in ("coef", "low", "high")))
+        shares = pl.format("{} / {}", *(pl.col(c).round(2) for c in ("mean_with", "mean_without")))
+        names = ("coef", "mean_with/without")
+    extra = ["examples"] if "examples" in frame.columns else []
+    return frame.select(
+        "feature", "name", "marks", effect.alias(names[0]), "q", shares.alias(names[1]),
+        pl.format("{}/{}", "folds_selected", pl.lit(s["folds"])).alias("folds"), *extra,
+    )  # fmt: skip
+
+
+COMMANDS = [correlate_command, cluster_command, search_command, probe_command]

@@ -1,0 +1,276 @@
+"""The models of a probe, on arrays only (no store): what a column of metadata is as a target,
+the cross-fitting folds, the sparse concept probe and the dense probes, each scored on documents
+its model never saw.
+
+- **Target**: binary or multi-class (integer codes of the classes) or numeric. Folds are
+  stratified by class (by quantile for a number), fixed by a seed.
+- **Concept probe (top-k)**: the concepts are ranked, on the training documents only, by how
+  far their means lie apart between the classes in units of their pooled standard deviation
+  (the largest over one-vs-rest splits for several classes; the absolute correlation for a
+  number), computed on the sparse matrix without densifying it; the first k columns are
+  standardised and fed to an L2 logistic regression (C = 1; ridge for a number). k is chosen
+  from `KS` by inner cross-validation inside each training fold (3 folds below
+  `INNER_SPLIT_ABOVE` training documents, one held-out third above), with the ranking redone
+  on each inner training part, so no label of a scored document ever reaches its model.
+- **Dense probe**: an L2 logistic regression (ridge for a number) on standardised dense
+  vectors, C chosen from `C_GRID` by the same inner validation, warm-started along the grid.
+- **Union**: the dense vectors and the fold's k chosen concepts together, at the dense probe's C.
+
+Every probe leaves out-of-fold predictions: a decision score (binary), class probabilities
+(multi-class) or a value (numeric), scored by `saeembed.analysis.probe_scores`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from saeembed.analysis.probe_scores import metric
+
+log = logging.getLogger(__name__)
+
+#: The concept counts the inner validation chooses among (and the held-out curve shows).
+KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: The dense probes' inverse penalties (ridge: alpha = 1 / C).
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: Above this many training documents, the inner validation is one held-out third.
+INNER_SPLIT_ABOVE = 5_000
+#: A concept active in fewer training documents than this is not ranked.
+MIN_SUPPORT = 3
+
+
+@dataclass
+class Target:
+    """What a probe predicts: ``y`` holds class codes 0..C-1 (``classes`` names them) or numbers."""
+
+    kind: str  # binary | multiclass | numeric
+    y: np.ndarray
+    classes: list[str] = field(default_factory=list)
+
+    def subset(self, rows: np.ndarray) -> Target:
+        return Target(self.kind, self.y[rows], self.classes)
+
+    @property
+    def categorical(self) -> bool:
+        return self.kind != "numeric"
+
+    def onehot(self) -> np.ndarray:
+        return np.eye(len(self.classes))[self.y] if self.categorical else self.y[:, None]
+
+
+def make_folds(target: Target, n_folds: int, seed: int) -> np.ndarray:
+    """Fold of each document (0..n_folds-1), stratified by class, or by quintile of a number."""
+    strata = target.y if target.categorical else _quantile_bins(target.y, 5)
+    splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    folds = np.empty(len(target.y), dtype=np.int64)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(strata)), strata)):
+        folds[test] = fold
+    return folds
+
+
+def _quantile_bins(y: np.ndarray, n: int) -> np.ndarray:
+    edges = np.quantile(y, np.linspace(0, 1, n + 1)[1:-1])
+    return np.searchsorted(edges, y, side="right")
+
+
+def inner_splits(target: Target, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) index pairs inside a training fold: 3 folds, or one held-out third
+    above `INNER_SPLIT_ABOVE` documents."""
+    n = len(target.y)
+    strata = target.y if target.categorical else _quantile_bins(target.y, 3)
+    smallest = np.bincount(strata).min() if len(strata) else 0
+    splitter = (
+        StratifiedKFold(3, shuffle=True, random_state=seed)
+        if smallest >= 3
+        else KFold(3, shuffle=True, random_state=seed)
+    )
+    splits = list(splitter.split(np.zeros(n), strata if smallest >= 3 else None))
+    return splits[:1] if n > INNER_SPLIT_ABOVE else splits
+
+
+# ---- ranking concepts -------------------------------------------------------------------------
+def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) -> np.ndarray:
+    """Per concept, how strongly it separates the target on these documents: the largest
+    one-vs-rest standardised mean difference (|Cohen's d| with the pooled standard deviation)
+    over the classes, or the absolute Pearson correlation with a number; 0 below
+    ``min_support`` active documents."""
+    x = sp.csr_matrix(x, dtype=np.float64)
+    n = x.shape[0]
+    support = np.asarray((x > 0).sum(axis=0)).ravel()
+    total = np.asarray(x.sum(axis=0)).ravel()
+    total_sq = np.asarray(x.multiply(x).sum(axis=0)).ravel()
+    if target.categorical:
+        onehot = target.onehot()
+        sums = np.asarray(x.T @ onehot)  # [d, C]
+        sums_sq = np.asarray(x.multiply(x).T @ onehot)
+        sizes = onehot.sum(axis=0)
+        columns = [1] if target.kind == "binary" else range(len(target.classes))
+        best = np.zeros(x.shape[1])
+        for c in columns:
+            n_in, n_out = sizes[c], n - sizes[c]
+            if n_in < 1 or n_out < 1:
+                continue
+            mean_in, mean_out = sums[:, c] / n_in, (total - sums[:, c]) / n_out
+            within = (sums_sq[:, c] - n_in * mean_in**2) + (
+                total_sq - sums_sq[:, c] - n_out * mean_out**2
+            )
+            sd = np.sqrt(np.maximum(within, 0) / max(n - 2, 1))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = np.where(sd > 0, np.abs(mean_in - mean_out) / sd, 0.0)
+            best = np.maximum(best, d)
+    else:
+        y = target.y - target.y.mean()
+        sd_y = np.sqrt((y**2).mean())
+        mean = total / n
+        sd_x = np.sqrt(np.maximum(total_sq / n - mean**2, 0))
+        cov = np.asarray(x.T @ y).ravel() / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            best = np.where((sd_x > 0) & (sd_y > 0), np.abs(cov) / (sd_x * sd_y), 0.0)
+    best[support < min_support] = 0.0
+    return np.nan_to_num(best)
+
+
+def ranked(x: sp.spmatrix, target: Target, k: int) -> np.ndarray:
+    """The ``k`` best-ranked concepts (`rank_scores`), best first, only those that score."""
+    scores = rank_scores(x, target)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return order[scores[order] > 0]
+
+
+def _standardised(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [(a - mean) / std for a in (train, *others)]
+
+
+# ---- fitting and predicting -------------------------------------------------------------------
+def fit_model(x: np.ndarray, target: Target, c: float = 1.0, warm=None):
+    """An L2 logistic regression (C = ``c``) or a ridge (alpha = 1 / ``c``) on ``x``."""
+    if target.kind == "numeric":
+        return Ridge(alpha=1.0 / c).fit(x, target.y)
+    model = warm or LogisticRegression(max_iter=1000)
+    model.set_params(C=c, warm_start=warm is not None)
+    return model.fit(x, target.y)
+
+
+def predict(model, x: np.ndarray, target: Target) -> np.ndarray:
+    """The decision score (binary), class probabilities in class order (multi-class) or value."""
+    if target.kind == "numeric":
+        return model.predict(x)
+    if target.kind == "binary":
+        return model.decision_function(x)
+    proba = np.zeros((len(x), len(target.classes)))
+    proba[:, model.classes_] = model.predict_proba(x)
+    return proba
+
+
+def empty_predictions(target: Target, n: int) -> np.ndarray:
+    return np.zeros((n, len(target.classes))) if target.kind == "multiclass" else np.zeros(n)
+
+
+# ---- the concept probe ------------------------------------------------------------------------
+@dataclass
+class ConceptProbe:
+    """Out-of-fold predictions of the concept probe: at the k each fold chose (``chosen``) and
+    at every k of the curve (``by_k``); per fold the k chosen and the concepts it used."""
+
+    chosen: np.ndarray
+    by_k: dict[int, np.ndarray]
+    k_of_fold: dict[int, int]
+    concepts_of_fold: dict[int, np.ndarray]
+    union: np.ndarray | None = None
+
+
+def choose_k(x: sp.csr_matrix, target: Target, ks: tuple[int, ...], seed: int) -> int:
+    """The k of ``ks`` with the best mean inner-validation score (the smaller on a tie)."""
+    scores = np.zeros(len(ks))
+    counts = np.zeros(len(ks))
+    for train, valid in inner_splits(target, seed):
+        t_train, t_valid = target.subset(train), target.subset(valid)
+        order = ranked(x[train], t_train, max(ks))
+        if len(order) == 0:
+            continue
+        a, b = _standardised(x[train][:, order].toarray(), x[valid][:, order].toarray())
+        for i, k in enumerate(ks):
+            if k > len(order) and i and ks[i - 1] >= len(order):
+                continue  # the same columns as the last k
+            model = fit_model(a[:, :k], t_train)
+            scores[i] += metric(t_valid, predict(model, b[:, :k], t_valid))
+            counts[i] += 1
+    mean = np.where(counts > 0, scores / np.maximum(counts, 1), -np.inf)
+    return int(ks[int(np.argmax(mean >= mean.max() - 1e-9))])
+
+
+def cross_fit_concepts(
+    x: sp.csr_matrix,
+    target: Target,
+    folds: np.ndarray,
+    *,
+    ks: tuple[int, ...] = KS,
+    seed: int = 0,
+    dense: np.ndarray | None = None,
+    dense_c: dict[int, float] | None = None,
+) -> ConceptProbe:
+    """The concept probe fitted on each training fold and scored on its held-out documents;
+    with ``dense`` (and the dense probe's C per fold), also the union probe."""
+    ks = tuple(k for k in ks if k <= x.shape[1]) or (x.shape[1],)
+    n = x.shape[0]
+    by_k = {k: empty_predictions(target, n) for k in ks}
+    chosen = empty_predictions(target, n)
+    union = empty_predictions(target, n) if dense is not None else None
+    k_of_fold, concepts_of_fold = {}, {}
+    for fold in np.unique(folds):
+        train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        t_train = target.subset(train)
+        x_train = x[train]
+        best = choose_k(x_train, t_train, ks, seed + int(fold))
+        order = ranked(x_train, t_train, max(ks))
+        a, b = _standardised(x_train[:, order].toarray(), x[test][:, order].toarray())
+        for k in ks:
+            by_k[k][test] = predict(fit_model(a[:, :k], t_train), b[:, :k], target)
+        chosen[test] = by_k[best][test]
+        k_of_fold[int(fold)] = best
+        concepts_of_fold[int(fold)] = order[:best]
+        if union is not None:
+            da, db = _standardised(dense[train], dense[test])
+            c = (dense_c or {}).get(int(fold), 1.0)
+            model = fit_model(np.hstack([da, a[:, :best]]), t_train, c)
+            union[test] = predict(model, np.hstack([db, b[:, :best]]), target)
+        log.info("fold %d: k=%d of %d ranked concepts", fold, best, len(order))
+    return ConceptProbe(chosen, by_k, k_of_fold, concepts_of_fold, union)
+
+
+# ---- dense probes -----------------------------------------------------------------------------
+def choose_c(z: np.ndarray, target: Target, seed: int) -> float:
+    """The C of `C_GRID` with the best mean inner-validation score (the smaller on a tie)."""
+    scores = np.zeros(len(C_GRID))
+    for train, valid in inner_splits(target, seed):
+        t_train, t_valid = target.subset(train), target.subset(valid)
+        a, b = _standardised(z[train], z[valid])
+        warm = None
+        for i, c in enumerate(C_GRID):
+            model = fit_model(a, t_train, c, warm)
+            warm = model if target.categorical else None
+            scores[i] += metric(t_valid, predict(model, b, t_valid))
+    return float(C_GRID[int(np.argmax(scores >= scores.max() - 1e-9))])
+
+
+def cross_fit_dense(
+    z: np.ndarray, target: Target, folds: np.ndarray, *, seed: int = 0
+) -> tuple[np.ndarray, dict[int, float]]:
+    """Out-of-fold predictions of the dense probe on ``z`` and the C each fold chose."""
+    z = np.asarray(z, dtype=np.float64)
+    out = empty_predictions(target, len(z))
+    chosen_c = {}
+    for fold in np.unique(folds):
+        train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        t_train = target.subset(train)
+        c = choose_c(z[train], t_train, seed + int(fold))
+        a, b = _standardised(z[train], z[test])
+        out[test] = predict(fit_model(a, t_train, c), b, target)
+        chosen_c[int(fold)] = c
+    return out, chosen_c
