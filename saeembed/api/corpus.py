@@ -122,6 +122,7 @@ def encode(
     encoding: EncodingOptions | None = None,
     chunk_tokens: int | None = None,
     shards: ShardOptions | None = None,
+    keep_dense: bool = False,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> EncodeResult:
@@ -135,10 +136,12 @@ def encode(
 
     With ``chunk_tokens`` N, each document is stored as its consecutive windows of N tokens of the
     reader's tokenizer, each a document of its own with ``parent_id`` and ``chunk_idx`` set (see
-    `saeembed.inputs.chunks`). Safe to interrupt and to repeat: a second call encodes only what is
-    missing."""
+    `saeembed.inputs.chunks`). ``keep_dense`` also stores each document's dense site vector
+    (`saeembed.encoding.dense`; a single-file store only), filling in those of documents encoded
+    before. Safe to interrupt and to repeat: a second call encodes only what is missing."""
     o = (encoding or EncodingOptions()).check()
     shards = (shards or ShardOptions()).check()
+    sharded = _shard_target(db, keep_dense)
     from saeembed.encoding.core import DEFAULT_MAX_TOKENS, encode_stored_corpus, load_encoding_stack
 
     if chunk_tokens is not None:
@@ -154,7 +157,6 @@ def encode(
     docs, report, origin = _read(source, text_col, id_col)
     if report.n_empty or report.n_duplicate_text:
         log.warning(report.summary())
-    sharded = not isinstance(db, Store) and is_shard_target(db)
     if not sharded and shards.given:
         raise InputError("--engine, --address, --workers, --gpus-per-worker and --shard-docs "
                          "write shards; pass --out DIR/")  # fmt: skip
@@ -184,12 +186,22 @@ def encode(
         )
         done = encode_stored_corpus(
             store, corpus, stack, max_tokens=o.max_tokens, batch_tokens=o.batch_tokens,
-            chat=o.chat, progress=progress, on_batch=on_batch,
+            chat=o.chat, keep_dense=keep_dense, progress=progress, on_batch=on_batch,
         )  # fmt: skip
     finally:
         if not isinstance(db, Store):
             store.close()
     return EncodeResult(corpus, report, added, done, chunk_tokens, store.path)
+
+
+def _shard_target(db: str | Path | Store, keep_dense: bool) -> bool:
+    """Whether ``db`` receives shards; refused with ``keep_dense`` (its vectors go to a store
+    file)."""
+    sharded = not isinstance(db, Store) and is_shard_target(db)
+    if sharded and keep_dense:
+        raise InputError("--keep-dense writes to a single-file store, not shards; encode into a "
+                         "DuckDB file (--db FILE.duckdb)")  # fmt: skip
+    return sharded
 
 
 def _encode_dtype(db, o: EncodingOptions, shards: ShardOptions, sharded: bool) -> str:
@@ -304,7 +316,8 @@ def named_query_table() -> pl.DataFrame:
 
 
 def store_info(store: Store) -> dict[str, pl.DataFrame]:
-    """The corpora and the encoders of a store, with counts (what `saeembed info` prints)."""
+    """The corpora and the encoders of a store, with counts (what `saeembed info` prints; an
+    encoder's ``dense_vectors``: its documents with a dense site vector, `encode --keep-dense`)."""
     corpora = store.sql(
         """
         SELECT c.corpus, count(d.doc_id) AS documents,
@@ -320,8 +333,11 @@ def store_info(store: Store) -> dict[str, pl.DataFrame]:
         """
         SELECT n.encoder_id, n.name, n.model, n.layer, n.kind, n.site, n.d_sae, n.activation, n.k, n.max_tokens, n.dtype, n.chat,
                count(e.doc_id) AS documents, coalesce(sum(e.n_tokens), 0) AS tokens,
-               coalesce(sum(e.n_features), 0) AS activations, coalesce(sum(e.truncated::INT), 0) AS truncated
+               coalesce(sum(e.n_features), 0) AS activations, coalesce(sum(e.truncated::INT), 0) AS truncated,
+               -- documents with a dense site vector (encode --keep-dense)
+               coalesce(any_value(v.n), 0) AS dense_vectors
         FROM encoders n LEFT JOIN encoded_documents e USING (encoder_id)
+        LEFT JOIN (SELECT encoder_id, count(*) AS n FROM dense_vectors GROUP BY ALL) v USING (encoder_id)
         GROUP BY ALL ORDER BY n.encoder_id
         """
     )

@@ -46,10 +46,19 @@ from saeembed.cli.views import diff_view, theme_view
     help="Store each document as consecutive chunks of N tokens, each a document with parent_id "
     "and chunk_idx [default: whole documents].",
 )
+@click.option(
+    "--keep-dense",
+    is_flag=True,
+    help="Also store each document's reader activations at the SAE's site, mean-pooled over the "
+    "tokens the SAE pools (float32, 4 x d_model bytes a document; table dense_vectors), and fill "
+    "them in for documents encoded before. --db only.",
+)
 @settings_options(ShardOptions, argument="shards")
 @click.pass_context
 @domain_errors
-def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_tokens, shards):
+def encode(
+    ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_tokens, keep_dense, shards
+):
     """Encode a corpus file or a named dataset into the store.
 
     INPUT is JSONL, JSON, CSV, TSV, Parquet or plain text (.gz/.zst/.bz2 too), or a named dataset
@@ -61,7 +70,10 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
     nothing.
 
     With --out DIR the encoding is written as Parquet shards (one process, or Ray actors with
-    --engine ray), which every command reads as it reads a store (pass DIR as the store)."""
+    --engine ray), which every command reads as it reads a store (pass DIR as the store).
+
+    With --keep-dense each document also keeps its dense vector: the reader's activations at the
+    SAE's site, mean-pooled over the same tokens (docs/schema.md, `dense_vectors`)."""
     if (db is None) == (out is None):
         raise click.UsageError("pass either --db FILE (a DuckDB store) or --out DIR (shards)")
     if out is not None:
@@ -71,7 +83,8 @@ def encode(ctx, input_path, db, out, corpus, text_col, id_col, encoding, chunk_t
                                "--shard-docs write shards: pass --out DIR")  # fmt: skip
     result = api.encode(
         input_path, db, corpus=corpus, text_col=text_col, id_col=id_col, encoding=encoding,
-        chunk_tokens=chunk_tokens, shards=shards, progress=not ctx.obj["quiet"],
+        chunk_tokens=chunk_tokens, shards=shards, keep_dense=keep_dense,
+        progress=not ctx.obj["quiet"],
     )  # fmt: skip
     note(result.summary())
 

@@ -20,6 +20,12 @@ import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
 
+from saeembed.encoding.dense import (
+    dense_table,
+    fill_dense_vectors,
+    mean_pool,
+    own_tokens_at_site,
+)
 from saeembed.encoding.options import DEFAULT_MAX_TOKENS, EncodingOptions
 from saeembed.encoding.stack_cache import SHARED_STACKS
 from saeembed.errors import InputError, SAEError
@@ -27,7 +33,6 @@ from saeembed.inputs.tokens import (
     ChatMode,
     Tokenized,
     Wrapping,
-    assemble_batch,
     plan_batches,
     tokenize_documents,
     wrapping_for,
@@ -101,6 +106,7 @@ class EncodeReport:
     seconds: float = 0.0
     worker_seconds: float = 0.0  # sharded encodes: the workers' time encoding, summed
     shipped_labels: int = 0  # labels the encoder took from its SAE's label file (a new encoder)
+    n_dense_filled: int = 0  # --keep-dense: vectors filled in for documents encoded before
     naming: NamingReport | None = None  # concepts named from the store's documents afterwards
 
     def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
@@ -118,10 +124,15 @@ class EncodeReport:
     def describe(self, what: str | None = None) -> str:
         """``encoded N [what] (tokens, speed, truncations) with encoder ID (NAME)``."""
         counted = f"{self.n_encoded:,} {what}" if what else f"{self.n_encoded:,}"
+        filled = (
+            f"; filled in the dense vectors of {self.n_dense_filled:,} documents encoded before"
+            if self.n_dense_filled
+            else ""
+        )
         return (
             f"encoded {counted} ({self.n_tokens:,} tokens, "
             f"{self.tokens_per_second:,.0f} tok/s, {self.n_truncated:,} truncated) with encoder "
-            f"{self.encoder.encoder_id} ({self.encoder.name})"
+            f"{self.encoder.encoder_id} ({self.encoder.name}){filled}"
         )
 
 
@@ -135,6 +146,9 @@ class BatchResult:
     value_sum: np.ndarray  # [m] sum of the activations over the document's tokens
     n_tokens: np.ndarray  # [m] tokens on which the feature was active
     peak_token: np.ndarray  # [m] position of the (first) maximum among the document's tokens
+    # with dense=True: per document, the site's activations mean-pooled over the pooled tokens
+    dense: np.ndarray | None = None  # [n_docs, width] float32
+    dense_tokens: np.ndarray | None = None  # [n_docs] tokens averaged
 
 
 def encoder_spec(
@@ -157,20 +171,22 @@ def encoder_spec(
 
 @torch.inference_mode()
 def encode_batch(
-    reader: Reader, sae: SAE, layer: int, docs: list[Tokenized], wrapping: Wrapping
+    reader: Reader,
+    sae: SAE,
+    layer: int,
+    docs: list[Tokenized],
+    wrapping: Wrapping,
+    *,
+    dense: bool = False,
 ) -> BatchResult:
-    """Pooled sparse SAE activations of a batch of tokenised documents.
+    """Pooled sparse SAE activations of a batch of tokenised documents; with ``dense``, also each
+    document's site activations mean-pooled over the same tokens (`saeembed.encoding.dense`).
 
     Nothing of size tokens x features exists for TopK SAEs: the SAE returns (token, feature, value)
     triples, and pooling groups them by (document, feature) with `torch.unique` + scatter-reduce."""
-    ids, own = assemble_batch(docs, wrapping, reader.tokenizer, reader.device)
-    lengths = torch.tensor([len(d.ids) for d in docs])
-    # right padding: see Reader.residual_stream
-    hidden = reader.site_activations(ids, None, layer, sae.cfg.site)
-    tokens = hidden[own].to(sae.W_enc.dtype)  # [n_tokens, d_in], documents' own tokens, in order
-    doc_of_token = torch.repeat_interleave(
-        torch.arange(len(docs), device=tokens.device), lengths.to(tokens.device)
-    )
+    own = own_tokens_at_site(reader, sae, layer, docs, wrapping)
+    lengths, doc_of_token = own.lengths, own.doc_of_token
+    tokens = own.hidden.to(sae.W_enc.dtype)  # [n_tokens, d_in], documents' own tokens, in order
     first_token = torch.cumsum(lengths, 0) - lengths
 
     typical = sae.typical(tokens).nonzero().squeeze(1)  # massive-norm tokens are not pooled
@@ -188,8 +204,11 @@ def encode_batch(
     peak = torch.full((len(keys),), tokens.shape[0], dtype=torch.long, device=key.device)
     peak.scatter_reduce_(0, group[at_peak], token_of[at_peak], reduce="amin", include_self=True)
 
-    # only the sparse (document, feature) rows leave the device, in two copies
-    ints, floats = to_host(torch.stack([keys, counts, peak]), torch.stack([pooled.float(), sums]))
+    # only the sparse (document, feature) rows (and the dense means) leave the device
+    moved = [torch.stack([keys, counts, peak]), torch.stack([pooled.float(), sums])]
+    if dense:
+        moved += mean_pool(own.hidden, typical, doc_of_token, len(docs))
+    ints, floats, *means = to_host(*moved)
     keys, counts, peak = ints.numpy()
     doc_index = keys // sae.cfg.d_sae
     return BatchResult(
@@ -199,6 +218,8 @@ def encode_batch(
         value_sum=floats[1].numpy(),
         n_tokens=counts.astype(np.int32),
         peak_token=(peak - first_token.numpy()[doc_index]).astype(np.int32),
+        dense=means[0].numpy() if means else None,
+        dense_tokens=means[1].numpy() if means else None,
     )
 
 
@@ -216,8 +237,9 @@ def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
 
 def _batch_tables(
     result: BatchResult, docs: list[Tokenized], doc_ids: np.ndarray
-) -> tuple[pa.Table, pa.Table]:
-    """Arrow tables for `encoded_documents` and `activations` from one batch's results."""
+) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+    """Arrow tables for `encoded_documents`, `activations` and (when the batch computed them)
+    `dense_vectors` from one batch's results."""
     n_features = np.bincount(result.doc_index, minlength=len(docs)).astype(np.int32)
     encoded = pa.table(
         {
@@ -242,7 +264,9 @@ def _batch_tables(
             "value_sum": pa.array(result.value_sum.astype(np.float32)),
         }
     )
-    return encoded, activations
+    if result.dense is None:
+        return encoded, activations, None
+    return encoded, activations, dense_table(doc_ids, result.dense, result.dense_tokens)
 
 
 def encode_texts(
@@ -254,17 +278,19 @@ def encode_texts(
     *,
     max_tokens: int,
     batch_tokens: int,
-) -> Iterator[tuple[list[Tokenized], pa.Table, pa.Table]]:
+    dense: bool = False,
+) -> Iterator[tuple[list[Tokenized], pa.Table, pa.Table, pa.Table | None]]:
     """The encoding core, shared by the single-file store and the shard engines: tokenise one
     chunk of documents (``doc_id``, ``text``, ``context``), plan length-sorted batches under the
     token budget, and yield each batch's documents with its `encoded_documents` and
-    `activations` rows. The same chunk gives the same rows, whoever calls it."""
+    `activations` rows, and with ``dense`` its `dense_vectors` rows (else None). The same chunk
+    gives the same rows, whoever calls it."""
     texts, doc_ids = chunk["text"].to_list(), chunk["doc_id"].to_numpy()
     contexts = chunk["context"].to_list() if "context" in chunk.columns else None
     tokenized = tokenize_documents(reader.tokenizer, texts, max_tokens, contexts, wrapping)
     for batch in plan_batches([t.width for t in tokenized], batch_tokens):
         docs = [tokenized[i] for i in batch]
-        result = encode_batch(reader, sae, layer, docs, wrapping)
+        result = encode_batch(reader, sae, layer, docs, wrapping, dense=dense)
         yield (docs, *_batch_tables(result, docs, doc_ids[batch]))
 
 
@@ -278,6 +304,7 @@ def encode_corpus(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     batch_tokens: int | None = None,
     chat: ChatMode = "none",
+    keep_dense: bool = False,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> EncodeReport:
@@ -285,20 +312,56 @@ def encode_corpus(
 
     Each batch is written in its own transaction; killing the process loses at most the batch in
     flight, and the next call picks up exactly the documents still missing. ``on_batch(n)`` is
-    called after the n-th batch is committed."""
+    called after the n-th batch is committed.
+
+    With ``keep_dense``, each batch also stores its documents' dense site vectors
+    (`saeembed.encoding.dense`) in the same transaction, and then the documents of ``corpus``
+    this encoder encoded before without one get theirs (`fill_dense_vectors`, batches counted
+    on by ``on_batch`` after the encoding's)."""
     check_sae_fits(sae, reader.site_width(sae.cfg.site), reader.n_layers, layer)
     wrapping = wrapping_for(reader.tokenizer, chat)
     spec = encoder_spec(reader, sae, layer, max_tokens, wrapping)
     encoder = ensure_encoder(store, spec, sae)
     budget = batch_tokens or default_batch_tokens(reader.device)
     report = EncodeReport(encoder)
-    total = store.count_pending(encoder.encoder_id, corpus)
+    n_batches = _encode_pending(
+        store, corpus, reader, sae, layer, wrapping, report, max_tokens=max_tokens,
+        batch_tokens=budget, keep_dense=keep_dense, progress=progress, on_batch=on_batch,
+    )  # fmt: skip
+    if keep_dense:
+        report.n_dense_filled = fill_dense_vectors(
+            store, corpus, reader, sae, layer=layer, wrapping=wrapping,
+            encoder_id=encoder.encoder_id, max_tokens=max_tokens, batch_tokens=budget,
+            chunk_docs=CHUNK_DOCS, progress=progress,
+            on_batch=None if on_batch is None else lambda n: on_batch(n_batches + n),
+        )  # fmt: skip
+    return report
+
+
+def _encode_pending(
+    store: Store,
+    corpus: str,
+    reader: Reader,
+    sae: SAE,
+    layer: int,
+    wrapping: Wrapping,
+    report: EncodeReport,
+    *,
+    max_tokens: int,
+    batch_tokens: int,
+    keep_dense: bool,
+    progress: bool,
+    on_batch: Callable[[int], None] | None,
+) -> int:
+    """`encode_corpus`'s encoding, counted into ``report``; returns the batches committed."""
+    encoder_id = report.encoder.encoder_id
+    total = store.count_pending(encoder_id, corpus)
     if total == 0:
-        return report
+        return 0
     # the bar advances by characters, which encoding time follows (batches run longest first, so
     # a count of documents would promise far too long at the start); it shows documents done
     bar = tqdm(
-        total=store.count_pending(encoder.encoder_id, corpus, chars=True),
+        total=store.count_pending(encoder_id, corpus, chars=True),
         disable=not progress, desc=f"encoding {corpus}", dynamic_ncols=True,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
     )  # fmt: skip
@@ -306,15 +369,16 @@ def encode_corpus(
     start, n_batches = time.perf_counter(), 0
     try:
         while True:
-            chunk = store.pending_documents(encoder.encoder_id, corpus, CHUNK_DOCS)
+            chunk = store.pending_documents(encoder_id, corpus, CHUNK_DOCS)
             if chunk.is_empty():
                 break
             length_of = dict(zip(chunk["doc_id"].to_list(),
                                  chunk["text"].str.len_chars().to_list(), strict=True))  # fmt: skip
-            for docs, encoded, activations in encode_texts(
-                reader, sae, layer, wrapping, chunk, max_tokens=max_tokens, batch_tokens=budget
-            ):
-                store.write_encoded(encoder.encoder_id, encoded, activations)
+            for docs, encoded, activations, dense in encode_texts(
+                reader, sae, layer, wrapping, chunk, max_tokens=max_tokens,
+                batch_tokens=batch_tokens, dense=keep_dense,
+            ):  # fmt: skip
+                store.write_encoded(encoder_id, encoded, activations, dense)
                 n_batches += 1
                 report.add(docs, activations, time.perf_counter() - start)
                 done += len(docs)
@@ -329,7 +393,7 @@ def encode_corpus(
                     on_batch(n_batches)
     finally:
         bar.close()
-    return report
+    return n_batches
 
 
 def dictionary_kind(sae: SAE) -> str:
@@ -449,19 +513,22 @@ def encode_stored_corpus(
     max_tokens: int | None = None,
     batch_tokens: int | None = None,
     chat: str = "none",
+    keep_dense: bool = False,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ):
-    """Encode what is missing of a corpus already in ``store``; give a new encoder the labels
-    shipped for its SAE, then name its concepts from the store's documents where the shipped
-    names do not fit them (`saeembed.labels.local`). Returns the `EncodeReport`."""
+    """Encode what is missing of a corpus already in ``store`` (with ``keep_dense``, with the
+    documents' dense site vectors, filling in those missing: `encode_corpus`); give a new
+    encoder the labels shipped for its SAE, then name its concepts from the store's documents
+    where the shipped names do not fit them (`saeembed.labels.local`). Returns the
+    `EncodeReport`."""
     from saeembed.labels import ensure_shipped_labels
     from saeembed.labels.naming import name_concepts
 
     encoding = encode_corpus(
         store, corpus, stack.reader, stack.sae, layer=stack.layer,
         max_tokens=max_tokens or DEFAULT_MAX_TOKENS, batch_tokens=batch_tokens, chat=chat,
-        progress=progress, on_batch=on_batch,
+        keep_dense=keep_dense, progress=progress, on_batch=on_batch,
     )  # fmt: skip
     encoding.shipped_labels = ensure_shipped_labels(store, encoding.encoder)
     if encoding.n_encoded or encoding.shipped_labels:  # new documents: the names may change

@@ -154,7 +154,7 @@ class ShardEncoder:
         n_tokens = n_truncated = 0
         stack = self.stack
         for chunk in docs.iter_slices(self.chunk_docs):
-            for batch, enc, act in encode_texts(
+            for batch, enc, act, _ in encode_texts(
                 stack.reader, stack.sae, stack.layer, self.wrapping, chunk,
                 max_tokens=self.max_tokens, batch_tokens=self.batch_tokens,
             ):  # fmt: skip

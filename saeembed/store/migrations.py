@@ -364,5 +364,23 @@ def _dictionary_site(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@migration(14, "dense site vectors")
+def _dense_vectors(con: duckdb.DuckDBPyConnection) -> None:
+    # Per (encoder, document), on request (`encode --keep-dense`): the reader's activations at the
+    # encoder's site, mean-pooled over the tokens its SAE pools, as float32 (the dense baseline
+    # of a concept probe). Written in the same transaction as the document's encoding.
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS dense_vectors (
+            encoder_id  INTEGER NOT NULL,
+            doc_id      BIGINT  NOT NULL,
+            n_tokens    INTEGER NOT NULL,
+            vector      FLOAT[] NOT NULL,
+            PRIMARY KEY (encoder_id, doc_id)
+        );
+        """
+    )
+
+
 def latest_version() -> int:
     return MIGRATIONS[-1][0]

@@ -19,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from saeembed.errors import InputError, StoreError
-from saeembed.store import counts
+from saeembed.store import counts, dense
 from saeembed.store.migrations import MIGRATIONS, STORE_FORMAT, latest_version
 from saeembed.store.shard_layout import directory_state, is_shard_dir, read_header, read_manifest
 from saeembed.store.shard_views import analysis_db, attach_shards, sync_rows
@@ -514,13 +514,23 @@ class Store:
             [corpus, encoder_id],
         ).fetchall()[0][0]
 
-    def write_encoded(self, encoder_id: int, encoded: pa.Table, activations: pa.Table) -> None:
-        """Store one batch in one transaction: the `encoded_documents` rows and their activations.
+    def write_encoded(
+        self,
+        encoder_id: int,
+        encoded: pa.Table,
+        activations: pa.Table,
+        dense_vectors: pa.Table | None = None,
+    ) -> None:
+        """Store one batch in one transaction: the `encoded_documents` rows, their activations
+        and, when given, their dense vectors (`saeembed.store.dense`).
 
         A document already encoded by this encoder (a concurrent or repeated run) makes the whole
         batch roll back instead of duplicating rows."""
         self.require_single_file("encode into it")
-        with self.transaction(batch_encoded=encoded, batch_activations=activations) as con:
+        tables = {"batch_encoded": encoded, "batch_activations": activations}
+        if dense_vectors is not None:
+            tables["batch_dense"] = dense_vectors
+        with self.transaction(**tables) as con:
             con.execute(
                 "INSERT INTO encoded_documents (encoder_id, doc_id, n_tokens, truncated, n_features) "
                 "SELECT ?, doc_id, n_tokens, truncated, n_features FROM batch_encoded",
@@ -532,6 +542,8 @@ class Store:
                 "peak_token, peak_start, peak_end, value_sum FROM batch_activations",
                 [encoder_id],
             )
+            if dense_vectors is not None:
+                dense.insert_batch(con, encoder_id)
             counts.add_batch(con, encoder_id)  # in the same transaction as the rows
 
     # ---- reading ---------------------------------------------------------------------------
