@@ -54,6 +54,7 @@ from saeembed.errors import InputError
 from saeembed.labels.evidence import snippet
 from saeembed.labels.table import label_names
 from saeembed.store import Encoder, Store
+from saeembed.store.dense import dense_vectors
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,7 @@ def dense_inputs(
     name, and notes on what could not be used."""
     out, notes = {}, []
     if choice in ("auto", "reader", "both"):
-        try:
-            from saeembed.store.dense import dense_vectors
-
-            vectors, found = dense_vectors(store, encoder, doc_ids)
-        except ImportError:
-            vectors, found = None, np.zeros(len(doc_ids), bool)
+        vectors, found = dense_vectors(store, encoder, doc_ids)
         if found.all():
             out[f"reader (layer {encoder.layer}, mean-pooled)"] = vectors
         else:

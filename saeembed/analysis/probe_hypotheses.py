@@ -2,7 +2,7 @@
 selecting them.
 
 The documents are split in two halves, stratified by class (`discovery_split`). On the discovery
-half the concept probe chooses its k by inner cross-validation (`probe_models.choose_k`) and its
+half the concept probe chooses its k by inner cross-validation (`probe_models.fit_concepts`) and its
 concepts by rank; each concept gets what it *marks*: the class whose documents it is most
 enriched in (for two classes, the class its coefficient favours), or a higher or lower number.
 At most `MAX_HYPOTHESES` are kept, the strongest in the discovery model, taken in turn from
@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from saeembed.analysis import stats
-from saeembed.analysis.probe_models import KS, Target, _standardised, choose_k, fit_model, ranked
+from saeembed.analysis.probe_models import KS, Target, fit_concepts, standardised
 
 MAX_HYPOTHESES = 20
 #: A held-out coefficient beyond this (per standard deviation) means separation: no Wald p.
@@ -63,17 +63,17 @@ def select(
     limit: int = MAX_HYPOTHESES,
 ) -> Selection:  # fmt: skip
     """The discovery model's concepts and what each marks (see the module doc)."""
-    ks = tuple(k for k in ks if k <= x.shape[1]) or (x.shape[1],)
-    k = choose_k(x, target, ks, seed)
-    order = ranked(x, target, k)
-    block = _standardised(x[:, order].toarray())[0]
+    fitted = fit_concepts(x, target, ks=ks, seed=seed)
+    k = fitted.k
+    order = fitted.order[:k]
+    block = fitted.block(x)[:, :k]
     if target.kind == "multiclass":
         onehot = target.onehot()
         means = (block.T @ onehot) / np.maximum(onehot.sum(axis=0), 1)  # [k, C], column means 0
         marks = means.argmax(axis=1)
         strength = means.max(axis=1)
     else:
-        coef = np.ravel(fit_model(block, target).coef_)
+        coef = np.ravel(fitted.models[k].coef_)
         marks = (
             np.where(coef > 0, 1, 0) if target.kind == "binary" else np.where(coef > 0, 1, -1)
         )
@@ -122,7 +122,7 @@ def held_out_test(x: sp.csr_matrix, target: Target, selection: Selection) -> pl.
     ``high`` (of the odds ratio for classes, of the coefficient for a number), ``p`` (one-sided,
     toward the mark), ``q``."""
     concepts, marks = selection.concepts, selection.marks
-    block = _standardised(x[:, concepts].toarray())[0]
+    block = standardised(x[:, concepts].toarray())[0]
     coef, se = np.zeros(len(concepts)), np.zeros(len(concepts))
     if target.kind == "numeric":
         beta, se, dof = least_squares(block, target.y.astype(float))

@@ -6,8 +6,8 @@ its model never saw.
   stratified by class (by quantile for a number), fixed by a seed.
 - **Concept probe (top-k)**: the concepts are ranked, on the training documents only, by how
   far their means lie apart between the classes in units of their pooled standard deviation
-  (the largest over one-vs-rest splits for several classes; the absolute correlation for a
-  number), computed on the sparse matrix without densifying it; the first k columns are
+  (for several classes, one-vs-rest, each class's best taken in turn; the absolute correlation
+  for a number), computed on the sparse matrix without densifying it; the first k columns are
   standardised and fed to an L2 logistic regression (C = 1; ridge for a number). k is chosen
   from `KS` by inner cross-validation inside each training fold (3 folds below
   `INNER_SPLIT_ABOVE` training documents, one held-out third above), with the ranking redone
@@ -94,10 +94,10 @@ def inner_splits(target: Target, seed: int) -> list[tuple[np.ndarray, np.ndarray
 
 # ---- ranking concepts -------------------------------------------------------------------------
 def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) -> np.ndarray:
-    """Per concept, how strongly it separates the target on these documents: the largest
-    one-vs-rest standardised mean difference (|Cohen's d| with the pooled standard deviation)
-    over the classes, or the absolute Pearson correlation with a number; 0 below
-    ``min_support`` active documents."""
+    """Per concept (and, for several classes, per class: ``[concepts, classes]``), how strongly
+    it separates the target on these documents: the one-vs-rest standardised mean difference
+    (|Cohen's d| with the pooled standard deviation; for two classes, one column), or the
+    absolute Pearson correlation with a number; 0 below ``min_support`` active documents."""
     x = sp.csr_matrix(x, dtype=np.float64)
     n = x.shape[0]
     support = np.asarray((x > 0).sum(axis=0)).ravel()
@@ -108,9 +108,9 @@ def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) 
         sums = np.asarray(x.T @ onehot)  # [d, C]
         sums_sq = np.asarray(x.multiply(x).T @ onehot)
         sizes = onehot.sum(axis=0)
-        columns = [1] if target.kind == "binary" else range(len(target.classes))
-        best = np.zeros(x.shape[1])
-        for c in columns:
+        columns = [1] if target.kind == "binary" else list(range(len(target.classes)))
+        scores = np.zeros((x.shape[1], len(columns)))
+        for i, c in enumerate(columns):
             n_in, n_out = sizes[c], n - sizes[c]
             if n_in < 1 or n_out < 1:
                 continue
@@ -120,8 +120,7 @@ def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) 
             )
             sd = np.sqrt(np.maximum(within, 0) / max(n - 2, 1))
             with np.errstate(invalid="ignore", divide="ignore"):
-                d = np.where(sd > 0, np.abs(mean_in - mean_out) / sd, 0.0)
-            best = np.maximum(best, d)
+                scores[:, i] = np.where(sd > 0, np.abs(mean_in - mean_out) / sd, 0.0)
     else:
         y = target.y - target.y.mean()
         sd_y = np.sqrt((y**2).mean())
@@ -129,19 +128,28 @@ def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) 
         sd_x = np.sqrt(np.maximum(total_sq / n - mean**2, 0))
         cov = np.asarray(x.T @ y).ravel() / n
         with np.errstate(invalid="ignore", divide="ignore"):
-            best = np.where((sd_x > 0) & (sd_y > 0), np.abs(cov) / (sd_x * sd_y), 0.0)
-    best[support < min_support] = 0.0
-    return np.nan_to_num(best)
+            scores = np.where((sd_x > 0) & (sd_y > 0), np.abs(cov) / (sd_x * sd_y), 0.0)[:, None]
+    scores[support < min_support] = 0.0
+    scores = np.nan_to_num(scores)
+    return scores[:, 0] if scores.shape[1] == 1 else scores
 
 
 def ranked(x: sp.spmatrix, target: Target, k: int) -> np.ndarray:
-    """The ``k`` best-ranked concepts (`rank_scores`), best first, only those that score."""
+    """The ``k`` best-ranked concepts (`rank_scores`), best first, only those that score. With
+    several classes, each class's best concepts are taken in turn (its first, then each one's
+    second, ...), so an easy class cannot crowd the concepts of the others out."""
     scores = rank_scores(x, target)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return order[scores[order] > 0]
+    if scores.ndim == 1:
+        order = np.argsort(-scores, kind="stable")[:k]
+        return order[scores[order] > 0]
+    per_class = np.argsort(-scores, axis=0, kind="stable")[:k]  # [k, C]
+    scored = np.take_along_axis(scores, per_class, axis=0) > 0
+    turns = per_class.ravel()[scored.ravel()]  # row-major: every class's first, then second...
+    _, first = np.unique(turns, return_index=True)
+    return turns[np.sort(first)][:k]
 
 
-def _standardised(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+def standardised(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     mean, std = train.mean(axis=0), train.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     return [(a - mean) / std for a in (train, *others)]
@@ -185,16 +193,22 @@ class ConceptProbe:
     union: np.ndarray | None = None
 
 
+def _usable(target: Target) -> bool:
+    return len(np.unique(target.y)) > 1
+
+
 def choose_k(x: sp.csr_matrix, target: Target, ks: tuple[int, ...], seed: int) -> int:
     """The k of ``ks`` with the best mean inner-validation score (the smaller on a tie)."""
     scores = np.zeros(len(ks))
     counts = np.zeros(len(ks))
     for train, valid in inner_splits(target, seed):
         t_train, t_valid = target.subset(train), target.subset(valid)
+        if not (_usable(t_train) and _usable(t_valid)):
+            continue
         order = ranked(x[train], t_train, max(ks))
         if len(order) == 0:
             continue
-        a, b = _standardised(x[train][:, order].toarray(), x[valid][:, order].toarray())
+        a, b = standardised(x[train][:, order].toarray(), x[valid][:, order].toarray())
         for i, k in enumerate(ks):
             if k > len(order) and i and ks[i - 1] >= len(order):
                 continue  # the same columns as the last k
@@ -202,7 +216,45 @@ def choose_k(x: sp.csr_matrix, target: Target, ks: tuple[int, ...], seed: int) -
             scores[i] += metric(t_valid, predict(model, b[:, :k], t_valid))
             counts[i] += 1
     mean = np.where(counts > 0, scores / np.maximum(counts, 1), -np.inf)
+    if not np.isfinite(mean).any():
+        return int(ks[0])
     return int(ks[int(np.argmax(mean >= mean.max() - 1e-9))])
+
+
+@dataclass
+class FittedConcepts:
+    """A concept probe fitted on training documents: the ranked concepts (best first), their
+    training mean and standard deviation, the chosen k and a model per k fitted."""
+
+    order: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    k: int
+    models: dict[int, object]
+
+    def block(self, x: sp.csr_matrix) -> np.ndarray:
+        return (x[:, self.order].toarray() - self.mean) / self.std
+
+    def predict(self, x: sp.csr_matrix, target: Target, k: int | None = None) -> np.ndarray:
+        k = self.k if k is None else k
+        return predict(self.models[k], self.block(x)[:, :k], target)
+
+
+def fit_concepts(
+    x: sp.csr_matrix, target: Target, *, ks: tuple[int, ...] = KS, seed: int = 0,
+    every_k: bool = False,
+) -> FittedConcepts:  # fmt: skip
+    """Choose k by inner validation, rank the concepts on all of these documents, and fit the
+    model at k (at every k of ``ks`` with ``every_k``)."""
+    ks = tuple(k for k in ks if k <= x.shape[1]) or (x.shape[1],)
+    best = choose_k(x, target, ks, seed)
+    order = ranked(x, target, max(ks))
+    block = x[:, order].toarray()
+    mean, std = block.mean(axis=0), block.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    block = (block - mean) / std
+    models = {k: fit_model(block[:, :k], target) for k in (ks if every_k else (best,))}
+    return FittedConcepts(order, mean, std, best, models)
 
 
 def cross_fit_concepts(
@@ -226,21 +278,21 @@ def cross_fit_concepts(
     for fold in np.unique(folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         t_train = target.subset(train)
-        x_train = x[train]
-        best = choose_k(x_train, t_train, ks, seed + int(fold))
-        order = ranked(x_train, t_train, max(ks))
-        a, b = _standardised(x_train[:, order].toarray(), x[test][:, order].toarray())
+        fitted = fit_concepts(x[train], t_train, ks=ks, seed=seed + int(fold), every_k=True)
         for k in ks:
-            by_k[k][test] = predict(fit_model(a[:, :k], t_train), b[:, :k], target)
-        chosen[test] = by_k[best][test]
-        k_of_fold[int(fold)] = best
-        concepts_of_fold[int(fold)] = order[:best]
+            by_k[k][test] = fitted.predict(x[test], target, k)
+        chosen[test] = by_k[fitted.k][test]
+        k_of_fold[int(fold)] = fitted.k
+        concepts_of_fold[int(fold)] = fitted.order[: fitted.k]
         if union is not None:
-            da, db = _standardised(dense[train], dense[test])
             c = (dense_c or {}).get(int(fold), 1.0)
-            model = fit_model(np.hstack([da, a[:, :best]]), t_train, c)
-            union[test] = predict(model, np.hstack([db, b[:, :best]]), target)
-        log.info("fold %d: k=%d of %d ranked concepts", fold, best, len(order))
+            fitted_union = fit_dense(
+                np.hstack([dense[train], fitted.block(x[train])[:, : fitted.k]]), t_train, c=c
+            )
+            union[test] = fitted_union.predict(
+                np.hstack([dense[test], fitted.block(x[test])[:, : fitted.k]]), target
+            )
+        log.info("fold %d: k=%d of %d ranked concepts", fold, fitted.k, len(fitted.order))
     return ConceptProbe(chosen, by_k, k_of_fold, concepts_of_fold, union)
 
 
@@ -250,7 +302,9 @@ def choose_c(z: np.ndarray, target: Target, seed: int) -> float:
     scores = np.zeros(len(C_GRID))
     for train, valid in inner_splits(target, seed):
         t_train, t_valid = target.subset(train), target.subset(valid)
-        a, b = _standardised(z[train], z[valid])
+        if not (_usable(t_train) and _usable(t_valid)):
+            continue
+        a, b = standardised(z[train], z[valid])
         warm = None
         for i, c in enumerate(C_GRID):
             model = fit_model(a, t_train, c, warm)
@@ -259,18 +313,37 @@ def choose_c(z: np.ndarray, target: Target, seed: int) -> float:
     return float(C_GRID[int(np.argmax(scores >= scores.max() - 1e-9))])
 
 
+@dataclass
+class FittedDense:
+    """A dense probe fitted on training documents: standardisation, C and model."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    c: float
+    model: object
+
+    def predict(self, z: np.ndarray, target: Target) -> np.ndarray:
+        return predict(self.model, (np.asarray(z, np.float64) - self.mean) / self.std, target)
+
+
+def fit_dense(z: np.ndarray, target: Target, *, c: float | None = None, seed: int = 0) -> FittedDense:
+    """Standardise ``z``, choose C by inner validation (unless given) and fit."""
+    z = np.asarray(z, dtype=np.float64)
+    c = choose_c(z, target, seed) if c is None else c
+    mean, std = z.mean(axis=0), z.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return FittedDense(mean, std, c, fit_model((z - mean) / std, target, c))
+
+
 def cross_fit_dense(
     z: np.ndarray, target: Target, folds: np.ndarray, *, seed: int = 0
 ) -> tuple[np.ndarray, dict[int, float]]:
     """Out-of-fold predictions of the dense probe on ``z`` and the C each fold chose."""
-    z = np.asarray(z, dtype=np.float64)
     out = empty_predictions(target, len(z))
     chosen_c = {}
     for fold in np.unique(folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        t_train = target.subset(train)
-        c = choose_c(z[train], t_train, seed + int(fold))
-        a, b = _standardised(z[train], z[test])
-        out[test] = predict(fit_model(a, t_train, c), b, target)
-        chosen_c[int(fold)] = c
+        fitted = fit_dense(z[train], target.subset(train), seed=seed + int(fold))
+        out[test] = fitted.predict(z[test], target)
+        chosen_c[int(fold)] = fitted.c
     return out, chosen_c

@@ -494,8 +494,270 @@
     window.__report = { table };
   }
 
+  // ---- probe: what in the text predicts a column ----------------------------------------------------
+  const GROUP_COLORS = { concepts: COLORS[0], curve: COLORS[0], dense: COLORS[1], union: "#8250df", other: "#59636e" };
+  const VERDICTS = { holds: "holds on the held-out half", contradicted: "contradicted on the held-out half", open: "not confirmed on the held-out half" };
+  const given = (v) => v !== null && v !== undefined && Number.isFinite(v);
+  const score3 = (v) => (given(v) ? v.toFixed(3) : "–");
+  const ratio = (v) => (!given(v) ? "–" : v >= 1e4 || v < 1e-3 ? v.toExponential(1).replace("e+", "e") : v >= 100 ? v.toFixed(0) : v.toPrecision(3));
+  const share = (v) => (given(v) ? Math.round(100 * v) + "%" : "–");
+  const pctOr = (v) => (given(v) ? pct(v) : "–");
+  const interval = (r) => `${score3(r.score)} [${score3(r.low)}, ${score3(r.high)}]`;
+  function ticks(lo, hi, n) {
+    const span = hi - lo || 1, mag = Math.pow(10, Math.floor(Math.log10(span / n)));
+    const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => span / s <= n) || 10 * mag;
+    const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9) + (String(step / mag).includes(".") ? 1 : 0));
+    const out = [];
+    for (let i = Math.ceil(lo / step); i * step <= hi + 1e-9 * span; i++) out.push([i * step, (i * step).toFixed(digits)]);
+    return out;
+  }
+  function padded(values, share) {
+    let lo = Math.min(...values), hi = Math.max(...values);
+    const pad = share * (hi - lo || Math.abs(hi) || 1);
+    return [lo - pad, hi + pad];
+  }
+  function scoreChart(rows, m) {
+    // each probe's held-out score: a bar from chance, the 95% interval, the value at the right
+    const W = 1100, L = 300, R = 190, T = 22, RH = 28, B = 22;
+    const H = T + rows.length * RH + B;
+    const [lo, hi] = padded([m.chance, ...rows.flatMap((r) => [r.low, r.high, r.score]).filter(given)], 0.04);
+    const x = (v) => L + (W - L - R) * (v - lo) / (hi - lo);
+    const s = sv("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", class: "scores", id: "score-chart", role: "img" });
+    for (const [t, label] of ticks(lo, hi, 6)) {
+      s.append(sv("line", { x1: x(t), x2: x(t), y1: T - 4, y2: H - B, class: "grid" }),
+        sv("text", { x: x(t), y: H - 6, "text-anchor": "middle", class: "tick" }, label));
+    }
+    s.append(sv("line", { x1: x(m.chance), x2: x(m.chance), y1: T - 8, y2: H - B, class: "zero" }),
+      sv("text", { x: x(m.chance), y: 11, "text-anchor": "middle" }, `chance ${num(m.chance)}`),
+      sv("text", { x: W - R + 10, y: 11, "text-anchor": "start", class: "tick" }, `${m.metric} [95% interval]`));
+    rows.forEach((r, i) => {
+      const y = T + i * RH + RH / 2, c = GROUP_COLORS[r.group] || GROUP_COLORS.other;
+      const g = sv("g", { class: "srow", "data-group": r.group });
+      g.append(sv("text", { x: L - 10, y: y + 4, "text-anchor": "end", class: r.group === "concepts" ? "strong" : "" }, clip(r.probe, 48)));
+      if (given(r.score)) {
+        const a = x(Math.min(m.chance, r.score)), b = x(Math.max(m.chance, r.score));
+        g.append(sv("rect", { x: a, y: y - 7, width: Math.max(1, b - a), height: 14, fill: c, "fill-opacity": 0.16 }));
+      }
+      if (given(r.low) && given(r.high)) {
+        g.append(sv("line", { x1: x(r.low), x2: x(r.high), y1: y, y2: y, stroke: c, "stroke-width": 2 }));
+        for (const v of [r.low, r.high]) g.append(sv("line", { x1: x(v), x2: x(v), y1: y - 5, y2: y + 5, stroke: c, "stroke-width": 2 }));
+      }
+      if (given(r.score)) {
+        const dot = sv("circle", { cx: x(r.score), cy: y, r: 5, fill: c });
+        dot.append(sv("title", {}, `${r.probe}: ${m.metric} ${interval(r)}`));
+        g.append(dot);
+      }
+      g.append(sv("text", { x: W - R + 10, y: y + 4, "text-anchor": "start", class: "value" }, interval(r)));
+      s.append(g);
+    });
+    return s;
+  }
+  function curveChart(curve, lines, m) {
+    // the concept probe's score over k (log2 axis) with its 95% band; dense probes as lines
+    const W = 1100, H = 320, L = 58, R = 300, T = 22, B = 44;
+    const lk = (k) => Math.log2(k);
+    const k0 = lk(curve[0].k), k1 = lk(curve[curve.length - 1].k);
+    const x = (k) => L + (W - L - R) * (k1 > k0 ? (lk(k) - k0) / (k1 - k0) : 0.5);
+    const [lo, hi] = padded([...curve.flatMap((r) => [r.low, r.high, r.score]), ...lines.map((l) => l.score)].filter(given), 0.08);
+    const y = (v) => T + (H - T - B) * (hi - v) / (hi - lo);
+    const s = sv("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", class: "curve", id: "curve-chart", role: "img" });
+    const chosen = Object.values(m.k_of_fold || {});
+    if (chosen.length) {
+      // the k each fold's inner cross-validation chose
+      const a = x(Math.min(...chosen)), b = x(Math.max(...chosen));
+      const band = sv("rect", { x: a - 6, y: T, width: b - a + 12, height: H - T - B, class: "chosen-k" });
+      band.append(sv("title", {}, `k chosen by inner cross-validation in each fold: ${chosen.join(", ")}`));
+      s.append(band, sv("text", { x: (a + b) / 2, y: T - 6, "text-anchor": "middle", class: "tick" }, "k chosen per fold"));
+    }
+    for (const [t, label] of ticks(lo, hi, 5)) {
+      s.append(sv("line", { x1: L, x2: W - R, y1: y(t), y2: y(t), class: "grid" }),
+        sv("text", { x: L - 6, y: y(t) + 4, "text-anchor": "end", class: "tick" }, label));
+    }
+    for (const r of curve) s.append(sv("text", { x: x(r.k), y: H - B + 16, "text-anchor": "middle", class: "tick" }, String(r.k)));
+    s.append(sv("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }), sv("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }),
+      sv("text", { x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle" }, "k: concepts in the probe (log scale)"),
+      sv("text", { x: 14, y: (T + H - B) / 2, "text-anchor": "middle", transform: `rotate(-90 14 ${(T + H - B) / 2})` }, `held-out ${m.metric}`));
+    const withBand = curve.filter((r) => given(r.low) && given(r.high));
+    if (withBand.length) {
+      const pts = [...withBand.map((r) => `${x(r.k)},${y(r.high)}`), ...withBand.slice().reverse().map((r) => `${x(r.k)},${y(r.low)}`)];
+      s.append(sv("polygon", { points: pts.join(" "), fill: COLORS[0], "fill-opacity": 0.14 }));
+    }
+    const pts = curve.filter((r) => given(r.score));
+    s.append(sv("polyline", { points: pts.map((r) => `${x(r.k)},${y(r.score)}`).join(" "), fill: "none", stroke: COLORS[0], "stroke-width": 2 }));
+    for (const r of pts) {
+      const dot = sv("circle", { cx: x(r.k), cy: y(r.score), r: 4, fill: COLORS[0], class: "kpoint" });
+      dot.append(sv("title", {}, `k = ${r.k}: ${m.metric} ${interval(r)}`));
+      s.append(dot);
+    }
+    // reference lines, their labels in the right margin kept apart
+    const refs = lines.filter((l) => given(l.score) && l.score >= lo && l.score <= hi).map((l) => ({ ...l, ly: y(l.score) })).sort((a, b) => a.ly - b.ly);
+    if (lo <= m.chance && m.chance <= hi) refs.push({ probe: "chance", group: "other", score: m.chance, ly: y(m.chance), chance: true });
+    refs.sort((a, b) => a.ly - b.ly);
+    let last = -Infinity;
+    for (const l of refs) {
+      const c = GROUP_COLORS[l.group] || GROUP_COLORS.other, ty = Math.max(l.ly + 4, last + 14);
+      last = ty;
+      const g = sv("g", { class: "refline", "data-group": l.group });
+      g.append(sv("line", { x1: L, x2: W - R, y1: l.ly, y2: l.ly, stroke: c, "stroke-width": 1.5, "stroke-dasharray": l.chance ? "2 3" : "6 4" }),
+        sv("line", { x1: W - R, x2: W - R + 8, y1: l.ly, y2: ty - 4, stroke: c }),
+        sv("text", { x: W - R + 10, y: ty, "text-anchor": "start", fill: c }, `${clip(l.probe, 38)} ${score3(l.score)}`));
+      s.append(g);
+    }
+    return s;
+  }
+  function miniInterval(est, low, high, dom, log) {
+    // one hypothesis's interval on the axis shared by the table (log scale for odds ratios)
+    const W = 130, H = 14, f = log ? Math.log : (v) => v;
+    const cut = (v) => Math.min(dom[1], Math.max(dom[0], v));
+    const x = (v) => 4 + (W - 8) * (f(cut(v)) - f(dom[0])) / (f(dom[1]) - f(dom[0]));
+    const s = sv("svg", { width: W, height: H, class: "mini", viewBox: `0 0 ${W} ${H}` });
+    const none = log ? 1 : 0;
+    s.append(sv("line", { x1: x(none), x2: x(none), y1: 0, y2: H, class: "zero" }));
+    if (given(low) && given(high)) s.append(sv("line", { x1: x(low), x2: x(high), y1: H / 2, y2: H / 2, class: "ci" }));
+    if (given(est)) s.append(sv("circle", { cx: x(est), cy: H / 2, r: 3.5, class: "est" }));
+    return s;
+  }
+  function effectText(r, categorical) {
+    return categorical ? `${ratio(r.odds_ratio)} [${ratio(r.low)}, ${ratio(r.high)}]` : `${num(r.coef)} [${num(r.low)}, ${num(r.high)}]`;
+  }
+  function hypothesesTable(t, m, categorical, panelSet) {
+    const n = t.feature.length;
+    const est = categorical ? t.odds_ratio : t.coef;
+    const ends = [...t.low, ...t.high, ...est].filter(given);
+    const dom = categorical
+      ? [Math.max(1 / 16, Math.min(0.5, ...ends)), Math.min(16, Math.max(2, ...ends))]
+      : padded([0, ...ends], 0.05);
+    const heads = ["", "concept", categorical ? "marks" : "points to", categorical ? "odds ratio per SD [95%]" : "coefficient per SD [95%]", "", "q",
+      categorical ? "active in marked class / rest" : `mean ${m.target} where active / not`, "folds selected", "verdict"];
+    const table = el("table", { class: "data hypotheses", id: "hypotheses" },
+      el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { class: i === 1 || i === 2 || i === 8 ? "text" : "", text: h })))));
+    const body = el("tbody");
+    for (let i = 0; i < n; i++) {
+      const f = t.feature[i], name = `#${f} ${t.name[i] || "(unlabelled)"}`;
+      const concept = el("td", { class: "text concept" }, panelSet.has(f) ? el("a", { href: "#f" + f, text: name }) : name);
+      const snippets = (t.examples && t.examples[i]) || [];
+      if (!panelSet.has(f) && snippets.length) concept.append(el("div", { class: "snippet", title: snippets.join("\n"), text: snippets.join("  ·  ") }));
+      const r = { odds_ratio: t.odds_ratio && t.odds_ratio[i], coef: t.coef && t.coef[i], low: t.low[i], high: t.high[i] };
+      const active = categorical ? `${pctOr(t.share_in[i])} / ${pctOr(t.share_rest[i])}` : `${num(t.mean_with[i])} / ${num(t.mean_without[i])}`;
+      const verdict = t.verdict[i];
+      body.append(el("tr", { class: verdict, "data-feature": String(f) }, el("td", { text: String(i + 1) }), concept,
+        el("td", { class: "text", text: t.marks[i] }), el("td", { text: effectText(r, categorical) }),
+        el("td", {}, miniInterval(est[i], t.low[i], t.high[i], dom, categorical)), el("td", { text: num(t.q[i], "q") }),
+        el("td", { text: active }), el("td", { text: `${t.folds_selected[i]} / ${m.folds}` }),
+        el("td", { class: "text verdict " + verdict, text: verdict === "open" ? "–" : verdict })));
+    }
+    table.append(body);
+    return table;
+  }
+  function probePanel(p, m, categorical) {
+    const r = p.row;
+    const scale = Math.max(1e-9, ...p.marked.map((e) => e.v), ...p.other.map((e) => e.v));
+    const facts = el("div", { class: "facts" },
+      el("span", {}, categorical ? "marks " : "points to ", el("b", { text: categorical ? r.marks : `${r.marks} ${m.target}` })),
+      el("span", {}, categorical ? "odds ratio per SD " : "coefficient per SD ", el("b", { text: effectText(r, categorical) })),
+      el("span", {}, "q ", el("b", { text: num(r.q, "q") })),
+      categorical
+        ? el("span", {}, "active in ", el("b", { text: pctOr(r.share_in) }), ` of ${r.marks} documents, ${pctOr(r.share_rest)} of the rest`)
+        : el("span", {}, `mean ${m.target} `, el("b", { text: num(r.mean_with) }), ` where active, ${num(r.mean_without)} where not`),
+      el("span", { text: `selected in ${r.folds_selected} of ${m.folds} folds` }),
+      el("span", { class: "verdict " + p.verdict, text: VERDICTS[p.verdict] }));
+    const others = Object.keys(m.classes || {}).filter((c) => c !== r.marks);
+    const of = (k, total) => `active in ${k.toLocaleString("en")} of ${given(total) ? total.toLocaleString("en") : "?"} documents`;
+    const valueOf = (ex) => `${m.target} ${typeof ex.y === "number" ? num(ex.y) : ex.y}`;
+    const none = (what) => el("p", { class: "note", text: `not active in ${what}` });
+    const marked = el("div", { class: "marked" },
+      el("h4", { text: categorical ? `Where it fires in ${r.marks} (${of(p.n_marked, m.classes[r.marks])})` : `Where it fires most (${of(p.n_marked, m.n_docs)})` }),
+      ...(p.marked.length ? p.marked.map((ex) => example(ex, scale, 0, categorical ? null : valueOf(ex))) : [none(categorical ? r.marks : "any document")]));
+    const body = categorical
+      ? el("div", { class: "grid2" }, marked, el("div", { class: "other" },
+        el("h4", { text: `…and in ${others.length === 1 ? others[0] : "the other classes"} (${of(p.n_other, m.n_docs - (m.classes[r.marks] || 0))})` }),
+        ...(p.other.length ? p.other.map((ex) => example(ex, scale, 1, String(ex.y))) : [none("the other classes")])))
+      : marked;
+    return el("section", { class: "panel " + p.verdict, id: "f" + p.feature, "data-feature": String(p.feature) },
+      el("h3", { text: `#${p.feature} ${labelOf(p)}` }), labelLine(p), facts, body);
+  }
+  function probeHeader(m) {
+    const aside = m.set_aside || {};
+    const small = Object.entries(aside.small_classes || {});
+    const nAside = (aside.missing || 0) + small.reduce((a, [, n]) => a + n, 0);
+    const classes = m.classes
+      ? el("span", { id: "classes" }, `${Object.keys(m.classes).length} classes: `, ...Object.entries(m.classes).flatMap(([c, n], i) => [i ? " · " : "", el("b", { text: c }), ` ${n.toLocaleString("en")}`]))
+      : el("span", { id: "classes" }, "a number", m.target_range ? `: ${num(m.target_range[0])} to ${num(m.target_range[2])}, median ${num(m.target_range[1])}` : "");
+    const bits = [
+      el("span", {}, "target ", el("b", { text: m.target }), ` (${m.kind})`), classes,
+      el("span", { id: "n-docs" }, el("b", { text: m.n_docs.toLocaleString("en") }), " documents"),
+      nAside ? el("span", { text: `${nAside.toLocaleString("en")} set aside (${[aside.missing ? `${aside.missing} without a value` : "", small.length ? "classes too small: " + small.map(([c, n]) => `${c} ${n}`).join(", ") : ""].filter(Boolean).join("; ")})` }) : null,
+      el("span", {}, "encoder ", el("b", { text: m.encoder }), ` · ${m.n_concepts.toLocaleString("en")} concepts · measure ${m.measure}`),
+      el("span", { text: `${m.folds}-fold cross-fitting · seed ${m.seed}` }),
+    ];
+    return el("div", { class: "facts" }, ...bits);
+  }
+  function probeHeadline(m, rows) {
+    const mine = rows.find((r) => r.group === "concepts");
+    const dense = rows.find((r) => r.probe === m.dense_probe);
+    const p = el("p", { id: "headline" });
+    if (!mine) return p;
+    p.append("Concepts predict ", el("b", { text: m.target }), ` with held-out ${m.metric} `, el("b", { text: score3(mine.score) }),
+      ` [${score3(mine.low)}, ${score3(mine.high)}] (chance ${num(m.chance)}; about ${mine.inputs} concepts)`);
+    if (dense) {
+      p.append(`; the ${dense.probe} scores `, el("b", { text: score3(dense.score) }), ` [${score3(dense.low)}, ${score3(dense.high)}]. The concepts recover `,
+        el("b", { text: share(mine.share_of_dense_gain) }), ` of its gain over chance (difference ${num(mine.vs_dense)} [${num(mine.vs_low)}, ${num(mine.vs_high)}]).`);
+    } else p.append(".");
+    return p;
+  }
+  function scoresTable(rows, m) {
+    const heads = ["probe", "inputs", m.metric, "95% interval", "vs dense [95%]", "share of dense gain"];
+    const body = el("tbody", {}, ...rows.map((r) => el("tr", { class: "g-" + r.group, "data-group": r.group },
+      el("td", { class: "text", text: r.probe }), el("td", { text: given(r.inputs) ? r.inputs.toLocaleString("en") : "–" }),
+      el("td", { text: score3(r.score) }), el("td", { text: `${score3(r.low)} – ${score3(r.high)}` }),
+      el("td", { text: given(r.vs_dense) ? `${num(r.vs_dense)} [${num(r.vs_low)}, ${num(r.vs_high)}]` : "–" }),
+      el("td", { text: share(r.share_of_dense_gain) }))));
+    return el("table", { class: "data", id: "scores" }, el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { class: i === 0 ? "text" : "", text: h })))), body);
+  }
+  function renderProbe() {
+    const m = D.meta, rows = D.scores, t = D.hypotheses, categorical = m.kind !== "numeric";
+    root.append(el("h1", { text: `What in the text predicts ${m.target}?` }), probeHeader(m), probeHeadline(m, rows));
+    const notes = [...(m.notes || [])];
+    if (!m.dense_probe && !notes.length) notes.push("No dense probe ran (--dense none), so nothing shows what the text as a whole predicts: run without --dense none for the sentence embedder, and encode with --keep-dense for the reader's own vectors.");
+    for (const line of notes) root.append(el("p", { class: "warning probe-note", text: line }));
+    // scores
+    const main = rows.filter((r) => r.group !== "curve"), curve = rows.filter((r) => r.group === "curve").sort((a, b) => a.k - b.k);
+    root.append(el("h2", { text: `Held-out ${m.metric}: every document scored by a model that never saw it` }),
+      el("p", { class: "note", text: `${m.folds}-fold cross-fitting, 95% bootstrap intervals; bars start at chance (${num(m.chance)}). The concept probe keeps the k concepts that best separate the target on the training folds, k chosen by inner cross-validation.` }),
+      scoreChart(main, m));
+    const gains = main.filter((r) => r.probe !== m.dense_probe && given(r.share_of_dense_gain));
+    if (gains.length) {
+      root.append(el("p", { id: "gain" }, `Share of the ${m.dense_probe}'s gain over chance: `,
+        ...gains.flatMap((r, i) => [i ? " · " : "", r.probe + " ", el("b", { text: share(r.share_of_dense_gain) })]), "."));
+    }
+    if (curve.length) {
+      root.append(el("h3", { class: "chart-title", text: `The concept probe over k (${curve.length} values of k)` }),
+        curveChart(curve, main.filter((r) => r.group === "dense" || r.group === "union"), m));
+    }
+    root.append(el("details", { class: "scores-table" }, el("summary", { text: "All scores as a table" }), scoresTable(rows, m)));
+    // hypotheses
+    const n = t.feature ? t.feature.length : 0;
+    root.append(el("h2", { text: `Hypotheses: ${n} concepts the probe selects, tested on documents that did not select them` }));
+    if (!n) {
+      root.append(el("p", { class: "note", id: "no-hypotheses", text: "The discovery half selected no concept." }));
+    } else {
+      const holds = t.verdict.filter((v) => v === "holds").length;
+      root.append(el("p", { id: "hypotheses-headline" }, el("b", { text: String(holds) }), ` of ${n} hold on the held-out half (q < ${m.alpha}, interval above ${categorical ? "1" : "0"}).`),
+        el("p", { class: "note", text: (categorical
+          ? "Chosen on half the documents; on the other half all are refitted together: the odds of the class each marks per standard deviation of the concept, given the others, with its 95% interval (the small chart, log scale; the dashed line is 1)."
+          : "Chosen on half the documents; on the other half all are refitted together: the change in the target per standard deviation of the concept toward what it points to, given the others, with its 95% interval (the small chart; the dashed line is 0).")
+          + " q: one-sided p toward the mark, Benjamini-Hochberg. Tinted rows hold; grey rows are contradicted (the held-out half points the other way). A concept that only repeats another is not significant given it: read such pairs together." }),
+        hypothesesTable(t, m, categorical, new Set(D.panels.map((p) => p.feature))));
+    }
+    if (D.panels.length) {
+      root.append(el("h2", { text: `The first ${D.panels.length} hypotheses with example documents` }),
+        el("p", { class: "note", text: shadingNote(m.shading) + (categorical ? " Left: the documents of the class the concept marks where it fires most; right: where it fires in the other classes." : " The documents where it fires most, each with its target value.") }));
+      for (const p of D.panels) root.append(probePanel(p, m, categorical));
+    }
+  }
+
   root.replaceChildren();
-  ({ diff: renderDiff, themes: renderThemes, feature: renderFeature, index: renderIndex, prefs: renderPrefs })[D.kind]();
+  ({ diff: renderDiff, themes: renderThemes, feature: renderFeature, index: renderIndex, prefs: renderPrefs, probe: renderProbe })[D.kind]();
   document.body.dataset.readyMs = performance.now().toFixed(1);
   document.body.dataset.ready = "1";
   if (location.hash.length > 1) { const target = document.getElementById(location.hash.slice(1)); if (target) target.scrollIntoView(); }
