@@ -102,7 +102,7 @@ def test_a_shuffled_label_scores_near_chance_and_nothing_is_significant(tmp_path
 
 
 def test_multiclass_target_marks_each_class_with_its_concepts(tmp_path):
-    store, encoder, _ = build_topic_store(tmp_path / "t.duckdb")
+    store, encoder, truth = build_topic_store(tmp_path / "t.duckdb")
     result = run_probe(store, "topic", encoder, settings=QUICK.but(hypotheses=6))
     assert result.summary["kind"] == "multiclass"
     assert result.summary["classes"] == {"cooking": 115, "film": 95, "sports": 90}
@@ -111,6 +111,18 @@ def test_multiclass_target_marks_each_class_with_its_concepts(tmp_path):
     marks = dict(zip(result.hypotheses["feature"], result.hypotheses["marks"], strict=True))
     topic_of = {0: "sports", 1: "sports", 2: "film", 3: "film", 4: "cooking", 5: "cooking"}
     assert marks == {f: topic_of[f] for f in marks} and len(set(marks.values())) == 3
+    topic_docs = dict(zip(truth["doc_id"], truth["topic"], strict=True))
+    texts = dict(store.texts(truth["doc_id"]).iter_rows())
+    for feature, examples in zip(
+        result.hypotheses["feature"], result.hypotheses["examples"].to_list(), strict=True
+    ):
+        assert examples, feature  # each concept shows a document of the class it marks
+        shown = [
+            d
+            for d, t in texts.items()
+            if examples[0].strip("…").replace("«", "").replace("»", "")[:20] in t
+        ]
+        assert {topic_docs[d] for d in shown} == {topic_of[feature]}
     tone = run_probe(store, "tone", encoder, settings=QUICK)
     tone_marks = dict(zip(tone.hypotheses["feature"], tone.hypotheses["marks"], strict=True))
     assert tone_marks[6] == "positive" and tone_marks[7] == "negative"

@@ -129,7 +129,8 @@ def test_payload_holds_the_results_numbers(probes, name):
             of_doc = dict(zip(truth["doc_id"].to_list(), truth[target].to_list(), strict=True))
             assert all(of_doc[int(ex["d"])] == ex["y"] for ex in panel["marked"] + panel["other"])
         else:
-            assert panel["other"] == [] and all(isinstance(ex["y"], float) for ex in panel["marked"])
+            assert panel["other"] == []
+            assert all(isinstance(ex["y"], float) for ex in panel["marked"])
 
 
 def test_a_topic_concept_marks_its_topic(probes):
@@ -216,7 +217,8 @@ def test_notes_and_a_dense_baseline_show(probes, tmp_path, browser):
     assert browser.errors == []
     ev = browser.evaluate
     assert ev("document.querySelector('.probe-note').textContent") == note
-    assert "sentence embedder (test) scores 0.900" in ev("document.getElementById('headline').textContent")
+    headline = ev("document.getElementById('headline').textContent")
+    assert "sentence embedder (test) scores 0.900" in headline
     lines = ev("[...document.querySelectorAll('#curve-chart g.refline')].map(g => g.dataset.group)")
     assert "dense" in lines
     assert ev("document.querySelectorAll('section.panel').length") == 2

@@ -38,6 +38,7 @@ from saeembed.analysis.probe_hypotheses import (
 )
 from saeembed.analysis.probe_models import (
     KS,
+    Concepts,
     Target,
     cross_fit_concepts,
     cross_fit_dense,
@@ -109,9 +110,7 @@ def corpus_column(store: Store, doc_ids: np.ndarray) -> pl.Series:
     return frame["corpus"]
 
 
-def read_target(
-    values: pl.Series, kind: str, n_folds: int
-) -> tuple[np.ndarray, Target, dict]:
+def read_target(values: pl.Series, kind: str, n_folds: int) -> tuple[np.ndarray, Target, dict]:
     """The rows kept (documents with a value; for classes, in a class with at least two
     documents per fold), the `Target`, and what was set aside."""
     present = values.is_not_null().to_numpy()
@@ -188,9 +187,7 @@ def dense_inputs(
         embedder = load_embedder("default")
         texts = store.texts(doc_ids)
         text_of = dict(zip(texts["doc_id"].to_list(), texts["text"].to_list(), strict=True))
-        vectors = document_embeddings(
-            store, doc_ids, [text_of[int(d)] for d in doc_ids], embedder
-        )
+        vectors = document_embeddings(store, doc_ids, [text_of[int(d)] for d in doc_ids], embedder)
         out[f"sentence embedder ({embedder.model_id.split('/')[-1]})"] = vectors
     return out, notes
 
@@ -216,7 +213,7 @@ def run_probe(
         values = metadata_column(store, matrix, column, corpus)
     rows, target, notes = read_target(values, settings.kind, settings.folds)
     doc_ids = matrix.doc_ids[rows]
-    x = matrix.values.tocsr()[rows]
+    x = Concepts(matrix.values.tocsr()[rows])
     folds = make_folds(target, settings.folds, settings.seed)
     clock["read"] = time.perf_counter()
     dense, dense_notes = dense_inputs(store, encoder, doc_ids, settings.dense)
@@ -238,11 +235,13 @@ def run_probe(
     if concept.union is not None:
         predictions[f"union ({reference.split(' (')[0]} + concepts)"] = concept.union
     scored = scores_with_intervals(target, predictions, reference=reference, seed=settings.seed)
-    scores = _score_table(scored, target, concept, reference, {n: v.shape[1] for n, v in dense.items()})
+    scores = _score_table(
+        scored, target, concept, reference, {n: v.shape[1] for n, v in dense.items()}
+    )
     hypotheses = _hypotheses(store, encoder, x, doc_ids, target, concept, settings)
     clock["hypotheses"] = time.perf_counter()
-    summary = _summary(column, target, encoder, settings, notes, dense_notes, concept, doc_ids,
-                       reference, scored, chosen, clock, x.shape[1])  # fmt: skip
+    summary = _summary(column, corpus, where, target, encoder, settings, notes, dense_notes,
+                       concept, doc_ids, reference, scored, chosen, clock, x.shape[1])  # fmt: skip
     frame = _prediction_frame(doc_ids, folds, target, predictions, chosen, reference)
     return ProbeResult(scores, hypotheses, frame, summary)
 
@@ -285,11 +284,13 @@ def _hypotheses(store, encoder, x, doc_ids, target, concept, settings) -> pl.Dat
                 for f in chosen.concepts]  # fmt: skip
     frame = pl.concat(
         [
-            pl.DataFrame({
-                "feature": chosen.concepts.astype(np.int64),
-                "name": [label.get(int(f)) for f in chosen.concepts],
-                "marks": mark_names(target, chosen.marks),
-            }),  # fmt: skip
+            pl.DataFrame(
+                {
+                    "feature": chosen.concepts.astype(np.int64),
+                    "name": [label.get(int(f)) for f in chosen.concepts],
+                    "marks": mark_names(target, chosen.marks),
+                }
+            ),  # fmt: skip
             tested.drop("feature"),
             describe(x, target, chosen),
             pl.DataFrame({"folds_selected": in_folds}),
@@ -301,16 +302,17 @@ def _hypotheses(store, encoder, x, doc_ids, target, concept, settings) -> pl.Dat
             pl.col("log_odds").exp().alias("odds_ratio")
         )
     frame = frame.sort("p", "feature", nulls_last=True)  # the held-out evidence first
-    return _add_examples(store, encoder, frame, doc_ids, target, chosen.marks, settings.examples)
+    return _add_examples(store, encoder, frame, doc_ids, target, settings.examples)
 
 
-def _add_examples(store, encoder, frame, doc_ids, target, marks, k) -> pl.DataFrame:
+def _add_examples(store, encoder, frame, doc_ids, target, k) -> pl.DataFrame:
     """``examples``: each concept's strongest documents among those of the class it marks (any
     document for a number), peak marked, the target value first for a number."""
     if k <= 0 or frame.height == 0:
         return frame
     code = target.y if target.categorical else np.zeros(len(doc_ids), dtype=np.int64)
-    wanted = np.asarray(marks if target.categorical else np.zeros(len(marks)), np.int64)
+    code_of = {name: i for i, name in enumerate(target.classes)}
+    wanted = np.asarray([code_of.get(m, 0) for m in frame["marks"]], np.int64)
     with store.temporary(probe_docs={"doc_id": doc_ids, "code": code, "y": target.y.astype(float)}):
         rows = store.sql(
             """
@@ -339,16 +341,19 @@ def _add_examples(store, encoder, frame, doc_ids, target, marks, k) -> pl.DataFr
             shown = f"[{y:g}] {shown}"
         examples.setdefault(int(feature), []).append(shown)
     return frame.with_columns(
-        pl.Series("examples", [examples.get(int(f), []) for f in frame["feature"]],
-                  dtype=pl.List(pl.Utf8))  # fmt: skip
+        pl.Series(
+            "examples", [examples.get(int(f), []) for f in frame["feature"]], dtype=pl.List(pl.Utf8)
+        )  # fmt: skip
     )
 
 
-def _summary(column, target, encoder, settings, notes, dense_notes, concept, doc_ids, reference,
-             scored, chosen, clock, n_concepts) -> dict:  # fmt: skip
+def _summary(column, corpus, where, target, encoder, settings, notes, dense_notes, concept,
+             doc_ids, reference, scored, chosen, clock, n_concepts) -> dict:  # fmt: skip
     counts = np.bincount(target.y, minlength=len(target.classes)) if target.categorical else None
     return {
         "target": column,
+        "corpus": corpus,
+        "where": where,
         "kind": target.kind,
         "metric": METRIC_NAMES[target.kind],
         "chance": CHANCE[target.kind],

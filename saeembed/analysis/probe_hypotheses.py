@@ -22,13 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from saeembed.analysis import stats
-from saeembed.analysis.probe_models import KS, Target, fit_concepts, standardised
+from saeembed.analysis.probe_models import KS, Concepts, Target, fit_concepts, standardised
 
 MAX_HYPOTHESES = 20
 #: A held-out coefficient beyond this (per standard deviation) means separation: no Wald p.
@@ -59,7 +58,7 @@ class Selection:
 
 
 def select(
-    x: sp.csr_matrix, target: Target, *, ks: tuple[int, ...] = KS, seed: int = 0,
+    x: Concepts, target: Target, *, ks: tuple[int, ...] = KS, seed: int = 0,
     limit: int = MAX_HYPOTHESES,
 ) -> Selection:  # fmt: skip
     """The discovery model's concepts and what each marks (see the module doc)."""
@@ -73,10 +72,8 @@ def select(
         marks = means.argmax(axis=1)
         strength = means.max(axis=1)
     else:
-        coef = np.ravel(fitted.models[k].coef_)
-        marks = (
-            np.where(coef > 0, 1, 0) if target.kind == "binary" else np.where(coef > 0, 1, -1)
-        )
+        coef = fitted.coef()[:, 0]
+        marks = np.where(coef > 0, 1, 0) if target.kind == "binary" else np.where(coef > 0, 1, -1)
         strength = np.abs(coef)
     keep = _balanced(strength, marks, limit)
     return Selection(order[keep], marks[keep], k)
@@ -117,12 +114,12 @@ def least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return beta[1:], np.sqrt(np.maximum(np.diag(cov)[1:], 0)), dof
 
 
-def held_out_test(x: sp.csr_matrix, target: Target, selection: Selection) -> pl.DataFrame:
+def held_out_test(x: Concepts, target: Target, selection: Selection) -> pl.DataFrame:
     """``coef`` (toward what each concept marks, per standard deviation), ``se``, ``low``,
     ``high`` (of the odds ratio for classes, of the coefficient for a number), ``p`` (one-sided,
     toward the mark), ``q``."""
     concepts, marks = selection.concepts, selection.marks
-    block = standardised(x[:, concepts].toarray())[0]
+    block = standardised(Concepts.of(x).columns(concepts))[0]
     coef, se = np.zeros(len(concepts)), np.zeros(len(concepts))
     if target.kind == "numeric":
         beta, se, dof = least_squares(block, target.y.astype(float))
@@ -148,16 +145,23 @@ def held_out_test(x: sp.csr_matrix, target: Target, selection: Selection) -> pl.
     q = np.full(len(p), np.nan)
     q[tested] = stats.bh_qvalues(p[tested])
     return pl.DataFrame(
-        {"feature": concepts.astype(np.int64), "coef": coef, "se": se, "low": low, "high": high,
-         "p": p, "q": q}  # fmt: skip
+        {
+            "feature": concepts.astype(np.int64),
+            "coef": coef,
+            "se": se,
+            "low": low,
+            "high": high,
+            "p": p,
+            "q": q,
+        }  # fmt: skip
     ).with_columns(pl.col("p", "q").fill_nan(None))
 
 
-def describe(x: sp.csr_matrix, target: Target, selection: Selection) -> pl.DataFrame:
+def describe(x: Concepts, target: Target, selection: Selection) -> pl.DataFrame:
     """On all documents: for classes, the share of the marked class's documents where each
     concept is active and the share of the others'; for a number, its mean where the concept is
     active and where not."""
-    active = (x[:, selection.concepts] > 0).toarray()
+    active = Concepts.of(x).columns(selection.concepts) > 0
     rows = []
     for j, mark in enumerate(selection.marks):
         on = active[:, j]

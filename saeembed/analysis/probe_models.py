@@ -8,16 +8,17 @@ its model never saw.
   far their means lie apart between the classes in units of their pooled standard deviation
   (for several classes, one-vs-rest, each class's best taken in turn; the absolute correlation
   for a number), computed on the sparse matrix without densifying it; the first k columns are
-  standardised and fed to an L2 logistic regression (C = 1; ridge for a number). k is chosen
-  from `KS` by inner cross-validation inside each training fold (3 folds below
+  standardised and fitted by ridge regression to the label (one column per class; the number),
+  so every k and penalty is one solve of a part of one Gram matrix. k (from `KS`) and the
+  penalty (from `ALPHAS`) are chosen by inner cross-validation inside each training fold (3 folds below
   `INNER_SPLIT_ABOVE` training documents, one held-out third above), with the ranking redone
   on each inner training part, so no label of a scored document ever reaches its model.
 - **Dense probe**: an L2 logistic regression (ridge for a number) on standardised dense
   vectors, C chosen from `C_GRID` by the same inner validation, warm-started along the grid.
 - **Union**: the dense vectors and the fold's k chosen concepts together, at the dense probe's C.
 
-Every probe leaves out-of-fold predictions: a decision score (binary), class probabilities
-(multi-class) or a value (numeric), scored by `saeembed.analysis.probe_scores`."""
+Every probe leaves out-of-fold predictions: a score (binary), a score per class (multi-class:
+class probabilities from the dense probes) or a value (numeric), scored by `saeembed.analysis.probe_scores`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: The dense probes' inverse penalties (ridge: alpha = 1 / C).
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: The concept probe's ridge penalties, per training document, strongest first.
+ALPHAS = (1e-1, 1e-2, 1e-3, 1e-4)
 #: Above this many training documents, the inner validation is one held-out third.
 INNER_SPLIT_ABOVE = 5_000
 #: A concept active in fewer training documents than this is not ranked.
@@ -92,22 +95,68 @@ def inner_splits(target: Target, seed: int) -> list[tuple[np.ndarray, np.ndarray
     return splits[:1] if n > INNER_SPLIT_ABOVE else splits
 
 
+# ---- the concept matrix -----------------------------------------------------------------------
+class Concepts:
+    """A documents x concepts sparse matrix prepared once for the probes (rows, columns, squares
+    and activity in the layouts the probes read), and row subsets of it as views: a subset is
+    never copied; sums over its rows are one product with the whole matrix, and only the ranked
+    columns of its rows are ever made dense."""
+
+    def __init__(self, x: sp.spmatrix, rows: np.ndarray | None = None, _shared=None):
+        if _shared is None:
+            csc = sp.csc_matrix(x, dtype=np.float64)
+            csc.eliminate_zeros()
+            structure = (csc.indices, csc.indptr)
+            _shared = (
+                csc,
+                sp.csc_matrix((csc.data**2, *structure), shape=csc.shape),
+                sp.csc_matrix(((csc.data > 0).astype(np.float64), *structure), shape=csc.shape),
+            )
+        self._csc, self._squares, self._active = _shared
+        self._shared = _shared
+        n = self._csc.shape[0]
+        self.rows = np.arange(n) if rows is None else np.asarray(rows)
+
+    @staticmethod
+    def of(x) -> Concepts:
+        return x if isinstance(x, Concepts) else Concepts(x)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), self._csc.shape[1]
+
+    def __getitem__(self, rows) -> Concepts:
+        return Concepts(None, self.rows[rows], self._shared)
+
+    def _weighted(self, matrix: sp.csc_matrix, weights: np.ndarray) -> np.ndarray:
+        full = np.zeros((matrix.shape[0], weights.shape[1]))
+        full[self.rows] = weights
+        return np.asarray(matrix.T @ full)
+
+    def sums(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per concept: the ``weights``-weighted sums ([concepts, w]) over these rows of the
+        values, of their squares, and of their activity (value > 0)."""
+        return tuple(self._weighted(m, weights) for m in (self._csc, self._squares, self._active))
+
+    def columns(self, order: np.ndarray) -> np.ndarray:
+        """These rows of the ``order`` columns, dense."""
+        return self._csc[:, order].toarray()[self.rows]
+
+
 # ---- ranking concepts -------------------------------------------------------------------------
-def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) -> np.ndarray:
+def rank_scores(x, target: Target, min_support: int = MIN_SUPPORT) -> np.ndarray:
     """Per concept (and, for several classes, per class: ``[concepts, classes]``), how strongly
     it separates the target on these documents: the one-vs-rest standardised mean difference
     (|Cohen's d| with the pooled standard deviation; for two classes, one column), or the
     absolute Pearson correlation with a number; 0 below ``min_support`` active documents."""
-    x = sp.csr_matrix(x, dtype=np.float64)
+    x = Concepts.of(x)
     n = x.shape[0]
-    support = np.asarray((x > 0).sum(axis=0)).ravel()
-    total = np.asarray(x.sum(axis=0)).ravel()
-    total_sq = np.asarray(x.multiply(x).sum(axis=0)).ravel()
+    ones = np.ones((n, 1))
+    weights = np.hstack([target.onehot() if target.categorical else target.y[:, None], ones])
+    sums, sums_sq, active = x.sums(weights)
+    total, total_sq, support = sums[:, -1], sums_sq[:, -1], active[:, -1]
     if target.categorical:
-        onehot = target.onehot()
-        sums = np.asarray(x.T @ onehot)  # [d, C]
-        sums_sq = np.asarray(x.multiply(x).T @ onehot)
-        sizes = onehot.sum(axis=0)
+        sizes = weights.sum(axis=0)
         columns = [1] if target.kind == "binary" else list(range(len(target.classes)))
         scores = np.zeros((x.shape[1], len(columns)))
         for i, c in enumerate(columns):
@@ -122,11 +171,11 @@ def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) 
             with np.errstate(invalid="ignore", divide="ignore"):
                 scores[:, i] = np.where(sd > 0, np.abs(mean_in - mean_out) / sd, 0.0)
     else:
-        y = target.y - target.y.mean()
-        sd_y = np.sqrt((y**2).mean())
+        y_mean = target.y.mean()
+        sd_y = np.sqrt(((target.y - y_mean) ** 2).mean())
         mean = total / n
         sd_x = np.sqrt(np.maximum(total_sq / n - mean**2, 0))
-        cov = np.asarray(x.T @ y).ravel() / n
+        cov = sums[:, 0] / n - mean * y_mean
         with np.errstate(invalid="ignore", divide="ignore"):
             scores = np.where((sd_x > 0) & (sd_y > 0), np.abs(cov) / (sd_x * sd_y), 0.0)[:, None]
     scores[support < min_support] = 0.0
@@ -134,7 +183,7 @@ def rank_scores(x: sp.spmatrix, target: Target, min_support: int = MIN_SUPPORT) 
     return scores[:, 0] if scores.shape[1] == 1 else scores
 
 
-def ranked(x: sp.spmatrix, target: Target, k: int) -> np.ndarray:
+def ranked(x, target: Target, k: int) -> np.ndarray:
     """The ``k`` best-ranked concepts (`rank_scores`), best first, only those that score. With
     several classes, each class's best concepts are taken in turn (its first, then each one's
     second, ...), so an easy class cannot crowd the concepts of the others out."""
@@ -197,10 +246,38 @@ def _usable(target: Target) -> bool:
     return len(np.unique(target.y)) > 1
 
 
-def choose_k(x: sp.csr_matrix, target: Target, ks: tuple[int, ...], seed: int) -> int:
-    """The k of ``ks`` with the best mean inner-validation score (the smaller on a tie)."""
-    scores = np.zeros(len(ks))
-    counts = np.zeros(len(ks))
+def responses(target: Target) -> np.ndarray:
+    """What the ridge fits: the 0/1 label, one column per class, or the number."""
+    return target.onehot() if target.kind == "multiclass" else target.y[:, None].astype(float)
+
+
+class RidgePath:
+    """Ridge fits of the responses on the first k columns of a standardised block, for every k
+    and penalty, at the cost of one Gram matrix: each is a solve of its leading k x k part."""
+
+    def __init__(self, block: np.ndarray, target: Target):
+        y = responses(target)
+        self.y_mean = y.mean(axis=0)
+        self.gram = block.T @ block
+        self.cross = block.T @ (y - self.y_mean)
+        self.n = len(block)
+
+    def weights(self, k: int, alpha: float) -> np.ndarray:
+        k = min(k, len(self.gram))
+        penalty = alpha * self.n * np.eye(k)
+        return np.linalg.solve(self.gram[:k, :k] + penalty, self.cross[:k])
+
+    def predict(self, block: np.ndarray, k: int, alpha: float, target: Target) -> np.ndarray:
+        raw = block[:, : min(k, len(self.gram))] @ self.weights(k, alpha) + self.y_mean
+        return raw if target.kind == "multiclass" else raw[:, 0]
+
+
+def choose_k(x, target: Target, ks: tuple[int, ...], seed: int) -> tuple[int, dict[int, float]]:
+    """The k of ``ks`` with the best mean inner-validation score (the smaller on a tie), and for
+    every k its best penalty of `ALPHAS` (the larger on a tie)."""
+    x = Concepts.of(x)
+    scores = np.zeros((len(ks), len(ALPHAS)))
+    counts = 0
     for train, valid in inner_splits(target, seed):
         t_train, t_valid = target.subset(train), target.subset(valid)
         if not (_usable(t_train) and _usable(t_valid)):
@@ -208,57 +285,59 @@ def choose_k(x: sp.csr_matrix, target: Target, ks: tuple[int, ...], seed: int) -
         order = ranked(x[train], t_train, max(ks))
         if len(order) == 0:
             continue
-        a, b = standardised(x[train][:, order].toarray(), x[valid][:, order].toarray())
+        a, b = standardised(x[train].columns(order), x[valid].columns(order))
+        path = RidgePath(a, t_train)
         for i, k in enumerate(ks):
-            if k > len(order) and i and ks[i - 1] >= len(order):
-                continue  # the same columns as the last k
-            model = fit_model(a[:, :k], t_train)
-            scores[i] += metric(t_valid, predict(model, b[:, :k], t_valid))
-            counts[i] += 1
-    mean = np.where(counts > 0, scores / np.maximum(counts, 1), -np.inf)
-    if not np.isfinite(mean).any():
-        return int(ks[0])
-    return int(ks[int(np.argmax(mean >= mean.max() - 1e-9))])
+            for j, alpha in enumerate(ALPHAS):
+                scores[i, j] += metric(t_valid, path.predict(b, k, alpha, t_valid))
+        counts += 1
+    if counts == 0:
+        return int(ks[0]), dict.fromkeys(ks, ALPHAS[0])
+    alpha_of = {k: ALPHAS[int(np.argmax(scores[i]))] for i, k in enumerate(ks)}
+    best = scores.max(axis=1)
+    return int(ks[int(np.argmax(best >= best.max() - 1e-9))]), alpha_of
 
 
 @dataclass
 class FittedConcepts:
     """A concept probe fitted on training documents: the ranked concepts (best first), their
-    training mean and standard deviation, the chosen k and a model per k fitted."""
+    training mean and standard deviation, the chosen k, each k's penalty, and the ridge path."""
 
     order: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     k: int
-    models: dict[int, object]
+    alpha_of: dict[int, float]
+    path: RidgePath
 
-    def block(self, x: sp.csr_matrix) -> np.ndarray:
-        return (x[:, self.order].toarray() - self.mean) / self.std
+    def block(self, x) -> np.ndarray:
+        return (Concepts.of(x).columns(self.order) - self.mean) / self.std
 
-    def predict(self, x: sp.csr_matrix, target: Target, k: int | None = None) -> np.ndarray:
+    def predict(self, x, target: Target, k: int | None = None) -> np.ndarray:
         k = self.k if k is None else k
-        return predict(self.models[k], self.block(x)[:, :k], target)
+        return self.path.predict(self.block(x), k, self.alpha_of[k], target)
+
+    def coef(self) -> np.ndarray:
+        """The chosen model's weights ([k, responses]) per standard deviation of each concept."""
+        return self.path.weights(self.k, self.alpha_of[self.k])
 
 
-def fit_concepts(
-    x: sp.csr_matrix, target: Target, *, ks: tuple[int, ...] = KS, seed: int = 0,
-    every_k: bool = False,
-) -> FittedConcepts:  # fmt: skip
-    """Choose k by inner validation, rank the concepts on all of these documents, and fit the
-    model at k (at every k of ``ks`` with ``every_k``)."""
+def fit_concepts(x, target: Target, *, ks: tuple[int, ...] = KS, seed: int = 0) -> FittedConcepts:
+    """Choose k (and each k's penalty) by inner validation, rank the concepts on all of these
+    documents, and fit the ridge path on them. ``x``: a sparse matrix or `Concepts`."""
+    x = Concepts.of(x)
     ks = tuple(k for k in ks if k <= x.shape[1]) or (x.shape[1],)
-    best = choose_k(x, target, ks, seed)
+    best, alpha_of = choose_k(x, target, ks, seed)
     order = ranked(x, target, max(ks))
-    block = x[:, order].toarray()
+    block = x.columns(order)
     mean, std = block.mean(axis=0), block.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    block = (block - mean) / std
-    models = {k: fit_model(block[:, :k], target) for k in (ks if every_k else (best,))}
-    return FittedConcepts(order, mean, std, best, models)
+    path = RidgePath((block - mean) / std, target)
+    return FittedConcepts(order, mean, std, best, alpha_of, path)
 
 
 def cross_fit_concepts(
-    x: sp.csr_matrix,
+    x,
     target: Target,
     folds: np.ndarray,
     *,
@@ -269,6 +348,7 @@ def cross_fit_concepts(
 ) -> ConceptProbe:
     """The concept probe fitted on each training fold and scored on its held-out documents;
     with ``dense`` (and the dense probe's C per fold), also the union probe."""
+    x = Concepts.of(x)
     ks = tuple(k for k in ks if k <= x.shape[1]) or (x.shape[1],)
     n = x.shape[0]
     by_k = {k: empty_predictions(target, n) for k in ks}
@@ -278,7 +358,7 @@ def cross_fit_concepts(
     for fold in np.unique(folds):
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         t_train = target.subset(train)
-        fitted = fit_concepts(x[train], t_train, ks=ks, seed=seed + int(fold), every_k=True)
+        fitted = fit_concepts(x[train], t_train, ks=ks, seed=seed + int(fold))
         for k in ks:
             by_k[k][test] = fitted.predict(x[test], target, k)
         chosen[test] = by_k[fitted.k][test]
@@ -326,7 +406,9 @@ class FittedDense:
         return predict(self.model, (np.asarray(z, np.float64) - self.mean) / self.std, target)
 
 
-def fit_dense(z: np.ndarray, target: Target, *, c: float | None = None, seed: int = 0) -> FittedDense:
+def fit_dense(
+    z: np.ndarray, target: Target, *, c: float | None = None, seed: int = 0
+) -> FittedDense:
     """Standardise ``z``, choose C by inner validation (unless given) and fit."""
     z = np.asarray(z, dtype=np.float64)
     c = choose_c(z, target, seed) if c is None else c

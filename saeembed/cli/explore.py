@@ -259,7 +259,9 @@ def _probe_title(s: dict) -> str:
         ", ".join(f"{name} {n:,}" for name, n in s["classes"].items())
         if s["classes"] else "a number"
     )  # fmt: skip
-    aside = s["set_aside"].get("missing", 0) + sum((s["set_aside"].get("small_classes") or {}).values())
+    aside = s["set_aside"].get("missing", 0) + sum(
+        (s["set_aside"].get("small_classes") or {}).values()
+    )
     extra = f"; {aside:,} set aside (no value or a class too small)" if aside else ""
     return (
         f"{s['target']} ({s['kind']}: {what}) on {s['n_docs']:,} documents{extra}; held-out "
@@ -281,7 +283,9 @@ def _score_view(scores: pl.DataFrame) -> pl.DataFrame:
 
 def _hypothesis_view(frame: pl.DataFrame, s: dict) -> pl.DataFrame:
     if s["classes"]:
-        effect = pl.format("{} [{}, {}]", *(pl.col(c).round(2) for c in ("odds_ratio", "low", "high")))
+        effect = pl.format(
+            "{} [{}, {}]", *(pl.col(c).round(2) for c in ("odds_ratio", "low", "high"))
+        )
         shares = pl.format("{}% / {}%", *((pl.col(c) * 100).round(0).cast(pl.Int64)
                                          for c in ("share_in", "share_rest")))  # fmt: skip
         names = ("odds_ratio", "active_in_marked/rest")

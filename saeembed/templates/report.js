@@ -689,6 +689,7 @@
       nAside ? el("span", { text: `${nAside.toLocaleString("en")} set aside (${[aside.missing ? `${aside.missing} without a value` : "", small.length ? "classes too small: " + small.map(([c, n]) => `${c} ${n}`).join(", ") : ""].filter(Boolean).join("; ")})` }) : null,
       el("span", {}, "encoder ", el("b", { text: m.encoder }), ` · ${m.n_concepts.toLocaleString("en")} concepts · measure ${m.measure}`),
       el("span", { text: `${m.folds}-fold cross-fitting · seed ${m.seed}` }),
+      m.corpus ? el("span", {}, "corpus ", el("b", { text: m.corpus })) : null, ...whereFact(m),
     ];
     return el("div", { class: "facts" }, ...bits);
   }
