@@ -57,6 +57,7 @@ import scipy.sparse as sp
 
 from saeembed.analysis.matrix import load_matrix
 from saeembed.analysis.probe_models import (
+    Concepts,
     Target,
     cross_fit_concepts,
     cross_fit_dense,
@@ -141,7 +142,7 @@ class Task:
         names = sorted(labels.unique().to_list())
         code = {c: i for i, c in enumerate(names)}
         self.doc_ids = matrix.doc_ids[keep]
-        self.x = matrix.values.tocsr()[keep]
+        self.x = Concepts(matrix.values.tocsr()[keep])
         kind = "binary" if len(names) == 2 else "multiclass"
         self.target = Target(kind, np.array([code[v] for v in labels.to_list()]), names)
         reader, found = dense_vectors(store, encoder, self.doc_ids)
@@ -265,7 +266,7 @@ def scale(store: Store, n: int) -> None:
     target = Target("binary", y, ["a", "b"])
     start = time.perf_counter()
     folds = make_folds(target, 5, 0)
-    probe = cross_fit_concepts(x, target, folds)
+    probe = cross_fit_concepts(Concepts(x), target, folds)
     seconds = time.perf_counter() - start
     print(f"| {n:,} x {d:,} | {x.nnz:,} | {seconds:.1f} s | {metric(target, probe.chosen):.3f} | "
           f"{sorted(probe.k_of_fold.values())} |")  # fmt: skip

@@ -244,3 +244,38 @@ def test_cli_probe_table_json_and_predictions(tmp_path):
     assert data["scores"][0]["score"] > 0.9
     bad = runner.invoke(main, ["probe", db, "--target", "tone", "--folds", "1"])
     assert bad.exit_code != 0 and "'--folds': 1 is not in the range x>=2" in bad.output
+
+
+def test_reader_baseline_needs_stored_vectors(tmp_path):
+    store, encoder = constructed_store(tmp_path / "s.duckdb", either, n=100)
+    with pytest.raises(InputError, match="no stored reader vector; run `saeembed encode"):
+        run_probe(store, "y", encoder, settings=QUICK.but(dense="reader"))
+    auto = run_probe(store, "y", encoder, settings=QUICK.but(dense="auto", hypotheses=0))
+    assert auto.summary["notes"][0].startswith("no reader baseline: 100 of 100 documents")
+
+
+@pytest.mark.slow
+def test_real_reviews_probe_against_the_stored_reader_vectors(saeembed_home, tmp_path):
+    """The real default model on 120 fresh and rotten review snippets, encoded with
+    --keep-dense: the concept probe and the reader probe both separate the sides on held-out
+    documents, and the hypotheses carry names and examples."""
+    import saeembed
+    from saeembed.data import load_dataset
+
+    reviews = load_dataset("rotten-tomatoes").filter(pl.col("category") != "plot")
+    frame = pl.concat(
+        [reviews.filter(pl.col("category") == c).head(60) for c in ("fresh", "rotten")]
+    ).select("text", "category")
+    db = tmp_path / "rt.duckdb"
+    saeembed.encode(frame, db, corpus="rt", keep_dense=True, progress=False)
+    result = saeembed.probe(
+        db, "category", settings=ProbeSettings(dense="reader", hypotheses=5), progress=False
+    )
+    scores = dict(zip(result.scores["probe"], result.scores["score"], strict=True))
+    assert result.summary["dense_probe"] == "reader (layer 15, mean-pooled)"
+    assert scores["reader (layer 15, mean-pooled)"] > 0.7
+    assert result.summary["concept_score"] > 0.7
+    assert result.hypotheses.height == 5
+    assert result.hypotheses["name"].null_count() == 0
+    assert all(result.hypotheses["examples"].list.len() > 0)
+    assert result.predictions.height == 120
