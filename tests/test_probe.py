@@ -87,6 +87,7 @@ def test_noisy_two_concept_target_is_significant_and_the_rest_is_not(tmp_path):
     significant = hyp.filter(pl.col("q") < 0.05)
     assert sorted(significant["feature"].to_list()) == [0, 1]
     assert (significant["odds_ratio"] > 1).all() and (significant["low"] > 1).all()
+    assert significant["holds"].all() and not hyp.filter(pl.col("q") >= 0.05)["holds"].any()
     assert 0.85 < result.scores["score"][0] < 0.97
 
 

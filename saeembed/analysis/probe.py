@@ -60,6 +60,8 @@ from saeembed.store.dense import dense_vectors
 log = logging.getLogger(__name__)
 
 MAX_CLASSES = 50
+#: A hypothesis holds on the held-out half at q below this, its interval above 1 (above 0).
+HOLDS_AT = 0.05
 SCORE_COLUMNS = ["probe", "inputs", "score", "low", "high", "vs_dense", "vs_low", "vs_high",
                  "share_of_dense_gain"]  # fmt: skip
 
@@ -301,7 +303,10 @@ def _hypotheses(store, encoder, x, doc_ids, target, concept, settings) -> pl.Dat
         frame = frame.rename({"coef": "log_odds"}).with_columns(
             pl.col("log_odds").exp().alias("odds_ratio")
         )
-    frame = frame.sort("p", "feature", nulls_last=True)  # the held-out evidence first
+    floor = 1.0 if target.categorical else 0.0  # of the interval: an odds ratio, a coefficient
+    frame = frame.with_columns(
+        ((pl.col("q") < HOLDS_AT) & (pl.col("low") > floor)).fill_null(False).alias("holds")
+    ).sort("p", "feature", nulls_last=True)  # the held-out evidence first
     return _add_examples(store, encoder, frame, doc_ids, target, settings.examples)
 
 

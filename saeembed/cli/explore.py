@@ -296,7 +296,8 @@ def _hypothesis_view(frame: pl.DataFrame, s: dict) -> pl.DataFrame:
     extra = ["examples"] if "examples" in frame.columns else []
     return frame.select(
         "feature", "name", "marks", effect.alias(names[0]), "q", shares.alias(names[1]),
-        pl.format("{}/{}", "folds_selected", pl.lit(s["folds"])).alias("folds"), *extra,
+        pl.format("{}/{}", "folds_selected", pl.lit(s["folds"])).alias("folds"),
+        pl.when("holds").then(pl.lit("holds")).otherwise(pl.lit("")).alias("held_out"), *extra,
     )  # fmt: skip
 
 
