@@ -22,16 +22,8 @@ from saeembed.sae.model import MAX_NORM_RATIO
 from saeembed.store import latest_version
 from saeembed.store.dense import count_dense, dense_vectors
 from tests.fakes import encode_until_killed, random_sae
+from tests.test_encode import TEXTS  # the same short documents
 
-TEXTS = [
-    "the movie was great .",
-    "awful plot , boring acting and a bad story !",
-    "stocks rallied on tuesday",
-    "i love this film",
-    "the news was not good but the market was fun",
-    "it fell",
-    "you hate that movie , but i love it . the acting is great and the story is very fun .",
-]
 LAYER = 1  # the layer of tests.fakes.random_sae
 
 
