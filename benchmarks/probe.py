@@ -197,6 +197,7 @@ def scarce(task: Task, n: int, seed: int) -> dict[str, float]:
 def imbalance(task: Task, share: float, seed: int, size: int = 400) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     y = task.target.y
+    size = min(size, int(0.8 * (y == 0).sum()))  # leave documents of both classes to score
     positives = max(1, round(share * size))
     pos = rng.choice(np.flatnonzero(y == 1), positives, replace=False)
     neg = rng.choice(np.flatnonzero(y == 0), size - positives, replace=False)
@@ -237,6 +238,22 @@ def shift(store: Store, source: str, goal: str, seed: int, embed: bool) -> dict[
     return out
 
 
+def shuffled(task: Task, seed: int) -> tuple[float, int, int]:
+    """The label permuted: the concept probe's held-out score, and of the hypotheses chosen on
+    the discovery half, how many were tested and how many reach q < 0.05 on the other half."""
+    from saeembed.analysis.probe_hypotheses import discovery_split, held_out_test, select
+
+    rng = np.random.default_rng(1000 + seed)
+    target = Target(task.target.kind, rng.permutation(task.target.y), task.target.classes)
+    folds = make_folds(target, 5, seed)
+    score = metric(target, cross_fit_concepts(task.x, target, folds, seed=seed).chosen)
+    discovery = discovery_split(target, seed)
+    chosen = select(task.x[discovery], target.subset(np.flatnonzero(discovery)), seed=seed)
+    validation = np.flatnonzero(~discovery)
+    tested = held_out_test(task.x[validation], target.subset(validation), chosen)
+    return score, tested.height, int((tested["q"] < 0.05).sum())
+
+
 def row(task: str, regime: str, results: list[dict[str, float]]) -> str:
     names = list(results[0])
     mean = {n: float(np.mean([r[n] for r in results])) for n in names}
@@ -272,6 +289,30 @@ def scale(store: Store, n: int) -> None:
           f"{sorted(probe.k_of_fold.values())} |")  # fmt: skip
 
 
+REGIMES = ("full", "scarce", "imbalance", "noise", "shift", "null")
+
+
+def task_rows(store: Store, name: str, regimes: set[str], seeds: range, embed: bool) -> list:
+    """Print the task's rows for ``regimes``; return its shuffled-label results (if asked)."""
+    corpus, column, classes = TASKS[name]
+    task = Task(store, corpus, column, classes, embed)
+    print(f"{name}: {len(task.target.y)} documents", file=sys.stderr)
+    runs = []
+    if "full" in regimes:
+        runs.append(("full (5-fold)", lambda s: full(task, s)))
+    if "scarce" in regimes:
+        runs += [(f"scarce {n}", lambda s, n=n: scarce(task, n, s)) for n in (24, 96)]
+    if "imbalance" in regimes and task.target.kind == "binary":
+        runs += [(f"imbalance {p:.0%}", lambda s, p=p: imbalance(task, p, s)) for p in (0.05, 0.01)]
+    if "noise" in regimes:
+        runs.append(("noise 30%", lambda s: noise(task, 0.3, s)))
+    for regime, run in runs:
+        print(row(name, regime, [run(s) for s in seeds]), flush=True)
+    if "null" in regimes and name in ("review side", "genre"):
+        return [shuffled(task, s) for s in range(10)]
+    return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store")
@@ -280,11 +321,12 @@ def main() -> None:
     parser.add_argument("--no-embedder", action="store_true")
     parser.add_argument("--scale", type=int)
     parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--regimes", default=",".join(REGIMES))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.build:
         build(args.store)
-    embed = not args.no_embedder
+    embed, regimes, seeds = not args.no_embedder, set(args.regimes.split(",")), range(args.seeds)
     with Store(args.store) as store:
         if args.scale:
             print(
@@ -296,34 +338,20 @@ def main() -> None:
         probes = "concepts | reader" + (" | embedder" if embed else "")
         print(f"| task | regime | {probes} | concepts − reader | concepts ≥ reader |")
         print("|---|---|" + "---:|" * (len(probes.split("|")) + 2))
-        seeds = range(args.seeds)
-        for name in args.tasks.split(","):
-            corpus, column, classes = TASKS[name]
-            task = Task(store, corpus, column, classes, embed)
-            print(f"{name}: {len(task.target.y)} documents", file=sys.stderr)
-            print(row(name, "full (5-fold)", [full(task, s) for s in seeds]), flush=True)
-            for n in (24, 96):
-                print(row(name, f"scarce {n}", [scarce(task, n, s) for s in seeds]), flush=True)
-            if task.target.kind == "binary":
-                for share in (0.05, 0.01):
-                    print(
-                        row(
-                            name,
-                            f"imbalance {share:.0%}",
-                            [imbalance(task, share, s) for s in seeds],
-                        ),
-                        flush=True,
-                    )
-            print(row(name, "noise 30%", [noise(task, 0.3, s) for s in seeds]), flush=True)
-        for source, goal in SHIFTS:
-            print(
-                row(
-                    "side (left/right)",
-                    f"shift {source} → {goal}",
-                    [shift(store, source, goal, s, embed) for s in seeds],
-                ),
-                flush=True,
-            )
+        nulls = [(name, task_rows(store, name, regimes, seeds, embed))
+                 for name in args.tasks.split(",")]  # fmt: skip
+        for source, goal in SHIFTS if "shift" in regimes else ():
+            results = [shift(store, source, goal, s, embed) for s in seeds]
+            print(row("side (left/right)", f"shift {source} → {goal}", results), flush=True)
+        if any(results for _, results in nulls):
+            print("\n| shuffled label (10 seeds) | concept probe: max held-out score | mean | "
+                  "hypotheses tested | at q < 0.05 |")  # fmt: skip
+            print("|---|---:|---:|---:|---:|")
+        for name, results in nulls:
+            if results:
+                scores = [r[0] for r in results]
+                print(f"| {name} | {max(scores):.3f} | {np.mean(scores):.3f} | "
+                      f"{sum(r[1] for r in results)} | {sum(r[2] for r in results)} |")  # fmt: skip
 
 
 if __name__ == "__main__":
