@@ -258,7 +258,11 @@ def metadata_column(
         )
     values = [None if v is None else json.loads(v) for v in frame["v"].to_list()]
     if all(v is None for v in values):
-        keys = store.sql("SELECT meta FROM documents WHERE meta IS NOT NULL LIMIT 1")
+        keys = store.sql(
+            "SELECT meta FROM documents WHERE meta IS NOT NULL AND ($corpus IS NULL OR corpus = "
+            "$corpus) LIMIT 1",
+            {"corpus": corpus},
+        )
         have = ", ".join(json.loads(keys["meta"][0])) if keys.height else "none"
         raise InputError(f"no metadata column {column!r} in these documents (columns: {have})")
     return pl.Series(column, values, strict=False)
