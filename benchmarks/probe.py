@@ -137,7 +137,7 @@ class Task:
         values = metadata_column(store, matrix, column, corpus).cast(pl.Utf8)
         keep = values.is_not_null().to_numpy()
         if classes:
-            keep &= values.is_in(classes).to_numpy()
+            keep &= values.is_in(classes).fill_null(False).to_numpy()
         labels = values.filter(pl.Series(keep))
         names = sorted(labels.unique().to_list())
         code = {c: i for i, c in enumerate(names)}
