@@ -280,3 +280,13 @@ def test_real_reviews_probe_against_the_stored_reader_vectors(saeembed_home, tmp
     assert result.hypotheses["name"].null_count() == 0
     assert all(result.hypotheses["examples"].list.len() > 0)
     assert result.predictions.height == 120
+
+
+def test_max_docs_takes_a_fixed_sample(tmp_path):
+    store, encoder = constructed_store(tmp_path / "s.duckdb", either, n=300)
+    settings = QUICK.but(max_docs=120, hypotheses=0)
+    first = run_probe(store, "y", encoder, settings=settings)
+    again = run_probe(store, "y", encoder, settings=settings)
+    assert first.summary["n_docs"] == 120
+    assert first.predictions["doc_id"].to_list() == again.predictions["doc_id"].to_list()
+    assert first.scores["score"].to_list() == again.scores["score"].to_list()  # deterministic

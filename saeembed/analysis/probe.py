@@ -261,6 +261,8 @@ def _score_table(scored, target, concept, reference, widths) -> pl.DataFrame:
             inputs = int(name.split("=")[1])
         elif name.startswith("concepts"):
             inputs = int(np.median(list(concept.k_of_fold.values())))
+        elif name.startswith("union"):
+            inputs = widths[reference] + int(np.median(list(concept.k_of_fold.values())))
         else:
             inputs = widths.get(name)
         share = share_of_gain(s["score"], dense_score, target.kind) if reference else None

@@ -270,15 +270,21 @@ def _probe_title(s: dict) -> str:
 
 
 def _score_view(scores: pl.DataFrame) -> pl.DataFrame:
-    return scores.select(
-        "probe", "inputs",
-        pl.format("{} [{}, {}]", *(pl.col(c).round(3) for c in ("score", "low", "high")))
-        .alias("held_out"),
-        pl.when(pl.col("vs_dense").is_not_null()).then(pl.format(
-            "{} [{}, {}]", *(pl.col(c).round(3) for c in ("vs_dense", "vs_low", "vs_high"))
-        )).alias("vs_dense"),
-        (pl.col("share_of_dense_gain") * 100).round(0).cast(pl.Int64).alias("dense_gain_%"),
-    )  # fmt: skip
+    def interval(v, low, high, sign=""):
+        return f"{v:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]" if v is not None else None
+
+    rows = []
+    for r in scores.iter_rows(named=True):
+        versus = interval(r["vs_dense"], r["vs_low"], r["vs_high"], "+")
+        share = r["share_of_dense_gain"]
+        rows.append({
+            "probe": r["probe"], "inputs": r["inputs"],
+            "held_out": interval(r["score"], r["low"], r["high"]),
+            "vs_dense": versus if versus or share is None else "(the dense probe)",
+            "dense_gain": None if share is None else f"{share:.0%}",
+        })  # fmt: skip
+    return pl.DataFrame(rows, schema={"probe": pl.Utf8, "inputs": pl.Int64, "held_out": pl.Utf8,
+                                      "vs_dense": pl.Utf8, "dense_gain": pl.Utf8})  # fmt: skip
 
 
 def _hypothesis_view(frame: pl.DataFrame, s: dict) -> pl.DataFrame:
