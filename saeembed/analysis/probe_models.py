@@ -39,7 +39,7 @@ KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: The dense probes' inverse penalties (ridge: alpha = 1 / C).
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 #: The concept probe's ridge penalties, per training document, strongest first.
-ALPHAS = (1e-1, 1e-2, 1e-3, 1e-4)
+ALPHAS = (10.0, 1.0, 1e-1, 1e-2, 1e-3, 1e-4)
 #: Above this many training documents, the inner validation is one held-out third.
 INNER_SPLIT_ABOVE = 5_000
 #: A concept active in fewer training documents than this is not ranked.
