@@ -281,12 +281,23 @@ def scale(store: Store, n: int) -> None:
     signal = np.asarray(x[:, :20].sum(axis=1)).ravel()
     y = (signal + rng.normal(0, signal.std(), n) > np.median(signal)).astype(int)
     target = Target("binary", y, ["a", "b"])
-    start = time.perf_counter()
-    folds = make_folds(target, 5, 0)
-    probe = cross_fit_concepts(Concepts(x), target, folds)
-    seconds = time.perf_counter() - start
-    print(f"| {n:,} x {d:,} | {x.nnz:,} | {seconds:.1f} s | {metric(target, probe.chosen):.3f} | "
-          f"{sorted(probe.k_of_fold.values())} |")  # fmt: skip
+    from saeembed.analysis.probe_hypotheses import discovery_split, held_out_test, select
+    from saeembed.analysis.probe_scores import scores_with_intervals
+
+    clock = [time.perf_counter()]
+    concepts = Concepts(x)  # the layouts the probe reads
+    clock.append(time.perf_counter())
+    probe = cross_fit_concepts(concepts, target, make_folds(target, 5, 0))
+    clock.append(time.perf_counter())
+    scores_with_intervals(target, {"chosen": probe.chosen, **probe.by_k})
+    clock.append(time.perf_counter())
+    discovery = discovery_split(target, 0)
+    chosen = select(concepts[discovery], target.subset(np.flatnonzero(discovery)))
+    held_out_test(concepts[~discovery], target.subset(np.flatnonzero(~discovery)), chosen)
+    clock.append(time.perf_counter())
+    stages = " / ".join(f"{b - a:.1f}" for a, b in zip(clock, clock[1:], strict=False))
+    print(f"| {n:,} x {d:,} | {x.nnz:,} | {clock[-1] - clock[0]:.1f} s ({stages}) | "
+          f"{metric(target, probe.chosen):.3f} | {sorted(probe.k_of_fold.values())} |")  # fmt: skip
 
 
 REGIMES = ("full", "scarce", "imbalance", "noise", "shift", "null")
@@ -330,7 +341,8 @@ def main() -> None:
     with Store(args.store) as store:
         if args.scale:
             print(
-                "| documents x concepts | activations | concept probe, 5 folds | AUC | k per fold |"
+                "| documents x concepts | activations | seconds (prepare / 5-fold cross-fit / "
+                "intervals / hypotheses) | AUC | k per fold |"
             )
             print("|---|---:|---:|---:|---|")
             scale(store, args.scale)
