@@ -66,6 +66,7 @@ from saeembed.analysis.probe_models import (
     make_folds,
 )
 from saeembed.analysis.probe_scores import metric
+from saeembed.embedding_cache import stored_document_embeddings
 from saeembed.store import Store
 from saeembed.store.dense import dense_vectors
 
@@ -149,15 +150,7 @@ class Task:
         assert found.all(), "build the store with --keep-dense"
         self.dense = {"reader": reader}
         if embed:
-            self.dense["embedder"] = _embeddings(store, self.doc_ids)
-
-
-def _embeddings(store: Store, doc_ids: np.ndarray) -> np.ndarray:
-    from saeembed.embedding_cache import document_embeddings
-
-    texts = store.texts(doc_ids)
-    text_of = dict(zip(texts["doc_id"].to_list(), texts["text"].to_list(), strict=True))
-    return document_embeddings(store, doc_ids, [text_of[int(d)] for d in doc_ids])
+            self.dense["embedder"] = stored_document_embeddings(store, self.doc_ids)
 
 
 def train_test(x, dense, target: Target, train, test, seed: int) -> dict[str, float]:

@@ -66,6 +66,14 @@ def document_embeddings(
     return matrix[[row[int(d)] for d in np.asarray(doc_ids)]]
 
 
+def stored_document_embeddings(store: Store, doc_ids, embedder="default") -> np.ndarray:
+    """`document_embeddings` of documents already in ``store``, their texts read from it."""
+    ids = np.asarray(doc_ids, dtype=np.int64)
+    texts = store.texts(ids)
+    text_of = dict(zip(texts["doc_id"].to_list(), texts["text"].to_list(), strict=True))
+    return document_embeddings(store, ids, [text_of[int(d)] for d in ids], embedder)
+
+
 def _stored(store: Store, key: str, doc_ids: pl.Series) -> pl.DataFrame:
     with store.temporary(wanted_embeddings=pl.DataFrame({"doc_id": doc_ids})):
         return store.sql(

@@ -184,12 +184,10 @@ def dense_inputs(
             notes.append("no reader baseline: " + message)
     if choice in ("auto", "embedder", "both"):
         from saeembed.embedder import load_embedder
-        from saeembed.embedding_cache import document_embeddings
+        from saeembed.embedding_cache import stored_document_embeddings
 
         embedder = load_embedder("default")
-        texts = store.texts(doc_ids)
-        text_of = dict(zip(texts["doc_id"].to_list(), texts["text"].to_list(), strict=True))
-        vectors = document_embeddings(store, doc_ids, [text_of[int(d)] for d in doc_ids], embedder)
+        vectors = stored_document_embeddings(store, doc_ids, embedder)
         out[f"sentence embedder ({embedder.model_id.split('/')[-1]})"] = vectors
     return out, notes
 

@@ -139,8 +139,8 @@ class Concepts:
         return tuple(self._weighted(m, weights) for m in (self._csc, self._squares, self._active))
 
     def columns(self, order: np.ndarray) -> np.ndarray:
-        """These rows of the ``order`` columns, dense."""
-        return self._csc[:, order].toarray()[self.rows]
+        """These rows of the ``order`` columns, dense (only these rows are made dense)."""
+        return self._csc[:, order].tocsr()[self.rows].toarray()
 
 
 # ---- ranking concepts -------------------------------------------------------------------------
@@ -313,9 +313,12 @@ class FittedConcepts:
     def block(self, x) -> np.ndarray:
         return (Concepts.of(x).columns(self.order) - self.mean) / self.std
 
-    def predict(self, x, target: Target, k: int | None = None) -> np.ndarray:
+    def predict(self, x, target: Target, k: int | None = None, block=None) -> np.ndarray:
+        """Predictions at ``k`` (the chosen one by default); ``block``: ``self.block(x)``, when
+        the caller already has it."""
         k = self.k if k is None else k
-        return self.path.predict(self.block(x), k, self.alpha_of[k], target)
+        block = self.block(x) if block is None else block
+        return self.path.predict(block, k, self.alpha_of[k], target)
 
     def coef(self) -> np.ndarray:
         """The chosen model's weights ([k, responses]) per standard deviation of each concept."""
@@ -359,8 +362,9 @@ def cross_fit_concepts(
         train, test = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         t_train = target.subset(train)
         fitted = fit_concepts(x[train], t_train, ks=ks, seed=seed + int(fold))
+        test_block = fitted.block(x[test])  # once for every k
         for k in ks:
-            by_k[k][test] = fitted.predict(x[test], target, k)
+            by_k[k][test] = fitted.predict(None, target, k, block=test_block)
         chosen[test] = by_k[fitted.k][test]
         k_of_fold[int(fold)] = fitted.k
         concepts_of_fold[int(fold)] = fitted.order[: fitted.k]
@@ -370,7 +374,7 @@ def cross_fit_concepts(
                 np.hstack([dense[train], fitted.block(x[train])[:, : fitted.k]]), t_train, c=c
             )
             union[test] = fitted_union.predict(
-                np.hstack([dense[test], fitted.block(x[test])[:, : fitted.k]]), target
+                np.hstack([dense[test], test_block[:, : fitted.k]]), target
             )
         log.info("fold %d: k=%d of %d ranked concepts", fold, fitted.k, len(fitted.order))
     return ConceptProbe(chosen, by_k, k_of_fold, concepts_of_fold, union)
