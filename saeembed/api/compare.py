@@ -52,7 +52,7 @@ def _encodable(ref: str | Path) -> bool:
 
 def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str, object | None]:
     """A corpus already in ``store`` by that name, or the file/dataset ``ref`` encoded into it
-    (only what is missing). Returns the corpus name and the encoder used when it encoded."""
+    (only what is missing). Returns the corpus name and the `EncodeResult` when it encoded."""
     ref = str(ref)
     if ref in store.corpora() and not Path(ref).exists():
         return ref, None
@@ -65,7 +65,7 @@ def _as_corpus(store: Store, ref: str | Path, encode_options: dict) -> tuple[str
     result = encode(ref, store, **encode_options)
     if result.labels_note:
         log.warning(result.labels_note)
-    return result.corpus, result.encoding.encoder
+    return result.corpus, result
 
 
 @dataclass
@@ -163,12 +163,24 @@ def _encoded_first(db, refs, options, encoder):
 def _as_corpora(store: Store, refs, options) -> tuple[list[str], object | None]:
     """Each of ``refs`` as a corpus of ``store`` (`_as_corpus`), and the encoder the first one
     encoded on the way used (None when nothing was encoded)."""
-    names, used = [], None
-    for ref in refs:
-        name, enc = _as_corpus(store, ref, options)
-        names.append(name)
-        used = used or enc
-    return names, used
+    from saeembed.encoding.core import naming_deferred
+    from saeembed.labels.naming import name_concepts
+
+    names, results = [], []
+    with naming_deferred() as pending:  # the concepts are named once, after every side
+        for ref in refs:
+            name, result = _as_corpus(store, ref, options)
+            names.append(name)
+            results += [result] if result is not None else []
+    for encoder in pending:
+        naming = name_concepts(store, encoder)
+        for result in results:  # the note goes with the first side that encoded
+            if result.encoding.encoder.encoder_id == encoder.encoder_id:
+                result.encoding.naming, result.encoding.naming_deferred = naming, False
+                if result.labels_note:
+                    log.warning(result.labels_note)
+                break
+    return names, results[0].encoding.encoder if results else None
 
 
 def _open_store(db, refs) -> Store:

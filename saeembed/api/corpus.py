@@ -76,7 +76,7 @@ class EncodeResult:
         naming = self.encoding.naming
         if naming is not None:
             return naming.summary() + " (docs/labels.md#which-name-you-see)"
-        if not self.encoding.shipped_labels:
+        if not self.encoding.shipped_labels or self.encoding.naming_deferred:
             return None
         command = "saeembed features label" + (f" {self.store_path}" if self.store_path else "")
         return (

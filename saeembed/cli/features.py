@@ -116,13 +116,20 @@ def features_label(ctx, db, encoder, corpus, method, feature_ids, max_docs, api_
     show_default=True,
     help="Keep the shipped names on a store with fewer encoded documents.",
 )
+@click.option(
+    "--by-words",
+    is_flag=True,
+    help="Name by the words under the peaks only: skip choosing among the names by meaning "
+    "with the sentence embedder (seconds instead of tens of seconds; names read worse).",
+)
 @domain_errors
-def features_name(db, encoder, min_docs):
+def features_name(db, encoder, min_docs, by_words):
     """Name the concepts from DB's own documents, where the names shipped with the SAE do not
-    fit them: what each fires on here (its strongest peaks, read in context). `encode` does this
-    itself; run it after changing the store by hand. Labels made by `features label` or
-    imported are kept (docs/labels.md#which-name-you-see)."""
-    report = api.name_concepts(db, encoder=encoder, min_docs=min_docs)
+    fit them: what each fires on here (its strongest peaks, read in context), the name that
+    says best what the text around them shares chosen by meaning. `encode` does this itself;
+    run it after changing the store by hand. Labels made by `features label` or imported are
+    kept (docs/labels.md#which-name-you-see)."""
+    report = api.name_concepts(db, encoder=encoder, min_docs=min_docs, by_meaning=not by_words)
     if report is None:
         note(
             f"nothing to name: fewer than {min_docs:,} encoded documents, or no shipped names",

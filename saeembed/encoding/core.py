@@ -10,6 +10,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +110,7 @@ class EncodeReport:
     shipped_labels: int = 0  # labels the encoder took from its SAE's label file (a new encoder)
     n_dense_filled: int = 0  # --keep-dense: vectors filled in for documents encoded before
     naming: NamingReport | None = None  # concepts named from the store's documents afterwards
+    naming_deferred: bool = False  # inside `naming_deferred`: named once the block ends
 
     def add(self, docs: list[Tokenized], activations: pa.Table, seconds: float) -> None:
         """Count one written batch; ``seconds`` is the time since the encoding started."""
@@ -532,5 +535,27 @@ def encode_stored_corpus(
     )  # fmt: skip
     encoding.shipped_labels = ensure_shipped_labels(store, encoding.encoder)
     if encoding.n_encoded or encoding.shipped_labels:  # new documents: the names may change
-        encoding.naming = name_concepts(store, encoding.encoder)
+        pending = _DEFERRED.get()
+        if pending is None:
+            encoding.naming = name_concepts(store, encoding.encoder)
+        else:
+            encoding.naming_deferred = True
+            if all(e.encoder_id != encoding.encoder.encoder_id for e in pending):
+                pending.append(encoding.encoder)
     return encoding
+
+
+_DEFERRED: ContextVar[list[Encoder] | None] = ContextVar("naming_deferred", default=None)
+
+
+@contextmanager
+def naming_deferred() -> Iterator[list[Encoder]]:
+    """Within the block, `encode_stored_corpus` leaves naming the concepts to the caller: it
+    lists the encoders that encoded new documents in the list this yields (encoding the two
+    sides of a diff names the concepts once, not after each side)."""
+    pending: list[Encoder] = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield pending
+    finally:
+        _DEFERRED.reset(token)

@@ -82,6 +82,8 @@ class LocalConfig:
     min_share: float = 0.05  # share of a concept's peaks a descriptor in its name must cover
     negatives: int = 400  # other concepts' peaks a name is tested against
     context: int = 40  # characters read on each side of a peak
+    by_meaning: bool = True  # choose among the names by the sentence embedder (labels.meaning)
+    meaning_docs: int = 2_000  # documents whose windows that choice embeds (a fixed sample)
 
 
 # ---- reading the peaks ---------------------------------------------------------------------

@@ -84,13 +84,14 @@ def decide_names(
     sample = rng.choice(len(peaks.feature), size=min(config.negatives, len(peaks.feature)),
                         replace=False)  # fmt: skip
     pool = peaks.pool_counts(sample)
-    rows = []
+    rows, local_of = [], {}
     for feature, shipped_label in shipped.items():
         mine = groups.get(feature, np.zeros(0, dtype=np.int64))
         shipped_score = fit(peaks, label_terms(shipped_label), mine, pool) if len(mine) else None
         if shipped_label is None:
             shipped_score = None
         local = name_from(peaks, mine, config)
+        local_of[feature] = local
         keep = local is None or (shipped_label is not None and shipped_score >= SHIPPED_MIN_SCORE)
         if not keep and shipped_label is not None:
             # the local name is made from half the peaks and scored on the other half, so it
@@ -104,6 +105,8 @@ def decide_names(
         shown = (shipped_label, sources[feature]) if keep else (local.name, SOURCE)
         rows.append((feature, True, *shown, shipped_label, sources[feature], shipped_score,
                      evidence))  # fmt: skip
+    if config.by_meaning:
+        rows = _by_meaning(store, encoder, rows, local_of, config)
     for feature in sorted(set(groups) - set(shipped)):  # the user's names: only alike_of
         rows.append((feature, False, None, None, None, None, None, None))
     # which concepts are alike, by the names they now show (the user's where they named them)
@@ -122,6 +125,30 @@ def decide_names(
                 "local_evidence": pl.String, "alike_of": pl.Int64},
         orient="row",
     )  # fmt: skip
+
+
+def _by_meaning(store: Store, encoder: Encoder, rows: list, local_of: dict, config: LocalConfig):
+    """``rows`` with the name each concept shows replaced where a name chosen by meaning
+    (`saeembed.labels.meaning`) reads its peaks better: the shipped name again where that is
+    the one chosen, else a store name."""
+    from saeembed.labels.meaning import MeaningConfig, choose_names
+
+    # the candidates besides the name shown: the local name and the shipped one (a shipped name
+    # that fits by meaning, not by the words under the peaks, is shown again)
+    current = {
+        r[0]: (r[2], [n for n in (local_of[r[0]].name if local_of[r[0]] else None, r[4]) if n])
+        for r in rows
+    }
+    chosen = choose_names(store, encoder, current, MeaningConfig(max_docs=config.meaning_docs),
+                          skip_heldout=config.skip_heldout)  # fmt: skip
+    out = []
+    for row in rows:
+        if row[0] in chosen:
+            name = chosen[row[0]][0]
+            source = row[5] if name == row[4] else SOURCE
+            row = (row[0], row[1], name, source, *row[4:])
+        out.append(row)
+    return out
 
 
 def _names_to_decide(every: pl.DataFrame, groups: dict) -> tuple[dict, dict]:
