@@ -59,7 +59,7 @@ class MeaningConfig:
     peak_words: int = 5  # the words under this many strongest peaks are proposed too
     max_terms: int = 3  # terms in a joined name
     min_gain: float = 0.03  # AUC a term must add to a joined name
-    min_better: float = 0.01  # AUC a new name must add over the current one
+    min_better: float = 0.03  # AUC a new name must add over the current one
     context_radius: int = 8  # words either side of a peak whose content words are proposed
     embedder: str = "default"
 
