@@ -20,8 +20,9 @@ name is kept when its words find the concept's peaks on this store (`fit`: the b
 with which the name tells the concept's peaks from a fixed sample of other concepts' peaks) at
 least `SHIPPED_MIN_SCORE`, or at least as well as a local name made from half the peaks finds
 the other half; otherwise the local name replaces it (``label_source = 'local'``) and the
-shipped one stays in `features.shipped_label`. Names made by `saeembed features label`, the LLM
-labeller or an import are the user's and are never replaced.
+shipped one stays in `features.shipped_label`. Then `saeembed.labels.meaning` chooses among
+these names and the phrases around the peaks by the sentence embedder. Names made by `saeembed
+features label`, the LLM labeller or an import are the user's and are never replaced.
 """
 
 from __future__ import annotations

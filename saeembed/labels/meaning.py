@@ -14,13 +14,15 @@ embedder, the way the embedding scorer (`saeembed.labels.scoring`) judges a name
 - per concept, its **positives** are the windows at its peaks in the sampled documents where it
   is strongly active (at least half its 99th-percentile value there), the strongest first; its
   **negatives** windows of sampled documents where it is silent;
-- **candidates**: the names it has now (shipped, local) and their terms, the words and short
-  phrases (one to three words holding the peak word) that two or more of its strongest peaks
-  share, and the content words near two or more of them;
+- **candidates**: the names it has now (shown, local, shipped) and the terms of the first two,
+  the words and short phrases (one to three words holding the peak word) that two or more of its
+  strongest peaks share, the content words near two or more of them, and the words under its
+  few strongest peaks;
 - each candidate is scored by the AUC of its cosine similarity, positives against negatives; the
   name is the best candidate, or the best two or three joined (``a / b / c``, each added term
   raising the AUC by `min_gain`), whichever scores higher, and it replaces the current name only
-  when it scores `min_gain` above it.
+  when it scores `min_better` above it; a name that is a described symbol (``"." ending a
+  sentence``) keeps the symbol first.
 
 The sentence embedder is the default one (all-MiniLM-L6-v2, from PyPI); when it cannot be loaded
 the names stay as `saeembed.labels.local` decided them, and a warning says so.
