@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,7 +107,7 @@ def decide_names(
         rows.append((feature, True, *shown, shipped_label, sources[feature], shipped_score,
                      evidence))  # fmt: skip
     if config.by_meaning:
-        rows = _by_meaning(store, encoder, rows, local_of, config)
+        rows = _by_meaning(store, encoder, rows, local_of, config, peaks, groups)
     for feature in sorted(set(groups) - set(shipped)):  # the user's names: only alike_of
         rows.append((feature, False, None, None, None, None, None, None))
     # which concepts are alike, by the names they now show (the user's where they named them)
@@ -127,10 +128,12 @@ def decide_names(
     )  # fmt: skip
 
 
-def _by_meaning(store: Store, encoder: Encoder, rows: list, local_of: dict, config: LocalConfig):
+def _by_meaning(store: Store, encoder: Encoder, rows: list, local_of: dict, config: LocalConfig,
+                peaks: Peaks, groups: dict):  # fmt: skip
     """``rows`` with the name each concept shows replaced where a name chosen by meaning
     (`saeembed.labels.meaning`) reads its peaks better: the shipped name again where that is
-    the one chosen, else a store name."""
+    the one chosen, else a store name (with what its peaks are as its local evidence, also
+    where the words under them made no name)."""
     from saeembed.labels.meaning import MeaningConfig, choose_names
 
     # the candidates besides the name shown: the local name and the shipped one (a shipped name
@@ -146,7 +149,12 @@ def _by_meaning(store: Store, encoder: Encoder, rows: list, local_of: dict, conf
         if row[0] in chosen:
             name = chosen[row[0]][0]
             source = row[5] if name == row[4] else SOURCE
-            row = (row[0], row[1], name, source, *row[4:])
+            evidence = row[7]
+            if evidence is None and source == SOURCE:
+                counts = Counter(peaks.descriptor[i] for i in groups.get(row[0], ()))
+                shown = sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:8]
+                evidence = json.dumps([{"term": t, "n": n} for t, n in shown], ensure_ascii=False)
+            row = (row[0], row[1], name, source, *row[4:7], evidence)
         out.append(row)
     return out
 
