@@ -50,7 +50,6 @@ _WORDLIKE = re.compile(r"^\w")
 
 @dataclass(frozen=True)
 class MeaningConfig:
-    enabled: bool = True  # False: the names stay as the peaks' words decided them
     max_docs: int = 2_000  # documents cut into windows and embedded (a fixed sample)
     stride: int = 10  # words between window centres
     positives: int = 120  # strongest peak windows a concept is judged on
@@ -78,8 +77,7 @@ class Windows:
     centre: np.ndarray  # per window: the character offset of its centre word
     vectors: np.ndarray  # per window: its embedding (unit length)
     words: list[list[str]]  # per document: its words, lower case
-    word_start: list[np.ndarray]  # per document: where each word starts
-    word_end: list[np.ndarray]
+    word_end: list[np.ndarray]  # per document: where each word ends
     around: dict = field(default_factory=dict)  # (document, word) -> `_around`
 
     def at(self, doc: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -98,13 +96,13 @@ class Windows:
         return j if j < len(self.words[doc]) else None
 
 
-def cut_windows(texts: list[str], stride: int, embedder) -> Windows | None:
-    """``texts`` (in doc-id order) cut into windows every ``stride`` words and embedded."""
-    owner, centre, windows, words, starts, ends = [], [], [], [], [], []
+def cut_windows(doc_ids: np.ndarray, texts: list[str], stride: int, embedder) -> Windows | None:
+    """The documents ``doc_ids`` (sorted; ``texts`` theirs) cut into windows every ``stride``
+    words and embedded; None when they hold no words."""
+    owner, centre, windows, words, ends = [], [], [], [], []
     for i, text in enumerate(texts):
         spans = words_with_spans(text or "")
         words.append([w for w, _, _ in spans])
-        starts.append(np.asarray([s for _, s, _ in spans], dtype=np.int64))
         ends.append(np.asarray([e for _, _, e in spans], dtype=np.int64))
         for _, s, e in spans[::stride]:
             owner.append(i)
@@ -114,8 +112,8 @@ def cut_windows(texts: list[str], stride: int, embedder) -> Windows | None:
         return None
     vectors = _embed_all(embedder, windows)
     return Windows(
-        np.zeros(0), np.asarray(owner, dtype=np.int64), np.asarray(centre, dtype=np.int64),
-        np.stack([vectors[t] for t in windows]), words, starts, ends,
+        doc_ids, np.asarray(owner, dtype=np.int64), np.asarray(centre, dtype=np.int64),
+        np.stack([vectors[t] for t in windows]), words, ends,
     )  # fmt: skip
 
 
@@ -277,10 +275,9 @@ def choose_names(
         log.warning("names are chosen by words only: the sentence embedder failed: %s", error)
         return {}
     ids, texts, frame = _sample(store, encoder, config, skip_heldout)
-    windows = cut_windows([texts.get(int(i), "") for i in ids], config.stride, embedder)
+    windows = cut_windows(ids, [texts.get(int(i), "") for i in ids], config.stride, embedder)
     if windows is None:
         return {}
-    windows.doc_ids = ids
     peaks = _positives_and_active(frame.filter(pl.col("feature").is_in(list(current))), ids, config)
     cases = _cases(windows, peaks, current, config)
     vectors = _embed_all(embedder, (c for case in cases.values() for c in case.candidates))
