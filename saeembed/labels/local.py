@@ -313,6 +313,12 @@ class Peaks:
                 found += 1
         return found
 
+    def evidence(self, rows, n: int = 8) -> list[tuple[str, int]]:
+        """What the peaks ``rows`` are: their ``n`` commonest descriptors, with how many peaks
+        each is (most first, then by the descriptor)."""
+        counts = Counter(self.descriptor[i] for i in rows)
+        return sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:n]
+
     def evidence_vectors(
         self, groups: dict[int, np.ndarray], min_peaks: int
     ) -> tuple[dict[int, dict[str, float]], dict[int, tuple[float, float]]]:
@@ -421,27 +427,25 @@ def name_from(peaks: Peaks, rows, config: LocalConfig = LocalConfig()) -> LocalN
             None,
         )  # fmt: skip
         terms.append(phrase or surface)
-    evidence = Counter(peaks.descriptor[i] for i in rows)
     if not terms:
-        return _varied_name(peaks, rows, evidence)
-    shown = sorted(evidence.items(), key=lambda x: (-x[1], x[0]))[:8]
+        return _varied_name(peaks, rows)
     feature = int(peaks.feature[rows[0]])
-    return LocalName(feature, " / ".join(terms), _all_forms(terms, forms), shown, len(rows))
+    return LocalName(feature, " / ".join(terms), _all_forms(terms, forms), peaks.evidence(rows),
+                     len(rows))  # fmt: skip
 
 
 MIN_NAME_SHARE = 0.6  # share of a concept's peaks on names for it to be named "names (...)"
 
 
-def _varied_name(peaks: Peaks, rows, evidence: Counter) -> LocalName | None:
+def _varied_name(peaks: Peaks, rows) -> LocalName | None:
     """A concept whose peaks share no word: named by what its peaks are when most are names
     (``names (cary / bobbie / inez ...)``, peak words strongest first), else None."""
     if peaks.capital[rows].mean() < MIN_NAME_SHARE:
         return None
     examples = list(dict.fromkeys(peaks.descriptor[i] for i in rows if peaks.capital[i]))[:3]
     feature = int(peaks.feature[rows[0]])
-    shown = sorted(evidence.items(), key=lambda x: (-x[1], x[0]))[:8]
     name = f"names ({' / '.join(examples)} ...)"
-    return LocalName(feature, name, tuple(examples), shown, len(rows))
+    return LocalName(feature, name, tuple(examples), peaks.evidence(rows), len(rows))
 
 
 def _all_forms(terms: list[str], forms: dict[str, Counter]) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,9 +99,7 @@ def decide_names(
             made = name_from(peaks, mine[0::2], config)
             held = fit(peaks, made.terms, mine[1::2], pool) if made else 0.5
             keep = held <= shipped_score
-        evidence = None if local is None else json.dumps(
-            [{"term": t, "n": n} for t, n in local.evidence], ensure_ascii=False
-        )  # fmt: skip
+        evidence = None if local is None else _evidence_json(local.evidence)
         shown = (shipped_label, sources[feature]) if keep else (local.name, SOURCE)
         rows.append((feature, True, *shown, shipped_label, sources[feature], shipped_score,
                      evidence))  # fmt: skip
@@ -151,12 +148,15 @@ def _by_meaning(store: Store, encoder: Encoder, rows: list, local_of: dict, conf
             source = row[5] if name == row[4] else SOURCE
             evidence = row[7]
             if evidence is None and source == SOURCE:
-                counts = Counter(peaks.descriptor[i] for i in groups.get(row[0], ()))
-                shown = sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:8]
-                evidence = json.dumps([{"term": t, "n": n} for t, n in shown], ensure_ascii=False)
+                evidence = _evidence_json(peaks.evidence(groups.get(row[0], ())))
             row = (row[0], row[1], name, source, *row[4:7], evidence)
         out.append(row)
     return out
+
+
+def _evidence_json(evidence: list[tuple[str, int]]) -> str:
+    """`Peaks.evidence` as `features.local_evidence` holds it."""
+    return json.dumps([{"term": t, "n": n} for t, n in evidence], ensure_ascii=False)
 
 
 def _names_to_decide(every: pl.DataFrame, groups: dict) -> tuple[dict, dict]:
